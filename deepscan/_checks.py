@@ -1,0 +1,64 @@
+"""Input validation shared by the deepscan modules: clear ValueErrors before any work."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["as_activations", "check_same_width", "as_pvalue_ranges"]
+
+
+def as_activations(x, name: str) -> np.ndarray:
+    """Return ``x`` as a finite 2-D float array (float32 kept, other types as float64).
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is not 2-D, is empty, is not numeric, or holds NaN/inf.
+    """
+    a = np.asarray(x)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n_statements, n_nodes), got shape {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {a.shape}); it needs at least one statement and one node")
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer) or a.dtype == bool):
+        raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
+    if a.dtype == np.float32:
+        pass
+    elif a.dtype == np.float16:
+        a = a.astype(np.float32)
+    else:
+        a = a.astype(np.float64, copy=False)
+    if not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(
+            f"{name} holds NaN or inf (first at statement {bad[0]}, node {bad[1]}: {a[bad[0], bad[1]]}); "
+            "remove or impute those values before scanning"
+        )
+    return a
+
+
+def check_same_width(background: np.ndarray, records: np.ndarray, names=("background", "records")) -> None:
+    if background.shape[1] != records.shape[1]:
+        raise ValueError(
+            f"{names[1]} have {records.shape[1]} nodes but {names[0]} has {background.shape[1]}; "
+            "both must come from the same layer(s) in the same node order"
+        )
+
+
+def as_pvalue_ranges(pvalues, name: str = "pvalues") -> np.ndarray:
+    """Return ``pvalues`` as a float64 array (G, M, 2) of [pmin, pmax] ranges in [0, 1]."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim == 2 and p.shape[1] == 2:
+        p = p[None]  # one record given as (M, 2)
+    if p.ndim != 3 or p.shape[2] != 2:
+        raise ValueError(f"{name} must have shape (n_records, n_nodes, 2) as returned by pvalue_ranges, got {p.shape}")
+    if p.shape[0] == 0 or p.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {p.shape})")
+    step = max(1, (1 << 16) // (2 * p.shape[1]))  # blocks of records: checks run in cache
+    for r in range(0, p.shape[0], step):
+        blk = p[r : r + step]
+        if not (blk.min() >= 0.0 and blk.max() <= 1.0):  # NaN fails both comparisons
+            raise ValueError(f"{name} must hold finite values in [0, 1]; compute them with deepscan.pvalue_ranges")
+        if not (blk[..., 0] <= blk[..., 1]).all():
+            raise ValueError(f"{name}[..., 0] (pmin) must be <= {name}[..., 1] (pmax); is the last axis in [pmin, pmax] order?")
+    return p
