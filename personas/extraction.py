@@ -1,0 +1,230 @@
+"""Batched per-layer activation extraction: all requested layers in one forward pass.
+
+Compared with the published procedure (one statement per forward pass, the whole
+model re-run for each layer), each batch of statements goes through the model once,
+hooks keep one token (or a mean) per requested layer, and the forward pass stops
+after the deepest requested layer. Batches are sorted by token length to waste little
+compute on padding; results come back in input order.
+
+Token position (from the attention mask, so left and right padding agree):
+
+- ``"last"`` (paper): the last token of the prompt. With a chat template and the
+  generation prompt appended this is the end of the assistant header, not the
+  statement (e.g. ``"\\n\\n"`` after ``<|end_header_id|>`` for Llama-3).
+- ``"last_statement_token"``: the last token overlapping the statement's characters.
+- ``"mean"``: the mean over the tokens overlapping the statement's characters.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from personas.hooks import capture_layers, layer_info, resolve_layers
+from personas.models import model_info
+from personas.prompts import Prompts, format_prompts
+
+__all__ = ["POSITIONS", "tokenize_prompts", "extract_activations"]
+
+POSITIONS = ("last", "last_statement_token", "mean")
+
+
+def _statements_list(statements) -> list[str]:
+    if hasattr(statements, "columns"):  # a statements DataFrame
+        if "statement" not in statements.columns:
+            raise ValueError("the statements DataFrame needs a 'statement' column")
+        statements = statements["statement"]
+    if isinstance(statements, str):
+        raise ValueError("statements must be a sequence of strings, not one string; wrap it in a list")
+    return [str(s) for s in statements]
+
+
+def tokenize_prompts(tokenizer, prompts: Prompts, need_spans: bool) -> tuple[list[list[int]], list[list[int]] | None]:
+    """Token ids per prompt, and (if ``need_spans``) the indices of the statement's tokens.
+
+    A token belongs to the statement when its character offsets overlap the
+    statement's span (zero-width special tokens never do).
+
+    Returns
+    -------
+    (list of list of int, list of list of int or None)
+        ``input_ids`` per prompt (no padding) and statement token indices per prompt.
+    """
+    kwargs = {"add_special_tokens": prompts.add_special_tokens, "padding": False, "truncation": False}
+    if need_spans:
+        try:
+            enc = tokenizer(prompts.texts, return_offsets_mapping=True, **kwargs)
+        except (NotImplementedError, TypeError, ValueError) as exc:
+            raise ValueError(
+                "positions 'last_statement_token' and 'mean' need a fast tokenizer with offset mappings; "
+                f"{type(tokenizer).__name__} has none ({exc}); use position='last'"
+            ) from exc
+    else:
+        enc = tokenizer(prompts.texts, **kwargs)
+    ids = [list(x) for x in enc["input_ids"]]
+    if not need_spans:
+        return ids, None
+    token_sets = []
+    for i, (offsets, (start, end)) in enumerate(zip(enc["offset_mapping"], prompts.spans)):
+        idx = [t for t, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
+        if not idx:
+            raise ValueError(f"no token of prompt {i} overlaps its statement {prompts.texts[i][start:end]!r}")
+        token_sets.append(idx)
+    return ids, token_sets
+
+
+def _accepts(model, name: str) -> bool:
+    params = inspect.signature(model.forward).parameters
+    return name in params
+
+
+def _pad_batch(ids: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pad to a rectangle; return input_ids, attention_mask and each row's first real column."""
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    first = torch.zeros(len(ids), dtype=torch.long)
+    for r, x in enumerate(ids):
+        start = width - len(x) if side == "left" else 0
+        input_ids[r, start : start + len(x)] = torch.tensor(x, dtype=torch.long)
+        mask[r, start : start + len(x)] = 1
+        first[r] = start
+    return input_ids, mask, first
+
+
+def _reducer(position: str, mask: torch.Tensor, first: torch.Tensor, token_sets, device):
+    """A function (batch, seq, hidden) -> (batch, hidden) float32 picking the position.
+
+    Index tensors follow the hidden state's device (``device_map`` spreads blocks over GPUs).
+    """
+    batch = torch.arange(mask.shape[0], device=device)
+    if position == "mean":
+        weights = torch.zeros(mask.shape, dtype=torch.float32)
+        for r, s in enumerate(token_sets):
+            weights[r, first[r] + torch.tensor(s)] = 1.0 / len(s)
+        weights = weights.to(device)
+        return lambda h: torch.einsum("bs,bsh->bh", weights.to(h.device), h.float())
+    if position == "last":
+        # last real column, from the mask: works for left and right padding
+        col = mask.shape[1] - 1 - torch.flip(mask, dims=[1]).argmax(dim=1)
+    else:  # last_statement_token
+        col = first + torch.tensor([s[-1] for s in token_sets])
+    col = col.to(device)
+    return lambda h: h[batch.to(h.device), col.to(h.device)].float()
+
+
+def extract_activations(
+    model,
+    tokenizer,
+    statements,
+    layers: Sequence[int] | str = "all",
+    *,
+    position: str = "last",
+    template: str = "auto",
+    wrap: str = "{statement}",
+    batch_size: int = 16,
+    progress: bool = True,
+    blocks_path: str | None = None,
+    final_norm: str | None = "auto",
+) -> tuple[dict[int, np.ndarray], dict]:
+    """Hidden states of ``statements`` at ``layers``, one batched forward pass per batch.
+
+    Parameters
+    ----------
+    model : transformers model
+        Base or task model; its blocks are found by ``personas.hooks.find_blocks``.
+    tokenizer : transformers tokenizer
+        Needs a pad token (``load_model`` sets one); either padding side works.
+    statements : sequence of str or DataFrame
+        Statements (a DataFrame's ``statement`` column).
+    layers : "all" or list of int
+        0 = embeddings, i = output of block i (as ``hidden_states``), up to ``n_blocks``.
+    position : {"last", "last_statement_token", "mean"}
+        Token position kept (see module docstring); paper: ``"last"``.
+    template : {"auto", "system", "user", "raw"}
+        Prompt format (``personas.prompts.format_prompts``); paper: system message.
+    wrap : str
+        Format string applied to each statement first (default: the statement itself).
+    batch_size : int
+        Statements per forward pass.
+    progress : bool
+        Show a progress bar over batches.
+    blocks_path, final_norm :
+        Overrides for unusual architectures (``personas.hooks``).
+
+    Returns
+    -------
+    activations : dict of int -> ndarray
+        ``{layer: float32 array (n_statements, hidden_size)}``, rows in input order.
+    info : dict
+        What was done: model, revision, dtype, n_blocks, hidden_size, layers,
+        layer_convention, position, template (requested), template_mode (used),
+        template_fallback, wrap, add_special_tokens, padding_side, blocks_path,
+        final_norm, n_statements, n_tokens (per statement), prompt_example.
+    """
+    from tqdm.auto import tqdm
+
+    if position not in POSITIONS:
+        raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    statements = _statements_list(statements)
+    if not statements:
+        raise ValueError("no statements given")
+    where = layer_info(model, blocks_path, final_norm)
+    layers = resolve_layers(layers, where["n_blocks"])
+
+    prompts = format_prompts(tokenizer, statements, template=template, wrap=wrap)
+    ids, token_sets = tokenize_prompts(tokenizer, prompts, need_spans=(position != "last"))
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:  # any id works: padded positions are masked out
+        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    side = getattr(tokenizer, "padding_side", "right")
+    device = model.get_input_embeddings().weight.device
+    # explicit positions from the mask make left padding equal right padding
+    pass_positions = _accepts(model, "position_ids")
+    extra = {"use_cache": False} if _accepts(model, "use_cache") else {}
+
+    n = len(statements)
+    out = {layer: np.empty((n, where["hidden_size"]), dtype=np.float32) for layer in layers}
+    # longest first: similar lengths share a batch, and memory trouble shows at once
+    order = sorted(range(n), key=lambda i: -len(ids[i]))
+    batches = [order[k : k + batch_size] for k in range(0, n, batch_size)]
+
+    with torch.inference_mode(), capture_layers(
+        model, layers, blocks_path=where["blocks_path"], final_norm=where["final_norm"]
+    ) as cap:
+        for rows in tqdm(batches, desc="extract", unit="batch", disable=not progress):
+            input_ids, mask, first = _pad_batch([ids[i] for i in rows], pad_id, side)
+            sets = None if token_sets is None else [token_sets[i] for i in rows]
+            cap.reduce = _reducer(position, mask, first, sets, device)
+            inputs = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+            if pass_positions:
+                inputs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0).to(device)
+            got = cap.run(**inputs, **extra)
+            for layer in layers:
+                out[layer][rows] = got[layer].cpu().numpy()
+
+    info = model_info(model)
+    info.update(
+        n_blocks=where["n_blocks"],
+        hidden_size=where["hidden_size"],
+        layers=layers,
+        layer_convention=where["layer_convention"],
+        position=position,
+        template=template,
+        template_mode=prompts.mode,
+        template_fallback=prompts.fallback_reason,
+        wrap=wrap,
+        add_special_tokens=prompts.add_special_tokens,
+        padding_side=side,
+        blocks_path=where["blocks_path"],
+        final_norm=where["final_norm"],
+        n_statements=n,
+        n_tokens=[len(x) for x in ids],
+        prompt_example=prompts.texts[0],
+    )
+    return out, info

@@ -1,0 +1,269 @@
+"""Persona statements: the bundled Perez et al. (2023) data, the paper's personas, sampling.
+
+The bundled table (``data/statements.parquet``, built by ``data/build_statements.py``)
+has every statement of the 135 behaviours. ``load_statements`` filters by label
+confidence and draws a balanced, seeded sample per persona, as in Cintas et al.
+(AIES 2025): 300 ``positive`` and 300 ``negative`` statements with confidence >= 0.85
+for each of the paper's 14 personas.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import zlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "DATA_DIR",
+    "STATEMENT_COLUMNS",
+    "DIRECTIONS",
+    "load_topics",
+    "load_short_names",
+    "paper_personas",
+    "list_personas",
+    "persona_counts",
+    "load_statements",
+]
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+STATEMENT_COLUMNS = ["id", "persona", "direction", "statement", "label_confidence"]
+DIRECTIONS = ("positive", "negative")
+
+_BUNDLED = DATA_DIR / "statements.parquet"
+_PAPER_FILE = DATA_DIR / "paper_personas.json"
+_DIRECTION_ALIASES = {"positive": "positive", "+": "positive", "negative": "negative", "-": "negative"}
+
+
+def _read_paper_file(path: str | os.PathLike | None) -> dict:
+    from personas.io import read_json
+
+    path = Path(_PAPER_FILE if path is None else path)
+    if not path.exists():
+        raise FileNotFoundError(f"persona topic file {path} does not exist")
+    spec = read_json(path)
+    if not isinstance(spec, dict) or not isinstance(spec.get("topics"), dict):
+        raise ValueError(f"{path} must hold {{'topics': {{topic: [persona, ...]}}, 'short_names': {{...}}}}")
+    return spec
+
+
+def load_topics(path: str | os.PathLike | None = None) -> dict[str, list[str]]:
+    """Personas grouped by topic (default: the paper's 3 topics, 14 personas).
+
+    Parameters
+    ----------
+    path : path, optional
+        A JSON file shaped like ``data/paper_personas.json``
+        (``{"topics": {topic: [persona, ...]}, "short_names": {persona: name}}``).
+
+    Returns
+    -------
+    dict
+        ``{topic: [persona, ...]}`` in file order.
+    """
+    return {topic: list(members) for topic, members in _read_paper_file(path)["topics"].items()}
+
+
+def load_short_names(path: str | os.PathLike | None = None) -> dict[str, str]:
+    """Short display names per persona, e.g. ``{"agreeableness": "AGREE", ...}``.
+
+    Personas without a short name in the file get their own name.
+    """
+    spec = _read_paper_file(path)
+    names = {p: p for members in spec["topics"].values() for p in members}
+    names.update(spec.get("short_names", {}))
+    return names
+
+
+def paper_personas(path: str | os.PathLike | None = None) -> list[str]:
+    """The paper's 14 personas, in topic order (Personality, Ethics, Politics)."""
+    return [p for members in load_topics(path).values() for p in members]
+
+
+@lru_cache(maxsize=1)
+def _bundled_table() -> pd.DataFrame:
+    if not _BUNDLED.exists():
+        raise FileNotFoundError(
+            f"bundled statements {_BUNDLED} are missing; rebuild them with "
+            "`uv run python data/build_statements.py PATH/TO/evals/persona`"
+        )
+    return pd.read_parquet(_BUNDLED)
+
+
+def _read_source(source) -> pd.DataFrame:
+    """Validate a user table (CSV/Parquet path or DataFrame) into ``STATEMENT_COLUMNS``."""
+    if source is None:
+        return _bundled_table()
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"statement source {path} does not exist")
+        if path.suffix == ".csv":
+            df = pd.read_csv(path)
+        elif path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            raise ValueError(f"statement source {path} must be a .csv or .parquet file (or a DataFrame)")
+        name = str(path)
+    elif isinstance(source, pd.DataFrame):
+        df, name = source, "the statement DataFrame"
+    else:
+        raise TypeError(f"source must be None, a CSV/Parquet path or a DataFrame, not {type(source).__name__}")
+
+    missing = [c for c in ("persona", "statement", "direction") if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{name} lacks column(s) {missing}; it needs persona, statement, direction "
+            f"(positive/negative or +/-) and optionally id, label_confidence. Columns found: {list(df.columns)}"
+        )
+    df = df.copy()
+    if df[["persona", "statement", "direction"]].isna().any().any():
+        bad = df.index[df[["persona", "statement", "direction"]].isna().any(axis=1)][:5].tolist()
+        raise ValueError(f"{name} has empty persona/statement/direction values (rows {bad})")
+    direction = df["direction"].astype(str).str.strip().str.lower().map(_DIRECTION_ALIASES)
+    if direction.isna().any():
+        bad = sorted(set(df.loc[direction.isna(), "direction"].astype(str)))[:5]
+        raise ValueError(f"{name}: direction values {bad} are not one of 'positive', 'negative', '+', '-'")
+    df["direction"] = direction
+    df["persona"] = df["persona"].astype(str)
+    df["statement"] = df["statement"].astype(str)
+    if "label_confidence" in df.columns:
+        conf = pd.to_numeric(df["label_confidence"], errors="coerce")
+        if conf.isna().any():
+            raise ValueError(f"{name}: label_confidence must be numeric and filled")
+        df["label_confidence"] = conf.astype(float)
+    else:
+        # a user's own statements carry no classifier confidence: treat them as certain
+        df["label_confidence"] = 1.0
+    if "id" not in df.columns:
+        row = df.groupby("persona", sort=False).cumcount()
+        df["id"] = df["persona"] + "/" + row.map("{:04d}".format)
+    df["id"] = df["id"].astype(str)
+    dup = df["id"][df["id"].duplicated()]
+    if len(dup):
+        raise ValueError(f"{name}: statement ids must be unique; duplicated: {sorted(set(dup))[:5]}")
+    return df[STATEMENT_COLUMNS].reset_index(drop=True)
+
+
+def list_personas(source=None) -> list[str]:
+    """Sorted names of all personas available (bundled data: 135 behaviours)."""
+    return sorted(_read_source(source)["persona"].unique())
+
+
+def persona_counts(min_confidence: float = 0.85, source=None) -> pd.DataFrame:
+    """Number of statements per persona and direction with ``label_confidence >= min_confidence``.
+
+    Returns
+    -------
+    DataFrame
+        Index persona, columns ``positive``, ``negative`` (ints), sorted by persona.
+    """
+    df = _read_source(source)
+    kept = df[df["label_confidence"] >= min_confidence]
+    counts = kept.groupby(["persona", "direction"]).size().unstack("direction")
+    counts = counts.reindex(index=sorted(df["persona"].unique()), columns=list(DIRECTIONS)).fillna(0).astype(int)
+    counts.columns.name = None
+    return counts
+
+
+def _resolve_personas(personas, available: list[str]) -> list[str]:
+    if personas is None:
+        return paper_personas()
+    if isinstance(personas, str):
+        if personas == "all":
+            return list(available)
+        personas = load_topics().get(personas, [personas])
+    personas = list(personas)
+    if not personas:
+        raise ValueError("personas is empty; pass None for the paper's 14, 'all', a topic name or a list of names")
+    known = set(available)
+    for p in personas:
+        if p not in known:
+            close = difflib.get_close_matches(str(p), available, n=5, cutoff=0.4)
+            hint = f"closest valid names: {close}" if close else "see list_personas() for the valid names"
+            raise ValueError(f"unknown persona {p!r}; {hint}")
+    dup = sorted({p for p in personas if personas.count(p) > 1})
+    if dup:
+        raise ValueError(f"personas listed twice: {dup}")
+    return personas
+
+
+def load_statements(
+    personas=None,
+    n_per_direction: int | None = 300,
+    min_confidence: float = 0.85,
+    seed: int = 0,
+    source=None,
+) -> pd.DataFrame:
+    """Balanced, seeded sample of persona statements (the paper's protocol by default).
+
+    For each persona and each direction, keep the statements with
+    ``label_confidence >= min_confidence`` and draw ``n_per_direction`` of them
+    without replacement. The draw for a persona depends only on ``seed`` and the
+    persona's name, so adding personas to the list never changes the others' samples.
+
+    Parameters
+    ----------
+    personas : None, str or list of str
+        None: the paper's 14 personas in topic order (``paper_personas()``); ``"all"``:
+        every persona of the source; a topic name of ``data/paper_personas.json``
+        (e.g. ``"Politics"``); one persona name; or a list of names.
+    n_per_direction : int or None
+        Statements per direction and persona (paper: 300). None keeps all that pass
+        the filter (then the directions may be unbalanced).
+    min_confidence : float
+        Minimum ``label_confidence`` (paper: 0.85).
+    seed : int
+        Seed of the draw.
+    source : None, path or DataFrame
+        None for the bundled data; otherwise a CSV/Parquet file or DataFrame with
+        columns ``persona``, ``statement``, ``direction`` (``positive``/``negative`` or
+        ``+``/``-``) and optionally ``id`` (default ``"<persona>/<row within persona>"``)
+        and ``label_confidence`` (default 1.0).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``id, persona, direction, statement, label_confidence``; rows grouped
+        by persona (in the order given), then direction (positive first), then raw
+        row order. Shape ``(n_personas * 2 * n_per_direction, 5)``.
+
+    Raises
+    ------
+    ValueError
+        Unknown persona (with the closest valid names), or fewer statements than
+        ``n_per_direction`` after filtering (with the number available).
+    """
+    if n_per_direction is not None and (int(n_per_direction) != n_per_direction or n_per_direction < 1):
+        raise ValueError(f"n_per_direction must be a positive integer or None, got {n_per_direction!r}")
+    if not 0.0 <= float(min_confidence) <= 1.0:
+        raise ValueError(f"min_confidence must lie in [0, 1], got {min_confidence!r}")
+    df = _read_source(source)
+    names = _resolve_personas(personas, sorted(df["persona"].unique()))
+
+    parts = []
+    for persona in names:
+        rows = df[(df["persona"] == persona) & (df["label_confidence"] >= min_confidence)]
+        # one generator per persona: stable under changes of the persona list
+        rng = np.random.default_rng([int(seed), zlib.crc32(persona.encode("utf-8"))])
+        for direction in DIRECTIONS:
+            pool = rows[rows["direction"] == direction]
+            if n_per_direction is None:
+                parts.append(pool)
+                continue
+            if len(pool) < n_per_direction:
+                raise ValueError(
+                    f"persona {persona!r} has only {len(pool)} {direction} statements with "
+                    f"label_confidence >= {min_confidence} (n_per_direction={n_per_direction} requested); "
+                    f"lower n_per_direction to at most {len(pool)} or lower min_confidence"
+                )
+            pick = np.sort(rng.choice(len(pool), size=int(n_per_direction), replace=False))
+            parts.append(pool.iloc[pick])
+    out = pd.concat(parts, ignore_index=True)
+    if out.empty:
+        raise ValueError(f"no statements left for {names} with label_confidence >= {min_confidence}")
+    return out[STATEMENT_COLUMNS]

@@ -1,0 +1,192 @@
+"""Tiny randomly initialised models and an offline tokenizer for extraction tests.
+
+Everything is built in memory (no download): a byte-level BPE tokenizer trained on a
+few hundred bundled statements, wrapped in ``PreTrainedTokenizerFast`` with
+``<s>``/``</s>``/``<pad>`` and one of a few chat templates written here, and tiny
+models (hidden 32, 3 blocks, 4 heads) built from the configs of the architectures
+the hook core supports. Also used by ``benchmarks/bench_extraction.py``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+__all__ = [
+    "TEMPLATES",
+    "ARCHITECTURES",
+    "tiny_statements",
+    "make_tokenizer",
+    "tiny_config",
+    "make_model",
+]
+
+# Llama-3-like: BOS in the template, accepts a system message, trims the content.
+LLAMA3_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n{{ message['content'] | trim }}<|eot_id|>"
+    "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+# Gemma-like: raises on a system message.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for message in messages %}<start_of_turn>{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+# Silently drops system messages (as some instruction templates do when no user turn follows).
+DROPS_SYSTEM_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+    "[INST] {{ message['content'] }} [/INST]{% endif %}{% endfor %}"
+)
+# ChatML-like (Qwen): no BOS in the template.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+TEMPLATES = {
+    "llama3": LLAMA3_TEMPLATE,
+    "gemma": GEMMA_TEMPLATE,
+    "drops_system": DROPS_SYSTEM_TEMPLATE,
+    "chatml": CHATML_TEMPLATE,
+    None: None,
+}
+SPECIAL_TOKENS = [
+    "<pad>",
+    "<s>",
+    "</s>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "[INST]",
+    "[/INST]",
+]
+
+
+@lru_cache(maxsize=4)
+def tiny_statements(n: int = 200, persona: str = "agreeableness") -> tuple[str, ...]:
+    """The first ``n`` bundled statements of ``persona`` (both directions)."""
+    from personas.statements import load_statements
+
+    df = load_statements(persona, n_per_direction=None, min_confidence=0.0)
+    return tuple(df["statement"].iloc[:n])
+
+
+@lru_cache(maxsize=2)
+def _trained_bpe(vocab_size: int = 600) -> str:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    corpus = list(tiny_statements(400)) + ["system user assistant model\n\n"] * 5
+    tok.train_from_iterator(corpus, trainer=trainer)
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])
+    return tok.to_str()  # serialised: each caller gets a fresh, independent copy
+
+
+def make_tokenizer(template: str | None = "llama3", padding_side: str = "right"):
+    """An offline byte-level BPE tokenizer (~600 tokens) that adds ``<s>`` as BOS.
+
+    Parameters
+    ----------
+    template : {"llama3", "gemma", "drops_system", "chatml", None}
+        Chat template (see ``TEMPLATES``); None for no template.
+    padding_side : {"left", "right"}
+    """
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(_trained_bpe()),
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        padding_side=padding_side,
+    )
+    tok.chat_template = TEMPLATES[template]
+    return tok
+
+
+def tiny_config(arch: str, vocab_size: int = 600, n_blocks: int = 3, hidden: int = 32, heads: int = 4):
+    """A tiny config of ``arch`` (a key of ``ARCHITECTURES``)."""
+    import transformers as tf
+
+    common = dict(vocab_size=vocab_size, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    decoder = dict(
+        common,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=n_blocks,
+        num_attention_heads=heads,
+        max_position_embeddings=256,
+    )
+    if arch == "llama":
+        return tf.LlamaConfig(**decoder, num_key_value_heads=heads // 2)
+    if arch == "mistral":
+        return tf.MistralConfig(**decoder, num_key_value_heads=heads // 2, sliding_window=None)
+    if arch == "gemma":
+        return tf.GemmaConfig(**decoder, num_key_value_heads=1, head_dim=hidden // heads)
+    if arch == "gemma2":
+        return tf.Gemma2Config(
+            **decoder,
+            num_key_value_heads=heads // 2,
+            head_dim=hidden // heads,
+            query_pre_attn_scalar=hidden // heads,
+            sliding_window=16,  # shorter than the prompts: the sliding layers really slide
+        )
+    if arch == "qwen2":
+        return tf.Qwen2Config(**decoder, num_key_value_heads=heads // 2)
+    if arch == "granite":
+        return tf.GraniteConfig(
+            **decoder,
+            num_key_value_heads=heads // 2,
+            embedding_multiplier=6.0,
+            residual_multiplier=0.5,
+            attention_multiplier=0.25,
+            logits_scaling=4.0,
+        )
+    if arch == "phi3":
+        return tf.Phi3Config(**decoder, num_key_value_heads=heads // 2)
+    if arch == "gpt2":
+        return tf.GPT2Config(**common, n_embd=hidden, n_layer=n_blocks, n_head=heads, n_positions=256)
+    if arch == "gpt_neox":
+        return tf.GPTNeoXConfig(**decoder)
+    if arch == "bert":
+        return tf.BertConfig(
+            vocab_size=vocab_size,
+            pad_token_id=0,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=n_blocks,
+            num_attention_heads=heads,
+            max_position_embeddings=256,
+        )
+    raise ValueError(f"unknown tiny architecture {arch!r}; choose from {ARCHITECTURES}")
+
+
+ARCHITECTURES = ("llama", "mistral", "gemma", "gemma2", "qwen2", "granite", "phi3", "gpt2", "gpt_neox", "bert")
+
+
+def make_model(arch: str, seed: int = 0, causal_lm: bool = False, **config_kwargs):
+    """A tiny randomly initialised base model (or ``…ForCausalLM``) in eval mode, float32."""
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    config = tiny_config(arch, **config_kwargs)
+    torch.manual_seed(seed)
+    cls = AutoModelForCausalLM if causal_lm else AutoModel
+    model = cls.from_config(config, dtype=torch.float32)
+    return model.eval()
