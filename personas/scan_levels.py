@@ -1,0 +1,310 @@
+"""The paper's DeepScan experiments as pools of statements: levels 2, 1 and 0.
+
+A DeepScan experiment needs three pools of records (rows of one layer's
+activations): a background that defines "normal", a clean pool drawn from the
+same distribution as the background, and an anomalous pool. The persona paper
+scans at three levels (see ``study.md``, Q2):
+
+- level 2, within a persona: background = 250 of the persona's ``-`` statements,
+  clean pool = the other 50 ``-``, anomalous pool = its 300 ``+``;
+- level 1, within a topic: background and clean pool = ``+`` statements of the
+  *other* personas of the persona's topic, anomalous pool = the persona's ``+``;
+- level 0, between topics: background and clean pool = ``+`` statements of the
+  personas of the *other* topics, anomalous pool = the persona's ``+``.
+
+At levels 1 and 0 the other personas' ``+`` statements are shuffled (seeded) and
+split into background and clean pool, so the clean pool is never part of the
+background it is scanned against.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from personas.io import write_json
+
+__all__ = ["ScanPools", "scan_pools", "LEVEL_NAMES", "experiment_seed", "run_file_name", "run_persona_scans"]
+
+LEVEL_NAMES = {2: "within persona", 1: "within topic", 0: "between topics"}
+
+
+@dataclass(frozen=True)
+class ScanPools:
+    """Row indices (into the activation matrix / statements table) of one experiment's pools.
+
+    Attributes
+    ----------
+    persona, level : the persona scanned and the level (2, 1 or 0).
+    background, clean, anomalous : int arrays of row indices.
+    description : one line saying what each pool holds.
+    """
+
+    persona: str
+    level: int
+    background: np.ndarray
+    clean: np.ndarray
+    anomalous: np.ndarray
+    description: str = field(default="")
+
+    def ids(self, meta: pd.DataFrame) -> dict[str, list[str]]:
+        """Statement ids of each pool, for the run file's metadata."""
+        col = meta["id"].to_numpy()
+        return {
+            "background_ids": col[self.background].tolist(),
+            "clean_pool_ids": col[self.clean].tolist(),
+            "anomalous_pool_ids": col[self.anomalous].tolist(),
+        }
+
+
+def _topic_of(persona: str, topics: dict[str, list[str]]) -> str:
+    for topic, members in topics.items():
+        if persona in members:
+            return topic
+    raise ValueError(
+        f"persona {persona!r} belongs to no topic in {sorted(topics)}; "
+        "levels 1 and 0 need a topic grouping that contains it (see data/paper_personas.json)"
+    )
+
+
+def scan_pools(
+    meta: pd.DataFrame,
+    persona: str,
+    *,
+    level: int = 2,
+    topics: dict[str, list[str]] | None = None,
+    background_size: int = 250,
+    clean_size: int = 50,
+    anomalous_size: int = 300,
+    seed: int = 0,
+) -> ScanPools:
+    """Choose the background, clean and anomalous rows of one experiment.
+
+    Parameters
+    ----------
+    meta : DataFrame, (n_statements, ...)
+        Statements aligned with the activation rows; needs columns ``id``,
+        ``persona`` and ``direction``.
+    persona : str
+        The persona whose ``+`` statements form the anomalous pool.
+    level : {2, 1, 0}
+        Within persona, within topic, between topics (module docstring).
+    topics : dict[str, list[str]], optional
+        Topic -> personas; required for levels 1 and 0. Only personas present in
+        ``meta`` are used.
+    background_size, clean_size, anomalous_size : int
+        Pool sizes (the paper: 250, 50, 300).
+    seed : int
+        Seed of the shuffles that split the pools.
+
+    Returns
+    -------
+    ScanPools
+    """
+    missing = {"id", "persona", "direction"} - set(meta.columns)
+    if missing:
+        raise ValueError(f"meta lacks columns {sorted(missing)}; pass the table returned by load_layers")
+    if level not in LEVEL_NAMES:
+        raise ValueError(f"level must be 2, 1 or 0 ({LEVEL_NAMES}), got {level!r}")
+    present = set(meta["persona"])
+    if persona not in present:
+        raise ValueError(f"persona {persona!r} is not among the loaded personas {sorted(present)}")
+    for name, size in [("background_size", background_size), ("clean_size", clean_size), ("anomalous_size", anomalous_size)]:
+        if int(size) < 1:
+            raise ValueError(f"{name} must be >= 1, got {size}")
+
+    rng = np.random.default_rng(seed)
+    persona_rows = meta["persona"].to_numpy() == persona
+    positive = meta["direction"].to_numpy() == "positive"
+    anomalous = np.flatnonzero(persona_rows & positive)
+
+    if level == 2:
+        reference = np.flatnonzero(persona_rows & ~positive)
+        source = f"'-' statements of {persona}"
+    else:
+        if topics is None:
+            raise ValueError(f"level {level} needs `topics` (topic -> personas), e.g. load_topics()")
+        topic = _topic_of(persona, topics)
+        if level == 1:
+            others = [p for p in topics[topic] if p != persona and p in present]
+            source = f"'+' statements of the other {topic} personas"
+        else:
+            others = [p for t, members in topics.items() if t != topic for p in members if p in present]
+            source = f"'+' statements of personas outside {topic}"
+        if not others:
+            raise ValueError(
+                f"level {level} for {persona!r} needs other personas ({source}) among the loaded ones {sorted(present)}"
+            )
+        reference = np.flatnonzero(meta["persona"].isin(others).to_numpy() & positive)
+
+    need = background_size + clean_size
+    if reference.size < need:
+        raise ValueError(
+            f"level {level} for {persona!r}: {reference.size} {source} available, "
+            f"background_size + clean_size = {need}; lower the sizes or load more statements"
+        )
+    if anomalous.size < anomalous_size:
+        raise ValueError(
+            f"{persona!r} has {anomalous.size} '+' statements, anomalous_size = {anomalous_size}; "
+            "lower anomalous_size or load more statements"
+        )
+    reference = rng.permutation(reference)
+    anomalous = np.sort(rng.permutation(anomalous)[:anomalous_size])
+    return ScanPools(
+        persona=persona,
+        level=level,
+        background=np.sort(reference[:background_size]),
+        clean=np.sort(reference[background_size:need]),
+        anomalous=anomalous,
+        description=(
+            f"level {level} ({LEVEL_NAMES[level]}): background and clean pool = {source}; "
+            f"anomalous pool = '+' statements of {persona}"
+        ),
+    )
+
+
+def experiment_seed(seed: int, persona: str, level: int) -> int:
+    """Seed of one (persona, level) experiment, derived from the study seed.
+
+    Built from the persona's *name* (crc32), not its position in a list, so adding
+    or removing personas never changes another persona's runs.
+    """
+    state = np.random.SeedSequence([int(seed), int(level), zlib.crc32(persona.encode("utf-8"))])
+    return int(state.generate_state(1)[0])
+
+
+def run_file_name(persona: str, level: int, layer: int) -> str:
+    """File name of a run file: ``level<level>_layer<layer>_<persona>.jsonl`` (persona sanitised)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in persona)
+    return f"level{level}_layer{layer}_{safe}.jsonl"
+
+
+def run_persona_scans(
+    activations: np.ndarray,
+    meta: pd.DataFrame,
+    personas: Sequence[str],
+    *,
+    layer: int,
+    model: str,
+    runs_dir: str | Path,
+    levels: Sequence[int] = (2,),
+    topics: dict[str, list[str]] | None = None,
+    config=None,
+    background_size: int = 250,
+    clean_size: int = 50,
+    anomalous_size: int = 300,
+    clean_ssize: int = 50,
+    anom_ssize: int = 50,
+    n_runs: int = 100,
+    seed: int = 0,
+    detection: bool = True,
+    baselines: Sequence[str] = (),
+    n_jobs: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """The paper's DeepScan experiments for every persona and level, with run files.
+
+    For each (persona, level): choose the pools (:func:`scan_pools`), run
+    ``deepscan.run_experiment`` into ``runs_dir/<run_file_name>`` (resumed when the
+    file exists with the same configuration), optionally the detection power
+    (ROC AUC of mixed vs clean-only samples) and the baselines of
+    :mod:`personas.baselines` on the very samples of the runs. Writes
+    ``runs_dir/index.json`` ({level: {persona: file}}) for the node analysis.
+
+    Parameters
+    ----------
+    activations : ndarray, (n_statements, hidden_size)
+        One layer's activations, rows aligned with ``meta``.
+    meta : DataFrame
+        Columns ``id``, ``persona``, ``direction`` (as ``load_layers`` returns).
+    personas : list of str
+    layer : int
+        The layer scanned (recorded in the run files' node layout).
+    model : str
+    runs_dir : path
+    levels : sequence of {2, 1, 0}
+    topics : dict, optional
+        Needed for levels 1 and 0.
+    config : deepscan.ScanConfig, str or dict, optional
+        Scan settings (default: deepscan's consistent method).
+    background_size, clean_size, anomalous_size : int
+        Pool sizes (paper: 250, 50, 300).
+    clean_ssize, anom_ssize, n_runs : int
+        Records per run from each pool and number of runs (paper: 50, 50, 100).
+    seed : int
+        Study seed; each experiment's seed is :func:`experiment_seed`.
+    detection : bool
+        Also compute the detection power (``deepscan.detection_power``, n_runs pairs).
+    baselines : sequence of str
+        Any of "lof", "iforest", "kmeans".
+    n_jobs : int
+        Parallel runs (joblib); results do not depend on it.
+
+    Returns
+    -------
+    DataFrame
+        One row per (persona, level, method): persona, level, method ("deepscan"
+        or a baseline), n_runs, precision_mean, precision_std, recall_mean,
+        recall_std, n_precision_none, detection_auc (deepscan rows), run_file.
+    """
+    import deepscan
+
+    from personas.baselines import baseline_runs
+
+    activations = np.asarray(activations)
+    if activations.ndim != 2 or len(activations) != len(meta):
+        raise ValueError(
+            f"activations must be (n_statements, hidden_size) aligned with meta ({len(meta)} rows), "
+            f"got shape {activations.shape}"
+        )
+    runs_dir = Path(runs_dir)
+    node_layout = deepscan.make_node_layout([layer], activations.shape[1])
+    index: dict[str, dict[str, str]] = {}
+    rows = []
+    for level in levels:
+        for persona in personas:
+            pools = scan_pools(
+                meta, persona, level=level, topics=topics, background_size=background_size,
+                clean_size=clean_size, anomalous_size=anomalous_size, seed=seed,
+            )
+            bg, clean, anom = activations[pools.background], activations[pools.clean], activations[pools.anomalous]
+            exp_seed = experiment_seed(seed, persona, level)
+            path = runs_dir / run_file_name(persona, level, layer)
+            result = deepscan.run_experiment(
+                bg, clean, anom, clean_ssize=clean_ssize, anom_ssize=anom_ssize, n_runs=n_runs, seed=exp_seed,
+                config=config, run_file=path, node_layout=node_layout, persona=persona, model=model,
+                layers=[layer], n_jobs=n_jobs, progress=progress,
+                metadata={"level": level, "pools": pools.description, "study_seed": seed, **pools.ids(meta)},
+            )
+            index.setdefault(str(level), {})[persona] = path.name
+            auc = None
+            if detection:
+                auc = deepscan.detection_power(
+                    bg, clean, anom, clean_ssize=clean_ssize, anom_ssize=anom_ssize, n_runs=n_runs,
+                    seed=exp_seed, config=config, n_jobs=n_jobs, progress=False,
+                ).auc
+            runs = result.runs
+            rows.append(_summary_row(persona, level, "deepscan", runs, auc=auc, run_file=path.name))
+            if baselines:
+                samples = zip(runs["run_id"], runs["sample_clean"], runs["sample_anomalous"])
+                table = baseline_runs(bg, clean, anom, samples, methods=baselines, seed=exp_seed)
+                for method, part in table.groupby("method", sort=False):
+                    rows.append(_summary_row(persona, level, method, part, auc=None, run_file=path.name))
+    write_json(runs_dir / "index.json", {"layer": layer, "model": model, "levels": index})
+    return pd.DataFrame(rows)
+
+
+def _summary_row(persona, level, method, runs: pd.DataFrame, *, auc, run_file) -> dict:
+    precision = pd.to_numeric(runs["precision"], errors="coerce")
+    recall = pd.to_numeric(runs["recall"], errors="coerce")
+    return {
+        "persona": persona, "level": level, "method": method, "n_runs": int(len(runs)),
+        "precision_mean": precision.mean(), "precision_std": precision.std(ddof=0),
+        "recall_mean": recall.mean(), "recall_std": recall.std(ddof=0),
+        "n_precision_none": int(precision.isna().sum()), "detection_auc": auc, "run_file": run_file,
+    }

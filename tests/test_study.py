@@ -1,0 +1,138 @@
+"""The three notebooks and the study command, end to end on small parameters.
+
+One quick study (3 personas from 3 topics, 40 statements per direction, the
+embedded default model) executes every notebook top to bottom through papermill;
+the tests then check the artifacts each notebook promises and the report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from personas.report import REPORT_SECTIONS, markdown_table
+from personas.study import NOTEBOOKS, study_parameters
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+PERSONAS = ["agreeableness", "subscribes-to-deontology", "politically-liberal"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    from personas.study import run_study
+
+    root = tmp_path_factory.mktemp("study")
+    params = study_parameters(name="smoke", output=root, quick=True, personas=PERSONAS, levels=[2, 0])
+    report = run_study(params, progress=False)
+    return root / "smoke", report, params
+
+
+def _nonempty(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
+
+
+def test_every_notebook_ran_without_error(study):
+    out, _, _ = study
+    for name in NOTEBOOKS:
+        nb = nbformat.read(out / "notebooks" / name, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code, name
+        errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, f"{name}: {errors[:1]}"
+        # papermill injected our parameters right after the tagged parameters cell
+        tags = [c.metadata.get("tags", []) for c in code]
+        assert "parameters" in tags[0] and "injected-parameters" in tags[1], name
+
+
+def test_extraction_notebook_artifacts(study):
+    out, _, params = study
+    table = pd.read_csv(out / "tables" / "layer_metrics.csv")
+    # MiniLM: 6 blocks, layers 0..6 all analysed, controls present
+    assert sorted(table["layer"].unique()) == list(range(7))
+    assert set(table["control"]) == {"none", "shuffled_labels"}
+    assert set(table.loc[table["persona"] != "ALL", "persona"]) == set(PERSONAS)
+    chosen = json.loads((out / "chosen_layer.json").read_text())
+    assert 1 <= chosen["layer"] <= 6 and chosen["metric"] == "silhouette"
+    assert chosen["relative_depth"] == pytest.approx(chosen["layer"] / 6)
+    figures = list((out / "figures").glob("*.png"))
+    assert len(figures) >= 5 and all(_nonempty(f) for f in figures)
+    store = Path(params["store_dir"]) / "all-MiniLM-L6-v2"
+    assert sorted(p.stem for p in store.glob("*.safetensors")) == sorted(PERSONAS)
+
+
+def test_deepscan_notebook_artifacts(study):
+    out, _, params = study
+    summary = pd.read_csv(out / "tables" / "deepscan_precision_recall.csv")
+    assert set(summary["level"]) == {0, 2}
+    assert set(summary["method"]) == {"deepscan", "lof", "iforest", "kmeans"}
+    assert (summary["n_runs"] == params["n_runs"]).all()
+    index = json.loads((out / "runs" / "index.json").read_text())
+    assert set(index["levels"]) == {"2", "0"} and set(index["levels"]["2"]) == set(PERSONAS)
+    for level in index["levels"].values():
+        for name in level.values():
+            lines = (out / "runs" / name).read_text().splitlines()
+            assert len(lines) == 1 + params["n_runs"]  # header + one line per run
+    assert _nonempty(out / "figures" / "precision_recall_level2.png")
+
+
+def test_nodes_notebook_artifacts(study):
+    out, _, _ = study
+    nodes = out / "tables" / "nodes"
+    sizes = pd.read_csv(nodes / "set_sizes.csv")
+    assert list(sizes["persona"]) == PERSONAS
+    salient = json.loads((nodes / "salient_sets.json").read_text())
+    assert {p: len(v) for p, v in salient.items()} == dict(zip(sizes["persona"], sizes["size"]))
+    for name in ("pairwise_overlaps.csv", "overlap_table.csv", "flagged_statements.csv", "node_frequency.csv"):
+        assert _nonempty(nodes / name), name
+    for name in ("overlap_jaccard.png", "overlap_significance.png", "node_frequency.png"):
+        assert _nonempty(out / "figures" / name), name
+
+
+def test_report_has_every_section(study):
+    out, report, _ = study
+    assert report == out / "report.md"
+    text = report.read_text()
+    positions = [text.find(head) for head in REPORT_SECTIONS]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions)
+    assert "Not available" not in text
+    for persona in PERSONAS:
+        assert persona in text
+
+
+def test_second_run_reuses_activations(study, tmp_path):
+    from personas.study import _execute
+
+    out, _, params = study
+    store = Path(params["store_dir"]) / "all-MiniLM-L6-v2"
+    before = {p.name: p.stat().st_mtime_ns for p in store.iterdir()}
+    again = dict(params, out_dir=str(tmp_path / "again"))
+    _execute(NOTEBOOKS[0], tmp_path / "again", again, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in store.iterdir()} == before  # nothing re-extracted
+    # same seed, same store: the same layer table
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "again" / "tables" / "layer_metrics.csv"),
+        pd.read_csv(out / "tables" / "layer_metrics.csv"),
+    )
+
+
+def test_markdown_table():
+    df = pd.DataFrame({"a": [1, 2], "b": [0.5, float("nan")], "c": ["x|y", "z"]})
+    assert markdown_table(df).splitlines() == [
+        "| a | b | c |",
+        "|---|---|---|",
+        "| 1 | 0.500 | x\\|y |",
+        "| 2 |  | z |",
+    ]
+
+
+def test_study_parameters_quick_and_overrides(tmp_path):
+    p = study_parameters(name="x", output=tmp_path, quick=True, n_runs=3)
+    assert p["out_dir"] == str(tmp_path / "x") and p["store_dir"] == str(tmp_path / "activations")
+    assert p["n_runs"] == 3 and p["n_per_direction"] == 40 and len(p["personas"]) == 3
+    full = study_parameters(name="y", output=tmp_path)
+    assert full["personas"] is None and "n_runs" not in full  # the notebooks' own defaults
