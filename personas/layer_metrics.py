@@ -63,6 +63,7 @@ __all__ = [
     "save_results",
     "load_results",
     "combine_results",
+    "select_metric_rows",
     "most_divergent_layers",
     "choose_layer",
     "embed_2d",
@@ -1143,7 +1144,7 @@ def _validate_all(
 
 def _check_table(table: Any, name: str = "table") -> pd.DataFrame:
     if not isinstance(table, pd.DataFrame):
-        raise ValueError(f"{name} must be a DataFrame from analyse_layers; got {type(table).__name__}")
+        raise ValueError(f"{name} must be a results DataFrame from analyse_layers; got {type(table).__name__}")
     missing = [c for c in RESULT_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{name} lacks columns {missing}; a results table has {RESULT_COLUMNS}")
@@ -1215,6 +1216,36 @@ def _default_analysis(metric: str) -> str:
     return "cluster" if metric in CLUSTER_METRICS else "persona_classifier"
 
 
+
+def select_metric_rows(
+    table: pd.DataFrame, metric: str, analysis: str | None = None, classifier: str | None = None
+) -> tuple[pd.DataFrame, str, str]:
+    """Rows of one metric, analysis and classifier of a results table, with clear errors when absent.
+
+    ``analysis`` defaults to "cluster" for cluster metrics and "persona_classifier" otherwise;
+    ``classifier`` to "extra_trees" when present, else the first one in the rows.
+
+    Returns
+    -------
+    (rows, analysis, classifier)
+    """
+    table = _check_table(table)
+    if metric not in set(table["metric"]):
+        raise ValueError(f"metric {metric!r} not in the table; available: {sorted(set(table['metric']))}")
+    analysis = analysis or _default_analysis(metric)
+    sub = table[(table["metric"] == metric) & (table["analysis"] == analysis)]
+    if sub.empty:
+        have = sorted(set(table.loc[table["metric"] == metric, "analysis"]))
+        raise ValueError(f"no {metric!r} rows for analysis {analysis!r}; available analyses: {have}")
+    if classifier is None:
+        present = list(dict.fromkeys(sub["classifier"]))
+        classifier = "extra_trees" if "extra_trees" in present else present[0]
+    sub = sub[sub["classifier"] == classifier]
+    if sub.empty:
+        raise ValueError(f"no rows for classifier {classifier!r} in analysis {analysis!r}")
+    return sub, analysis, classifier
+
+
 def most_divergent_layers(
     table: pd.DataFrame,
     metric: str = "silhouette",
@@ -1258,19 +1289,7 @@ def most_divergent_layers(
     """
     table = _check_table(table)
     k = _check_positive_int(k, "k")
-    if metric not in set(table["metric"]):
-        raise ValueError(f"metric {metric!r} not in the table; available: {sorted(set(table['metric']))}")
-    analysis = analysis or _default_analysis(metric)
-    sub = table[(table["metric"] == metric) & (table["analysis"] == analysis)]
-    if sub.empty:
-        have = sorted(set(table.loc[table["metric"] == metric, "analysis"]))
-        raise ValueError(f"no rows for metric {metric!r} in analysis {analysis!r}; it is in {have}")
-    if classifier is None:
-        present = list(dict.fromkeys(sub["classifier"]))
-        classifier = "extra_trees" if "extra_trees" in present else present[0]
-    sub = sub[sub["classifier"] == classifier]
-    if sub.empty:
-        raise ValueError(f"no rows for classifier {classifier!r}; available: {sorted(set(table['classifier']))}")
+    sub, analysis, classifier = select_metric_rows(table, metric, analysis, classifier)
     if persona is not None:
         sub = sub[sub["persona"] == persona]
         if sub.empty:

@@ -153,11 +153,14 @@ def _overlaps(out: Path) -> str:
         for row in ov.itertuples(index=False):
             if row.n_personas < 2:
                 continue
-            verdict = "more than" if row.shared_by_all > row.shared_expected else "no more than"
+            if row.shared_p_adjusted < 0.05:
+                verdict = "significantly more than chance"
+            else:
+                verdict = "not more than chance"
             lines.append(
                 f"- {row.group}: {row.shared_by_all} nodes shared by all {row.n_personas} personas "
-                f"({row.shared_fraction:.1%} of nodes), {verdict} the {row.shared_expected:.1f} expected by chance "
-                f"(adjusted p = {row.shared_p_adjusted:.3g})."
+                f"({row.shared_fraction:.1%} of nodes; {row.shared_expected:.1f} expected by chance given the set "
+                f"sizes): {verdict} (adjusted p = {row.shared_p_adjusted:.3g})."
             )
     if (nodes / "pairwise_overlaps.csv").exists():
         pw = pd.read_csv(nodes / "pairwise_overlaps.csv").sort_values("jaccard", ascending=False)

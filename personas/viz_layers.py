@@ -21,12 +21,11 @@ from matplotlib.figure import Figure
 from personas.io import save_figure
 from personas.layer_metrics import (
     CLASSIFIER_METRICS,
-    CLUSTER_METRICS,
     LOWER_IS_BETTER,
-    RESULT_COLUMNS,
     check_layers,
     embed_2d,
     pca_projections,
+    select_metric_rows,
 )
 
 __all__ = [
@@ -88,17 +87,6 @@ def _metric_label(metric: str) -> str:
     return f"{label} (lower = more separated)" if metric in LOWER_IS_BETTER else label
 
 
-def _check_table(table: Any) -> pd.DataFrame:
-    if not isinstance(table, pd.DataFrame):
-        raise ValueError(f"table must be a results DataFrame (analyse_layers); got {type(table).__name__}")
-    missing = [c for c in RESULT_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"table lacks columns {missing}; a results table has {RESULT_COLUMNS}")
-    if table.empty:
-        raise ValueError("table is empty: nothing to plot")
-    return table
-
-
 def _select(
     table: pd.DataFrame,
     metric: str,
@@ -108,20 +96,7 @@ def _select(
     one_model: bool,
 ) -> tuple[pd.DataFrame, str, str, str | None]:
     """Rows of one metric / analysis / classifier (and model), with clear errors when absent."""
-    table = _check_table(table)
-    if metric not in set(table["metric"]):
-        raise ValueError(f"metric {metric!r} not in the table; available: {sorted(set(table['metric']))}")
-    analysis = analysis or ("cluster" if metric in CLUSTER_METRICS else "persona_classifier")
-    sub = table[(table["metric"] == metric) & (table["analysis"] == analysis)]
-    if sub.empty:
-        have = sorted(set(table.loc[table["metric"] == metric, "analysis"]))
-        raise ValueError(f"no {metric!r} rows for analysis {analysis!r}; available analyses: {have}")
-    if classifier is None:
-        present = list(dict.fromkeys(sub["classifier"]))
-        classifier = "extra_trees" if "extra_trees" in present else present[0]
-    sub = sub[sub["classifier"] == classifier]
-    if sub.empty:
-        raise ValueError(f"no rows for classifier {classifier!r} in analysis {analysis!r}")
+    sub, analysis, classifier = select_metric_rows(table, metric, analysis, classifier)
     models = list(dict.fromkeys(sub["model"]))
     if model is not None:
         if model not in models:
