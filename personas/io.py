@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = [
+    "safe_name",
     "atomic_path",
     "write_text",
     "write_json",
@@ -22,6 +24,14 @@ __all__ = [
     "write_table",
     "save_figure",
 ]
+
+
+def safe_name(text: object, replacement: str = "-") -> str:
+    """``text`` as a file-name part: runs of characters other than letters, digits, ``.``,
+    ``_`` and ``-`` become ``replacement``; leading and trailing ``-`` and ``.`` are dropped.
+    May return ``""``: callers decide what an empty name means.
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", replacement, str(text)).strip("-.")
 
 
 @contextlib.contextmanager

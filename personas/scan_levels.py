@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from personas.io import write_json
+from personas.io import safe_name, write_json
 
 __all__ = ["ScanPools", "scan_pools", "LEVEL_NAMES", "experiment_seed", "run_file_name", "run_persona_scans"]
 
@@ -180,8 +180,7 @@ def experiment_seed(seed: int, persona: str, level: int) -> int:
 
 def run_file_name(persona: str, level: int, layer: int) -> str:
     """File name of a run file: ``level<level>_layer<layer>_<persona>.jsonl`` (persona sanitised)."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in persona)
-    return f"level{level}_layer{layer}_{safe}.jsonl"
+    return f"level{level}_layer{layer}_{safe_name(persona, '_')}.jsonl"
 
 
 def run_persona_scans(

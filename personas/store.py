@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
-import re
 import uuid
 from importlib import metadata
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from personas.io import atomic_path, read_json, write_json
+from personas.io import atomic_path, read_json, safe_name, write_json
 
 __all__ = [
     "STORE_FORMAT_VERSION",
@@ -66,14 +65,14 @@ def model_slug(name: str) -> str:
         raise ValueError("model name is empty")
     if os.path.isabs(name) or name.startswith((".", "~")):
         name = Path(name).expanduser().resolve().name or name
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip("/").replace("/", "__")).strip("-")
+    slug = safe_name(name.strip("/").replace("/", "__"))
     if slug in ("", ".", ".."):
         raise ValueError(f"model name {name!r} gives no usable directory name; pass model_name=")
     return slug
 
 
 def _persona_file(persona: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", str(persona)).strip("-.")
+    stem = safe_name(persona)
     if not stem:
         raise ValueError(f"persona name {persona!r} gives no usable file name")
     return stem

@@ -8,7 +8,6 @@ the paper's personas: names, counts and colours come from the data.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pandas as pd
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from personas.io import save_figure
+from personas.io import safe_name, save_figure
 from personas.layer_metrics import (
     CLASSIFIER_METRICS,
     LOWER_IS_BETTER,
@@ -57,8 +56,7 @@ _ANALYSES = {
 
 
 def _slug(*parts: Any) -> str:
-    text = "_".join(str(p) for p in parts if p is not None and str(p) != "")
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "figure"
+    return safe_name("_".join(str(p) for p in parts if p is not None and str(p) != "")) or "figure"
 
 
 def _save(fig: Figure, out_dir: str | Path | None, *name: Any) -> None:

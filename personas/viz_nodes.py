@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -22,7 +21,7 @@ import pandas as pd
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 
-from personas.io import save_figure
+from personas.io import safe_name, save_figure
 from personas.nodes import _check_sets, exclusive_intersections
 
 __all__ = [
@@ -86,7 +85,7 @@ def persona_colors(
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-.") or "x"
+    return safe_name(text) or "x"
 
 
 def _file_stem(kind: str, personas: Iterable[str], name: str | None) -> str:
