@@ -37,6 +37,12 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+def _entropy(seed: int, keys: tuple) -> list[int]:
+    return [check_seed(seed)] + [
+        zlib.crc32(k.encode("utf-8")) if isinstance(k, str) else int(k) & 0xFFFFFFFF for k in keys
+    ]
+
+
 def derive_seed(seed: int, *keys: Any) -> int:
     """A 32-bit seed derived from ``seed`` and stable keys.
 
@@ -44,12 +50,9 @@ def derive_seed(seed: int, *keys: Any) -> int:
     they are, so the seed of, say, a persona depends on its *name*, not on its
     position in a list: adding personas never changes the others' draws.
     """
-    entropy = [check_seed(seed)] + [
-        zlib.crc32(k.encode("utf-8")) if isinstance(k, str) else int(k) & 0xFFFFFFFF for k in keys
-    ]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+    return int(np.random.SeedSequence(_entropy(seed, keys)).generate_state(1)[0])
 
 
 def derive_rng(seed: int, *keys: Any) -> np.random.Generator:
-    """``numpy.random.default_rng(derive_seed(seed, *keys))``."""
-    return np.random.default_rng(derive_seed(seed, *keys))
+    """A generator seeded with the same entropy as :func:`derive_seed` (``SeedSequence([seed, *keys])``)."""
+    return np.random.default_rng(np.random.SeedSequence(_entropy(seed, keys)))
