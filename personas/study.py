@@ -3,28 +3,44 @@
 Usage (from the repository root)::
 
     uv run python -m personas.study                      # embedded default model, the paper's 14 personas
-    uv run python -m personas.study --quick --name smoke # 3 personas, few statements: a minute
-    uv run python -m personas.study --model meta-llama/Meta-Llama-3-8B-Instruct --device cuda --layers 1,4,7,10,13,16,19,22,25,28,31
+    uv run python -m personas.study --quick --name smoke # 3 personas, few statements: a couple of minutes
+    uv run python -m personas.study --model smollm2-135m-instruct,all-MiniLM-L6-v2   # two models, compared
+    uv run python -m personas.study --model meta-llama/Meta-Llama-3-8B-Instruct --device cuda --dtype bfloat16
+    uv run python -m personas.study -p n_runs 20 -p tail upper   # any notebook parameter
 
 Each notebook is executed with papermill (its tagged ``parameters`` cell is
-overridden) into ``<output>/<name>/notebooks/``; the notebooks write their
-figures, tables and run files under ``<output>/<name>/``; activations go to the
-shared store ``<output>/activations`` so a second run reuses them. The report is
-written last, from those artifacts (``personas.report``).
+overridden, with only the parameters that cell defines) into
+``<output>/<name>/notebooks/``; the notebooks write their figures, tables and run
+files under ``<output>/<name>/``; activations go to the shared store
+``<output>/activations`` so a second run reuses them. The report is written last,
+from those artifacts (``personas.report``). With several models, each gets
+``<output>/<name>/<model>/`` and ``<output>/<name>/report.md`` compares them on
+relative depth.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from personas.io import write_json
+from personas.io import safe_name, write_json
 
-__all__ = ["NOTEBOOKS", "study_parameters", "notebook_defaults", "run_study", "main"]
+__all__ = [
+    "NOTEBOOKS",
+    "QUICK",
+    "notebook_parameters",
+    "notebook_defaults",
+    "study_parameters",
+    "split_parameters",
+    "run_study",
+    "run_studies",
+    "main",
+]
 
 NOTEBOOKS = ("representation_extraction.ipynb", "run_deepscan.ipynb", "vis_top_nodes.ipynb")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -45,19 +61,61 @@ QUICK = {
     "n_runs": 6,
     "umap": False,
 }
+# Parameters the study sets itself, whatever the notebooks' cells say.
+_STUDY_KEYS = ("model_name", "personas", "layers", "store_dir", "out_dir")
+
+
+def _cell_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
+    import nbformat
+
+    nb = nbformat.read(Path(notebook), as_version=4)
+    cell = next((c for c in nb.cells if "parameters" in c.metadata.get("tags", [])), None)
+    if cell is None:
+        raise ValueError(f"{notebook} has no cell tagged 'parameters'; papermill needs one")
+    out: dict[str, Any] = {}
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:  # not a literal: keep the source text
+                out[node.targets[0].id] = ast.get_source_segment(cell.source, node.value)
+    return out
+
+
+def notebook_parameters() -> dict[str, dict[str, Any]]:
+    """``{notebook: {parameter: default}}`` read from each notebook's tagged parameters cell."""
+    return {nb: _cell_parameters(REPO_ROOT / nb) for nb in NOTEBOOKS}
+
+
+def notebook_defaults() -> dict[str, Any]:
+    """Default values of every notebook's parameters (later notebooks win on shared names)."""
+    merged: dict[str, Any] = {}
+    for params in notebook_parameters().values():
+        merged.update(params)
+    return merged
+
+
+def _check_names(params: dict[str, Any], known: dict[str, dict[str, Any]]) -> None:
+    valid = sorted({k for p in known.values() for k in p})
+    unknown = sorted(k for k in params if k not in valid)
+    if unknown:
+        raise ValueError(
+            f"unknown notebook parameter(s) {unknown}; valid parameters are: {', '.join(valid)} "
+            "(see `python -m personas.study --help`)"
+        )
 
 
 def study_parameters(
     *,
     name: str = "default",
     output: str | os.PathLike = "output",
-    model: str = "all-MiniLM-L6-v2",
+    model: str | None = None,
     personas: Sequence[str] | None = None,
-    layers: Sequence[int] | str = "all",
+    layers: Sequence[int] | str | None = None,
     quick: bool = False,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """Parameters passed to every notebook (each takes the ones its parameters cell names).
+    """Parameters of one study (each notebook later gets the ones its parameters cell names).
 
     Parameters
     ----------
@@ -65,31 +123,44 @@ def study_parameters(
         Run name; artifacts go under ``<output>/<name>/``.
     output : path
         Output root; the activation store is ``<output>/activations``.
-    model : str
-        Hub name or local path; the default is the embedded all-MiniLM-L6-v2.
+    model : str, optional
+        Alias, hub name, local path or ``.gguf`` file; None = the notebooks' default
+        (the embedded SmolLM2-135M-Instruct).
     personas : list of str, optional
         Dataset names; None = the paper's 14.
-    layers : "all" or list of int
-        Layers to extract (0 = embeddings, i = output of block i).
+    layers : "default", "all" or list of int, optional
+        Layers to extract (0 = embeddings, i = output of block i); None = the
+        notebooks' default (``"default"``: the paper's pattern, see
+        ``personas.hooks.default_layers``).
     quick : bool
         Small parameters (module constant ``QUICK``) for a fast smoke run.
     **overrides
-        Any other notebook parameter (e.g. ``n_runs=20``, ``device="cuda"``).
+        Any other notebook parameter (e.g. ``n_runs=20``, ``device="cuda"``); an
+        unknown name is an error listing the valid ones.
     """
+    known = notebook_parameters()
     output = Path(output)
     params: dict[str, Any] = {
-        "model_name": model,
         "personas": list(personas) if personas else None,
-        "layers": layers if isinstance(layers, str) else [int(x) for x in layers],
         "store_dir": str(output / "activations"),
         "out_dir": str(output / name),
     }
+    if model is not None:
+        params["model_name"] = str(model)
+    if layers is not None:
+        params["layers"] = layers if isinstance(layers, str) else [int(x) for x in layers]
     if quick:
-        params.update(QUICK)
-        if personas:
-            params["personas"] = list(personas)
+        params.update({k: v for k, v in QUICK.items() if k != "personas" or not personas})
+    _check_names(overrides, known)
     params.update(overrides)
     return params
+
+
+def split_parameters(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{notebook: the subset of params its parameters cell defines}``."""
+    known = notebook_parameters()
+    _check_names(params, known)
+    return {nb: {k: v for k, v in params.items() if k in names} for nb, names in known.items()}
 
 
 def _execute(notebook: str, out_dir: Path, params: dict[str, Any], progress: bool) -> Path:
@@ -107,39 +178,19 @@ def _execute(notebook: str, out_dir: Path, params: dict[str, Any], progress: boo
     return dest
 
 
-def notebook_defaults() -> dict[str, Any]:
-    """Default values of every notebook's tagged parameters cell (later notebooks win on shared names)."""
-    import ast
-
-    import nbformat
-
-    defaults: dict[str, Any] = {}
-    for notebook in NOTEBOOKS:
-        nb = nbformat.read(REPO_ROOT / notebook, as_version=4)
-        cell = next((c for c in nb.cells if "parameters" in c.metadata.get("tags", [])), None)
-        if cell is None:
-            raise ValueError(f"{notebook} has no cell tagged 'parameters'; papermill needs one")
-        for node in ast.parse(cell.source).body:
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                try:
-                    defaults[node.targets[0].id] = ast.literal_eval(node.value)
-                except ValueError:  # not a literal: keep the source text
-                    defaults[node.targets[0].id] = ast.get_source_segment(cell.source, node.value)
-    return defaults
-
-
 def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
     """Execute the three notebooks in order and write ``report.md``; return its path."""
     from personas.report import write_report
 
     out_dir = Path(params["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
+    per_notebook = split_parameters(params)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     for i, notebook in enumerate(NOTEBOOKS, 1):
         print(f"[{i}/{len(NOTEBOOKS)}] {notebook} -> {out_dir / 'notebooks' / notebook}", flush=True)
         t0 = time.perf_counter()
-        _execute(notebook, out_dir, params, progress)
+        _execute(notebook, out_dir, per_notebook[notebook], progress)
         timings[notebook] = round(time.perf_counter() - t0, 1)
         print(f"      done in {timings[notebook]:.1f} s", flush=True)
     timings["total"] = round(time.perf_counter() - start, 1)
@@ -151,43 +202,109 @@ def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
     return report
 
 
+def run_studies(models: Sequence[str], params: dict[str, Any], *, progress: bool = True) -> Path:
+    """One study per model under ``<out_dir>/<model>/``, then a comparison report in ``<out_dir>``.
+
+    With a single model this is :func:`run_study` on ``params`` itself.
+    """
+    from personas.report import write_comparison_report
+
+    models = [str(m) for m in models]
+    if not models:
+        raise ValueError("no model given")
+    if len(set(models)) != len(models):
+        raise ValueError(f"models {models} name one model twice")
+    if len(models) == 1:
+        return run_study(dict(params, model_name=models[0]), progress=progress)
+    root = Path(params["out_dir"])
+    dirs = {}
+    for model in models:
+        sub = root / (safe_name(model.replace("/", "__")) or "model")
+        if sub in dirs.values():
+            raise ValueError(f"models {models} map to the same directory {sub}")
+        dirs[model] = sub
+        print(f"== model {model} -> {sub}", flush=True)
+        run_study(dict(params, model_name=model, out_dir=str(sub)), progress=progress)
+    return write_comparison_report(root, dirs)
+
+
 def _parse_layers(text: str) -> list[int] | str:
-    if text == "all":
+    if text in ("all", "default"):
         return text
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise SystemExit(f"--layers must be 'all' or comma-separated integers such as 1,4,7; got {text!r}")
+        raise SystemExit(f"--layers must be 'default', 'all' or comma-separated integers such as 1,4,7; got {text!r}")
+
+
+def _parse_value(text: str) -> Any:
+    """A ``-p`` value: a Python literal (``20``, ``0.5``, ``None``, ``[2, 1]``, ``'x'``) or else the text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _parameters_help() -> str:
+    try:
+        known = notebook_parameters()
+    except Exception as exc:  # pragma: no cover - a broken checkout still gets --help
+        return f"(notebook parameters unavailable: {exc})"
+    lines = ["notebook parameters (set any with -p NAME VALUE; defaults from each notebook's parameters cell):"]
+    for nb, params in known.items():
+        lines.append(f"  {nb}:")
+        lines += [f"    {k} = {v!r}" for k, v in params.items() if k not in ("store_dir", "out_dir")]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
     """Command-line entry point (``python -m personas.study --help``)."""
-    parser = argparse.ArgumentParser(prog="python -m personas.study", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m personas.study", description=__doc__.split("\n\n")[0],
+        epilog=_parameters_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--name", default="default", help="run name: artifacts go to <output>/<name>/ (default: default)")
     parser.add_argument("--output", default="output", help="output root (default: output)")
-    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="hub name or local path (default: the embedded all-MiniLM-L6-v2)")
+    parser.add_argument("--model", default=None,
+                        help="model alias, hub name, local path or .gguf file; several, comma-separated, are compared "
+                             "(default: the embedded smollm2-135m-instruct)")
     parser.add_argument("--personas", default=None, help="comma-separated dataset names (default: the paper's 14)")
-    parser.add_argument("--layers", default="all", type=_parse_layers, help="'all' or comma-separated layer indices")
-    parser.add_argument("--device", default="cpu", help="torch device for extraction, e.g. cuda (default: cpu)")
-    parser.add_argument("--dtype", default="float32", help="model dtype, e.g. bfloat16 on a GPU (default: float32)")
+    parser.add_argument("--layers", default=None, type=_parse_layers,
+                        help="'default' (the paper's pattern), 'all' or comma-separated layer indices")
+    parser.add_argument("--device", default=None, help="torch device for extraction, e.g. cuda (default: cpu)")
+    parser.add_argument("--dtype", default=None, help="model dtype, e.g. bfloat16 on a GPU (default: float32)")
     parser.add_argument("--n-runs", type=int, default=None, help="DeepScan runs per experiment (default: 100; quick: 6)")
-    parser.add_argument("--n-jobs", type=int, default=1, help="parallel DeepScan runs (joblib; default: 1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+    parser.add_argument("--n-jobs", type=int, default=None, help="parallel workers (joblib)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of every random choice (default: 0)")
+    parser.add_argument("--scheduler", default=None,
+                        help="address of a Dask scheduler (tcp://host:8786): the heavy loops run on its workers")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="any notebook parameter (repeatable), e.g. -p n_runs 20 -p levels '[2]'")
     parser.add_argument("--quick", action="store_true", help="small parameters: 3 personas, few statements and runs")
     parser.add_argument("--no-progress", action="store_true", help="hide papermill's cell progress bar")
     args = parser.parse_args(argv)
 
-    overrides: dict[str, Any] = {"device": args.device, "dtype": args.dtype, "seed": args.seed, "n_jobs": args.n_jobs}
-    if args.n_runs is not None:
-        overrides["n_runs"] = args.n_runs
+    overrides: dict[str, Any] = {}
+    for flag, key in (("device", "device"), ("dtype", "dtype"), ("seed", "seed"), ("n_jobs", "n_jobs"),
+                      ("n_runs", "n_runs"), ("scheduler", "scheduler")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
+    for name, value in args.parameter:
+        if name in _STUDY_KEYS:
+            parser.error(f"-p {name}: set it with its own option (--model, --personas, --layers, --output, --name)")
+        overrides[name] = _parse_value(value)
     personas = [p.strip() for p in args.personas.split(",") if p.strip()] if args.personas else None
-    params = study_parameters(
-        name=args.name, output=args.output, model=args.model, personas=personas, layers=args.layers,
-        quick=args.quick, **overrides,
-    )
-    if args.model == "all-MiniLM-L6-v2":
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedded model never needs the hub
-    return run_study(params, progress=not args.no_progress)
+    models = [m.strip() for m in args.model.split(",") if m.strip()] if args.model else None
+    try:
+        params = study_parameters(name=args.name, output=args.output, personas=personas, layers=args.layers,
+                                  quick=args.quick, **overrides)
+    except ValueError as exc:
+        parser.error(str(exc))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedded models never need the hub; a cached one neither
+    if models is None:
+        return run_study(params, progress=not args.no_progress)
+    return run_studies(models, params, progress=not args.no_progress)
 
 
 if __name__ == "__main__":  # pragma: no cover
