@@ -1,24 +1,107 @@
-"""Layer-side API for the notebooks: models, prompts, hook extraction, activation store, layer metrics.
+"""Layer-side API for the notebooks: statements, models, prompts, extraction, the store, layer metrics.
 
-Everything here is re-exported from small single-purpose modules of the ``personas``
-package, where the code and its docstrings live:
+The notebook API is exactly the names below (``__all__``); each is defined in one small
+module of the ``personas`` package, named on its import line, where the code and its
+docstring live:
 
-- ``personas.statements``: persona statements (``load_statements``, topics)
+- ``personas.statements``: persona statements and topics (``load_statements``, ``load_topics``)
 - ``personas.models``: model and tokenizer loading (``load_model``)
 - ``personas.prompts``: prompt formatting with chat templates
 - ``personas.hooks``: forward hooks on transformer blocks
 - ``personas.extraction``: batched per-layer activation extraction
 - ``personas.store``: the on-disk activation store (safetensors + JSON manifest)
-- ``personas.layer_metrics``: which layers separate personas, with controls
+- ``personas.layers``: which layers separate personas, with controls
+- ``personas.io``: atomic JSON and table writers shared by every notebook
 
 Layer convention everywhere: index 0 = embeddings, index i = output of block i
 (as in Hugging Face ``hidden_states``).
 """
 
-from personas.statements import *  # noqa: F401,F403
-from personas.models import *  # noqa: F401,F403
-from personas.prompts import *  # noqa: F401,F403
-from personas.hooks import *  # noqa: F401,F403
-from personas.extraction import *  # noqa: F401,F403
-from personas.store import *  # noqa: F401,F403
-from personas.layer_metrics import *  # noqa: F401,F403
+from personas.extraction import POSITIONS, extract_activations, tokenize_prompts
+from personas.hooks import (
+    BLOCK_PATHS,
+    FINAL_NORM_NAMES,
+    LAYER_CONVENTION,
+    LayerCapture,
+    capture_layers,
+    find_blocks,
+    find_final_norm,
+    layer_info,
+    resolve_layers,
+)
+from personas.io import read_json, write_json, write_table
+from personas.layers import (
+    CLASSIFIER_METRICS,
+    CLASSIFIERS,
+    CLUSTER_METRICS,
+    LOWER_IS_BETTER,
+    RESULT_COLUMNS,
+    analyse_layers,
+    check_layers,
+    choose_layer,
+    cluster_scores,
+    cluster_separation,
+    combine_results,
+    cross_validate_classifier,
+    direction_classification,
+    direction_clusters,
+    embed_2d,
+    load_results,
+    most_divergent_layers,
+    pca_projections,
+    persona_classification,
+    relative_depth,
+    save_results,
+    select_metric_rows,
+    synthetic_activations,
+)
+from personas.models import DEFAULT_MODEL, DTYPES, MODEL_ALIASES, load_model, model_info, resolve_device, resolve_model_path
+from personas.prompts import TEMPLATE_MODES, Prompts, format_prompts
+from personas.statements import (
+    DATA_DIR,
+    DIRECTIONS,
+    STATEMENT_COLUMNS,
+    list_personas,
+    load_short_names,
+    load_statements,
+    load_topics,
+    paper_personas,
+    persona_counts,
+)
+from personas.store import (
+    STORE_FORMAT_VERSION,
+    extract_to_store,
+    list_stored,
+    load_activations,
+    load_layers,
+    model_slug,
+    save_activations,
+    store_manifest,
+    store_path,
+)
+
+__all__ = [
+    # personas.statements
+    "DATA_DIR", "STATEMENT_COLUMNS", "DIRECTIONS", "load_topics", "load_short_names", "paper_personas",
+    "list_personas", "persona_counts", "load_statements",
+    # personas.models
+    "DEFAULT_MODEL", "MODEL_ALIASES", "DTYPES", "resolve_model_path", "resolve_device", "load_model", "model_info",
+    # personas.prompts
+    "TEMPLATE_MODES", "Prompts", "format_prompts",
+    # personas.hooks
+    "LAYER_CONVENTION", "BLOCK_PATHS", "FINAL_NORM_NAMES", "find_blocks", "find_final_norm", "layer_info",
+    "resolve_layers", "LayerCapture", "capture_layers",
+    # personas.extraction
+    "POSITIONS", "tokenize_prompts", "extract_activations",
+    # personas.store
+    "STORE_FORMAT_VERSION", "model_slug", "store_path", "list_stored", "store_manifest", "load_activations",
+    "load_layers", "save_activations", "extract_to_store",
+    # personas.layers
+    "CLUSTER_METRICS", "CLASSIFIER_METRICS", "CLASSIFIERS", "LOWER_IS_BETTER", "RESULT_COLUMNS", "check_layers",
+    "relative_depth", "pca_projections", "cluster_scores", "direction_clusters", "cross_validate_classifier",
+    "cluster_separation", "persona_classification", "direction_classification", "analyse_layers",
+    "save_results", "load_results", "combine_results", "select_metric_rows", "most_divergent_layers",
+    "choose_layer", "embed_2d", "synthetic_activations",
+    # personas.io
+    "read_json", "write_json", "write_table",
+]

@@ -1,12 +1,37 @@
 """Every plot of the project, for the notebooks.
 
-Re-exported from ``personas.viz_layers`` (PCA grids, metric-vs-layer curves,
-classifier heatmaps, UMAP) and ``personas.viz_nodes`` (UpSet, Venn, overlap
-heatmaps, node frequencies) and ``personas.viz_scan`` (precision and recall of
-DeepScan against the baselines). Every function returns its figure and, given a
-directory, saves it there atomically.
+The notebook API is exactly the names below (``__all__``), defined in ``personas.viz``:
+PCA grids, metric-vs-layer curves, classifier heatmaps and 2-D views of statements
+(``personas.viz.layers``); UpSet, Venn, overlap heatmaps and node frequencies
+(``personas.viz.nodes``); precision and recall of DeepScan against the baselines
+(``personas.viz.scan``). One convention for all: the data first, every option
+keyword-only; each function returns a ``matplotlib.figure.Figure`` built without pyplot
+(show it with ``display(fig)``), and, given ``out_dir``, saves it there atomically as
+``<name>.png`` (``save_figure``).
 """
 
-from personas.viz_layers import *  # noqa: F401,F403
-from personas.viz_nodes import *  # noqa: F401,F403
-from personas.viz_scan import *  # noqa: F401,F403
+from personas.io import save_figure
+from personas.viz import (
+    persona_colors,
+    plot_classifier_heatmap,
+    plot_metric_by_layer,
+    plot_metric_by_relative_depth,
+    plot_node_frequency,
+    plot_overlap_heatmap,
+    plot_pca_grid,
+    plot_precision_recall,
+    plot_scatter_2d,
+    plot_upset,
+    plot_venn,
+)
+
+__all__ = [
+    "persona_colors", "save_figure",
+    # layers
+    "plot_pca_grid", "plot_metric_by_layer", "plot_metric_by_relative_depth", "plot_classifier_heatmap",
+    "plot_scatter_2d",
+    # nodes
+    "plot_upset", "plot_venn", "plot_overlap_heatmap", "plot_node_frequency",
+    # scan
+    "plot_precision_recall",
+]

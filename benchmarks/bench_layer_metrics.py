@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from personas.layer_metrics import (  # noqa: E402
+from personas.layers import (  # noqa: E402
     analyse_layers,
     cross_validate_classifier,
     most_divergent_layers,
@@ -137,7 +137,7 @@ def main() -> None:
 
     direction_trees = {}
     for layer in args.direction_trees_layers:
-        from personas.layer_metrics import direction_classification
+        from personas.layers import direction_classification
 
         t0 = time.perf_counter()
         with warnings.catch_warnings():

@@ -11,11 +11,26 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["check_int", "check_float", "check_seed", "check_bool", "check_choice", "check_str"]
+__all__ = [
+    "check_int",
+    "check_float",
+    "check_seed",
+    "check_bool",
+    "check_choice",
+    "check_str",
+    "check_matrix",
+    "check_labels",
+    "check_classes",
+    "check_directions",
+    "check_meta",
+]
+
+# the two directions of a persona's statements (as personas.statements.DIRECTIONS)
+_DIRECTIONS: tuple[str, str] = ("positive", "negative")
 
 
 def _is_bool(value: Any) -> bool:
@@ -93,3 +108,95 @@ def check_str(value: Any, name: str, *, allow_empty: bool = False) -> str:
     if not allow_empty and not value.strip():
         raise ValueError(f"{name} must be a non-empty string; got {value!r}")
     return value
+
+
+# ----------------------------------------------------------------------------- arrays and tables
+
+
+def _py(x: Any) -> Any:
+    """A numpy scalar as the Python value (so messages read 'b', not np.str_('b'))."""
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def check_matrix(X: Any, name: str = "X") -> np.ndarray:
+    """``X`` as a finite 2-D float array ``(n_statements, hidden_size)``.
+
+    Integer and bool arrays become float32; floating arrays keep their dtype. Raises
+    ``ValueError`` for other shapes, empty arrays, non-numbers, NaN or infinity.
+    """
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n_statements, hidden_size); got shape {X.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {X.shape}); pass at least one statement and one node")
+    if not np.issubdtype(X.dtype, np.floating):
+        if not (np.issubdtype(X.dtype, np.integer) or X.dtype == bool):
+            raise ValueError(f"{name} must hold numbers; got dtype {X.dtype}")
+        X = X.astype(np.float32)
+    if not np.isfinite(X).all():
+        raise ValueError(f"{name} contains NaN or infinite values; drop or repair those statements first")
+    return X
+
+
+def check_labels(labels: Any, n: int, name: str) -> np.ndarray:
+    """``labels`` as a 1-D array with one label per statement (``n`` of them)."""
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D with one label per statement; got shape {y.shape}")
+    if len(y) != n:
+        raise ValueError(f"{name} has {len(y)} labels but there are {n} statements; they must be aligned row for row")
+    return y
+
+
+def check_classes(y: np.ndarray, name: str, min_count: int = 1, what: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Classes and counts of ``y``: at least two classes, each with ``min_count`` rows (the folds).
+
+    ``what`` is appended to the message (e.g. ``" for persona 'x'"``).
+    """
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        only = _py(classes[0]) if len(classes) else "nothing"
+        raise ValueError(
+            f"{name} has only one class ({only!r}){what}: separating needs at least two; "
+            "pass statements of several personas / both directions"
+        )
+    if counts.min() < min_count:
+        small = _py(classes[int(np.argmin(counts))])
+        raise ValueError(
+            f"{name}: class {small!r} has only {counts.min()} statements{what}, fewer than n_folds={min_count}; "
+            "lower n_folds or add statements"
+        )
+    return classes, counts
+
+
+def check_directions(directions: np.ndarray, name: str = "direction") -> None:
+    """Raise unless every value is "positive" or "negative"."""
+    bad = sorted({str(d) for d in np.unique(directions)} - set(_DIRECTIONS))
+    if bad:
+        raise ValueError(f"{name} values must be 'positive' or 'negative'; got {bad}")
+
+
+def check_meta(meta: Any, n: int, columns: Sequence[str]):
+    """The statements table ``meta``: a DataFrame of ``n`` rows with ``columns``, none missing.
+
+    ``n`` is the number of activation rows it must align with; a ``direction`` column is
+    checked with :func:`check_directions`.
+    """
+    import pandas as pd
+
+    if not isinstance(meta, pd.DataFrame):
+        raise ValueError(
+            "meta must be a pandas DataFrame with columns "
+            f"{list(columns)} aligned with the activation rows (as personas.store.load_layers returns); "
+            f"got {type(meta).__name__}"
+        )
+    missing = [c for c in columns if c not in meta.columns]
+    if missing:
+        raise ValueError(f"meta lacks columns {missing}; it has {list(meta.columns)}")
+    if len(meta) != n:
+        raise ValueError(f"meta has {len(meta)} rows but the activations have {n}; they must be aligned row for row")
+    if meta[list(columns)].isna().any().any():
+        raise ValueError(f"meta has missing values in {list(columns)}")
+    if "direction" in columns:
+        check_directions(meta["direction"].to_numpy())
+    return meta

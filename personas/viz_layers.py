@@ -18,7 +18,7 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from personas.io import safe_name, save_figure
-from personas.layer_metrics import (
+from personas.layers import (
     CLASSIFIER_METRICS,
     LOWER_IS_BETTER,
     check_layers,

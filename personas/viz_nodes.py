@@ -22,7 +22,8 @@ from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 
 from personas.io import safe_name, save_figure
-from personas.nodes import _check_sets, exclusive_intersections
+from personas.nodes import exclusive_intersections
+from personas.nodes.overlaps import _check_sets
 
 __all__ = [
     "persona_colors",

@@ -15,14 +15,15 @@ from sklearn.model_selection import StratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from personas import layer_metrics as lm
-from personas.layer_metrics import (
+from personas.layers import (
     RESULT_COLUMNS,
     analyse_layers,
     check_layers,
     cluster_scores,
+    cluster_separation,
     combine_results,
     cross_validate_classifier,
+    direction_classification,
     direction_clusters,
     embed_2d,
     load_results,
@@ -32,6 +33,10 @@ from personas.layer_metrics import (
     save_results,
     synthetic_activations,
 )
+from personas.layers import analyses
+from personas.layers.classifiers import _probe_features
+from personas.layers.pca import _pca_scores
+from personas.provenance import derive_seed
 
 PLANTED = {3: 1.5, 4: 1.5}  # separation planted at layers 3 and 4 of 0..5
 N_BLOCKS = 5
@@ -95,7 +100,7 @@ def test_randomized_pca_path_is_accurate():
     rng = np.random.default_rng(2)
     X = (rng.normal(size=(300, 6)) * [9, 7, 5, 3, 2, 1]) @ rng.normal(size=(6, 200)) + rng.normal(size=(300, 200))
     Z = X - X.mean(0)
-    got, new = lm._pca_scores(Z, 3, Z_new=Z[:5], exact=False, n_iter=4)
+    got, new = _pca_scores(Z, 3, Z_new=Z[:5], exact=False, n_iter=4)
     want = PCA(3, svd_solver="full").fit_transform(X)
     np.testing.assert_allclose(np.abs(got), np.abs(want), rtol=1e-6, atol=1e-6 * np.abs(want).max())
     np.testing.assert_allclose(np.abs(new), np.abs(want[:5]), rtol=1e-6, atol=1e-6 * np.abs(want).max())
@@ -121,7 +126,7 @@ def test_direction_clusters_equal_manual_pipeline():
 
 
 def _folds(X, y, n_folds, seed, key=""):
-    return list(StratifiedKFold(n_folds, shuffle=True, random_state=lm._seed_int(seed, "folds", key)).split(X, y))
+    return list(StratifiedKFold(n_folds, shuffle=True, random_state=derive_seed(seed, "folds", key)).split(X, y))
 
 
 def test_extra_trees_one_pass_equals_sklearn_cross_validate():
@@ -133,7 +138,7 @@ def test_extra_trees_one_pass_equals_sklearn_cross_validate():
     got = cross_validate_classifier(X, y, classifiers=("extra_trees",), n_folds=4, seed=7, n_trees=8,
                                     shuffled_control=False)
     # the published scorers, in scikit-learn's own cross-validation, with our folds and seed
-    clf = ExtraTreesClassifier(n_estimators=8, random_state=lm._seed_int(7, "extra_trees", ""))
+    clf = ExtraTreesClassifier(n_estimators=8, random_state=derive_seed(7, "extra_trees", ""))
     want = cross_validate(clf, X, y, cv=_folds(X, y, 4, 7),
                           scoring=["accuracy", "precision_weighted", "f1_weighted"])
     for metric in ("accuracy", "precision_weighted", "f1_weighted"):
@@ -158,7 +163,7 @@ def test_probe_equals_sklearn_pipeline(components):
         assert acc == pytest.approx(np.mean(pred == y[test]))
     # the decision values themselves match, not only the accuracy
     train, test = _folds(X, y, 3, 2)[0]
-    Ftr, Fte = lm._probe_features(X, train, test, components, 0, 2)
+    Ftr, Fte = _probe_features(X, train, test, components, 0, 2)
     mine = LogisticRegression(C=0.5, tol=1e-12, max_iter=20000).fit(Ftr, y[train]).decision_function(Fte)
     np.testing.assert_allclose(mine, pipe.fit(X[train], y[train]).decision_function(X[test]), atol=1e-5)
 
@@ -248,12 +253,12 @@ def test_most_divergent_layers_finds_planted(table):
 def test_n_jobs_does_not_change_results(planted, monkeypatch):
     # seeds come from keys (persona, fold, repetition), never from the worker or the order of work;
     # threads stand in for the worker processes here (starting those costs seconds per test run)
-    monkeypatch.setattr(lm, "_BACKEND", "threading")
+    monkeypatch.setattr(analyses, "_BACKEND", "threading")
     acts, meta = planted
     sub = {layer: acts[layer] for layer in (0, 4)}
     kw = dict(model="toy", n_blocks=N_BLOCKS, progress=False)
-    for fn, extra in ((lm.cluster_separation, dict(n_reps=2, n_per_direction=20)),
-                      (lm.direction_classification, dict(n_folds=3, classifiers=("extra_trees", "logistic"),
+    for fn, extra in ((cluster_separation, dict(n_reps=2, n_per_direction=20)),
+                      (direction_classification, dict(n_folds=3, classifiers=("extra_trees", "logistic"),
                                                          n_trees=5))):
         one = fn(sub, meta, n_jobs=1, **kw, **extra)
         two = fn(sub, meta, n_jobs=2, **kw, **extra)
@@ -262,11 +267,11 @@ def test_n_jobs_does_not_change_results(planted, monkeypatch):
 
 def test_layer_zero_added_as_control_and_warned_when_missing(planted):
     acts, meta = planted
-    out = lm.cluster_separation(acts, meta, model="toy", n_blocks=N_BLOCKS, layers=[4], n_reps=1,
+    out = cluster_separation(acts, meta, model="toy", n_blocks=N_BLOCKS, layers=[4], n_reps=1,
                                 n_per_direction=10, n_jobs=1, progress=False)
     assert sorted(out.layer.unique()) == [0, 4]
     with pytest.warns(UserWarning, match="layer 0"):
-        lm.cluster_separation({4: acts[4]}, meta, model="toy", n_blocks=N_BLOCKS, n_reps=1, n_per_direction=10,
+        cluster_separation({4: acts[4]}, meta, model="toy", n_blocks=N_BLOCKS, n_reps=1, n_per_direction=10,
                               n_jobs=1, progress=False)
 
 

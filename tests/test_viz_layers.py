@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from personas.layer_metrics import analyse_layers, combine_results, embed_2d, synthetic_activations
+from personas.layers import analyse_layers, combine_results, embed_2d, synthetic_activations
 from personas.viz_layers import (
     plot_classifier_heatmap,
     plot_metric_by_layer,

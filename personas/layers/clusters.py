@@ -1,0 +1,152 @@
+"""The paper's cluster protocol: PCA of one persona's ``+`` and ``-`` statements, then four cluster metrics.
+
+- ``CLUSTER_METRICS``: silhouette, Calinski-Harabasz, Davies-Bouldin, centroid distance.
+- ``cluster_scores``: the four metrics of labelled points.
+- ``direction_clusters``: repeated samples of one persona at one layer, with the shuffled-label control.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from personas.checks import check_classes, check_directions, check_int, check_labels, check_matrix, check_seed
+from personas.layers.pca import _one_blas_thread, _rng, pca_projections
+
+__all__ = ["CLUSTER_METRICS", "cluster_scores", "direction_clusters"]
+
+
+CLUSTER_METRICS: tuple[str, ...] = ("silhouette", "calinski_harabasz", "davies_bouldin", "centroid_distance")
+
+
+def cluster_scores(Z: Any, labels: Any) -> dict[str, float]:
+    """Separation of labelled groups of points: the paper's four cluster metrics.
+
+    Parameters
+    ----------
+    Z : array (n_points, n_dims)
+        Usually PCA projections of one persona's ``+`` and ``-`` statements.
+    labels : array (n_points,)
+        Group of each point (e.g. direction); at least two groups, fewer than ``n_points``.
+
+    Returns
+    -------
+    dict
+        ``silhouette`` (higher = more separated), ``calinski_harabasz`` (higher),
+        ``davies_bouldin`` (lower) as in ``sklearn.metrics``, and ``centroid_distance``: the
+        Euclidean distance between the two group centroids (mean pairwise distance for more groups).
+    """
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+    Z = check_matrix(Z, "Z")
+    y = check_labels(labels, Z.shape[0], "labels")
+    classes, _ = check_classes(y, "labels")
+    if len(classes) >= Z.shape[0]:
+        raise ValueError(f"labels has {len(classes)} groups for {Z.shape[0]} points; need fewer groups than points")
+    centroids = np.stack([Z[y == c].mean(axis=0) for c in classes])
+    diffs = centroids[:, None, :] - centroids[None, :, :]
+    iu = np.triu_indices(len(classes), 1)
+    return {
+        "silhouette": float(silhouette_score(Z, y)),
+        "calinski_harabasz": float(calinski_harabasz_score(Z, y)),
+        "davies_bouldin": float(davies_bouldin_score(Z, y)),
+        "centroid_distance": float(np.linalg.norm(diffs[iu], axis=1).mean()),
+    }
+
+
+def _cluster_plan(
+    d: np.ndarray, n_per_direction: int | None, n_components: int, hidden_size: int, key: str = ""
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Positive rows, negative rows and the per-direction sample size; clear errors if impossible."""
+    pos, neg = np.flatnonzero(d == "positive"), np.flatnonzero(d == "negative")
+    where = f" for {key!r}" if key else ""
+    if len(pos) == 0 or len(neg) == 0:
+        only = "negative" if len(pos) == 0 else "positive"
+        raise ValueError(
+            f"directions{where} has only one class ({only!r}): the cluster metrics need both "
+            "positive and negative statements"
+        )
+    if n_per_direction is None:
+        m = min(len(pos), len(neg))
+    else:
+        m = check_int(n_per_direction, "n_per_direction", min_val=1)
+    if len(pos) < m or len(neg) < m:
+        raise ValueError(
+            f"{len(pos)} positive and {len(neg)} negative statements{where}, but n_per_direction={m} "
+            "needs that many of each; lower n_per_direction (or pass None to use all)"
+        )
+    if m < 2 or n_components > 2 * m:
+        raise ValueError(
+            f"n_per_direction={m} is too small for n_components={n_components}: need n_per_direction >= 2 "
+            "and 2 * n_per_direction >= n_components"
+        )
+    if n_components > hidden_size:
+        raise ValueError(f"n_components={n_components} exceeds hidden_size={hidden_size}")
+    return pos, neg, m
+
+
+def direction_clusters(
+    X: Any,
+    directions: Any,
+    *,
+    n_components: int = 4,
+    n_reps: int = 5,
+    n_per_direction: int | None = 100,
+    seed: int = 0,
+    shuffled_control: bool = True,
+    sample_key: str = "",
+) -> pd.DataFrame:
+    """The paper's protocol on one persona and one layer: PCA, then cluster metrics of ``+`` vs ``-``.
+
+    Each repetition draws ``n_per_direction`` positive and as many negative statements without
+    replacement, fits PCA on those ``2 * n_per_direction`` rows and scores the two directions as
+    clusters on the projections (``cluster_scores``). The shuffled-labels control scores the same
+    projections with the direction labels permuted.
+
+    Parameters
+    ----------
+    X : array (n_statements, hidden_size)
+        One persona's activations at one layer.
+    directions : array (n_statements,)
+        "positive" / "negative" per row.
+    n_components : int
+        PCA components (the paper's plots use 4).
+    n_reps : int
+        Repetitions with fresh samples (the paper: 5).
+    n_per_direction : int or None
+        Statements per direction and repetition (the paper: 100); None uses all of the smaller direction.
+    seed : int
+    shuffled_control : bool
+        Also score with permuted direction labels (control "shuffled_labels").
+    sample_key : str
+        Extra seed key, e.g. the persona name; the samples depend on ``seed``, ``sample_key`` and
+        the repetition only, so every layer is scored on the same statements.
+
+    Returns
+    -------
+    DataFrame
+        Long table, columns ``control, rep, metric, value``.
+    """
+    X = check_matrix(X)
+    d = check_labels(directions, X.shape[0], "directions").astype(str)
+    check_directions(d, "directions")
+    n_components = check_int(n_components, "n_components", min_val=1)
+    n_reps = check_int(n_reps, "n_reps", min_val=1)
+    seed = check_seed(seed)
+    pos, neg, m = _cluster_plan(d, n_per_direction, n_components, X.shape[1], sample_key)
+    labels = np.repeat(np.array(["positive", "negative"]), m)
+    rows = []
+    with _one_blas_thread():  # small matrices: BLAS threads cost more than they give 
+        for rep in range(n_reps):
+            rng = _rng(seed, "cluster", sample_key, rep)
+            idx = np.concatenate([rng.choice(pos, m, replace=False), rng.choice(neg, m, replace=False)])
+            Z = pca_projections(X[idx], n_components)
+            for metric, value in cluster_scores(Z, labels).items():
+                rows.append(("none", rep, metric, value))
+            if shuffled_control:
+                perm = _rng(seed, "cluster-shuffle", sample_key, rep).permutation(labels)
+                for metric, value in cluster_scores(Z, perm).items():
+                    rows.append(("shuffled_labels", rep, metric, value))
+    return pd.DataFrame(rows, columns=["control", "rep", "metric", "value"])

@@ -1,0 +1,76 @@
+"""Salient nodes: from DeepScan run files to node sets per persona and their overlaps.
+
+A *run file* (read by :func:`deepscan.read_run_file`) holds the runs of one
+experiment; each run chose a subset of nodes (activation units). This module turns
+them into
+
+- node frequencies per persona (in how many runs each node was chosen), mapped to
+  ``(layer, unit)`` when the scan covered several layers;
+- salient node sets: the union over runs, as the paper, or the nodes chosen in at
+  least a given fraction of runs;
+- the statements most often flagged as anomalous;
+- overlaps between any number of personas: set sizes, exclusive intersections
+  (what an UpSet plot shows), pairwise intersections with Jaccard index and a
+  hypergeometric test against chance, nodes shared by all, grouped by topic;
+- precision / recall summaries over runs.
+
+Persona names are never hard-coded: every function is driven by the dictionaries
+it is given (``{persona: run_file}``, ``{persona: set_of_nodes}``,
+``{topic: [persona, ...]}``).
+
+Modules, one job each: ``runs`` (reading run files and the node space), ``frequencies``
+(nodes per persona and salient sets), ``overlaps`` (overlaps and their statistics),
+``summary`` (precision and recall over runs), ``report`` (the node report).
+"""
+
+from personas.nodes.frequencies import (
+    flagged_statements,
+    layer_counts,
+    node_frequencies,
+    node_frequency,
+    salient_nodes,
+    salient_sets,
+)
+from personas.nodes.overlaps import (
+    adjust_p_values,
+    exclusive_intersections,
+    intersection_p_value,
+    overlap_table,
+    pairwise_overlaps,
+    set_sizes,
+    shared_by_all,
+    topic_sets,
+)
+from personas.nodes.report import (
+    save_node_report,
+)
+from personas.nodes.runs import (
+    NodeSpace,
+    load_runs,
+    node_space,
+)
+from personas.nodes.summary import (
+    precision_recall_summary,
+)
+
+__all__ = [
+    "NodeSpace",
+    "load_runs",
+    "node_space",
+    "node_frequency",
+    "node_frequencies",
+    "salient_nodes",
+    "salient_sets",
+    "layer_counts",
+    "flagged_statements",
+    "set_sizes",
+    "exclusive_intersections",
+    "shared_by_all",
+    "adjust_p_values",
+    "intersection_p_value",
+    "pairwise_overlaps",
+    "precision_recall_summary",
+    "topic_sets",
+    "overlap_table",
+    "save_node_report",
+]

@@ -1,0 +1,253 @@
+"""Nodes per persona: how often each node was chosen, the salient sets, the statements most often flagged."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from personas.nodes.overlaps import _check_sets
+from personas.nodes.runs import _config, _flat_nodes, _layer_unit, _name, _normalise_layout, _runs, node_space
+
+__all__ = ["node_frequency", "node_frequencies", "salient_nodes", "salient_sets", "layer_counts", "flagged_statements"]
+
+
+def node_frequency(
+    run_file: Any,
+    n_nodes: int | None = None,
+    node_layout: Sequence[Mapping] | None = None,
+) -> pd.DataFrame:
+    """In how many runs each node was chosen.
+
+    Parameters
+    ----------
+    run_file : deepscan.RunFile or pandas.DataFrame
+        A run file or its runs table (column ``nodes``: list of int per run).
+    n_nodes : int, optional
+        Number of nodes; defaults to the header's. When known, every node
+        ``0..n_nodes-1`` gets a row (frequency 0 included); when unknown
+        (published file, no argument) only nodes chosen at least once appear.
+    node_layout : list of dict, optional
+        Layout to map nodes to ``(layer, unit)``; defaults to the header's.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``node, layer, unit, n_runs, frequency``; one row per node, sorted
+        by node. ``frequency = n_runs / number of runs``; ``layer`` is -1 when the
+        layout is unknown (then ``unit == node``).
+    """
+    runs = _runs(run_file)
+    where = _name(run_file)
+    space = node_space({"": run_file}, n_nodes=n_nodes, node_layout=node_layout)
+    _, nodes = _flat_nodes(runs, where)
+    if space.n_nodes is not None:
+        counts = np.bincount(nodes, minlength=space.n_nodes)
+        node_ids = np.arange(space.n_nodes, dtype=np.int64)
+    else:
+        node_ids, counts = np.unique(nodes, return_counts=True)
+    layers, units = _layer_unit(node_ids, space.node_layout)
+    return pd.DataFrame(
+        {
+            "node": node_ids,
+            "layer": layers,
+            "unit": units,
+            "n_runs": counts.astype(np.int64),
+            "frequency": counts / len(runs),
+        }
+    )
+
+
+def node_frequencies(
+    run_files: Mapping[str, Any],
+    n_nodes: int | None = None,
+    node_layout: Sequence[Mapping] | None = None,
+) -> pd.DataFrame:
+    """:func:`node_frequency` of several personas in one long table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``persona, node, layer, unit, n_runs, frequency``, personas in the
+        order given.
+    """
+    space = node_space(run_files, n_nodes=n_nodes, node_layout=node_layout)
+    tables = []
+    for persona, run_file in run_files.items():
+        table = node_frequency(run_file, n_nodes=space.n_nodes, node_layout=space.node_layout)
+        table.insert(0, "persona", persona)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def _check_fraction(min_fraction: float | None) -> None:
+    if min_fraction is not None and not (0 < min_fraction <= 1):
+        raise ValueError(
+            f"min_fraction must be in (0, 1] (share of runs a node must be chosen in), got {min_fraction!r}; "
+            "None takes the union over runs"
+        )
+
+
+def salient_nodes(run_file: Any, min_fraction: float | None = None) -> np.ndarray:
+    """Salient nodes of one persona.
+
+    Parameters
+    ----------
+    run_file : deepscan.RunFile or pandas.DataFrame
+    min_fraction : float in (0, 1], optional
+        None (default): the union of the node subsets over all runs, as the paper.
+        Otherwise: the nodes chosen in at least this fraction of the runs.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_salient,)
+        Sorted global node indices.
+    """
+    _check_fraction(min_fraction)
+    runs = _runs(run_file)
+    run_index, nodes = _flat_nodes(runs, _name(run_file))
+    uniq, counts = np.unique(nodes, return_counts=True)
+    if min_fraction is None:
+        return uniq
+    # tolerance so that e.g. 0.3 * 10 runs keeps nodes found in exactly 3 runs
+    return uniq[counts >= min_fraction * len(runs) - 1e-9]
+
+
+def salient_sets(run_files: Mapping[str, Any], min_fraction: float | None = None) -> dict[str, set[int]]:
+    """``{persona: set of salient nodes}`` (see :func:`salient_nodes`), in the order given."""
+    _check_fraction(min_fraction)
+    return {persona: set(salient_nodes(rf, min_fraction).tolist()) for persona, rf in run_files.items()}
+
+
+def layer_counts(sets: Mapping[str, Iterable[int]], node_layout: Sequence[Mapping]) -> pd.DataFrame:
+    """How many salient nodes of each persona lie in each layer (runs over several layers).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``persona, layer, n_units, n_salient, fraction`` (fraction of the
+        layer's units), one row per persona and layer of ``node_layout``.
+    """
+    layout = _normalise_layout(node_layout, "node_layout argument")
+    if not layout:
+        raise ValueError("node_layout is required and must not be empty")
+    sets = _check_sets(sets, min_sets=1)
+    n_total = sum(block["n_units"] for block in layout)
+    rows = []
+    for persona, nodes in sets.items():
+        arr = np.fromiter(nodes, dtype=np.int64, count=len(nodes))
+        if arr.size and arr.max() >= n_total:
+            raise ValueError(f"persona {persona!r} has node {int(arr.max())} outside node_layout ({n_total} nodes)")
+        layers, _ = _layer_unit(arr, layout)
+        for block in layout:
+            n = int(np.count_nonzero(layers == block["layer"]))
+            rows.append((persona, block["layer"], block["n_units"], n, n / block["n_units"]))
+    return pd.DataFrame(rows, columns=["persona", "layer", "n_units", "n_salient", "fraction"])
+
+
+def flagged_statements(
+    run_file: Any,
+    statements: pd.DataFrame | None = None,
+    top: int | None = 20,
+) -> pd.DataFrame:
+    """The statements most often chosen by the scan (the records of the subsets).
+
+    Parameters
+    ----------
+    run_file : deepscan.RunFile
+        A JSON Lines run file: its runs store each chosen record's pool index and
+        pool (``records_pool_index``, ``records_anomalous``), and its header's
+        ``config.metadata`` may hold the statement ids of the pools
+        (``anomalous_pool_ids``, ``clean_pool_ids``).
+    statements : pandas.DataFrame, optional
+        Statements table with columns ``id, statement`` (e.g.
+        ``personas.statements.load_statements``) to attach the text; needs the
+        pool ids in the header.
+    top : int or None
+        Keep the ``top`` most flagged statements (ties broken by pool then index);
+        None keeps all.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``pool`` ("anomalous" | "clean"), ``pool_index``, ``statement_id``
+        (when the header has pool ids), ``n_flagged`` (runs that chose it),
+        ``flag_frequency`` (n_flagged / number of runs), then ``n_sampled`` and
+        ``flag_rate`` (n_flagged / n_sampled) when the runs table records the
+        samples, and ``statement`` when ``statements`` is given.
+    """
+    runs = _runs(run_file)
+    where = _name(run_file)
+    if top is not None and (int(top) != top or top < 1):
+        raise ValueError(f"top must be a positive integer or None, got {top!r}")
+    missing = [c for c in ("records_pool_index", "records_anomalous") if c not in runs.columns]
+    if missing or runs["records_pool_index"].isna().any() or runs["records_anomalous"].isna().any():
+        raise ValueError(
+            f"{where} does not record which pool statement each chosen record is "
+            "(records_pool_index / records_anomalous); published text files only store sample positions, "
+            "so flagged statements need a run file written by deepscan"
+        )
+    lengths = runs["records_pool_index"].map(len).to_numpy()
+    if not np.array_equal(lengths, runs["records_anomalous"].map(len).to_numpy()):
+        raise ValueError(f"{where}: records_pool_index and records_anomalous differ in length in some run")
+    index = np.fromiter(itertools.chain.from_iterable(runs["records_pool_index"]), np.int64, int(lengths.sum()))
+    anomalous = np.fromiter(itertools.chain.from_iterable(runs["records_anomalous"]), bool, int(lengths.sum()))
+    keys = pd.DataFrame({"anomalous": anomalous, "pool_index": index})
+    table = keys.value_counts().rename("n_flagged").reset_index()
+
+    sampled = None
+    if {"sample_clean", "sample_anomalous"} <= set(runs.columns) and not (
+        runs["sample_clean"].isna().any() or runs["sample_anomalous"].isna().any()
+    ):
+        clean_s = np.fromiter(itertools.chain.from_iterable(runs["sample_clean"]), np.int64)
+        anom_s = np.fromiter(itertools.chain.from_iterable(runs["sample_anomalous"]), np.int64)
+        sampled = pd.concat(
+            [
+                pd.DataFrame({"anomalous": True, "pool_index": anom_s}),
+                pd.DataFrame({"anomalous": False, "pool_index": clean_s}),
+            ]
+        ).value_counts().rename("n_sampled").reset_index()
+
+    table["pool"] = np.where(table["anomalous"], "anomalous", "clean")
+    table["flag_frequency"] = table["n_flagged"] / len(runs)
+    if sampled is not None:
+        table = table.merge(sampled, on=["anomalous", "pool_index"], how="left")
+        table["n_sampled"] = table["n_sampled"].fillna(0).astype(np.int64)
+        table["flag_rate"] = table["n_flagged"] / table["n_sampled"].where(table["n_sampled"] > 0)
+
+    metadata = _config(run_file).get("metadata") or {}
+    ids = {True: metadata.get("anomalous_pool_ids"), False: metadata.get("clean_pool_ids")}
+    if ids[True] is not None or ids[False] is not None:
+        statement_id = []
+        for is_anom, idx in zip(table["anomalous"], table["pool_index"]):
+            pool_ids = ids[bool(is_anom)]
+            if pool_ids is None:
+                statement_id.append(None)
+                continue
+            if not 0 <= idx < len(pool_ids):
+                pool = "anomalous" if is_anom else "clean"
+                raise ValueError(
+                    f"{where}: a run chose {pool} pool index {idx} but the header lists {len(pool_ids)} "
+                    f"{pool}_pool_ids; the file is inconsistent"
+                )
+            statement_id.append(str(pool_ids[idx]))
+        table["statement_id"] = statement_id
+    elif statements is not None:
+        raise ValueError(
+            f"{where}: the header's config.metadata has no anomalous_pool_ids / clean_pool_ids, so statement "
+            "text cannot be attached; store the pool statement ids in the metadata when running the scan"
+        )
+
+    table = table.sort_values(["n_flagged", "anomalous", "pool_index"], ascending=[False, False, True])
+    if top is not None:
+        table = table.head(int(top))
+    if statements is not None:
+        if not {"id", "statement"} <= set(statements.columns):
+            raise ValueError(f"statements must have columns 'id' and 'statement', got {list(statements.columns)}")
+        text = statements.drop_duplicates("id").set_index("id")["statement"]
+        table["statement"] = table["statement_id"].map(text)
+    columns = ["pool", "pool_index", "statement_id", "n_flagged", "flag_frequency", "n_sampled", "flag_rate",
+               "statement"]
+    return table[[c for c in columns if c in table.columns]].reset_index(drop=True)
