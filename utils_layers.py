@@ -11,19 +11,23 @@ docstring live:
 - ``personas.extraction``: batched per-layer activation extraction
 - ``personas.store``: the on-disk activation store (safetensors + JSON manifest)
 - ``personas.layers``: which layers separate personas, with controls
+- ``personas.cluster``: the heavy loops on a Dask cluster (``dask_cluster``)
 - ``personas.io``: atomic JSON and table writers shared by every notebook
 
 Layer convention everywhere: index 0 = embeddings, index i = output of block i
 (as in Hugging Face ``hidden_states``).
 """
 
+from personas.cluster import dask_cluster, parallel_jobs
 from personas.extraction import POSITIONS, extract_activations, tokenize_prompts
 from personas.hooks import (
     BLOCK_PATHS,
+    DEFAULT_LAYERS_RULE,
     FINAL_NORM_NAMES,
     LAYER_CONVENTION,
     LayerCapture,
     capture_layers,
+    default_layers,
     find_blocks,
     find_final_norm,
     layer_info,
@@ -55,7 +59,18 @@ from personas.layers import (
     select_metric_rows,
     synthetic_activations,
 )
-from personas.models import DEFAULT_MODEL, DTYPES, MODEL_ALIASES, load_model, model_info, resolve_device, resolve_model_path
+from personas.models import (
+    DEFAULT_MODEL,
+    DTYPES,
+    MODEL_ALIASES,
+    default_position,
+    is_encoder,
+    load_model,
+    model_info,
+    resolve_device,
+    resolve_model,
+    resolve_model_path,
+)
 from personas.prompts import TEMPLATE_MODES, Prompts, format_prompts
 from personas.statements import (
     DATA_DIR,
@@ -81,16 +96,19 @@ from personas.store import (
 )
 
 __all__ = [
+    # personas.cluster
+    "dask_cluster", "parallel_jobs",
     # personas.statements
     "DATA_DIR", "STATEMENT_COLUMNS", "DIRECTIONS", "load_topics", "load_short_names", "paper_personas",
     "list_personas", "persona_counts", "load_statements",
     # personas.models
-    "DEFAULT_MODEL", "MODEL_ALIASES", "DTYPES", "resolve_model_path", "resolve_device", "load_model", "model_info",
+    "DEFAULT_MODEL", "MODEL_ALIASES", "DTYPES", "resolve_model", "resolve_model_path", "resolve_device", "load_model",
+    "model_info", "is_encoder", "default_position",
     # personas.prompts
     "TEMPLATE_MODES", "Prompts", "format_prompts",
     # personas.hooks
     "LAYER_CONVENTION", "BLOCK_PATHS", "FINAL_NORM_NAMES", "find_blocks", "find_final_norm", "layer_info",
-    "resolve_layers", "LayerCapture", "capture_layers",
+    "DEFAULT_LAYERS_RULE", "default_layers", "resolve_layers", "LayerCapture", "capture_layers",
     # personas.extraction
     "POSITIONS", "tokenize_prompts", "extract_activations",
     # personas.store

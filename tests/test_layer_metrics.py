@@ -253,7 +253,8 @@ def test_most_divergent_layers_finds_planted(table):
 def test_n_jobs_does_not_change_results(planted, monkeypatch):
     # seeds come from keys (persona, fold, repetition), never from the worker or the order of work;
     # threads stand in for the worker processes here (starting those costs seconds per test run)
-    monkeypatch.setattr(analyses, "_BACKEND", "threading")
+    from joblib import parallel_config
+
     acts, meta = planted
     sub = {layer: acts[layer] for layer in (0, 4)}
     kw = dict(model="toy", n_blocks=N_BLOCKS, progress=False)
@@ -261,7 +262,8 @@ def test_n_jobs_does_not_change_results(planted, monkeypatch):
                       (direction_classification, dict(n_folds=3, classifiers=("extra_trees", "logistic"),
                                                          n_trees=5))):
         one = fn(sub, meta, n_jobs=1, **kw, **extra)
-        two = fn(sub, meta, n_jobs=2, **kw, **extra)
+        with parallel_config(backend="threading"):
+            two = fn(sub, meta, n_jobs=2, **kw, **extra)
         pd.testing.assert_frame_equal(one, two)
 
 

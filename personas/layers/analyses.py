@@ -29,13 +29,11 @@ from personas.provenance import now_iso, package_versions
 __all__ = ["cluster_separation", "persona_classification", "direction_classification", "analyse_layers"]
 
 
-_BACKEND = "loky"
-
-
 def _parallel(n_jobs: int | None, n_tasks: int) -> Parallel:
-    # processes (loky) for the many small per-persona tasks; BLAS inside each worker is limited to
-    # its share of the cores by joblib, so nothing is oversubscribed
-    return Parallel(n_jobs=1 if n_tasks <= 1 else n_jobs, backend=_BACKEND)
+    # the active joblib backend: processes (loky, the default) for the many small per-persona
+    # tasks, whose BLAS joblib limits to their share of the cores; or Dask inside
+    # personas.cluster.dask_cluster
+    return Parallel(n_jobs=1 if n_tasks <= 1 else n_jobs, prefer="processes")
 
 
 def _cluster_task(X: np.ndarray, directions: np.ndarray, persona: str, kwargs: dict) -> pd.DataFrame:

@@ -194,6 +194,7 @@ def cross_validate_classifier(
         # nodes x statements, C-ordered, once: each fold's Fortran-ordered training matrix is then
         # a contiguous gather (0.03 s instead of 0.4-0.8 s at 7560 x 4096)
         XT = np.ascontiguousarray(X.T, dtype=np.float32)  # sklearn trees work in float32
+    n_constant = 0
     for i, (train, test) in enumerate(folds):
         if "extra_trees" in classifiers:
             Xtr = np.take(XT, train, axis=1).T  # (n_train, hidden_size), Fortran order
@@ -211,6 +212,16 @@ def cross_validate_classifier(
                 X, train, test, probe_components, derive_seed(seed, "probe-svd", seed_key, i), probe_svd_iter
             )
             for control, labels in label_sets.items():
+                if Ftr.shape[1] == 0:
+                    # a constant layer (e.g. layer 0 at the chat template's last token): no feature
+                    # carries information, so the best any classifier can do is the training
+                    # fold's majority class; score that instead of failing
+                    n_constant += 1
+                    values, counts = np.unique(labels[train], return_counts=True)
+                    pred = np.full(len(test), values[np.argmax(counts)])
+                    for metric, value in _fold_scores(labels[test], pred).items():
+                        rows.append(("logistic", control, i, metric, value))
+                    continue
                 probe = LogisticRegression(C=probe_C, max_iter=probe_max_iter, tol=probe_tol)
                 # one BLAS thread: L-BFGS-B's many tiny BLAS calls are 10-20x slower with threads
                 # waking up for each of them, and the reduced problem gains nothing from threads
@@ -220,6 +231,12 @@ def cross_validate_classifier(
                 n_not_converged += int(np.max(probe.n_iter_) >= probe_max_iter)
                 for metric, value in _fold_scores(labels[test], probe.predict(Fte)).items():
                     rows.append(("logistic", control, i, metric, value))
+    if n_constant:
+        warnings.warn(
+            f"the features are constant on the training folds ({seed_key!r}: no variance left after "
+            "standardisation), so the linear probe is scored as the majority-class predictor",
+            stacklevel=2,
+        )
     out = pd.DataFrame(rows, columns=["classifier", "control", "fold", "metric", "value"])
     out.attrs["n_not_converged"] = n_not_converged
     return out

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from typing import Any
 
 import numpy as np
@@ -45,6 +47,15 @@ def cluster_scores(Z: Any, labels: Any) -> dict[str, float]:
     classes, _ = check_classes(y, "labels")
     if len(classes) >= Z.shape[0]:
         raise ValueError(f"labels has {len(classes)} groups for {Z.shape[0]} points; need fewer groups than points")
+    if not np.ptp(Z, axis=0).any():
+        # every point identical (a constant layer, e.g. layer 0 at the template's last token):
+        # no separation at all (silhouette and centroid distance 0); CH and DB are 0/0 ratios,
+        # which sklearn reports as 1 and 0 (a perfect DB!), so they are NaN here
+        warnings.warn("all points are identical: the groups cannot be told apart (constant features); "
+                      "silhouette and centroid distance are 0, Calinski-Harabasz and Davies-Bouldin NaN",
+                      stacklevel=2)
+        return {"silhouette": 0.0, "calinski_harabasz": float("nan"), "davies_bouldin": float("nan"),
+                "centroid_distance": 0.0}
     centroids = np.stack([Z[y == c].mean(axis=0) for c in classes])
     diffs = centroids[:, None, :] - centroids[None, :, :]
     iu = np.triu_indices(len(classes), 1)

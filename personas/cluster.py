@@ -1,0 +1,70 @@
+"""Run the heavy loops on a Dask cluster: one context manager around joblib's Dask backend.
+
+Every parallel loop of the project (DeepScan runs in ``deepscan.run_experiment`` and
+``detection_power``, the per-persona tasks of the layer analyses) goes through
+``joblib.Parallel`` with the *active* backend, so one code path serves a laptop
+(joblib's default process pool) and a cluster::
+
+    with dask_cluster("tcp://scheduler:8786") as client:
+        ul.analyse_layers(...)          # per-persona tasks on the workers
+        un.run_persona_scans(...)       # DeepScan runs on the workers; the run file has one writer
+
+Results do not depend on where they run: every run and task draws its randomness
+from seeds fixed before dispatch. Workers need this project installed (the same
+environment) and, for the notebooks, read access to the activation store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+__all__ = ["dask_cluster", "parallel_jobs"]
+
+
+@contextlib.contextmanager
+def dask_cluster(scheduler: str | None = None, *, timeout: float = 30.0) -> Iterator[object | None]:
+    """Route joblib's parallel loops to the Dask scheduler at ``scheduler`` while inside.
+
+    Parameters
+    ----------
+    scheduler : str or None
+        Address of a running ``dask.distributed`` scheduler (``"tcp://host:8786"``), or
+        a ``distributed.LocalCluster``'s ``scheduler_address``. None: do nothing
+        (joblib's default backend), so notebooks can write ``with dask_cluster(scheduler):``
+        unconditionally.
+    timeout : float
+        Seconds to wait for the scheduler.
+
+    Yields
+    ------
+    distributed.Client or None
+    """
+    if scheduler is None:
+        yield None
+        return
+    if not isinstance(scheduler, str) or not scheduler.strip():
+        raise ValueError(f"scheduler must be an address such as 'tcp://host:8786' or None; got {scheduler!r}")
+    try:
+        from distributed import Client
+    except ImportError as exc:  # pragma: no cover - a dependency
+        raise ImportError("a Dask scheduler needs the 'distributed' package; install it (uv sync)") from exc
+    from joblib import parallel_config
+
+    try:
+        client = Client(scheduler, timeout=timeout)
+    except OSError as exc:
+        raise ConnectionError(
+            f"no Dask scheduler answered at {scheduler!r} within {timeout:.0f} s; start one with "
+            "`dask scheduler` (and workers with `dask worker <address>`) or pass scheduler=None"
+        ) from exc
+    try:
+        with parallel_config(backend="dask"):
+            yield client
+    finally:
+        client.close()
+
+
+def parallel_jobs(n_jobs: int | None, scheduler: str | None) -> int | None:
+    """``n_jobs`` to use: every worker (-1) when a scheduler is given, else ``n_jobs`` as it is."""
+    return -1 if scheduler is not None else n_jobs
