@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import Callable
 
 from ._conventions import PRESET_DEFAULTS, PRESETS, canonical_preset, canonical_tail
 from .scores import get_score, score_name
