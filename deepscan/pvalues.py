@@ -15,31 +15,29 @@ from ._conventions import TAILS, canonical_preset, canonical_tail
 
 __all__ = ["TAILS", "pvalue_ranges", "rank_counts", "ranges_from_counts", "counted_pvalues_node_major", "canonical_tail"]
 
-_BLOCK_ENTRIES = 1 << 16  # entries (records x nodes) per block: the work arrays stay in L2
+_BLOCK = 256  # nodes per block: (block, n_records) work arrays stay in L2
 
 
-def _search(flat: np.ndarray, start: np.ndarray, x: np.ndarray, pad: int, inclusive: bool) -> np.ndarray:
+def _search(flat: np.ndarray, rows: np.ndarray, x: np.ndarray, width: int, inclusive: bool) -> np.ndarray:
     """Count background values ``< x`` (``<= x`` if inclusive) with a branchless binary search.
 
-    ``flat`` holds sorted background rows of length ``pad`` (a power of two), padded
-    with +inf; ``start`` (intp, broadcastable to ``x``) gives each query's row start
-    in ``flat``. Each halving step is one gather, one comparison and one add over
-    all queries. Gathers use intp indices with ``mode='clip'`` (no bounds checks:
-    every index is in range by construction), several times faster than int32.
+    ``flat`` holds sorted background rows of length ``width + 1`` (a power of two),
+    padded with +inf; ``rows`` (int32) gives each query's row start in ``flat``.
+    Each halving step is one gather, one comparison and one add over all queries.
     """
-    pos = np.array(np.broadcast_to(start, x.shape), dtype=np.intp)
+    pos = rows.copy()
     cmp = np.less_equal if inclusive else np.less
     v = np.empty(x.shape, flat.dtype)
     hit = np.empty(x.shape, bool)
-    inc = np.empty(x.shape, np.intp)
-    step = pad // 2
+    inc = np.empty(x.shape, pos.dtype)
+    step = (width + 1) // 2
     while step >= 1:
-        flat[step - 1 :].take(pos, out=v, mode="clip")  # offset view: no index arithmetic
+        np.take(flat[step - 1 :], pos, out=v)  # offset view: no index arithmetic
         cmp(v, x, out=hit)
         np.multiply(hit, step, out=inc)
         pos += inc
         step //= 2
-    pos -= start
+    pos -= rows
     return pos
 
 
@@ -51,93 +49,27 @@ def _prepare(background, records):
     return bg.astype(dtype, copy=False), x.astype(dtype, copy=False)
 
 
-_BUCKETS_PER_VALUE = 2  # K = 2N buckets per node: few hold more than _WINDOW background values
-_WINDOW_PROBES = 3
-_WINDOW = (1 << _WINDOW_PROBES) - 1  # background values a bucket may hold for the short search
-
-
-def _count_blocks(bg: np.ndarray, x: np.ndarray, node_major: bool = False):
-    """Yield ``(start, stop, L, R)`` per block of nodes; L, R intp.
-
-    Blocks are ``(n_records, block)`` record-major slices of ``x`` or, with
-    ``node_major``, ``(block, n_records)``.
-
-    Each node's background is sorted once and cut into K = 2N buckets by a monotone
-    map ``bucket(v) = clip(v*scale - offset, 0, K)`` (any monotone map works: a value
-    in a later bucket is always larger). A table gives the first background value of
-    each bucket, so a record value needs one table lookup and a 3-probe search over
-    the at most 7 background values of its bucket; buckets holding more (crowded)
-    fall back to the full binary search, and so do exact ties (only there R > L).
-    """
+def _count_blocks(bg: np.ndarray, x: np.ndarray):
+    """Yield ``(start, stop, L, R)`` per block of nodes; L, R int32 node-major ``(block, n_records)``."""
     n, m = bg.shape
     g = x.shape[0]
-    dt = bg.dtype
-    k_n = _BUCKETS_PER_VALUE * n
-    width = n + _WINDOW + 1  # sorted row, then +inf: every probe stays in its row
-    pad = 1 << int(width - 1).bit_length()  # full-search rows: a power of two >= width
-    table = np.full((m, pad), np.inf, dtype=dt)
+    pad = 1 << int(n).bit_length()  # power of two > n
+    if (m + 1) * pad >= np.iinfo(np.int32).max:
+        raise ValueError(f"background too large for the int32 search ({n} x {m}); scan fewer nodes at a time")
+    table = np.full((m, pad), np.inf, dtype=bg.dtype)
     table[:, :n] = bg.T
     table[:, :n].sort(axis=1)  # the background, sorted once per node
     flat = table.ravel()
-    lo = table[:, 0].astype(np.float64)
-    span = table[:, n - 1] - lo
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        scale = np.where((span > 0) & np.isfinite(span) & (np.abs(lo) < 1e300), k_n / span, 0.0)
-    starts = np.arange(m, dtype=np.intp) * pad
-    block = max(1, _BLOCK_ENTRIES // max(g, n))
-    for s in range(0, m, block):
-        e = min(s + block, m)
-        b = e - s
-        # bucket -> flat index of its first background value (-1: crowded), for this block
-        sc = scale[s:e].astype(dt)
-        off = (lo[s:e] * scale[s:e] - np.arange(b) * (k_n + 1)).astype(dt)  # row offset folded in
-        qlo = (np.arange(b) * (k_n + 1)).astype(dt)
-        qhi = qlo + k_n
-
-        def bucket(v, axis_nodes):
-            shape = (-1, 1) if axis_nodes == 0 else (1, -1)
-            t = v * sc.reshape(shape)
-            t -= off.reshape(shape)
-            np.clip(t, qlo.reshape(shape), qhi.reshape(shape), out=t)
-            return t.astype(np.intp)
-
-        qb = bucket(table[s:e, :n], 0)
-        cnt = np.bincount(qb.ravel(), minlength=b * (k_n + 1))
-        first = np.cumsum(cnt)
-        first -= cnt  # background values in earlier buckets of the block
-        first = first.reshape(b, k_n + 1)
-        first += (starts[s:e] - np.arange(b) * n)[:, None]
-        first = first.ravel()
-        first[cnt > _WINDOW] = -1
-        if node_major:
-            xb = np.ascontiguousarray(x[:, s:e].T)  # (block, g)
-            st = starts[s:e, None]
-            q = bucket(xb, 0)
-        else:
-            xb = np.ascontiguousarray(x[:, s:e])  # (g, block): row pieces, no transposition
-            st = starts[None, s:e]
-            q = bucket(xb, 1)
-        pos = first.take(q, mode="clip")
-        v = np.empty(xb.shape, dt)
-        hit = np.empty(xb.shape, bool)
-        inc = np.empty(xb.shape, np.intp)
-        step = 1 << (_WINDOW_PROBES - 1)
-        while step >= 1:  # branchless search over the bucket's (at most _WINDOW) values
-            flat[step - 1 :].take(pos, out=v, mode="clip")
-            np.less(v, xb, out=hit)
-            np.multiply(hit, step, out=inc)
-            pos += inc
-            step //= 2
-        crowded = first.take(q, mode="clip") < 0
-        if crowded.any():
-            stc = np.broadcast_to(st, xb.shape)[crowded]
-            pos[crowded] = stc + _search(flat, stc, xb[crowded], pad, inclusive=False)
-        tie = flat.take(pos, mode="clip") == xb  # first background value >= x equals x: R > L
-        pos -= st
-        hi = pos.copy()
+    for s in range(0, m, _BLOCK):
+        e = min(s + _BLOCK, m)
+        xb = np.ascontiguousarray(x[:, s:e].T)  # (block, g)
+        rows = np.repeat(np.arange(s, e, dtype=np.int32) * pad, g).reshape(e - s, g)
+        lo = _search(flat, rows, xb, pad - 1, inclusive=False)
+        hi = lo.copy()
+        tie = flat.take(rows + lo) == xb  # a background value equals x: only there R > L
         if tie.any():
-            hi[tie] = _search(flat, np.broadcast_to(st, xb.shape)[tie], xb[tie], pad, inclusive=True)
-        yield s, e, pos, hi
+            hi[tie] = _search(flat, rows[tie], xb[tie], pad - 1, inclusive=True)
+        yield s, e, lo, hi
 
 
 def rank_counts(background, records) -> tuple[np.ndarray, np.ndarray]:
@@ -156,8 +88,8 @@ def rank_counts(background, records) -> tuple[np.ndarray, np.ndarray]:
     L = np.empty(x.shape, np.int32)
     R = np.empty(x.shape, np.int32)
     for s, e, lo, hi in _count_blocks(bg, x):
-        L[:, s:e] = lo
-        R[:, s:e] = hi
+        L[:, s:e] = lo.T
+        R[:, s:e] = hi.T
     return L, R
 
 
@@ -194,9 +126,7 @@ def _ranges_block(lo: np.ndarray, hi: np.ndarray, n: int, tail: str, preset: str
         k = np.arange(n + 1, dtype=np.float64)
         return _two_tailed(((n - k) / (n + 1)).take(hi), ((n - k + 1) / (n + 1)).take(lo))
     tmin, imin, tmax, imax = tables
-    lo = np.asarray(lo, np.intp)
-    hi = np.asarray(hi, np.intp)
-    return tmin.take(lo if imin == "L" else hi, mode="clip"), tmax.take(lo if imax == "L" else hi, mode="clip")
+    return tmin.take(lo if imin == "L" else hi), tmax.take(lo if imax == "L" else hi)
 
 
 def ranges_from_counts(L: np.ndarray, R: np.ndarray, n_background: int, tail: str = "upper", *, preset: str | None = None) -> np.ndarray:
@@ -220,7 +150,7 @@ def counted_pvalues_node_major(background, records, tail: str, *, preset: str | 
     """
     bg, x = _prepare(background, records)
     out = np.empty((x.shape[1], x.shape[0]), np.float64)
-    for s, e, lo, hi in _count_blocks(bg, x, node_major=True):
+    for s, e, lo, hi in _count_blocks(bg, x):
         out[s:e] = _ranges_block(lo, hi, bg.shape[0], tail, preset)[column]
     return out
 
@@ -262,6 +192,6 @@ def pvalue_ranges(background, records, tail: str | None = None, *, preset: str |
     out = np.empty(x.shape + (2,), np.float64)
     for s, e, lo, hi in _count_blocks(bg, x):
         pmin, pmax = _ranges_block(lo, hi, n, tail, preset)
-        out[:, s:e, 0] = pmin
-        out[:, s:e, 1] = pmax
+        out[:, s:e, 0] = pmin.T
+        out[:, s:e, 1] = pmax.T
     return out
