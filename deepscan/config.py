@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import Callable
 
-from .pvalues import canonical_tail
+from ._conventions import PRESET_DEFAULTS, PRESETS, canonical_preset, canonical_tail
 from .scores import get_score, score_name
 
 __all__ = ["ScanConfig", "PRESETS", "canonical_preset", "THRESHOLD_MODES", "GRID_SIZE"]
@@ -15,22 +15,7 @@ __all__ = ["ScanConfig", "PRESETS", "canonical_preset", "THRESHOLD_MODES", "GRID
 THRESHOLD_MODES = ("exact", "grid")
 GRID_SIZE = 50
 
-#: Presets: the settings each one fixes. "ibm-2025" reproduces the code published with
-#: Cintas et al. 2025 (lower tail computed as 1 - upper, pmin counting in the group scan,
-#: 50-point grid to a_max 0.5, HC, one restart, first-maximum ties from -10000).
-PRESETS: dict[str, dict[str, Any]] = {
-    "ibm-2025": {"score": "hc", "tail": "lower", "thresholds": "grid", "a_max": 0.5, "restarts": 1},
-}
 _DEFAULTS = {"score": "hc", "tail": "upper", "thresholds": "exact", "a_max": 0.5, "restarts": 1}
-
-
-def canonical_preset(preset: str | None) -> str | None:
-    if preset is None:
-        return None
-    key = str(preset).lower().replace("_", "-")
-    if key not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRESETS)} or None (the consistent default)")
-    return key
 
 
 @dataclass(frozen=True)
@@ -50,14 +35,21 @@ class ScanConfig:
     restarts : int >= 1, default 1
         Restart 0 starts from all records, 1 from all nodes, later ones from random node subsets.
     preset : {None, 'ibm-2025'}
-        'ibm-2025' reproduces the published code bit for bit (see ``PRESETS``); its
-        fields cannot be overridden.
+        'ibm-2025' reproduces the code published with Cintas et al. 2025 bit for bit. It
+        fixes conventions only (``PRESETS``: lower tail as ``1 - upper``, pmin counting on
+        the 50-point grid to a_max 0.5, first maximum from -10000, individual scans over
+        every distinct stored pmax <= a_max); those fields cannot be overridden. Score
+        (any, default 'hc' as in the persona runs) and restarts stay free: restarts 0
+        and 1 are deterministic and equal the published ones; restarts from 2 on are
+        drawn from the scan's seeded generator (the published code used numpy's unseeded
+        global generator, so those cannot match bit for bit).
 
     Examples
     --------
     >>> ScanConfig()                      # consistent method: upper tail, pmax counting, exact thresholds, HC
     >>> ScanConfig(score="bj", restarts=5)
     >>> ScanConfig.from_preset("ibm-2025")
+    >>> ScanConfig(preset="ibm-2025", score="bj", restarts=10)
     """
 
     score: str | Callable | None = None
@@ -70,12 +62,12 @@ class ScanConfig:
     def __post_init__(self) -> None:
         preset = canonical_preset(self.preset)
         fixed = PRESETS.get(preset, {})
+        defaults = {**_DEFAULTS, **PRESET_DEFAULTS.get(preset, {}), **fixed}
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         set_("preset", preset)
-        for key, default in _DEFAULTS.items():
-            value = getattr(self, key)
-            if value is None:
-                set_(key, fixed.get(key, default))
+        for key, default in defaults.items():
+            if getattr(self, key) is None:
+                set_(key, default)
         # validate and canonicalise
         if not callable(self.score):
             set_("score", score_name(self.score))
@@ -96,7 +88,7 @@ class ScanConfig:
         set_("restarts", int(self.restarts))
         for key, value in fixed.items():
             have = getattr(self, key)
-            if (score_name(have) if key == "score" else have) != value:
+            if have != value:
                 raise ValueError(
                     f"preset {preset!r} fixes {key}={value!r}, got {key}={have!r}; "
                     f"leave {key} unset with the preset, or drop the preset to change it"

@@ -11,24 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import as_activations, check_same_width
+from ._conventions import TAILS, canonical_preset, canonical_tail
 
 __all__ = ["TAILS", "pvalue_ranges", "rank_counts", "ranges_from_counts", "counted_pvalues_node_major", "canonical_tail"]
 
-TAILS = ("upper", "lower", "two")
-_TAIL_ALIASES = {
-    "upper": "upper", "right": "upper", "greater": "upper",
-    "lower": "lower", "left": "lower", "less": "lower",
-    "two": "two", "two-tailed": "two", "two_tailed": "two", "two-sided": "two", "two_sided": "two", "both": "two",
-}
 _BLOCK = 256  # nodes per block: (block, n_records) work arrays stay in L2
-
-
-def canonical_tail(tail: str) -> str:
-    """'upper', 'lower' or 'two' for a tail name or alias."""
-    try:
-        return _TAIL_ALIASES[str(tail).lower()]
-    except KeyError:
-        raise ValueError(f"unknown tail {tail!r}; use 'upper', 'lower' or 'two'") from None
 
 
 def _search(flat: np.ndarray, rows: np.ndarray, x: np.ndarray, width: int, inclusive: bool) -> np.ndarray:
@@ -194,8 +181,6 @@ def pvalue_ranges(background, records, tail: str | None = None, *, preset: str |
     ValueError
         On NaN/inf values, empty arrays, a node-count mismatch, an unknown tail or preset.
     """
-    from .config import canonical_preset
-
     preset = canonical_preset(preset)
     if tail is None:
         tail = "lower" if preset is not None else "upper"

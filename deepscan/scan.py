@@ -30,7 +30,7 @@ import numpy as np
 from ._checks import as_pvalue_ranges
 from .config import ScanConfig
 from .scores import apply_score
-from .thresholds import levels_and_thresholds, threshold_levels, threshold_values
+from .thresholds import distinct_at_most, levels_and_thresholds, threshold_levels, threshold_values
 
 __all__ = ["ScanResult", "individual_scan", "group_scan", "scan_pvalues", "scan_node_major", "ltss_nodes", "ltss_records"]
 
@@ -279,7 +279,7 @@ def group_scan(pvalues, config: ScanConfig | str | dict | None = None, *, seed: 
 
 
 def individual_scan(pvalues, config: ScanConfig | str | dict | None = None) -> ScanResult:
-    """Most anomalous node subset of one record (spec section 4).
+    """Most anomalous node subset of one record (spec sections 4 and 6).
 
     For each threshold the optimum is "all nodes with pmax <= alpha"; the first
     threshold with the maximal score wins. O(M) after the thresholds.
@@ -293,19 +293,28 @@ def individual_scan(pvalues, config: ScanConfig | str | dict | None = None) -> S
     -------
     ScanResult
         ``records`` is ``[0]`` (or empty when nothing scores above 0). Under the
-        ibm-2025 preset the nodes returned are those with pmin <= alpha*.
+        ibm-2025 preset, as published: the thresholds are every distinct stored pmax
+        <= a_max (not the grid), alpha* is that stored value, the nodes returned are
+        those with pmin <= alpha*, and when no pmax is <= a_max the result is score 0,
+        alpha 0, node [0].
     """
     config = _config(config)
     p = as_pvalue_ranges(pvalues)
     if p.shape[0] != 1:
         raise ValueError(f"individual_scan scans one record, got {p.shape[0]}; use group_scan for several")
     pmax = p[0, :, 1]
-    thr = threshold_values(pmax, config.thresholds, config.a_max)
+    compat = config.preset is not None
+    if compat:
+        thr = distinct_at_most(pmax, config.a_max)  # the stored values themselves, no a_max appended
+        if thr.size == 0:
+            zero = np.zeros(1, np.int64)
+            return ScanResult(0.0, 0.0, zero, zero.copy())
+    else:
+        thr = threshold_values(pmax, config.thresholds, config.a_max)
     lev = threshold_levels(pmax, thr)
     k = np.cumsum(np.bincount(lev, minlength=thr.size + 1)[: thr.size])  # nodes with pmax <= alpha_t
     sc = apply_score(config.score_function, k, k, thr)
     t, best = _first_max(sc)
-    compat = config.preset is not None
     if not compat and best <= 0.0:
         return _empty()
     chosen = p[0, :, 0] if compat else pmax
