@@ -8,6 +8,9 @@ processed in blocks of nodes so that the working set stays in cache.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ._checks import as_activations, check_same_width
@@ -16,6 +19,9 @@ from ._conventions import TAILS, canonical_preset, canonical_tail
 __all__ = ["TAILS", "pvalue_ranges", "rank_counts", "ranges_from_counts", "counted_pvalues_node_major", "canonical_tail"]
 
 _BLOCK = 256  # nodes per block: (block, n_records) work arrays stay in L2
+# Blocks are independent and numpy's gathers and comparisons release the GIL, so blocks are
+# counted in threads (at most this many; the results do not depend on it).
+MAX_THREADS = min(4, os.cpu_count() or 1)
 
 
 def _search(flat: np.ndarray, rows: np.ndarray, x: np.ndarray, width: int, inclusive: bool) -> np.ndarray:
@@ -49,8 +55,11 @@ def _prepare(background, records):
     return bg.astype(dtype, copy=False), x.astype(dtype, copy=False)
 
 
-def _count_blocks(bg: np.ndarray, x: np.ndarray):
-    """Yield ``(start, stop, L, R)`` per block of nodes; L, R int32 node-major ``(block, n_records)``."""
+def _for_blocks(bg: np.ndarray, x: np.ndarray, fn) -> None:
+    """Call ``fn(start, stop, L, R)`` for each block of nodes (in threads; blocks are disjoint).
+
+    L and R are int32, node-major ``(block, n_records)``.
+    """
     n, m = bg.shape
     g = x.shape[0]
     pad = 1 << int(n).bit_length()  # power of two > n
@@ -60,7 +69,8 @@ def _count_blocks(bg: np.ndarray, x: np.ndarray):
     table[:, :n] = bg.T
     table[:, :n].sort(axis=1)  # the background, sorted once per node
     flat = table.ravel()
-    for s in range(0, m, _BLOCK):
+
+    def work(s: int) -> None:
         e = min(s + _BLOCK, m)
         xb = np.ascontiguousarray(x[:, s:e].T)  # (block, g)
         rows = np.repeat(np.arange(s, e, dtype=np.int32) * pad, g).reshape(e - s, g)
@@ -69,7 +79,17 @@ def _count_blocks(bg: np.ndarray, x: np.ndarray):
         tie = flat.take(rows + lo) == xb  # a background value equals x: only there R > L
         if tie.any():
             hi[tie] = _search(flat, rows[tie], xb[tie], pad - 1, inclusive=True)
-        yield s, e, lo, hi
+        fn(s, e, lo, hi)
+
+    starts = range(0, m, _BLOCK)
+    threads = min(MAX_THREADS, len(starts))
+    if threads <= 1:
+        for s in starts:
+            work(s)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(work, starts):  # re-raises a worker's exception here
+            pass
 
 
 def rank_counts(background, records) -> tuple[np.ndarray, np.ndarray]:
@@ -87,9 +107,11 @@ def rank_counts(background, records) -> tuple[np.ndarray, np.ndarray]:
     bg, x = _prepare(background, records)
     L = np.empty(x.shape, np.int32)
     R = np.empty(x.shape, np.int32)
-    for s, e, lo, hi in _count_blocks(bg, x):
+    def put(s, e, lo, hi):
         L[:, s:e] = lo.T
         R[:, s:e] = hi.T
+
+    _for_blocks(bg, x, put)
     return L, R
 
 
@@ -150,8 +172,10 @@ def counted_pvalues_node_major(background, records, tail: str, *, preset: str | 
     """
     bg, x = _prepare(background, records)
     out = np.empty((x.shape[1], x.shape[0]), np.float64)
-    for s, e, lo, hi in _count_blocks(bg, x):
+    def put(s, e, lo, hi):
         out[s:e] = _ranges_block(lo, hi, bg.shape[0], tail, preset)[column]
+
+    _for_blocks(bg, x, put)
     return out
 
 
@@ -190,8 +214,10 @@ def pvalue_ranges(background, records, tail: str | None = None, *, preset: str |
     bg, x = _prepare(background, records)
     n = bg.shape[0]
     out = np.empty(x.shape + (2,), np.float64)
-    for s, e, lo, hi in _count_blocks(bg, x):
+    def put(s, e, lo, hi):
         pmin, pmax = _ranges_block(lo, hi, n, tail, preset)
         out[:, s:e, 0] = pmin.T
         out[:, s:e, 1] = pmax.T
+
+    _for_blocks(bg, x, put)
     return out

@@ -1,0 +1,223 @@
+"""``report.md``: a study's results written up as the paper's, from the artifacts its notebooks wrote.
+
+Reads, under a study's output directory: ``study.json`` (parameters, timings),
+``tables/layer_metrics.csv`` and ``chosen_layer.json`` (representation_extraction),
+``tables/deepscan_precision_recall.csv`` and ``runs/`` (run_deepscan),
+``tables/nodes/*.csv`` and ``causal/`` (vis_top_nodes). A missing artifact is
+reported as missing in its section rather than failing the whole report, so a
+partial study still gets a readable report.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from personas.io import read_json, write_text
+from personas.report.layers import (
+    chosen_layer_text,
+    final_third_claim,
+    layer_profile,
+    persona_table,
+    read_layer_table,
+)
+from personas.report.nodes import node_sections, shared_nodes_claim
+from personas.report.scans import baselines_table, precision_recall_table, read_scan_summary, subset_sizes
+from personas.report.tables import figure_links, markdown_table, missing
+
+__all__ = ["REPORT_SECTIONS", "markdown_table", "build_report", "write_report", "build_comparison_report",
+           "write_comparison_report"]
+
+REPORT_SECTIONS = (
+    "## Configuration",
+    "## Layer separation per persona",
+    "## Layer profile",
+    "## Chosen layer",
+    "## DeepScan precision and recall",
+    "## DeepScan against the baselines",
+    "## Salient nodes and overlaps",
+    "## Do the salient nodes matter?",
+    "## The paper's claims, tested here",
+    "## Timing",
+    "## Artifacts",
+)
+
+_CONFIG_KEYS = (
+    "model_name", "personas", "n_per_direction", "min_confidence", "layers", "position", "template", "n_reps",
+    "n_per_cluster", "n_folds", "n_trees", "levels", "background_size", "clean_size", "anomalous_size",
+    "clean_ssize", "anom_ssize", "n_runs", "score", "tail", "thresholds", "a_max", "restarts", "preset",
+    "salient_method", "q", "seed",
+)
+
+
+def _configuration(study: dict, out: Path) -> str:
+    p = {**study.get("notebook_defaults", {}), **study.get("parameters", {})}
+    rows = [(k, "the paper's 14" if k == "personas" and p.get(k) is None else p[k]) for k in _CONFIG_KEYS if k in p]
+    text = [markdown_table(pd.DataFrame(rows, columns=["parameter", "value"])) if rows else "(notebook defaults)"]
+    manifest = _first_manifest(p)
+    if manifest:
+        facts = [f"{k}: `{manifest[k]}`" for k in ("revision", "gguf_file", "quantisation", "template_mode",
+                                                   "position", "n_blocks", "hidden_size") if manifest.get(k) is not None]
+        text += ["", "Activation store: " + "; ".join(facts) + "."]
+        if manifest.get("prompt_example"):
+            text += ["", f"Prompt of the first statement: `{manifest['prompt_example']!r}`"]
+    from personas.hooks import DEFAULT_LAYERS_RULE
+
+    text += ["", f"Layers: `{p.get('layers')}`; the default rule is {DEFAULT_LAYERS_RULE}."]
+    trims = p.get("trimmed")
+    if trims:
+        text += ["", "Trimmed from the paper's full protocol to fit the default time budget (set the parameters "
+                 "back to run it in full): " + "; ".join(f"{k}: {v}" for k, v in dict(trims).items()) + "."]
+    return "\n".join(text)
+
+
+def _first_manifest(params: dict) -> dict | None:
+    from personas.store import store_manifest
+
+    try:
+        personas = params.get("personas")
+        if not personas:
+            from personas.statements import paper_personas
+
+            personas = paper_personas()
+        return store_manifest(params["store_dir"], params["model_name"], personas[0])
+    except Exception:  # the report never fails for want of a manifest
+        return None
+
+
+def _causal(out: Path) -> str:
+    summary = out / "causal" / "summary.md"
+    if summary.exists():
+        text = summary.read_text(encoding="utf-8").strip()
+        figs = figure_links(out, "causal_*.png", "causal check", 4)
+        return text + ("\n\n" + figs if figs else "")
+    return missing("causal/summary.md (the causal check of vis_top_nodes.ipynb)")
+
+
+def _claims(table: pd.DataFrame | None, out: Path) -> str:
+    lines = []
+    layer = final_third_claim(table) if table is not None else None
+    if layer is not None:
+        ctl = (f"shuffled-label control {layer['shuffled_control']:.3f}"
+               + (f", wording control {layer['wording_control']:.3f}" if np.isfinite(layer["wording_control"]) else ""))
+        lines.append(
+            f"- **\"{layer['claim']}\"**: {layer['verdict']}. The mean {layer['metric']} over personas peaks at layer "
+            f"{layer['best_layer']} (relative depth {layer['relative_depth']:.2f}) with {layer['score']:.3f} "
+            f"({ctl}); {layer['personas_peaking_in_final_third']:.0%} of the personas peak in the final third."
+        )
+    else:
+        lines.append("- \"personas diverge most in the final third of the layers\": " + missing("layer metrics"))
+    nodes = shared_nodes_claim(out)
+    if nodes is not None:
+        detail = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in nodes.items()
+                           if k not in ("claim", "verdict", "source"))
+        lines.append(f"- **\"{nodes['claim']}\"**: {nodes['verdict']} ({detail}; from {nodes['source']}).")
+    else:
+        lines.append("- \"ethics personas share more salient nodes than political ones\": needs both topics' "
+                     "personas in the node analysis.")
+    lines += ["", "Verdicts are for this model and these settings only: a small model's layers need not behave "
+              "like Llama-3-8B's."]
+    return "\n".join(lines)
+
+
+def _timing(study: dict, out: Path) -> str:
+    rows = [(k, v) for k, v in study.get("timings_s", {}).items()]
+    meta_file = out / "tables" / "layer_metrics.csv.json"
+    if meta_file.exists():
+        seconds = read_json(meta_file).get("metadata", read_json(meta_file)).get("seconds", {})
+        rows += [(f"layer analysis: {k}", v) for k, v in seconds.items()]
+    if not rows:
+        return "_No timings recorded._"
+    return markdown_table(pd.DataFrame(rows, columns=["step", "seconds"]), digits=1)
+
+
+def _artifacts(out: Path) -> str:
+    groups = []
+    for sub in ("figures", "tables", "tables/nodes", "runs", "causal", "notebooks"):
+        d = out / sub
+        if d.is_dir():
+            files = sorted(p.name for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
+            if files:
+                groups.append(f"- `{sub}/`: " + ", ".join(f"`{f}`" for f in files))
+    return "\n".join(groups) or "_No artifacts found._"
+
+
+def build_report(out_dir: str | os.PathLike) -> str:
+    """The report's markdown text for a study directory (sections: ``REPORT_SECTIONS``)."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise ValueError(f"study directory {out} does not exist; run the study first (python -m personas.study)")
+    study = read_json(out / "study.json") if (out / "study.json").exists() else {}
+    params = {**study.get("notebook_defaults", {}), **study.get("parameters", {})}
+    table = read_layer_table(out)
+    summary = read_scan_summary(out)
+    sections = [
+        ("## Configuration", _configuration(study, out)),
+        ("## Layer separation per persona", persona_table(table) if table is not None
+         else missing("tables/layer_metrics.csv")),
+        ("## Layer profile", layer_profile(table, out) if table is not None else missing("tables/layer_metrics.csv")),
+        ("## Chosen layer", chosen_layer_text(out)),
+        ("## DeepScan precision and recall", precision_recall_table(summary)),
+        ("## DeepScan against the baselines", baselines_table(summary, subset_sizes(out))),
+        ("## Salient nodes and overlaps", node_sections(out)),
+        ("## Do the salient nodes matter?", _causal(out)),
+        ("## The paper's claims, tested here", _claims(table, out)),
+        ("## Timing", _timing(study, out)),
+        ("## Artifacts", _artifacts(out)),
+    ]
+    title = (f"# Persona study: {out.name}\n\nModel `{params.get('model_name', 'unknown')}`; written by "
+             "`personas.report` from the study's artifacts. It follows the layout of Cintas et al. (AIES 2025): "
+             "where (layers) and which activations (nodes) carry each persona.")
+    return "\n\n".join([title, *(f"{head}\n\n{body}" for head, body in sections)]) + "\n"
+
+
+def write_report(out_dir: str | os.PathLike) -> Path:
+    """Write ``<out_dir>/report.md`` atomically and return its path."""
+    return write_text(Path(out_dir) / "report.md", build_report(out_dir))
+
+
+def build_comparison_report(out_dir: str | os.PathLike, studies: Mapping[str, str | os.PathLike]) -> str:
+    """Several models' studies on relative depth (the paper's Fig. 2 and Fig. 6), with links to each report."""
+    from personas.layers import combine_results
+    from personas.viz import plot_metric_by_relative_depth
+
+    out = Path(out_dir)
+    tables, lines = [], []
+    for model, sub in studies.items():
+        sub = Path(sub)
+        rel = os.path.relpath(sub / "report.md", out)
+        lines.append(f"- `{model}`: [{rel}]({rel})")
+        table = read_layer_table(sub)
+        if table is not None:
+            tables.append(table)
+    text = [f"# Persona study: {out.name}, {len(studies)} models compared", "", "Each model's own report:", "",
+            *lines]
+    if len(tables) >= 2:
+        combined = combine_results(tables)
+        figures = out / "figures"
+        for metric in ("silhouette", "centroid_distance", "accuracy"):
+            try:
+                plot_metric_by_relative_depth(combined, metric, out_dir=figures)
+            except ValueError:
+                continue
+        profile = []
+        for model, part in combined.groupby("model", sort=False):
+            claim = final_third_claim(part)
+            if claim:
+                profile.append({"model": model, "best layer (silhouette)": claim["best_layer"],
+                                "relative depth": claim["relative_depth"], "silhouette": claim["score"],
+                                "final third?": claim["relative_depth"] >= 2 / 3, "verdict": claim["verdict"]})
+        text += ["", "## Layer profiles on relative depth", "",
+                 "Layer / number of blocks puts models of different depth on one axis (0 = embeddings, 1 = last "
+                 "block); the final third is shaded in the figures.", "", markdown_table(pd.DataFrame(profile)), "",
+                 figure_links(out, "metric_by_relative_depth_*.png", "metric by relative depth", 6)]
+    return "\n".join(text) + "\n"
+
+
+def write_comparison_report(out_dir: str | os.PathLike, studies: Mapping[str, str | os.PathLike]) -> Path:
+    """Write ``<out_dir>/report.md`` comparing ``studies`` ({model: study directory}); return its path."""
+    return write_text(Path(out_dir) / "report.md", build_comparison_report(out_dir, studies))
