@@ -8,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from personas.layers import analyse_layers, combine_results, embed_2d, synthetic_activations
-from personas.viz_layers import (
+from personas.viz.layers import (
     plot_classifier_heatmap,
     plot_metric_by_layer,
     plot_metric_by_relative_depth,

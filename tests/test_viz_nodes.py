@@ -15,7 +15,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 import utils_viz  # noqa: E402
 from personas import nodes as N  # noqa: E402
-from personas import viz_nodes as V  # noqa: E402
+from personas import viz as V  # noqa: E402
 
 N_NODES = 60
 
