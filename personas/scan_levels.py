@@ -19,7 +19,6 @@ background it is scanned against.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from personas.io import safe_name, write_json
+from personas.provenance import derive_seed
 
 __all__ = ["ScanPools", "scan_pools", "LEVEL_NAMES", "experiment_seed", "run_file_name", "run_persona_scans"]
 
@@ -174,8 +174,7 @@ def experiment_seed(seed: int, persona: str, level: int) -> int:
     Built from the persona's *name* (crc32), not its position in a list, so adding
     or removing personas never changes another persona's runs.
     """
-    state = np.random.SeedSequence([int(seed), int(level), zlib.crc32(persona.encode("utf-8"))])
-    return int(state.generate_state(1)[0])
+    return derive_seed(seed, int(level), persona)
 
 
 def run_file_name(persona: str, level: int, layer: int) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from personas.checks import check_choice, check_int
 from personas.nodes import exclusive_intersections
 from personas.nodes.overlaps import _check_sets
 from personas.viz.style import _file_stem, _finish, persona_colors
@@ -311,8 +312,7 @@ def plot_overlap_heatmap(
     matplotlib.figure.Figure
         The matrix is symmetric with an empty diagonal.
     """
-    if value not in _HEATMAP_VALUES:
-        raise ValueError(f"value must be one of {list(_HEATMAP_VALUES)}, got {value!r}")
+    check_choice(value, "value", _HEATMAP_VALUES)
     needed = {"persona_a", "persona_b"} | ({"p_adjusted"} if value == "neg_log10_p" else {value})
     missing = needed - set(pairwise.columns)
     if missing:
@@ -427,8 +427,7 @@ def plot_node_frequency(
     for p, t in tables.items():
         if "frequency" not in t.columns:
             raise ValueError(f"node frequency table of {p!r} has no 'frequency' column; pass node_frequency output")
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
+    bins = check_int(bins, "bins", min_val=1)
     names = list(tables)
     palette = persona_colors(names, colors)
     ncols = max(1, min(ncols, len(names)))
