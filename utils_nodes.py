@@ -28,6 +28,7 @@ from personas.nodes import (
     save_node_report,
     set_sizes,
     shared_by_all,
+    summarise_runs,
     topic_sets,
 )
 from personas.scan_levels import LEVEL_NAMES, ScanPools, experiment_seed, run_file_name, run_persona_scans, scan_pools
@@ -39,5 +40,5 @@ __all__ = [
     "NodeSpace", "load_runs", "node_space", "node_frequency", "node_frequencies", "salient_nodes",
     "salient_sets", "layer_counts", "flagged_statements", "set_sizes", "exclusive_intersections",
     "shared_by_all", "adjust_p_values", "intersection_p_value", "pairwise_overlaps",
-    "precision_recall_summary", "topic_sets", "overlap_table", "save_node_report",
+    "precision_recall_summary", "summarise_runs", "topic_sets", "overlap_table", "save_node_report",
 ]

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from personas.io import safe_name, write_json
+from personas.nodes.summary import summarise_runs
 from personas.provenance import derive_seed
 
 __all__ = ["ScanPools", "scan_pools", "LEVEL_NAMES", "experiment_seed", "run_file_name", "run_persona_scans"]
@@ -247,8 +248,10 @@ def run_persona_scans(
     -------
     DataFrame
         One row per (persona, level, method): persona, level, method ("deepscan"
-        or a baseline), n_runs, precision_mean, precision_std, recall_mean,
-        recall_std, n_precision_none, detection_auc (deepscan rows), run_file.
+        or a baseline), then the columns of
+        :func:`personas.nodes.summary.summarise_runs` (n_runs, precision_mean,
+        precision_std, precision_n_none, recall_mean, recall_std, recall_n_none;
+        std with ddof=0), detection_auc (deepscan rows), run_file.
     """
     import deepscan
 
@@ -298,11 +301,6 @@ def run_persona_scans(
 
 
 def _summary_row(persona, level, method, runs: pd.DataFrame, *, auc, run_file) -> dict:
-    precision = pd.to_numeric(runs["precision"], errors="coerce")
-    recall = pd.to_numeric(runs["recall"], errors="coerce")
-    return {
-        "persona": persona, "level": level, "method": method, "n_runs": int(len(runs)),
-        "precision_mean": precision.mean(), "precision_std": precision.std(ddof=0),
-        "recall_mean": recall.mean(), "recall_std": recall.std(ddof=0),
-        "n_precision_none": int(precision.isna().sum()), "detection_auc": auc, "run_file": run_file,
-    }
+    # the one summary of runs (population std, runs without a defined value left out)
+    return {"persona": persona, "level": level, "method": method, **summarise_runs(runs),
+            "detection_auc": auc, "run_file": run_file}
