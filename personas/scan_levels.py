@@ -29,6 +29,7 @@ import pandas as pd
 from personas.io import safe_name, write_json
 from personas.nodes.summary import summarise_runs
 from personas.provenance import derive_seed
+from personas.scan_settings import PoolSizes, SampleSizes, _settings
 
 __all__ = ["ScanPools", "scan_pools", "LEVEL_NAMES", "experiment_seed", "run_file_name", "run_persona_scans"]
 
@@ -205,6 +206,8 @@ def run_persona_scans(
     baselines: Sequence[str] = (),
     n_jobs: int = 1,
     progress: bool = True,
+    pools: PoolSizes | None = None,
+    samples: SampleSizes | None = None,
 ) -> pd.DataFrame:
     """The paper's DeepScan experiments for every persona and level, with run files.
 
@@ -243,6 +246,8 @@ def run_persona_scans(
         Any of "lof", "iforest", "kmeans".
     n_jobs : int
         Parallel runs (joblib); results do not depend on it.
+    pools, samples : PoolSizes, SampleSizes, optional
+        The pool and sample sizes as settings objects (instead of the six keywords above).
 
     Returns
     -------
@@ -256,6 +261,13 @@ def run_persona_scans(
     import deepscan
 
     from personas.baselines import baseline_runs
+
+    pools = _settings(pools, PoolSizes, dict(background=background_size, clean=clean_size, anomalous=anomalous_size),
+                      dict(background=250, clean=50, anomalous=300), "pools")
+    samples = _settings(samples, SampleSizes, dict(clean=clean_ssize, anomalous=anom_ssize, n_runs=n_runs),
+                        dict(clean=50, anomalous=50, n_runs=100), "samples")
+    background_size, clean_size, anomalous_size = pools.background, pools.clean, pools.anomalous
+    clean_ssize, anom_ssize, n_runs = samples.clean, samples.anomalous, samples.n_runs
 
     activations = np.asarray(activations)
     if activations.ndim != 2 or len(activations) != len(meta):
