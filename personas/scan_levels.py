@@ -3,7 +3,7 @@
 A DeepScan experiment needs three pools of records (rows of one layer's
 activations): a background that defines "normal", a clean pool drawn from the
 same distribution as the background, and an anomalous pool. The persona paper
-scans at three levels (see ``study.md``, Q2):
+scans at three levels (its second question; ``docs/deepscan.md``, section 7):
 
 - level 2, within a persona: background = 250 of the persona's ``-`` statements,
   clean pool = the other 50 ``-``, anomalous pool = its 300 ``+``;

@@ -1,7 +1,7 @@
 """Tests of personas.nodes: run files -> node frequencies, salient sets, overlaps.
 
 Synthetic run files are written by hand in the DeepScan run-file format
-(CONTRACTS.md) with known node sets, so every count, intersection, Jaccard value
+(docs/run-files.md) with known node sets, so every count, intersection, Jaccard value
 and frequency is checked exactly. Published-format fixtures live in
 tests/fixtures/published (see its README).
 """

@@ -208,8 +208,8 @@ def direction_classification(
 ) -> pd.DataFrame:
     """Predict ``+`` vs ``-`` within each persona, per layer (``cross_validate_classifier``).
 
-    The default is the linear probe only: ExtraTrees here means 10 folds x 2 controls forests per
-    persona and layer (3,080 for 14 personas x 11 layers, about 3 minutes on 2 cores); pass
+    The default is the linear probe only: ExtraTrees here means ``n_folds`` x 2 controls forests
+    per persona and layer (thousands for the paper's 14 personas); pass
     ``classifiers=("extra_trees", "logistic")`` for both. Personas run in ``n_jobs`` processes.
 
     Returns
