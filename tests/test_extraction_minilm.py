@@ -65,9 +65,14 @@ def test_load_model_argument_errors():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             load_model(device="cuda")
-    if importlib.util.find_spec("accelerate") is None:
-        with pytest.raises(ImportError, match="accelerate"):
-            load_model(device_map="auto")
+
+
+def test_device_map_without_accelerate_says_what_to_install(monkeypatch):
+    # accelerate is a dependency, so hide it: the message must name the package to install
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real(name, *a))
+    with pytest.raises(ImportError, match="device_map needs the 'accelerate' package"):
+        load_model(device_map="auto")
 
 
 def test_bfloat16_model_gives_float32_activations_close_to_float32(minilm):

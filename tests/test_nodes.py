@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-import utils_nodes
 from personas import nodes as N
 
 FIXTURES = Path(__file__).parent / "fixtures" / "published"
@@ -129,11 +128,6 @@ def brute_pairwise(sets, n_nodes):
 
 
 # ------------------------------------------------------------------ loading and frequency
-
-
-def test_facade_exports_everything():
-    for name in N.__all__:
-        assert hasattr(utils_nodes, name), name
 
 
 def test_load_runs_keeps_order_and_every_run(run_files):
