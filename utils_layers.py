@@ -40,6 +40,8 @@ from personas.layers import (
     CLUSTER_METRICS,
     LOWER_IS_BETTER,
     RESULT_COLUMNS,
+    LayerProtocol,
+    ProbeSettings,
     analyse_layers,
     check_layers,
     choose_layer,
@@ -115,7 +117,8 @@ __all__ = [
     "STORE_FORMAT_VERSION", "model_slug", "store_path", "list_stored", "store_manifest", "load_activations",
     "load_layers", "save_activations", "extract_to_store",
     # personas.layers
-    "CLUSTER_METRICS", "CLASSIFIER_METRICS", "CLASSIFIERS", "LOWER_IS_BETTER", "RESULT_COLUMNS", "check_layers",
+    "CLUSTER_METRICS", "CLASSIFIER_METRICS", "CLASSIFIERS", "LOWER_IS_BETTER", "RESULT_COLUMNS", "LayerProtocol",
+    "ProbeSettings", "check_layers",
     "relative_depth", "pca_projections", "cluster_scores", "direction_clusters", "cross_validate_classifier",
     "cluster_separation", "persona_classification", "direction_classification", "analyse_layers",
     "save_results", "load_results", "combine_results", "select_metric_rows", "most_divergent_layers",

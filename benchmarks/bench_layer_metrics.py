@@ -99,7 +99,7 @@ def main() -> None:
 
     c0, t0 = cpu_seconds(), time.perf_counter()
     table = analyse_layers(activations, meta, model="synthetic", n_blocks=args.n_blocks, n_jobs=args.n_jobs,
-                           n_per_direction=min(100, args.per_direction))
+                           n_per_cluster=min(100, args.per_direction))
     t_full = time.perf_counter() - t0
     stop_workers()
     cpu_full = cpu_seconds() - c0

@@ -3,7 +3,7 @@
 A DeepScan experiment needs three pools of records (rows of one layer's
 activations): a background that defines "normal", a clean pool drawn from the
 same distribution as the background, and an anomalous pool. The persona paper
-scans at three levels (see ``study.md``, Q2):
+scans at three levels (its second question; ``docs/deepscan.md``, section 7):
 
 - level 2, within a persona: background = 250 of the persona's ``-`` statements,
   clean pool = the other 50 ``-``, anomalous pool = its 300 ``+``;
@@ -22,7 +22,6 @@ background it is scanned against.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -32,6 +31,9 @@ import pandas as pd
 
 from personas.checks import check_int
 from personas.io import safe_name, write_json
+from personas.nodes.summary import summarise_runs
+from personas.provenance import derive_seed
+from personas.scan_settings import PoolSizes, SampleSizes, _settings
 
 __all__ = [
     "ScanPools",
@@ -260,8 +262,7 @@ def experiment_seed(seed: int, persona: str, level: int) -> int:
     Built from the persona's *name* (crc32), not its position in a list, so adding
     or removing personas never changes another persona's runs.
     """
-    state = np.random.SeedSequence([int(seed), int(level), zlib.crc32(persona.encode("utf-8"))])
-    return int(state.generate_state(1)[0])
+    return derive_seed(seed, int(level), persona)
 
 
 def run_file_name(persona: str, level: int, layer: int) -> str:
@@ -291,6 +292,8 @@ def run_persona_scans(
     baselines: Sequence[str] = (),
     n_jobs: int = 1,
     progress: bool = True,
+    pools: PoolSizes | None = None,
+    samples: SampleSizes | None = None,
 ) -> pd.DataFrame:
     """The paper's DeepScan experiments for every persona and level, with run files.
 
@@ -331,17 +334,28 @@ def run_persona_scans(
         Any of "lof", "iforest", "kmeans".
     n_jobs : int
         Parallel runs (joblib); results do not depend on it.
+    pools, samples : PoolSizes, SampleSizes, optional
+        The pool and sample sizes as settings objects (instead of the six keywords above).
 
     Returns
     -------
     DataFrame
         One row per (persona, level, method): persona, level, method ("deepscan"
-        or a baseline), n_runs, precision_mean, precision_std, recall_mean,
-        recall_std, n_precision_none, detection_auc (deepscan rows), run_file.
+        or a baseline), then the columns of
+        :func:`personas.nodes.summary.summarise_runs` (n_runs, precision_mean,
+        precision_std, precision_n_none, recall_mean, recall_std, recall_n_none;
+        std with ddof=0), detection_auc (deepscan rows), run_file.
     """
     import deepscan
 
     from personas.baselines import baseline_runs
+
+    pools = _settings(pools, PoolSizes, dict(background=background_size, clean=clean_size, anomalous=anomalous_size),
+                      dict(background=250, clean=50, anomalous=300), "pools")
+    samples = _settings(samples, SampleSizes, dict(clean=clean_ssize, anomalous=anom_ssize, n_runs=n_runs),
+                        dict(clean=50, anomalous=50, n_runs=100), "samples")
+    background_size, clean_size, anomalous_size = pools.background, pools.clean, pools.anomalous
+    clean_ssize, anom_ssize, n_runs = samples.clean, samples.anomalous, samples.n_runs
 
     activations = np.asarray(activations)
     if activations.ndim != 2 or len(activations) != len(meta):
@@ -393,11 +407,6 @@ def run_persona_scans(
 
 
 def _summary_row(persona, level, method, runs: pd.DataFrame, *, auc, run_file) -> dict:
-    precision = pd.to_numeric(runs["precision"], errors="coerce")
-    recall = pd.to_numeric(runs["recall"], errors="coerce")
-    return {
-        "persona": persona, "level": level, "method": method, "n_runs": int(len(runs)),
-        "precision_mean": precision.mean(), "precision_std": precision.std(ddof=0),
-        "recall_mean": recall.mean(), "recall_std": recall.std(ddof=0),
-        "n_precision_none": int(precision.isna().sum()), "detection_auc": auc, "run_file": run_file,
-    }
+    # the one summary of runs (population std, runs without a defined value left out)
+    return {"persona": persona, "level": level, "method": method, **summarise_runs(runs),
+            "detection_auc": auc, "run_file": run_file}

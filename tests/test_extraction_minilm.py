@@ -71,6 +71,14 @@ def test_load_model_argument_errors():
             load_model(MINILM, device="cuda")
 
 
+def test_device_map_without_accelerate_says_what_to_install(monkeypatch):
+    # accelerate is a dependency, so hide it: the message must name the package to install
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real(name, *a))
+    with pytest.raises(ImportError, match="device_map needs the 'accelerate' package"):
+        load_model(MINILM, device_map="auto")
+
+
 def test_bfloat16_model_gives_float32_activations_close_to_float32(minilm):
     model32, tok = minilm
     model16, _ = load_model(MINILM, dtype="bfloat16", padding_side="left")

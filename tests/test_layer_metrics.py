@@ -40,7 +40,7 @@ from personas.provenance import derive_seed
 
 PLANTED = {3: 1.5, 4: 1.5}  # separation planted at layers 3 and 4 of 0..5
 N_BLOCKS = 5
-SMALL = dict(n_reps=2, n_per_direction=20, n_folds=3, n_trees=10, n_jobs=1, progress=False)
+SMALL = dict(n_reps=2, n_per_cluster=20, n_folds=3, n_trees=10, n_jobs=1, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_direction_clusters_equal_manual_pipeline():
     d = np.repeat(["positive", "negative"], 12)
     X[d == "positive", :5] += 2.0
     # all statements in one repetition: the sample is the whole set, in a shuffled order
-    got = direction_clusters(X, d, n_components=3, n_reps=1, n_per_direction=None, shuffled_control=False)
+    got = direction_clusters(X, d, n_components=3, n_reps=1, n_per_cluster=None, shuffled_control=False)
     Z = PCA(3, svd_solver="full").fit_transform(X)
     want = {
         "silhouette": silhouette_score(Z, d),
@@ -172,9 +172,9 @@ def test_seeds_reproduce_and_differ():
     rng = np.random.default_rng(6)
     X = rng.normal(size=(40, 10))
     d = np.repeat(["positive", "negative"], 20)
-    a = direction_clusters(X, d, n_per_direction=10, n_reps=3, seed=1)
-    b = direction_clusters(X, d, n_per_direction=10, n_reps=3, seed=1)
-    c = direction_clusters(X, d, n_per_direction=10, n_reps=3, seed=2)
+    a = direction_clusters(X, d, n_per_cluster=10, n_reps=3, seed=1)
+    b = direction_clusters(X, d, n_per_cluster=10, n_reps=3, seed=1)
+    c = direction_clusters(X, d, n_per_cluster=10, n_reps=3, seed=2)
     pd.testing.assert_frame_equal(a, b)
     assert not np.allclose(a["value"], c["value"])
     k = dict(classifiers=("extra_trees", "logistic"), n_folds=4, n_trees=5)
@@ -258,7 +258,7 @@ def test_n_jobs_does_not_change_results(planted, monkeypatch):
     acts, meta = planted
     sub = {layer: acts[layer] for layer in (0, 4)}
     kw = dict(model="toy", n_blocks=N_BLOCKS, progress=False)
-    for fn, extra in ((cluster_separation, dict(n_reps=2, n_per_direction=20)),
+    for fn, extra in ((cluster_separation, dict(n_reps=2, n_per_cluster=20)),
                       (direction_classification, dict(n_folds=3, classifiers=("extra_trees", "logistic"),
                                                          n_trees=5))):
         one = fn(sub, meta, n_jobs=1, **kw, **extra)
@@ -270,10 +270,10 @@ def test_n_jobs_does_not_change_results(planted, monkeypatch):
 def test_layer_zero_added_as_control_and_warned_when_missing(planted):
     acts, meta = planted
     out = cluster_separation(acts, meta, model="toy", n_blocks=N_BLOCKS, layers=[4], n_reps=1,
-                                n_per_direction=10, n_jobs=1, progress=False)
+                                n_per_cluster=10, n_jobs=1, progress=False)
     assert sorted(out.layer.unique()) == [0, 4]
     with pytest.warns(UserWarning, match="layer 0"):
-        cluster_separation({4: acts[4]}, meta, model="toy", n_blocks=N_BLOCKS, n_reps=1, n_per_direction=10,
+        cluster_separation({4: acts[4]}, meta, model="toy", n_blocks=N_BLOCKS, n_reps=1, n_per_cluster=10,
                               n_jobs=1, progress=False)
 
 
@@ -335,7 +335,7 @@ def test_one_class_only_is_an_error():
     with pytest.raises(ValueError, match="only one class"):
         cross_validate_classifier(X, np.repeat("agreeableness", 20), n_folds=2)
     with pytest.raises(ValueError, match="only one class"):
-        direction_clusters(X, np.repeat("positive", 20), n_per_direction=5)
+        direction_clusters(X, np.repeat("positive", 20), n_per_cluster=5)
     with pytest.raises(ValueError, match="only one class"):
         cluster_scores(X[:, :2], np.zeros(20))
 
@@ -353,8 +353,8 @@ def test_fewer_samples_than_folds_is_an_error(planted):
 def test_other_bad_input(planted):
     acts, meta = planted
     kw = dict(model="toy", n_blocks=N_BLOCKS, **SMALL)
-    with pytest.raises(ValueError, match="n_per_direction=100"):
-        analyse_layers(acts, meta, **{**kw, "n_per_direction": 100})
+    with pytest.raises(ValueError, match="n_per_cluster=100"):
+        analyse_layers(acts, meta, **{**kw, "n_per_cluster": 100})
     with pytest.raises(ValueError, match="meta has 10 rows"):
         analyse_layers(acts, meta.iloc[:10], **kw)
     with pytest.raises(ValueError, match="lacks columns"):

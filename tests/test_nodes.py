@@ -1,7 +1,7 @@
 """Tests of personas.nodes: run files -> node frequencies, salient sets, overlaps.
 
 Synthetic run files are written by hand in the DeepScan run-file format
-(CONTRACTS.md) with known node sets, so every count, intersection, Jaccard value
+(docs/run-files.md) with known node sets, so every count, intersection, Jaccard value
 and frequency is checked exactly. Published-format fixtures live in
 tests/fixtures/published (see its README).
 """
@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-import utils_nodes
 from personas import nodes as N
 
 FIXTURES = Path(__file__).parent / "fixtures" / "published"
@@ -129,11 +128,6 @@ def brute_pairwise(sets, n_nodes):
 
 
 # ------------------------------------------------------------------ loading and frequency
-
-
-def test_facade_exports_everything():
-    for name in N.__all__:
-        assert hasattr(utils_nodes, name), name
 
 
 def test_load_runs_keeps_order_and_every_run(run_files):

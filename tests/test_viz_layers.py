@@ -8,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from personas.layers import analyse_layers, combine_results, embed_2d, synthetic_activations
-from personas.viz_layers import (
+from personas.viz.layers import (
     plot_classifier_heatmap,
     plot_metric_by_layer,
     plot_metric_by_relative_depth,
@@ -28,7 +28,7 @@ def data():
 @pytest.fixture(scope="module")
 def table(data):
     acts, meta = data
-    return analyse_layers(acts, meta, model="toy/model v1", n_blocks=3, n_reps=2, n_per_direction=10, n_folds=3,
+    return analyse_layers(acts, meta, model="toy/model v1", n_blocks=3, n_reps=2, n_per_cluster=10, n_folds=3,
                           n_trees=5, n_jobs=1, progress=False)
 
 

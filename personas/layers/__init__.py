@@ -4,7 +4,7 @@ Three analyses, each run per layer on plain arrays (activations ``(n_statements,
 plus row-aligned labels), each reported beside two controls:
 
 ``cluster``
-    The paper's protocol, per persona: PCA of ``n_per_direction`` ``+`` and ``-`` statements,
+    The paper's protocol, per persona: PCA of ``n_per_cluster`` ``+`` and ``n_per_cluster`` ``-`` statements,
     then silhouette, Calinski-Harabasz, Davies-Bouldin and the Euclidean distance between the
     two centroids on the projections; ``n_reps`` seeded repetitions, mean and std.
 ``persona_classifier``
@@ -26,7 +26,7 @@ compared on the same statements, folds and permutations, and results do not depe
 
 Modules, one job each: ``indices`` (which layers), ``pca`` (principal components),
 ``clusters`` (the cluster protocol), ``classifiers`` (cross-validated classifiers and probes),
-``analyses`` (the drivers over personas and layers), ``results`` (tables and choosing a layer),
+``analyses`` (the drivers over personas and layers), ``settings`` (``LayerProtocol``, ``ProbeSettings``), ``results`` (tables and choosing a layer),
 ``embedding`` (2-D views), ``synthetic`` (planted test data).
 """
 
@@ -46,6 +46,7 @@ from personas.layers.results import (
     save_results,
     select_metric_rows,
 )
+from personas.layers.settings import LayerProtocol, ProbeSettings
 from personas.layers.synthetic import synthetic_activations
 
 __all__ = [
@@ -54,6 +55,8 @@ __all__ = [
     "CLASSIFIERS",
     "LOWER_IS_BETTER",
     "RESULT_COLUMNS",
+    "LayerProtocol",
+    "ProbeSettings",
     "check_layers",
     "relative_depth",
     "pca_projections",

@@ -18,12 +18,13 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from personas.checks import check_classes, check_int, check_meta, check_seed
+from personas.checks import NOT_GIVEN, check_classes, check_int, check_meta, check_seed, renamed
 from personas.layers.classifiers import CLASSIFIERS, _check_classifiers, cross_validate_classifier
 from personas.layers.clusters import _cluster_plan, direction_clusters
 from personas.layers.indices import _layer_matrix, _resolve_layers, relative_depth
 from personas.layers.pca import _one_blas_thread
 from personas.layers.results import RESULT_COLUMNS, _finish, _summarise
+from personas.layers.settings import LayerProtocol, ProbeSettings, _field_names, _with_overrides
 from personas.provenance import now_iso, package_versions
 
 __all__ = ["cluster_separation", "persona_classification", "direction_classification", "analyse_layers"]
@@ -64,11 +65,12 @@ def cluster_separation(
     layers: Iterable[int] | None = None,
     n_components: int = 4,
     n_reps: int = 5,
-    n_per_direction: int | None = 100,
+    n_per_cluster: int | None = 100,
     seed: int = 0,
     controls: bool = True,
     n_jobs: int | None = -1,
     progress: bool = True,
+    n_per_direction: Any = NOT_GIVEN,
 ) -> pd.DataFrame:
     """The paper's cluster protocol (``direction_clusters``) for every persona and layer.
 
@@ -84,7 +86,7 @@ def cluster_separation(
         Number of transformer blocks (relative depth = layer / n_blocks).
     layers : iterable of int, optional
         Default: all in ``activations``. With ``controls``, layer 0 is added when available.
-    n_components, n_reps, n_per_direction, seed
+    n_components, n_reps, n_per_cluster, seed
         See ``direction_clusters``.
     controls : bool
         Add the layer-0 and shuffled-label controls.
@@ -92,12 +94,16 @@ def cluster_separation(
         Worker processes over personas (-1 = all cores).
     progress : bool
         Show a progress bar over layers.
+    n_per_direction : int or None
+        Deprecated alias of ``n_per_cluster``.
 
     Returns
     -------
     DataFrame
         Tidy table (``RESULT_COLUMNS``), analysis "cluster", classifier "none".
     """
+    n_per_cluster = renamed(n_per_cluster, n_per_direction, new="n_per_cluster", old="n_per_direction",
+                            new_default=100)
     layers = _resolve_layers(layers, activations, controls)
     meta = check_meta(meta, _layer_matrix(activations, layers[0]).shape[0], ["persona", "direction"])
     n_blocks = check_int(n_blocks, "n_blocks", min_val=1)
@@ -106,12 +112,12 @@ def cluster_separation(
     groups = {p: np.flatnonzero(meta["persona"].astype(str).to_numpy() == p) for p in personas}
     directions = meta["direction"].astype(str).to_numpy()
     kwargs = dict(
-        n_components=n_components, n_reps=n_reps, n_per_direction=n_per_direction, seed=check_seed(seed),
+        n_components=n_components, n_reps=n_reps, n_per_cluster=n_per_cluster, seed=check_seed(seed),
         shuffled_control=controls,
     )
     hidden = _layer_matrix(activations, layers[0]).shape[1]
     for p, idx in groups.items():  # fail fast, before any heavy work, on a persona that cannot be sampled
-        _cluster_plan(directions[idx], n_per_direction, check_int(n_components, "n_components", min_val=1), hidden, p)
+        _cluster_plan(directions[idx], n_per_cluster, check_int(n_components, "n_components", min_val=1), hidden, p)
     frames = []
     with _parallel(n_jobs, len(personas)) as parallel:
         for layer in tqdm(layers, desc=f"cluster metrics ({model})", disable=not progress, unit="layer"):
@@ -200,8 +206,8 @@ def direction_classification(
 ) -> pd.DataFrame:
     """Predict ``+`` vs ``-`` within each persona, per layer (``cross_validate_classifier``).
 
-    The default is the linear probe only: ExtraTrees here means 10 folds x 2 controls forests per
-    persona and layer (3,080 for 14 personas x 11 layers, about 3 minutes on 2 cores); pass
+    The default is the linear probe only: ExtraTrees here means ``n_folds`` x 2 controls forests
+    per persona and layer (thousands for the paper's 14 personas); pass
     ``classifiers=("extra_trees", "logistic")`` for both. Personas run in ``n_jobs`` processes.
 
     Returns
@@ -246,20 +252,13 @@ def analyse_layers(
     model: str,
     n_blocks: int,
     layers: Iterable[int] | None = None,
-    n_components: int = 4,
-    n_reps: int = 5,
-    n_per_direction: int | None = 100,
-    n_folds: int = 10,
+    protocol: LayerProtocol | None = None,
+    probes: ProbeSettings | None = None,
     seed: int = 0,
-    classifiers: Sequence[str] = CLASSIFIERS,
-    direction_classifiers: Sequence[str] = ("logistic",),
     controls: bool = True,
-    n_trees: int = 20,
-    probe_components: int | None = 128,
-    probe_C: float = 1.0,
-    probe_max_iter: int = 100,
     n_jobs: int | None = -1,
     progress: bool = True,
+    **settings: Any,
 ) -> pd.DataFrame:
     """Everything for a set of layers: cluster metrics, persona and direction classifiers, controls.
 
@@ -275,23 +274,21 @@ def analyse_layers(
         The model's number of transformer blocks (relative depth = layer / n_blocks).
     layers : iterable of int, optional
         Layers to analyse (default: all available); layer 0 is added as a control when available.
-    n_components, n_reps, n_per_direction
-        Cluster protocol (the paper: 4 components in its plots, 5 repetitions of 100 + 100).
-    n_folds : int
-        Cross-validation folds of every classifier (the paper: 10).
+    protocol : LayerProtocol, optional
+        The cluster protocol (default: the paper's, 5 repetitions of 100 + 100 statements, 4 components).
+    probes : ProbeSettings, optional
+        Classifiers, folds, forest and probe (default: the paper's, 10 folds, 20 trees).
     seed : int
-    classifiers : sequence of {"extra_trees", "logistic"}
-        Persona classifiers (ExtraTrees as published, and the linear probe); empty to skip.
-    direction_classifiers : sequence of {"extra_trees", "logistic"}
-        ``+`` vs ``-`` classifiers within each persona; empty to skip.
     controls : bool
         Shuffled-label controls for every analysis, and layer 0 when available.
-    n_trees, probe_components, probe_C, probe_max_iter
-        See ``cross_validate_classifier``.
     n_jobs : int or None
         Cores to use (-1 = all): threads for the ExtraTrees fits, processes over personas.
     progress : bool
         Progress bars (one per analysis, over layers).
+    **settings
+        Any field of ``LayerProtocol`` or ``ProbeSettings`` (``n_reps=2``, ``n_folds=3``, ...),
+        replacing that field of ``protocol`` / ``probes``. ``n_per_direction`` is a deprecated
+        alias of ``n_per_cluster``.
 
     Returns
     -------
@@ -300,19 +297,30 @@ def analyse_layers(
         versions, wall time per analysis and probe fits stopped by ``probe_max_iter``;
         ``save_results`` writes it beside the table.
     """
-    classifiers = _check_classifiers(classifiers)
-    direction_classifiers = _check_classifiers(direction_classifiers, "direction_classifiers")
+    if "n_per_direction" in settings:
+        settings["n_per_cluster"] = renamed(settings.pop("n_per_cluster", None), settings.pop("n_per_direction"),
+                                            new="n_per_cluster", old="n_per_direction")
+    protocol_fields, probe_fields = _field_names(LayerProtocol), _field_names(ProbeSettings)
+    unknown = sorted(set(settings) - protocol_fields - probe_fields)
+    if unknown:
+        raise TypeError(
+            f"analyse_layers got unexpected keyword(s) {unknown}; settings are the fields of "
+            f"LayerProtocol {sorted(protocol_fields)} and ProbeSettings {sorted(probe_fields)}"
+        )
+    protocol = _with_overrides(protocol, LayerProtocol, {k: v for k, v in settings.items() if k in protocol_fields}, "protocol")
+    probes = _with_overrides(probes, ProbeSettings, {k: v for k, v in settings.items() if k in probe_fields}, "probes")
+    classifiers, direction_classifiers = probes.classifiers, probes.direction_classifiers
+    n_components, n_reps, n_per_cluster = protocol.n_components, protocol.n_reps, protocol.n_per_cluster
+    n_folds = probes.n_folds
     seed = check_seed(seed)
     n_blocks = check_int(n_blocks, "n_blocks", min_val=1)
-    n_folds = check_int(n_folds, "n_folds", min_val=2)
-    n_components = check_int(n_components, "n_components", min_val=1)
     chosen = _resolve_layers(layers, activations, controls)  # warns once if layer 0 is missing
     _validate_all(activations, meta, chosen, n_blocks=n_blocks, n_components=n_components,
-                  n_per_direction=n_per_direction, n_folds=n_folds, classifiers=classifiers,
+                  n_per_cluster=n_per_cluster, n_folds=n_folds, classifiers=classifiers,
                   direction_classifiers=direction_classifiers)
     common = dict(model=model, n_blocks=n_blocks, layers=chosen, seed=seed, controls=controls, n_jobs=n_jobs,
                   progress=progress)
-    probe = dict(n_trees=n_trees, probe_components=probe_components, probe_C=probe_C, probe_max_iter=probe_max_iter)
+    probe = probes.probe
     timings: dict[str, float] = {}
     tables = []
     n_nc = 0
@@ -327,7 +335,7 @@ def analyse_layers(
         n_nc += table.attrs.get("n_not_converged", 0)
         tables.append(table)
 
-    _run("cluster", cluster_separation, n_components=n_components, n_reps=n_reps, n_per_direction=n_per_direction)
+    _run("cluster", cluster_separation, n_components=n_components, n_reps=n_reps, n_per_cluster=n_per_cluster)
     if classifiers:
         _run("persona_classifier", persona_classification, classifiers=classifiers, n_folds=n_folds, **probe)
     if direction_classifiers:
@@ -343,10 +351,9 @@ def analyse_layers(
         "n_statements": int(len(meta)),
         "hidden_size": int(np.asarray(activations[chosen[0]]).shape[1]),
         "parameters": {
-            "n_components": n_components, "n_reps": n_reps, "n_per_direction": n_per_direction,
+            "n_components": n_components, "n_reps": n_reps, "n_per_cluster": n_per_cluster,
             "n_folds": n_folds, "seed": seed, "classifiers": list(classifiers),
-            "direction_classifiers": list(direction_classifiers), "controls": controls, "n_trees": n_trees,
-            "probe_components": probe_components, "probe_C": probe_C, "probe_max_iter": probe_max_iter,
+            "direction_classifiers": list(direction_classifiers), "controls": controls, **probe,
         },
         "probe_fits_at_max_iter": int(n_nc),
         "seconds": timings,
@@ -364,7 +371,7 @@ def _validate_all(
     *,
     n_blocks: int,
     n_components: int,
-    n_per_direction: int | None,
+    n_per_cluster: int | None,
     n_folds: int,
     classifiers: tuple[str, ...],
     direction_classifiers: tuple[str, ...],
@@ -383,7 +390,7 @@ def _validate_all(
     directions = meta["direction"].astype(str).to_numpy()
     for p in _personas_in_order(meta):
         idx = personas == p
-        _cluster_plan(directions[idx], n_per_direction, n_components, first[1], p)
+        _cluster_plan(directions[idx], n_per_cluster, n_components, first[1], p)
         if direction_classifiers:
             check_classes(directions[idx], "direction", min_count=n_folds, what=f" for persona {p!r}")
     if classifiers:

@@ -111,20 +111,20 @@ def cross_validate_classifier(
         ``ExtraTreesClassifier(n_estimators=n_trees)`` as published (20 trees) with one seeded
         ``random_state`` (as a fixed-seed estimator in ``cross_validate``), trees built in
         ``n_jobs`` threads on a Fortran-ordered float32 copy of the training fold (the same trees,
-        about 30% faster: the splitter reads columns).
+        built faster: the splitter reads columns).
     ``logistic``
         Linear probe: standardise (mean/std of the training fold), project on the training fold's
         top ``probe_components`` principal components, then L2 logistic regression
         (``sklearn.linear_model.LogisticRegression(C=probe_C, max_iter=probe_max_iter, tol=probe_tol)``).
-        Scaler and PCA see only training rows, so nothing leaks from the test fold. Why PCA: on a
-        7560 x 4096 training fold (14 personas x 600) a full-dimensional L-BFGS step costs ~90 ms
-        in scikit-learn (~25 ms at best: it is memory bound) and a shuffled-label control took
-        ~570 steps to converge (measured); in 128 dims a step costs about a millisecond and every
-        fit converged within 100 steps, and the fold PCA (a seeded randomized SVD with
-        ``probe_svd_iter`` power iterations, ~1 s; one iteration is ~40% cheaper but, on the
-        benchmark's synthetic data, lowered the probe's accuracy on weakly separated layers, e.g.
-        0.93 -> 0.84) is computed once per fold and
-        shared by the real and the control fit. With ``probe_components=None`` (or at least the
+        Scaler and PCA see only training rows, so nothing leaks from the test fold. Why PCA: on
+        a paper-sized training fold (thousands of statements x thousands of nodes) each
+        full-dimensional L-BFGS step is memory bound and a shuffled-label control needs hundreds
+        of steps to converge; in ``probe_components`` dimensions a step is cheap and the fits
+        converge within ``probe_max_iter``. The fold PCA (a seeded randomized SVD with
+        ``probe_svd_iter`` power iterations; fewer iterations are cheaper but, on the
+        benchmark's synthetic data, lowered the probe's accuracy on weakly separated layers) is
+        computed once per fold and shared by the real and the control fit
+        (``benchmarks/bench_layer_metrics.py`` measures all of this). With ``probe_components=None`` (or at least the
         training fold's rank) the probe is the exact full-dimensional one: when the fold has fewer
         rows than nodes it is fitted on the rows' coordinates in their span, which gives the same
         predictions as all nodes (the weights of an L2-penalised linear model lie in that span).
@@ -192,7 +192,7 @@ def cross_validate_classifier(
     n_not_converged = 0
     if "extra_trees" in classifiers:
         # nodes x statements, C-ordered, once: each fold's Fortran-ordered training matrix is then
-        # a contiguous gather (0.03 s instead of 0.4-0.8 s at 7560 x 4096)
+        # a contiguous gather, much cheaper than a fancy-indexed Fortran copy
         XT = np.ascontiguousarray(X.T, dtype=np.float32)  # sklearn trees work in float32
     n_constant = 0
     for i, (train, test) in enumerate(folds):
@@ -223,7 +223,7 @@ def cross_validate_classifier(
                         rows.append(("logistic", control, i, metric, value))
                     continue
                 probe = LogisticRegression(C=probe_C, max_iter=probe_max_iter, tol=probe_tol)
-                # one BLAS thread: L-BFGS-B's many tiny BLAS calls are 10-20x slower with threads
+                # one BLAS thread: L-BFGS-B's many tiny BLAS calls are much slower with threads
                 # waking up for each of them, and the reduced problem gains nothing from threads
                 with warnings.catch_warnings(), _one_blas_thread():
                     warnings.simplefilter("ignore", ConvergenceWarning)

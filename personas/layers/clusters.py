@@ -14,7 +14,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from personas.checks import check_classes, check_directions, check_int, check_labels, check_matrix, check_seed
+from personas.checks import (
+    NOT_GIVEN,
+    check_classes,
+    check_directions,
+    check_int,
+    check_labels,
+    check_matrix,
+    check_seed,
+    renamed,
+)
 from personas.layers.pca import _one_blas_thread, _rng, pca_projections
 
 __all__ = ["CLUSTER_METRICS", "cluster_scores", "direction_clusters"]
@@ -68,7 +77,7 @@ def cluster_scores(Z: Any, labels: Any) -> dict[str, float]:
 
 
 def _cluster_plan(
-    d: np.ndarray, n_per_direction: int | None, n_components: int, hidden_size: int, key: str = ""
+    d: np.ndarray, n_per_cluster: int | None, n_components: int, hidden_size: int, key: str = ""
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Positive rows, negative rows and the per-direction sample size; clear errors if impossible."""
     pos, neg = np.flatnonzero(d == "positive"), np.flatnonzero(d == "negative")
@@ -79,19 +88,19 @@ def _cluster_plan(
             f"directions{where} has only one class ({only!r}): the cluster metrics need both "
             "positive and negative statements"
         )
-    if n_per_direction is None:
+    if n_per_cluster is None:
         m = min(len(pos), len(neg))
     else:
-        m = check_int(n_per_direction, "n_per_direction", min_val=1)
+        m = check_int(n_per_cluster, "n_per_cluster", min_val=1)
     if len(pos) < m or len(neg) < m:
         raise ValueError(
-            f"{len(pos)} positive and {len(neg)} negative statements{where}, but n_per_direction={m} "
-            "needs that many of each; lower n_per_direction (or pass None to use all)"
+            f"{len(pos)} positive and {len(neg)} negative statements{where}, but n_per_cluster={m} "
+            "needs that many of each; lower n_per_cluster (or pass None to use all)"
         )
     if m < 2 or n_components > 2 * m:
         raise ValueError(
-            f"n_per_direction={m} is too small for n_components={n_components}: need n_per_direction >= 2 "
-            "and 2 * n_per_direction >= n_components"
+            f"n_per_cluster={m} is too small for n_components={n_components}: need n_per_cluster >= 2 "
+            "and 2 * n_per_cluster >= n_components"
         )
     if n_components > hidden_size:
         raise ValueError(f"n_components={n_components} exceeds hidden_size={hidden_size}")
@@ -104,15 +113,16 @@ def direction_clusters(
     *,
     n_components: int = 4,
     n_reps: int = 5,
-    n_per_direction: int | None = 100,
+    n_per_cluster: int | None = 100,
     seed: int = 0,
     shuffled_control: bool = True,
     sample_key: str = "",
+    n_per_direction: Any = NOT_GIVEN,
 ) -> pd.DataFrame:
     """The paper's protocol on one persona and one layer: PCA, then cluster metrics of ``+`` vs ``-``.
 
-    Each repetition draws ``n_per_direction`` positive and as many negative statements without
-    replacement, fits PCA on those ``2 * n_per_direction`` rows and scores the two directions as
+    Each repetition draws ``n_per_cluster`` positive and as many negative statements without
+    replacement, fits PCA on those ``2 * n_per_cluster`` rows and scores the two directions as
     clusters on the projections (``cluster_scores``). The shuffled-labels control scores the same
     projections with the direction labels permuted.
 
@@ -126,7 +136,7 @@ def direction_clusters(
         PCA components (the paper's plots use 4).
     n_reps : int
         Repetitions with fresh samples (the paper: 5).
-    n_per_direction : int or None
+    n_per_cluster : int or None
         Statements per direction and repetition (the paper: 100); None uses all of the smaller direction.
     seed : int
     shuffled_control : bool
@@ -134,19 +144,23 @@ def direction_clusters(
     sample_key : str
         Extra seed key, e.g. the persona name; the samples depend on ``seed``, ``sample_key`` and
         the repetition only, so every layer is scored on the same statements.
+    n_per_direction : int or None
+        Deprecated alias of ``n_per_cluster``.
 
     Returns
     -------
     DataFrame
         Long table, columns ``control, rep, metric, value``.
     """
+    n_per_cluster = renamed(n_per_cluster, n_per_direction, new="n_per_cluster", old="n_per_direction",
+                            new_default=100)
     X = check_matrix(X)
     d = check_labels(directions, X.shape[0], "directions").astype(str)
     check_directions(d, "directions")
     n_components = check_int(n_components, "n_components", min_val=1)
     n_reps = check_int(n_reps, "n_reps", min_val=1)
     seed = check_seed(seed)
-    pos, neg, m = _cluster_plan(d, n_per_direction, n_components, X.shape[1], sample_key)
+    pos, neg, m = _cluster_plan(d, n_per_cluster, n_components, X.shape[1], sample_key)
     labels = np.repeat(np.array(["positive", "negative"]), m)
     rows = []
     with _one_blas_thread():  # small matrices: BLAS threads cost more than they give 

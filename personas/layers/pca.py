@@ -32,8 +32,8 @@ _BLAS_CONTROLLER = None
 def _one_blas_thread():
     """Context manager limiting BLAS/OpenMP to one thread.
 
-    The controller is built once: building one scans the loaded libraries (~10 ms), which at a few
-    hundred calls per layer cost seconds.
+    The controller is built once: building one scans the loaded libraries, which at a few
+    hundred calls per layer would add up.
     """
     global _BLAS_CONTROLLER
     if _BLAS_CONTROLLER is None:

@@ -20,7 +20,16 @@ from personas.io import read_json, write_json, write_table
 from personas.layers.clusters import CLUSTER_METRICS
 from personas.layers.indices import relative_depth
 
-__all__ = ["LOWER_IS_BETTER", "RESULT_COLUMNS", "save_results", "load_results", "combine_results", "select_metric_rows", "most_divergent_layers", "choose_layer"]
+__all__ = [
+    "LOWER_IS_BETTER",
+    "RESULT_COLUMNS",
+    "save_results",
+    "load_results",
+    "combine_results",
+    "select_metric_rows",
+    "most_divergent_layers",
+    "choose_layer",
+]
 
 
 #: Metrics where a smaller value means more separated (all others: larger is more separated).

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from personas.checks import check_int, check_seed
+from personas.checks import check_float, check_int, check_seed
 from personas.layers.pca import _rng
 
 __all__ = ["synthetic_activations"]
@@ -61,8 +61,7 @@ def synthetic_activations(
     n_per_direction = check_int(n_per_direction, "n_per_direction", min_val=1)
     hidden_size = check_int(hidden_size, "hidden_size", min_val=1)
     seed = check_seed(seed)
-    if not 0 < signal_fraction <= 1:
-        raise ValueError(f"signal_fraction must be in (0, 1]; got {signal_fraction!r}")
+    signal_fraction = check_float(signal_fraction, "signal_fraction", min_val=0, include_min=False, max_val=1)
     layers = [int(layer) for layer in layers]
     names = [f"persona_{i:02d}" for i in range(n_personas)]
     per = 2 * n_per_direction

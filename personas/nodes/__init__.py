@@ -51,6 +51,7 @@ from personas.nodes.runs import (
 )
 from personas.nodes.summary import (
     precision_recall_summary,
+    summarise_runs,
 )
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "intersection_p_value",
     "pairwise_overlaps",
     "precision_recall_summary",
+    "summarise_runs",
     "topic_sets",
     "overlap_table",
     "save_node_report",

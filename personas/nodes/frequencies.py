@@ -11,7 +11,14 @@ import pandas as pd
 from personas.nodes.overlaps import _check_sets
 from personas.nodes.runs import _config, _flat_nodes, _layer_unit, _name, _normalise_layout, _runs, node_space
 
-__all__ = ["node_frequency", "node_frequencies", "salient_nodes", "salient_sets", "layer_counts", "flagged_statements"]
+__all__ = [
+    "node_frequency",
+    "node_frequencies",
+    "salient_nodes",
+    "salient_sets",
+    "layer_counts",
+    "flagged_statements",
+]
 
 
 def node_frequency(

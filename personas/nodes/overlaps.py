@@ -13,8 +13,18 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from personas.checks import check_choice
 
-__all__ = ["set_sizes", "exclusive_intersections", "shared_by_all", "adjust_p_values", "intersection_p_value", "pairwise_overlaps", "topic_sets", "overlap_table"]
+__all__ = [
+    "set_sizes",
+    "exclusive_intersections",
+    "shared_by_all",
+    "adjust_p_values",
+    "intersection_p_value",
+    "pairwise_overlaps",
+    "topic_sets",
+    "overlap_table",
+]
 
 
 # Columns of exclusive_intersections besides the persona columns.
@@ -106,8 +116,7 @@ def exclusive_intersections(
     clash = [p for p in sets if p in _RESERVED_COLUMNS]
     if clash:
         raise ValueError(f"persona names {clash} clash with the table's columns {_RESERVED_COLUMNS}; rename them")
-    if sort_by not in ("size", "degree"):
-        raise ValueError(f"sort_by must be 'size' or 'degree', got {sort_by!r}")
+    check_choice(sort_by, "sort_by", ("size", "degree"))
     names = list(sets)
     nodes, member = _membership(sets)
     if len(names) > 62:
@@ -151,8 +160,7 @@ def adjust_p_values(p_values: Sequence[float] | np.ndarray, method: str = "fdr_b
     -------
     ndarray of float, shape (n_tests,)
     """
-    if method not in _CORRECTIONS:
-        raise ValueError(f"method must be one of {_CORRECTIONS}, got {method!r}")
+    check_choice(method, "method", _CORRECTIONS)
     p = np.asarray(p_values, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = ~np.isnan(p)
@@ -340,8 +348,7 @@ def topic_sets(
     dict
         ``{topic: {persona: set of nodes}}``, topics and personas in the order of ``topics``.
     """
-    if missing not in ("raise", "ignore"):
-        raise ValueError(f"missing must be 'raise' or 'ignore', got {missing!r}")
+    check_choice(missing, "missing", ("raise", "ignore"))
     sets = _check_sets(sets)
     grouped: dict[str, dict[str, set[int]]] = {}
     for topic, members in _topics_dict(topics).items():

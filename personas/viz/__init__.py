@@ -1,4 +1,37 @@
-"""Plots (being split out of ``personas.viz_*``)."""
-from personas.viz_layers import *  # noqa: F401,F403
-from personas.viz_nodes import *  # noqa: F401,F403
-from personas.viz_scan import *  # noqa: F401,F403
+"""Every plot of the project, one module per kind of result.
+
+- ``layers``: PCA grids, metric-by-layer curves with controls, classifier heatmaps, 2-D views.
+- ``nodes``: UpSet, Venn, overlap heatmaps and node frequencies of salient node sets.
+- ``scan``: precision and recall of DeepScan against the baselines.
+- ``style``: the one palette (``persona_colors``), figure file names and the figure saver.
+
+One convention for all: the data first (and, for metric plots, the metric), every option
+keyword-only; each function builds a ``matplotlib.figure.Figure`` without pyplot and returns it,
+and, given ``out_dir``, saves it there atomically as ``<name>.png`` (``name=`` overrides the
+descriptive default stem).
+"""
+
+from personas.viz.layers import (
+    plot_classifier_heatmap,
+    plot_metric_by_layer,
+    plot_metric_by_relative_depth,
+    plot_pca_grid,
+    plot_scatter_2d,
+)
+from personas.viz.nodes import plot_node_frequency, plot_overlap_heatmap, plot_upset, plot_venn
+from personas.viz.scan import plot_precision_recall
+from personas.viz.style import persona_colors
+
+__all__ = [
+    "persona_colors",
+    "plot_pca_grid",
+    "plot_metric_by_layer",
+    "plot_metric_by_relative_depth",
+    "plot_classifier_heatmap",
+    "plot_scatter_2d",
+    "plot_upset",
+    "plot_venn",
+    "plot_overlap_heatmap",
+    "plot_node_frequency",
+    "plot_precision_recall",
+]

@@ -1,0 +1,113 @@
+"""Settings of the layer analyses: small frozen objects with the paper's defaults.
+
+- ``LayerProtocol``: the cluster protocol (PCA components, repetitions, statements per cluster).
+- ``ProbeSettings``: the classifiers, their folds, the forest and the linear probe.
+
+The notebook's parameters cell maps onto them one to one; ``analyse_layers`` takes them
+(``protocol=``, ``probes=``) and still accepts their fields as keywords.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from personas.checks import check_float, check_int
+from personas.layers.classifiers import CLASSIFIERS, _check_classifiers
+
+__all__ = ["LayerProtocol", "ProbeSettings"]
+
+
+@dataclass(frozen=True)
+class LayerProtocol:
+    """The paper's cluster protocol, per persona and layer.
+
+    Each of ``n_reps`` repetitions samples ``n_per_cluster`` ``+`` and ``n_per_cluster`` ``-``
+    statements, fits a PCA with ``n_components`` components on them and scores the two
+    directions as clusters (see ``direction_clusters``).
+
+    Attributes
+    ----------
+    n_components : int
+        PCA components (the paper's plots: 4).
+    n_reps : int
+        Repetitions with fresh samples (the paper: 5).
+    n_per_cluster : int or None
+        Statements per direction in each repetition (the paper: 100); None uses all of the
+        smaller direction.
+    """
+
+    n_components: int = 4
+    n_reps: int = 5
+    n_per_cluster: int | None = 100
+
+    def __post_init__(self) -> None:
+        check_int(self.n_components, "n_components", min_val=1)
+        check_int(self.n_reps, "n_reps", min_val=1)
+        if self.n_per_cluster is not None:
+            check_int(self.n_per_cluster, "n_per_cluster", min_val=1)
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """The classifiers of the layer analyses and their settings (see ``cross_validate_classifier``).
+
+    Attributes
+    ----------
+    classifiers : tuple of {"extra_trees", "logistic"}
+        Persona classifiers (ExtraTrees as published, and the linear probe); empty to skip.
+    direction_classifiers : tuple of {"extra_trees", "logistic"}
+        ``+`` vs ``-`` classifiers within each persona; empty to skip.
+    n_folds : int
+        Stratified cross-validation folds (the paper: 10).
+    n_trees : int
+        ExtraTrees size (the paper: 20).
+    probe_components : int or None
+        Principal components of the training fold the linear probe sees; None: all (exact).
+    probe_C, probe_max_iter : float, int
+        Inverse L2 penalty and L-BFGS iteration cap of the logistic regression.
+    """
+
+    classifiers: tuple[str, ...] = CLASSIFIERS
+    direction_classifiers: tuple[str, ...] = ("logistic",)
+    n_folds: int = 10
+    n_trees: int = 20
+    probe_components: int | None = 128
+    probe_C: float = 1.0
+    probe_max_iter: int = 100
+
+    def __post_init__(self) -> None:
+        # tuples, so that settings are hashable and compare equal however they were given
+        object.__setattr__(self, "classifiers", _check_classifiers(self.classifiers))
+        object.__setattr__(
+            self, "direction_classifiers", _check_classifiers(self.direction_classifiers, "direction_classifiers")
+        )
+        check_int(self.n_folds, "n_folds", min_val=2)
+        check_int(self.n_trees, "n_trees", min_val=1)
+        if self.probe_components is not None:
+            check_int(self.probe_components, "probe_components", min_val=1)
+        check_float(self.probe_C, "probe_C", min_val=0, include_min=False)
+        check_int(self.probe_max_iter, "probe_max_iter", min_val=1)
+
+    @property
+    def probe(self) -> dict[str, Any]:
+        """The keywords of the forest and the probe, as the per-analysis functions take them."""
+        return {
+            "n_trees": self.n_trees, "probe_components": self.probe_components, "probe_C": self.probe_C,
+            "probe_max_iter": self.probe_max_iter,
+        }
+
+
+def _with_overrides(given: Any, cls: type, overrides: Mapping[str, Any], what: str) -> Any:
+    """``given`` (or the defaults) of type ``cls`` with the fields in ``overrides`` replaced."""
+    if given is None:
+        given = cls()
+    elif not isinstance(given, cls):
+        raise TypeError(f"{what} must be a {cls.__name__}; got {type(given).__name__}")
+    return dataclasses.replace(given, **overrides) if overrides else given
+
+
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))

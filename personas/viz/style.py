@@ -1,0 +1,106 @@
+"""What every plot shares: one palette, one way to name a figure file, one figure saver.
+
+- ``persona_colors``: one colour per label (personas, directions, models), from the data.
+- ``_file_stem`` / ``_slug``: descriptive, file-system-safe figure names.
+- ``_finish``: save a figure atomically as ``<out_dir>/<stem>.png`` (``personas.io.save_figure``)
+  and return it.
+
+Figures are built without pyplot (``matplotlib.figure.Figure``), so nothing accumulates in
+pyplot's registry and a notebook shows a figure once, with ``display(fig)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib import colors as mcolors
+from matplotlib.figure import Figure
+
+from personas.io import safe_name, save_figure
+
+__all__ = ["persona_colors"]
+
+# "+" and "-" statements keep the same two colours in every plot
+_DIRECTION_COLORS = {"positive": "tab:blue", "negative": "tab:orange"}
+
+RGBA = tuple[float, float, float, float]
+
+
+def persona_colors(
+    personas: Sequence[Any],
+    colors: Mapping[Any, Any] | Sequence[Any] | str | None = None,
+) -> dict[Any, RGBA]:
+    """One RGBA colour per label (persona, direction or model), in the order given.
+
+    Parameters
+    ----------
+    personas : sequence
+        The labels, e.g. persona names.
+    colors : dict, list, colormap name or None
+        ``{label: colour}`` (must cover every label), a list of colours (in label order,
+        at least as many), a matplotlib colormap name, or None: "positive"/"negative"
+        keep their fixed colours; otherwise ``tab10`` up to 10 labels, ``tab20`` up to 20,
+        evenly spaced ``turbo`` colours beyond (always distinct).
+
+    Returns
+    -------
+    dict
+        ``{label: (r, g, b, a)}``.
+    """
+    personas = list(personas)
+    if colors is None:
+        if personas and set(map(str, personas)) <= set(_DIRECTION_COLORS):
+            return {p: mcolors.to_rgba(_DIRECTION_COLORS[str(p)]) for p in personas}
+        if len(personas) <= 10:
+            cmap, xs = colormaps["tab10"], np.arange(len(personas))
+        elif len(personas) <= 20:
+            cmap, xs = colormaps["tab20"], np.arange(len(personas))
+        else:
+            cmap, xs = colormaps["turbo"], np.linspace(0.05, 0.95, len(personas))
+        return {p: tuple(float(v) for v in cmap(x)) for p, x in zip(personas, xs)}
+    if isinstance(colors, str):
+        cmap = colormaps[colors]
+        n = getattr(cmap, "N", 256)
+        if n <= 20:  # qualitative map: take its colours in order
+            values = [cmap(i % n) for i in range(len(personas))]
+        else:
+            values = [cmap(x) for x in np.linspace(0, 1, max(len(personas), 2))][: len(personas)]
+        return {p: tuple(float(c) for c in v) for p, v in zip(personas, values)}
+    if isinstance(colors, Mapping):
+        missing = [p for p in personas if p not in colors]
+        if missing:
+            raise ValueError(f"colors has no colour for personas {missing}; give one per persona")
+        return {p: mcolors.to_rgba(colors[p]) for p in personas}
+    colors = list(colors)
+    if len(colors) < len(personas):
+        raise ValueError(f"{len(colors)} colours given for {len(personas)} personas; give one per persona")
+    return {p: mcolors.to_rgba(c) for p, c in zip(personas, colors)}
+
+
+def _slug(*parts: Any) -> str:
+    """Parts joined by "_", made file-system safe (empty and None parts skipped)."""
+    return safe_name("_".join(str(p) for p in parts if p is not None and str(p) != "")) or "figure"
+
+
+def _file_stem(kind: str, personas: Iterable[str], name: str | None) -> str:
+    """``name`` if given, else ``<kind>_<k>_personas_<names>``; long persona lists get a short hash."""
+    if name is not None:
+        return safe_name(name) or "x"
+    personas = [str(p) for p in personas]
+    stem = f"{kind}_{len(personas)}_personas_" + "_".join(safe_name(p) or "x" for p in personas)
+    if len(stem) > 120:
+        digest = hashlib.sha1("\x1f".join(personas).encode("utf-8")).hexdigest()[:8]
+        stem = stem[:100].rstrip("_-") + "_" + digest
+    return stem
+
+
+def _finish(fig: Figure, out_dir: str | os.PathLike | None, stem: str) -> Figure:
+    """Save ``fig`` as ``<out_dir>/<stem>.png`` (stem made file-system safe) when ``out_dir`` is given; return it."""
+    if out_dir is not None:
+        save_figure(fig, Path(out_dir) / f"{safe_name(stem) or 'figure'}.png")
+    return fig
