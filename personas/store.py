@@ -696,7 +696,10 @@ def extract_to_store(
         raise ValueError("statement ids must be unique")
     overwrite = check_bool(overwrite, "overwrite")
     check_bool(progress, "progress")
-    check_int(batch_size, "batch_size", min_val=1)
+    try:
+        check_int(batch_size, "batch_size", min_val=1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r} ({exc})") from None
     layers = _check_layers(layers)
     where = layer_info(model, blocks_path)
     layers = resolve_layers(layers, where["n_blocks"])
@@ -712,15 +715,9 @@ def extract_to_store(
 
 def _check_layers(layers):
     """``layers`` as ``"all"`` or a list of ints (no bools, floats or strings)."""
-    if isinstance(layers, str):
-        return layers
-    if isinstance(layers, (int, np.integer)) and not isinstance(layers, bool):
-        return [int(layers)]
-    try:
-        items = list(layers)
-    except TypeError:
-        raise TypeError(f"layers must be 'all' or a list of ints; got {layers!r}") from None
-    return [check_int(x, f"layers[{i}]") for i, x in enumerate(items)]
+    from personas.extraction import _check_layer_list
+
+    return layers if isinstance(layers, str) else _check_layer_list(layers)
 
 
 def _extract_locked(model, tokenizer, statements, about, where, *, model_name, layers, store_dir, position, template,
