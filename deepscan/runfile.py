@@ -484,14 +484,6 @@ def _looks_like_run(line: str) -> bool:
     return True
 
 
-def _parse_published_line(line: str) -> dict | None:
-    """One published run line as a row, or None if it does not parse (see :func:`_published_problem`)."""
-    try:
-        return _parse_published_strict(line)
-    except ValueError:
-        return None
-
-
 def _parse_published_strict(line: str) -> dict:
     fields = line.rstrip("\r\n").split(" ")
     if len(fields) != 8:
@@ -530,13 +522,15 @@ def _parse_published_strict(line: str) -> dict:
 
 
 def _read_published(path: Path, lines: list[str], strict: bool = True) -> RunFile:
-    rows, n_skipped, damaged = [], 0, []
+    rows, n_skipped, damaged, n_run_lines = [], 0, [], 0
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         if not _looks_like_run(line):
             n_skipped += 1  # e.g. hyperparams: lines
             continue
+        run_id = n_run_lines  # a damaged line keeps its id: later runs are not renumbered
+        n_run_lines += 1
         try:
             row = _parse_published_strict(line)
         except ValueError as exc:
@@ -547,7 +541,7 @@ def _read_published(path: Path, lines: list[str], strict: bool = True) -> RunFil
                 ) from None
             damaged.append(f"line {i + 1}: {exc}")
             continue
-        row["run_id"] = len(rows)
+        row["run_id"] = run_id
         rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no run lines found (neither a deepscan .jsonl run file nor the published text format)")
@@ -572,7 +566,8 @@ def read_run_file(path: str | os.PathLike, *, strict: bool = True) -> RunFile:
     """Read a run file: this package's JSON Lines format or the published text format.
 
     The format is detected from the first non-empty line (``{`` means JSON Lines).
-    In the published format every run line is kept (run_id = 0..n-1 in line order),
+    In the published format every run line is kept (run_id = 0..n-1 in line order,
+    a damaged line skipped with ``strict=False`` keeping its id),
     ``None`` precision/recall become NaN, and lines that do not start with a number
     (``hyperparams: ...``) are skipped and counted in ``n_skipped``.
 
