@@ -19,6 +19,7 @@ import json
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -43,16 +44,17 @@ def safe_name(text: object, replacement: str = "-") -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", replacement, str(text)).strip("-.")
 
 
-def _create_temp(target: Path, suffix: str) -> Path:
-    """Create an empty, new temporary file beside ``target`` (mode 0o666 & ~umask)."""
+def _create_temp(target: Path, suffix: str) -> tuple[Path, int]:
+    """Create an empty, new temporary file beside ``target``; return it and its mode (0o666 & ~umask)."""
     for _ in range(100):
         tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}{suffix}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
         except FileExistsError:
             continue
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
         os.close(fd)
-        return tmp
+        return tmp, mode
     raise FileExistsError(f"could not create a temporary file beside {target}")  # pragma: no cover
 
 
@@ -82,9 +84,11 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = _create_temp(target, target.suffix if suffix is None else suffix)
+    tmp_path, mode = _create_temp(target, target.suffix if suffix is None else suffix)
     try:
         yield tmp_path
+        if stat.S_IMODE(tmp_path.stat().st_mode) != mode:
+            os.chmod(tmp_path, mode)  # a writer that replaced the file itself (safetensors does) made it 0600
         _fsync(tmp_path)  # the data is on disk before the rename makes it visible
         os.replace(tmp_path, target)
     except BaseException:

@@ -204,9 +204,6 @@ def _tensor_header(tensor_file: Path, manifest: dict) -> tuple[dict, int]:
     if not tensor_file.exists():
         raise StoreError(f"{tensor_file} is missing but its manifest exists; {redo}")
     size = tensor_file.stat().st_size
-    expected = manifest.get("tensor_bytes")
-    if expected is not None and size != expected:
-        raise StoreError(f"{tensor_file} has {size} bytes, its manifest recorded {expected} (truncated or replaced?); {redo}")
     with open(tensor_file, "rb") as fh:
         head = fh.read(8)
         n = int.from_bytes(head, "little") if len(head) == 8 else -1
@@ -224,6 +221,9 @@ def _tensor_header(tensor_file: Path, manifest: dict) -> tuple[dict, int]:
             f"{tensor_file} does not belong to its manifest (an interrupted write?); "
             "re-run extract_to_store (it recomputes broken files) or extract_to_store(..., overwrite=True) for this persona"
         )
+    expected = manifest.get("tensor_bytes")
+    if expected is not None and size != expected:
+        raise StoreError(f"{tensor_file} has {size} bytes, its manifest recorded {expected} (truncated?); {redo}")
     shape = [int(manifest["n_statements"]), int(manifest["hidden_size"])]
     data_len = size - 8 - n
     for layer in manifest["layers"]:
