@@ -119,8 +119,14 @@ def _locate(store_dir, model: str, persona: str) -> tuple[Path, Path]:
     if not manifest_file.exists():
         legacy = safe_name(persona)
         base = manifest_file.parent
-        if legacy and (base / f"{legacy}.json").exists():
-            return base / f"{legacy}.safetensors", base / f"{legacy}.json"
+        old = base / f"{legacy}.json"
+        if legacy and old.exists():
+            try:
+                holds = read_json(old).get("persona")
+            except (ValueError, AttributeError):
+                holds = None
+            if holds == persona:  # only this persona's own file, never another's that shared the name
+                return base / f"{legacy}.safetensors", old
     return tensor_file, manifest_file
 
 

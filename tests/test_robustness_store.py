@@ -236,6 +236,10 @@ def test_stored_persona_is_checked_on_load(tmp_path):
         load_layers(tmp_path, "m", ["a-b"])
     acts, meta = load_layers(tmp_path, "m", ["a b"])  # found under its old file name, and it is really "a b"
     assert meta["persona"].tolist() == ["a b"] * 3
+    manifest["persona"] = "a-b"
+    manifest_file.write_text(json.dumps(manifest))
+    with pytest.raises(FileNotFoundError, match=r"persona 'a b'.*personas there: \['a-b'\]"):
+        load_layers(tmp_path, "m", ["a b"])  # another persona's file under the old name is not "a b"
 
 
 # --------------------------------------------------------------------------- one writer, readable files
