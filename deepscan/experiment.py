@@ -8,10 +8,19 @@ and each run line stores its own seed.
 
 Parallelism. Runs are grouped in chunks handed to ``joblib.Parallel``; the parent
 process is the only writer of the run file (see :mod:`deepscan.runfile`).
+
+Fingerprints. The run file's header records ``inputs``: a SHA-256 of each array
+(background, clean and anomalous pools: dtype, shape and bytes, see
+:func:`array_fingerprint`), of a custom score (:func:`score_fingerprint`) and any
+fingerprint the caller passes (e.g. of the activation store the arrays came
+from). A run file is resumed only when they are equal, so runs on other data are
+never mixed in.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 import numbers
 from dataclasses import dataclass
@@ -27,7 +36,104 @@ from .pvalues import counted_pvalues_node_major
 from .runfile import _jsonable, _layout_arrays, open_run_file, package_versions, read_run_file, runs_frame
 from .scan import _config, scan_node_major
 
-__all__ = ["ExperimentResult", "DetectionPower", "run_experiment", "detection_power", "run_seed", "roc_auc"]
+__all__ = [
+    "ExperimentResult",
+    "DetectionPower",
+    "run_experiment",
+    "detection_power",
+    "run_seed",
+    "roc_auc",
+    "array_fingerprint",
+    "score_fingerprint",
+]
+
+
+def array_fingerprint(a: np.ndarray) -> str:
+    """``"sha256:<hex>"`` of an array's dtype, shape and bytes (C order)."""
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(memoryview(a).cast("B") if a.size else b"")
+    return "sha256:" + h.hexdigest()
+
+
+def _value_digest(h, value: Any, depth: int = 0) -> None:
+    """Feed a stable description of a callable's constant, default or closure value to ``h``."""
+    if depth > 20:
+        h.update(b"<deep>")
+    elif inspect.iscode(value):
+        _code_digest(h, value, depth + 1)
+    elif callable(value) and hasattr(value, "__code__"):
+        _function_digest(h, value, depth + 1)
+    elif isinstance(value, np.ndarray):
+        h.update(array_fingerprint(value).encode())
+    elif isinstance(value, (tuple, list, frozenset, set)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        h.update(f"{type(value).__name__}[".encode())
+        for v in items:
+            _value_digest(h, v, depth + 1)
+            h.update(b",")
+        h.update(b"]")
+    elif isinstance(value, dict):
+        h.update(b"{")
+        for k in sorted(value, key=repr):
+            h.update(repr(k).encode())
+            _value_digest(h, value[k], depth + 1)
+        h.update(b"}")
+    else:
+        h.update(repr(value).encode())  # numbers, strings, None: stable across processes
+
+
+def _code_digest(h, code, depth: int) -> None:
+    h.update(code.co_code)
+    h.update(repr((code.co_names, code.co_varnames, code.co_freevars)).encode())
+    for const in code.co_consts:
+        _value_digest(h, const, depth + 1)
+
+
+def _function_digest(h, fn, depth: int) -> None:
+    _code_digest(h, fn.__code__, depth)
+    _value_digest(h, fn.__defaults__, depth + 1)
+    _value_digest(h, fn.__kwdefaults__, depth + 1)
+    for cell in fn.__closure__ or ():
+        try:
+            _value_digest(h, cell.cell_contents, depth + 1)
+        except ValueError:  # an empty cell
+            h.update(b"<empty>")
+
+
+def score_fingerprint(score: Any, name: str | None = None) -> str | None:
+    """What identifies a custom score function in a run file's ``inputs`` (None for a built-in score).
+
+    ``name`` (or the function's ``deepscan_id`` attribute) is used as given:
+    ``"name:<name>"``; choose one that changes when the function does. Otherwise
+    ``"code-sha256:<hex>"`` over the function's bytecode, constants, defaults and
+    closure values (functools.partial and callable objects: their function and
+    arguments). Globals the function reads are not included: give a name when the
+    behaviour depends on them, or when the hash is not stable across processes
+    (a closure over an object without a stable ``repr``).
+    """
+    if name is None:
+        name = getattr(score, "deepscan_id", None)
+    if name is not None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a score's name (score_id or deepscan_id) must be a non-empty string, got {name!r}")
+        return f"name:{name}"
+    if not callable(score):
+        return None
+    import functools
+
+    h = hashlib.sha256()
+    if isinstance(score, functools.partial):
+        _value_digest(h, (score.func, score.args, score.keywords))
+    elif hasattr(score, "__code__"):
+        _function_digest(h, score, 0)
+    else:  # a callable object: its class's __call__ and its attributes
+        call = getattr(type(score), "__call__", None)
+        h.update(f"{type(score).__module__}.{type(score).__qualname__}".encode())
+        if hasattr(call, "__code__"):
+            _function_digest(h, call, 0)
+        _value_digest(h, getattr(score, "__dict__", {}))
+    return "code-sha256:" + h.hexdigest()
 
 
 def run_seed(seed: int, run_id: int, stream: int = 0) -> int:
@@ -230,6 +336,8 @@ def run_experiment(
     n_jobs: int = 1,
     progress: bool = True,
     overwrite: bool = False,
+    inputs: Mapping[str, Any] | None = None,
+    score_id: str | None = None,
 ) -> ExperimentResult:
     """Run ``n_runs`` seeded group scans of samples drawn from a clean and an anomalous pool.
 
@@ -251,9 +359,12 @@ def run_experiment(
         Experiment seed; run i uses ``run_seed(seed, i)``.
     config : ScanConfig, preset name or dict, optional
     run_file : path, optional
-        JSON Lines run file. If it exists with the same configuration, the runs it
-        holds are kept and only the missing ones computed; a different
-        configuration raises ValueError (use a new path or ``overwrite=True``).
+        JSON Lines run file. If it exists with the same configuration and inputs,
+        the runs it holds are kept and only the missing ones computed; a different
+        configuration or different inputs (other arrays, another custom score, other
+        ``inputs``) raise ValueError naming what differs, and leave the file
+        untouched (use a new path or ``overwrite=True``). While running, the file
+        is locked: a second writer gets a RuntimeError.
     metadata : mapping, optional
         Free JSON metadata stored in the header (e.g. ``clean_pool_ids``). Keys
         ``persona``, ``model``, ``layers`` fill those header fields if not given.
@@ -269,10 +380,18 @@ def run_experiment(
         Show a tqdm progress bar.
     overwrite : bool
         Replace an existing run file instead of resuming it.
+    inputs : mapping, optional
+        More fingerprints of where the arrays came from, recorded in the header's
+        ``inputs`` and compared on resume (e.g. ``{"store": personas.store.store_fingerprint(...)}``).
+        Keys ``background``, ``clean_pool``, ``anomalous_pool`` and ``score`` are reserved.
+    score_id : str, optional
+        A name for a custom (callable) score, recorded instead of a hash of its code
+        (see :func:`score_fingerprint`); the function's ``deepscan_id`` attribute works too.
 
     Returns
     -------
     ExperimentResult
+        Its header's ``inputs`` hold the fingerprints.
 
     Raises
     ------
@@ -320,33 +439,60 @@ def run_experiment(
         header_config = _jsonable(header_config)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"metadata must be JSON serialisable: {exc}") from None
-    writer = open_run_file(run_file, header_config, overwrite=overwrite) if run_file is not None else None
-    done = writer.done if writer is not None else set()
-    todo = [i for i in range(n_runs) if i not in done]
+    fingerprints = _input_fingerprints(bg, cl, an, config, inputs, score_id)
+    writer = open_run_file(run_file, header_config, inputs=fingerprints, overwrite=overwrite) if run_file is not None else None
     new_runs: list[dict] = []
-    if writer is not None:
-        writer.flush()  # the header is on disk from the start
-    if todo:
-        # both pools against the background once (sorted once), node-major as the scan reads them
-        p_t = counted_pvalues_node_major(bg, np.concatenate([cl, an], axis=0), config.tail, preset=config.preset,
-                                         column=0 if config.count_with == "pmin" else 1)
-        args = (seed, p_t, cl.shape[0], clean_ssize, anom_ssize, config)
-        chunks = _chunks(todo, n_jobs)
-        try:
+    try:
+        done = writer.done if writer is not None else set()
+        todo = [i for i in range(n_runs) if i not in done]
+        if writer is not None:
+            writer.flush()  # the header is on disk from the start
+        if todo:
+            # both pools against the background once (sorted once), node-major as the scan reads them
+            p_t = counted_pvalues_node_major(bg, np.concatenate([cl, an], axis=0), config.tail, preset=config.preset,
+                                             column=0 if config.count_with == "pmin" else 1)
+            args = (seed, p_t, cl.shape[0], clean_ssize, anom_ssize, config)
+            chunks = _chunks(todo, n_jobs)
             for out in _execute(_run_chunk, chunks, args, n_jobs, progress, len(todo), "deepscan runs"):
                 for run in out:
                     new_runs.append(run)
                     if writer is not None:
                         writer.add(run)
-        finally:
-            if writer is not None:
-                writer.close()  # finished runs survive an error or an interrupt
+    finally:
+        if writer is not None:
+            writer.close()  # finished runs survive an error or an interrupt; the lock is released
     if writer is not None:
         rf = read_run_file(run_file)
         return ExperimentResult(header=rf.header, runs=rf.runs, run_file=Path(run_file))
-    header = {"kind": "deepscan-run-file", "format_version": 1, "config": header_config,
+    header = {"kind": "deepscan-run-file", "format_version": 1, "config": header_config, "inputs": fingerprints,
               "versions": package_versions(), "created": _now()}
     return ExperimentResult(header=header, runs=runs_frame(new_runs), run_file=None)
+
+
+_RESERVED_INPUTS = ("background", "clean_pool", "anomalous_pool", "score")
+
+
+def _input_fingerprints(bg, cl, an, config: ScanConfig, inputs, score_id) -> dict:
+    """The header's ``inputs``: what the runs were computed from, beyond the configuration."""
+    if not isinstance(inputs, (Mapping, type(None))):
+        raise ValueError(f"inputs must be a mapping of fingerprints, got {type(inputs).__name__}")
+    extra = {} if inputs is None else dict(inputs)
+    clash = [k for k in extra if k in _RESERVED_INPUTS]
+    if clash:
+        raise ValueError(f"inputs keys {clash} are reserved (deepscan fills {list(_RESERVED_INPUTS)}); rename them")
+    if score_id is not None and not callable(config.score):
+        raise ValueError(f"score_id names a custom score function, but the score is the built-in {config.score!r}")
+    out = {
+        "background": array_fingerprint(bg),
+        "clean_pool": array_fingerprint(cl),
+        "anomalous_pool": array_fingerprint(an),
+        "score": score_fingerprint(config.score, score_id) if callable(config.score) else None,
+        **extra,
+    }
+    try:
+        return _jsonable(out)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"inputs must be JSON serialisable: {exc}") from None
 
 
 def _now() -> str:

@@ -13,9 +13,23 @@ run file: a crash (even ``kill -9``) loses at most the runs finished since the l
 flush, which a rerun recomputes identically because every run has its own seed.
 Rewriting costs O(file size) per flush, negligible next to the scans themselves.
 
-Resuming. Opening an existing file with the same configuration keeps its runs and
-lets the experiment compute only the missing run ids; a different configuration
-raises a ``ValueError`` naming the differing keys.
+The temporary file is created with mode ``0o666`` minus the umask (as ``open()``
+would), so the run file is as readable as any other file the user writes. While a
+writer is open it holds an exclusive ``flock`` on ``.<name>.lock`` beside the run
+file (removed on close): a second writer of the same file gets a ``RuntimeError``
+instead of silently replacing the first one's runs.
+
+Resuming. Opening an existing file with the same configuration and the same input
+fingerprints (the header's ``inputs``: hashes of the data, of a custom score, and
+any upstream fingerprint the caller adds) keeps its runs and lets the experiment
+compute only the missing run ids; a different configuration or input raises a
+``ValueError`` naming what differs, and the file is left untouched.
+
+Reading is strict: a line that is meant as a run but does not parse (bad JSON,
+a missing or mistyped field, counts that disagree with the lists, a node outside
+``0..n_nodes-1``) is an error naming the file and the line. With ``strict=False`` such
+lines are skipped and counted in ``n_damaged`` (apart from ``n_skipped``, the lines
+that are not runs, such as ``hyperparams:``).
 
 The reader also parses the published text format of the persona paper
 (``adv_output_<persona>.out``: ``score precision recall n_records n_nodes alpha nodes records``).
@@ -25,11 +39,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import math
+import numbers
 import os
 import platform
-import tempfile
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +109,12 @@ class RunFile:
         ``records_pool_index``, ``records_anomalous``, ``seed``, ``sample_clean`` and
         ``sample_anomalous`` are None for published files.
     n_skipped : int
-        Non-empty lines that were not runs (e.g. ``hyperparams:`` lines).
+        Non-empty lines that are not runs (e.g. ``hyperparams:`` lines).
+    n_damaged : int
+        Lines meant as runs that did not parse, skipped because ``strict=False``
+        (with ``strict=True``, the default, they are errors).
+    damaged : tuple of str
+        One ``"line <n>: <why>"`` per damaged line.
     """
 
     path: Path
@@ -101,6 +122,8 @@ class RunFile:
     header: dict | None
     runs: pd.DataFrame
     n_skipped: int
+    n_damaged: int = 0
+    damaged: tuple = ()
 
     @property
     def config(self) -> dict | None:
@@ -138,8 +161,17 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` through a temporary file (mode 0o666 & ~umask), fsync, then rename onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover
+        raise FileExistsError(f"could not create a temporary file beside {path}")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
@@ -150,6 +182,45 @@ def _atomic_write_text(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+class _WriterLock:
+    """Exclusive, non-blocking ``flock`` on a lock file, removed on release (no-op without fcntl)."""
+
+    def __init__(self, lock_file: Path, what: str):
+        self.lock_file, self._fd = Path(lock_file), None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return
+        while True:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+                raise RuntimeError(
+                    f"{what} is being written by another process (lock {self.lock_file} is held); "
+                    "wait for it to finish, or write to another path"
+                ) from None
+            try:
+                same = os.stat(self.lock_file).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # else the previous holder removed the file we locked: lock the new one
+                self._fd = fd
+                return
+            os.close(fd)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.lock_file.unlink()
+        os.close(self._fd)  # closing releases the lock
+        self._fd = None
 
 
 # --------------------------------------------------------------------------- node layout
@@ -276,7 +347,67 @@ def runs_frame(runs: Iterable[Mapping]) -> pd.DataFrame:
     return _runs_frame([run_row(r) for r in runs])
 
 
-def _read_jsonl(path: Path, lines: list[str]) -> RunFile:
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (numbers.Real, np.floating, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _index_list_problem(name: str, v: Any, limit: int | None = None, optional: bool = False) -> str | None:
+    if v is None and optional:
+        return None
+    if not isinstance(v, list):
+        return f"{name} must be a list of ints, got {type(v).__name__}"
+    bad = next((x for x in v if not _is_int(x) or x < 0), None)
+    if bad is not None or (v and not all(_is_int(x) and x >= 0 for x in v)):
+        return f"{name} must hold non-negative ints, got {bad!r}"
+    if limit is not None and v and max(v) >= limit:
+        return f"{name} holds {max(v)}, outside 0..{limit - 1}"
+    return None
+
+
+def _run_problem(obj: Mapping, config: Mapping) -> str | None:
+    """Why a JSONL run object is malformed (None if it is fine): types, counts and ranges."""
+    for key in ("run_id", "score", "nodes", "records"):
+        if key not in obj:
+            return f"field {key!r} is missing"
+    if not _is_int(obj["run_id"]) or obj["run_id"] < 0:
+        return f"run_id must be a non-negative int, got {obj['run_id']!r}"
+    if not _is_real(obj["score"]):
+        return f"score must be a number, got {obj['score']!r}"
+    for key in ("alpha", "precision", "recall"):
+        if obj.get(key) is not None and not _is_real(obj[key]):
+            return f"{key} must be a number or null, got {obj[key]!r}"
+    if obj.get("seed") is not None and not _is_int(obj["seed"]):
+        return f"seed must be an int or null, got {obj['seed']!r}"
+    n_nodes = config.get("n_nodes") if _is_int(config.get("n_nodes")) else None
+    sizes = (config.get("clean_ssize"), config.get("anom_ssize"))
+    n_sample = sum(sizes) if all(_is_int(x) for x in sizes) else None
+    for problem in (
+        _index_list_problem("nodes", obj["nodes"], n_nodes),
+        _index_list_problem("records", obj["records"], n_sample),
+        _index_list_problem("records_pool_index", obj.get("records_pool_index"), optional=True),
+        _index_list_problem("sample_clean", obj.get("sample_clean"), optional=True),
+        _index_list_problem("sample_anomalous", obj.get("sample_anomalous"), optional=True),
+    ):
+        if problem:
+            return problem
+    n_records = len(obj["records"])
+    anomalous = obj.get("records_anomalous")
+    if anomalous is not None and (not isinstance(anomalous, list) or not all(isinstance(x, bool) for x in anomalous)):
+        return "records_anomalous must be a list of true/false"
+    for key in ("records_pool_index", "records_anomalous"):
+        if obj.get(key) is not None and len(obj[key]) != n_records:
+            return f"{key} has {len(obj[key])} entries but records has {n_records}"
+    for key, lst in (("n_records", "records"), ("n_nodes", "nodes")):
+        if key in obj and (not _is_int(obj[key]) or obj[key] != len(obj[lst])):
+            return f"{key} is {obj[key]!r} but {lst} has {len(obj[lst])} entries"
+    return None
+
+
+def _read_jsonl(path: Path, lines: list[str], strict: bool = True) -> RunFile:
     def parse(i: int, line: str) -> Any:
         try:
             return json.loads(line)
@@ -287,66 +418,101 @@ def _read_jsonl(path: Path, lines: list[str]) -> RunFile:
     if not isinstance(header, dict) or header.get("kind") != _HEADER_KIND:
         raise ValueError(f"{path}: line 1 is not a deepscan run-file header (kind {header.get('kind') if isinstance(header, dict) else None!r})")
     version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not _is_int(version) or version > FORMAT_VERSION:
         raise ValueError(f"{path}: format_version {version!r} is not supported (this deepscan reads <= {FORMAT_VERSION}); upgrade deepscan")
-    rows, n_skipped, seen = [], 0, set()
+    config = header.get("config") if isinstance(header.get("config"), dict) else {}
+    rows, n_skipped, seen, damaged = [], 0, set(), []
     for i, line in enumerate(lines[1:], start=1):
         if not line.strip():
             continue
-        obj = parse(i, line)
+        try:
+            obj = parse(i, line)
+        except ValueError as exc:
+            if strict:
+                raise
+            damaged.append(f"line {i + 1}: not valid JSON ({exc.__cause__})")
+            continue
         if not isinstance(obj, dict) or obj.get("kind") != "run":
             n_skipped += 1
             continue
-        try:
-            row = run_row(obj)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: line {i + 1} is a run with a missing or bad field ({exc!r})") from exc
+        problem = _run_problem(obj, config)
+        if problem is not None:
+            if strict:
+                raise ValueError(
+                    f"{path}: line {i + 1} is a run with a missing or bad field ({problem}); "
+                    "the file was damaged or edited (read_run_file(..., strict=False) skips such lines)"
+                )
+            damaged.append(f"line {i + 1}: {problem}")
+            continue
+        row = run_row(obj)
         run_id = row["run_id"]
         if run_id in seen:
             raise ValueError(f"{path}: run_id {run_id} appears twice (line {i + 1}); the file was edited or concatenated")
         seen.add(run_id)
         rows.append(row)
-    return RunFile(path=path, format="jsonl", header=header, runs=_runs_frame(rows), n_skipped=n_skipped)
+    return RunFile(path=path, format="jsonl", header=header, runs=_runs_frame(rows), n_skipped=n_skipped,
+                   n_damaged=len(damaged), damaged=tuple(damaged))
 
 
 def _parse_int_list(tok: str) -> list[int]:
-    tok = tok.strip().strip("[]")
+    """Comma-separated non-negative ints (optionally in brackets); ValueError on anything else."""
+    tok = tok.strip()
+    if tok.startswith("[") != tok.endswith("]"):
+        raise ValueError(f"unbalanced brackets in {tok!r}")
+    tok = tok.strip("[]")
     if not tok:
         return []
-    return [int(v) for v in tok.split(",") if v.strip() != ""]
+    items = tok.split(",")
+    if any(not v.strip().isdigit() for v in items):  # also rejects "1,2," (a line cut after a comma)
+        raise ValueError(f"{tok!r} is not a comma-separated list of non-negative ints")
+    return [int(v) for v in items]
 
 
 def _parse_opt_float(tok: str) -> float:
     return math.nan if tok in ("None", "nan", "NaN", "null") else float(tok)
 
 
-def _parse_published_line(line: str) -> dict | None:
-    """One published run line as a row, or None if the line is not a run."""
+def _looks_like_run(line: str) -> bool:
+    """A published line is meant as a run when its first field is a number (the score)."""
+    fields = line.split()
+    if not fields:
+        return False
+    try:
+        float(fields[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_published_strict(line: str) -> dict:
     fields = line.rstrip("\r\n").split(" ")
     if len(fields) != 8:
         fields = line.split()
     if len(fields) < 6 or len(fields) > 8:
-        return None
-    try:
-        score = float(fields[0])
-        precision = _parse_opt_float(fields[1])
-        recall = _parse_opt_float(fields[2])
-        n_records = int(fields[3])
-        n_nodes = int(fields[4])
-        alpha = float(fields[5])
-        rest = fields[6:]
-        if len(rest) == 2:
-            nodes, records = _parse_int_list(rest[0]), _parse_int_list(rest[1])
-        elif len(rest) == 1 and n_nodes == 0 and n_records > 0:  # empty node list lost in whitespace
-            nodes, records = [], _parse_int_list(rest[0])
-        elif len(rest) == 1 and n_records == 0 and n_nodes > 0:
-            nodes, records = _parse_int_list(rest[0]), []
-        elif len(rest) == 0 and n_nodes == 0 and n_records == 0:
-            nodes, records = [], []
-        else:
-            return None
-    except ValueError:
-        return None
+        raise ValueError(f"{len(fields)} fields, a run has 8 (score precision recall n_records n_nodes alpha nodes records)")
+    score = float(fields[0])
+    precision = _parse_opt_float(fields[1])
+    recall = _parse_opt_float(fields[2])
+    n_records = int(fields[3])
+    n_nodes = int(fields[4])
+    alpha = float(fields[5])
+    if n_records < 0 or n_nodes < 0:
+        raise ValueError(f"negative counts n_records={n_records}, n_nodes={n_nodes}")
+    rest = fields[6:]
+    if len(rest) == 2:
+        nodes, records = _parse_int_list(rest[0]), _parse_int_list(rest[1])
+    elif len(rest) == 1 and n_nodes == 0 and n_records > 0:  # empty node list lost in whitespace
+        nodes, records = [], _parse_int_list(rest[0])
+    elif len(rest) == 1 and n_records == 0:
+        nodes, records = _parse_int_list(rest[0]), []
+    elif len(rest) == 0 and n_nodes == 0 and n_records == 0:
+        nodes, records = [], []
+    else:
+        raise ValueError(f"{len(fields)} fields but n_records={n_records} and n_nodes={n_nodes}: a list is missing")
+    if len(nodes) != n_nodes or len(records) != n_records:
+        raise ValueError(
+            f"n_nodes={n_nodes} and n_records={n_records} but the lists hold {len(nodes)} nodes and {len(records)} records"
+        )
     return {
         "score": score, "alpha": alpha, "precision": precision, "recall": recall,
         "n_records": n_records, "n_nodes": n_nodes, "nodes": nodes, "records": records,
@@ -355,25 +521,37 @@ def _parse_published_line(line: str) -> dict | None:
     }
 
 
-def _read_published(path: Path, lines: list[str]) -> RunFile:
-    rows, n_skipped = [], 0
-    for line in lines:
+def _read_published(path: Path, lines: list[str], strict: bool = True) -> RunFile:
+    rows, n_skipped, damaged, n_run_lines = [], 0, [], 0
+    for i, line in enumerate(lines):
         if not line.strip():
             continue
-        row = _parse_published_line(line)
-        if row is None:
-            n_skipped += 1
+        if not _looks_like_run(line):
+            n_skipped += 1  # e.g. hyperparams: lines
             continue
-        row["run_id"] = len(rows)
+        run_id = n_run_lines  # a damaged line keeps its id: later runs are not renumbered
+        n_run_lines += 1
+        try:
+            row = _parse_published_strict(line)
+        except ValueError as exc:
+            if strict:
+                raise ValueError(
+                    f"{path}: line {i + 1} looks like a run but does not parse ({exc}); the file was damaged or cut "
+                    "(read_run_file(..., strict=False) skips such lines and counts them in n_damaged)"
+                ) from None
+            damaged.append(f"line {i + 1}: {exc}")
+            continue
+        row["run_id"] = run_id
         rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no run lines found (neither a deepscan .jsonl run file nor the published text format)")
-    return RunFile(path=path, format="published", header=None, runs=_runs_frame(rows), n_skipped=n_skipped)
+    return RunFile(path=path, format="published", header=None, runs=_runs_frame(rows), n_skipped=n_skipped,
+                   n_damaged=len(damaged), damaged=tuple(damaged))
 
 
 def _read_lines(path: Path) -> list[str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some editors add one) is not content
     except FileNotFoundError as exc:
         raise ValueError(f"run file {path} does not exist; check the path") from exc
     except (OSError, UnicodeDecodeError) as exc:
@@ -384,13 +562,24 @@ def _read_lines(path: Path) -> list[str]:
     return lines
 
 
-def read_run_file(path: str | os.PathLike) -> RunFile:
+def read_run_file(path: str | os.PathLike, *, strict: bool = True) -> RunFile:
     """Read a run file: this package's JSON Lines format or the published text format.
 
     The format is detected from the first non-empty line (``{`` means JSON Lines).
-    In the published format every run line is kept (run_id = 0..n-1 in line order),
-    ``None`` precision/recall become NaN, and other lines (``hyperparams: ...``) are
-    skipped and counted in ``n_skipped``.
+    In the published format every run line is kept (run_id = 0..n-1 in line order,
+    a damaged line skipped with ``strict=False`` keeping its id),
+    ``None`` precision/recall become NaN, and lines that do not start with a number
+    (``hyperparams: ...``) are skipped and counted in ``n_skipped``.
+
+    Parameters
+    ----------
+    path : path
+    strict : bool
+        True (default): a line meant as a run that does not parse (bad JSON, a
+        missing or mistyped field such as ``run_id`` 2.7, counts that disagree with
+        the lists, a node outside ``0..n_nodes-1``, a line cut short) is an error
+        naming the file and line. False: such lines are skipped and counted in
+        ``n_damaged`` (their reasons in ``damaged``).
 
     Raises
     ------
@@ -398,17 +587,19 @@ def read_run_file(path: str | os.PathLike) -> RunFile:
         If the file is missing, unreadable, empty or malformed (the message names the file).
     """
     path = Path(path)
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be True or False, got {strict!r}")
     lines = _read_lines(path)
     first = next(i for i, line in enumerate(lines) if line.strip())
     if lines[first].lstrip().startswith("{"):
-        return _read_jsonl(path, lines[first:])
-    return _read_published(path, lines)
+        return _read_jsonl(path, lines[first:], strict)
+    return _read_published(path, lines, strict)
 
 
-def read_published_run_file(path: str | os.PathLike) -> RunFile:
+def read_published_run_file(path: str | os.PathLike, *, strict: bool = True) -> RunFile:
     """Read a file in the published text format (section 8 of the DeepScan spec), without auto-detection."""
     path = Path(path)
-    return _read_published(path, _read_lines(path))
+    return _read_published(path, _read_lines(path), strict)
 
 
 # --------------------------------------------------------------------------- writing
@@ -422,18 +613,22 @@ def _config_diff(old: Mapping, new: Mapping) -> list[str]:
 class RunFileWriter:
     """The single writer of one run file (state: header, finished run lines, last flush time).
 
-    Use :func:`open_run_file` to create one (it handles resuming). Call :meth:`add` for
-    each finished run and :meth:`close` at the end; the file is rewritten atomically
-    at most every ``flush_every`` seconds and always on close.
+    Use :func:`open_run_file` to create one (it handles resuming and takes the
+    writer's lock). Call :meth:`add` for each finished run and :meth:`close` at the
+    end; the file is rewritten atomically at most every ``flush_every`` seconds and
+    always on close, which also releases the lock.
     """
 
-    def __init__(self, path: Path, header: dict, lines: dict[int, str] | None = None, flush_every: float = 1.0):
+    def __init__(self, path: Path, header: dict, lines: dict[int, str] | None = None, flush_every: float = 1.0,
+                 _lock: _WriterLock | None = None):
         self.path = Path(path)
         self.header = header
         self._lines: dict[int, str] = dict(lines or {})
         self.flush_every = float(flush_every)
         self._last_flush = -math.inf
         self._dirty = True
+        self._lock = _lock
+        self._closed = False
 
     @property
     def done(self) -> set[int]:
@@ -442,6 +637,8 @@ class RunFileWriter:
 
     def add(self, run: Mapping) -> None:
         """Add one finished run (a dict with at least ``run_id``); flushes if due."""
+        if self._closed:
+            raise ValueError(f"the writer of {self.path} is closed; open the run file again to add runs")
         run_id = int(run["run_id"])
         if run_id in self._lines:
             raise ValueError(f"run {run_id} is already in {self.path}; a run is written once")
@@ -452,7 +649,7 @@ class RunFileWriter:
 
     def flush(self) -> None:
         """Rewrite the file atomically: header, then runs sorted by run id."""
-        if not self._dirty:
+        if not self._dirty or self._closed:
             return
         parts = [json.dumps(self.header, separators=(",", ":"))]
         parts += [self._lines[k] for k in sorted(self._lines)]
@@ -461,7 +658,15 @@ class RunFileWriter:
         self._dirty = False
 
     def close(self) -> None:
-        self.flush()
+        """Flush and release the lock (safe to call twice)."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> "RunFileWriter":
         return self
@@ -471,8 +676,15 @@ class RunFileWriter:
         self.close()
 
 
-def open_run_file(path: str | os.PathLike, config: Mapping, *, overwrite: bool = False, flush_every: float = 1.0) -> RunFileWriter:
-    """Open a run file for writing, resuming it when it already holds the same configuration.
+def open_run_file(
+    path: str | os.PathLike,
+    config: Mapping,
+    *,
+    inputs: Mapping | None = None,
+    overwrite: bool = False,
+    flush_every: float = 1.0,
+) -> RunFileWriter:
+    """Open a run file for writing, resuming it when it already holds the same experiment.
 
     Parameters
     ----------
@@ -480,6 +692,10 @@ def open_run_file(path: str | os.PathLike, config: Mapping, *, overwrite: bool =
         The ``.jsonl`` file.
     config : mapping
         The header's ``config`` (JSON-serialisable).
+    inputs : mapping, optional
+        The header's ``inputs``: fingerprints of what the runs were computed from
+        (``run_experiment`` records hashes of the arrays and of a custom score). When
+        given, resuming needs the file's ``inputs`` to be equal.
     overwrite : bool
         Start afresh even if the file exists (the old file stays until the first flush).
     flush_every : float
@@ -488,17 +704,33 @@ def open_run_file(path: str | os.PathLike, config: Mapping, *, overwrite: bool =
     Returns
     -------
     RunFileWriter
-        Its ``done`` property lists the run ids already present (to skip).
+        Its ``done`` property lists the run ids already present (to skip). It holds
+        the file's writer lock until closed.
 
     Raises
     ------
     ValueError
-        If the file exists with a different configuration (the message lists the
-        differences), or is not a deepscan run file.
+        If the file exists with a different configuration or inputs (the message
+        lists the differences; the file is untouched), or is not a valid deepscan
+        run file.
+    RuntimeError
+        If another writer has the file open.
     """
     path = Path(path)
     config = _jsonable(dict(config))
+    inputs = None if inputs is None else _jsonable(dict(inputs))
     versions = package_versions()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = _WriterLock(path.parent / f".{path.name}.lock", f"run file {path}")
+    try:
+        writer = _open_locked(path, config, inputs, versions, overwrite, flush_every, lock)
+    except BaseException:
+        lock.release()
+        raise
+    return writer
+
+
+def _open_locked(path, config, inputs, versions, overwrite, flush_every, lock) -> RunFileWriter:
     if path.exists() and not overwrite:
         old = read_run_file(path)
         if old.format != "jsonl":
@@ -510,9 +742,23 @@ def open_run_file(path: str | os.PathLike, config: Mapping, *, overwrite: bool =
                 + "; ".join(diff)
                 + "); choose a new run file path or pass overwrite=True to replace it"
             )
+        if inputs is not None:
+            old_inputs = old.header.get("inputs")
+            if not isinstance(old_inputs, dict):
+                raise ValueError(
+                    f"{path} records no input fingerprints (written by an older deepscan), so it cannot be checked "
+                    "to hold runs on these data; pass overwrite=True to recompute it, or choose a new path"
+                )
+            diff = _config_diff(old_inputs, inputs)
+            if diff:
+                raise ValueError(
+                    f"{path} holds runs computed from other inputs (" + "; ".join(diff)
+                    + "); the same configuration on different data is a different experiment: choose a new run "
+                    "file path or pass overwrite=True to replace it"
+                )
         n_runs = int(config.get("n_runs", 0)) if config.get("n_runs") is not None else None
         lines: dict[int, str] = {}
-        for raw in path.read_text(encoding="utf-8").splitlines()[1:]:
+        for raw in _read_lines(path)[1:]:
             if not raw.strip():
                 continue
             obj = json.loads(raw)
@@ -526,8 +772,11 @@ def open_run_file(path: str | os.PathLike, config: Mapping, *, overwrite: bool =
             resumed = list(header.get("resumed", []))
             resumed.append({"time": _now(), "versions": versions})
             header["resumed"] = resumed
-        writer = RunFileWriter(path, header, lines, flush_every=flush_every)
+        writer = RunFileWriter(path, header, lines, flush_every=flush_every, _lock=lock)
         writer._dirty = False  # the file on disk already holds exactly this
         return writer
-    header = {"kind": _HEADER_KIND, "format_version": FORMAT_VERSION, "config": config, "versions": versions, "created": _now()}
-    return RunFileWriter(path, header, {}, flush_every=flush_every)
+    header = {"kind": _HEADER_KIND, "format_version": FORMAT_VERSION, "config": config}
+    if inputs is not None:
+        header["inputs"] = inputs
+    header.update(versions=versions, created=_now())
+    return RunFileWriter(path, header, {}, flush_every=flush_every, _lock=lock)

@@ -18,10 +18,14 @@ Token position (from the attention mask, so left and right padding agree):
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
+
+from personas.checks import check_bool, check_choice, check_int
 
 from personas.hooks import capture_layers, layer_info, resolve_layers
 from personas.models import model_info
@@ -39,7 +43,65 @@ def _statements_list(statements) -> list[str]:
         statements = statements["statement"]
     if isinstance(statements, str):
         raise ValueError("statements must be a sequence of strings, not one string; wrap it in a list")
-    return [str(s) for s in statements]
+    out = []
+    for i, s in enumerate(statements):
+        if not isinstance(s, str) and (s is None or (np.ndim(s) == 0 and bool(pd.isna(s)))):
+            # str() would embed the words "None" or "nan" as if they were a statement
+            raise ValueError(f"statement {i} is {s!r}, not text; drop or fill the missing statements")
+        out.append(str(s))
+    return out
+
+
+def _context_limit(model) -> int | None:
+    """The longest input the model's position embeddings allow, from its config (None if unknown)."""
+    config = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _fit_context(ids, token_sets, limit: int, too_long: str, statements, tokenizer, prompts) -> list[dict]:
+    """Error on prompts longer than ``limit`` tokens, or cut their statements' last tokens.
+
+    Truncation drops the last tokens of the statement itself (the template around it
+    stays, so position "last" still reads the end of the prompt). Changes ``ids`` and
+    ``token_sets`` in place; returns one record per truncated statement.
+    """
+    long_ones = [i for i, x in enumerate(ids) if len(x) > limit]
+    if not long_ones:
+        return []
+    if too_long == "error":
+        i = long_ones[0]
+        text = statements[i] if len(statements[i]) <= 80 else statements[i][:77] + "..."
+        raise ValueError(
+            f"statement {i} ({text!r}) is {len(ids[i])} tokens as a prompt, longer than the model's context of "
+            f"{limit} tokens ({len(long_ones)} statement(s) too long in all); shorten or drop it, "
+            "or pass too_long='truncate' to cut such statements to fit"
+        )
+    spans = token_sets
+    if spans is None:
+        _, spans = tokenize_prompts(tokenizer, prompts, need_spans=True)
+    truncated = []
+    for i in long_ones:
+        excess = len(ids[i]) - limit
+        span = spans[i]
+        if len(span) <= excess or span[-1] - span[0] + 1 != len(span):
+            raise ValueError(
+                f"statement {i} cannot be truncated to fit the model's context of {limit} tokens "
+                f"(the prompt around it alone is too long, or its tokens are not contiguous); shorten it"
+            )
+        cut = span[-excess]  # first dropped token
+        ids[i] = ids[i][:cut] + ids[i][span[-1] + 1:]
+        if token_sets is not None:
+            token_sets[i] = span[:-excess]
+        truncated.append({"index": i, "n_tokens": limit + excess, "kept_tokens": limit})
+    warnings.warn(
+        f"{len(truncated)} statement(s) longer than the model's context of {limit} tokens were truncated "
+        f"(indices {[t['index'] for t in truncated][:10]}); see info['truncated']", RuntimeWarning, stacklevel=3,
+    )
+    return truncated
 
 
 def tokenize_prompts(tokenizer, prompts: Prompts, need_spans: bool) -> tuple[list[list[int]], list[list[int]] | None]:
@@ -74,6 +136,16 @@ def tokenize_prompts(tokenizer, prompts: Prompts, need_spans: bool) -> tuple[lis
             raise ValueError(f"no token of prompt {i} overlaps its statement {prompts.texts[i][start:end]!r}")
         token_sets.append(idx)
     return ids, token_sets
+
+
+def _check_layer_list(layers) -> list[int]:
+    """A list of layer ints; ``True`` or ``2.0`` are not layers."""
+    if isinstance(layers, (int, np.integer)) and not isinstance(layers, (bool, np.bool_)):
+        return [int(layers)]
+    try:
+        return [check_int(x, f"layers[{i}]") for i, x in enumerate(list(layers))]
+    except TypeError as exc:  # a ValueError, as resolve_layers raises for bad layers
+        raise ValueError(f"layers must be 'all' or a list of ints, got {layers!r} ({exc})") from None
 
 
 def _accepts(model, name: str) -> bool:
@@ -129,6 +201,7 @@ def extract_activations(
     progress: bool = True,
     blocks_path: str | None = None,
     final_norm: str | None = "auto",
+    too_long: str = "error",
 ) -> tuple[dict[int, np.ndarray], dict]:
     """Hidden states of ``statements`` at ``layers``, one batched forward pass per batch.
 
@@ -154,6 +227,10 @@ def extract_activations(
         Show a progress bar over batches.
     blocks_path, final_norm :
         Overrides for unusual architectures (``personas.hooks``).
+    too_long : {"error", "truncate"}
+        A prompt longer than the model's context (``max_position_embeddings``): an
+        error naming the statement and the limit, or cut the statement's last tokens
+        to fit, with a warning and a record in ``info["truncated"]``.
 
     Returns
     -------
@@ -163,14 +240,21 @@ def extract_activations(
         What was done: model, revision, dtype, n_blocks, hidden_size, layers,
         layer_convention, position, template (requested), template_mode (used),
         template_fallback, wrap, add_special_tokens, padding_side, blocks_path,
-        final_norm, n_statements, n_tokens (per statement), prompt_example.
+        final_norm, n_statements, n_tokens (per statement, after any truncation),
+        context_limit, truncated (``[{"index", "n_tokens", "kept_tokens"}]``), prompt_example.
     """
     from tqdm.auto import tqdm
 
     if position not in POSITIONS:
         raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    try:
+        batch_size = check_int(batch_size, "batch_size", min_val=1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r} ({exc})") from None
+    check_choice(too_long, "too_long", ("error", "truncate"))
+    check_bool(progress, "progress")
+    if not isinstance(layers, str):
+        layers = _check_layer_list(layers)
     statements = _statements_list(statements)
     if not statements:
         raise ValueError("no statements given")
@@ -179,6 +263,8 @@ def extract_activations(
 
     prompts = format_prompts(tokenizer, statements, template=template, wrap=wrap)
     ids, token_sets = tokenize_prompts(tokenizer, prompts, need_spans=(position != "last"))
+    limit = _context_limit(model)
+    truncated = [] if limit is None else _fit_context(ids, token_sets, limit, too_long, statements, tokenizer, prompts)
     pad_id = tokenizer.pad_token_id
     if pad_id is None:  # any id works: padded positions are masked out
         pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
@@ -225,6 +311,8 @@ def extract_activations(
         final_norm=where["final_norm"],
         n_statements=n,
         n_tokens=[len(x) for x in ids],
+        context_limit=limit,
+        truncated=truncated,
         prompt_example=prompts.texts[0],
     )
     return out, info

@@ -1,23 +1,33 @@
 """Atomic artifact writing: every file appears whole or not at all.
 
-Each writer creates a temporary file in the destination directory, then renames
-it over the target (``os.replace`` is atomic on POSIX and Windows), so a crash or
-an exception never leaves a half-written artifact behind.
+Policy (the same as ``deepscan.runfile``'s writer): each writer creates a temporary
+file ``.<name>.<random>.tmp`` in the destination directory with mode ``0o666``
+minus the process umask (as ``open()`` would, so a shared folder's users can read
+the outputs; ``tempfile.mkstemp`` would give 0600), writes it, ``fsync``s it and
+renames it over the target (``os.replace`` is atomic on POSIX and Windows), so a
+crash or an exception never leaves a half-written artifact behind. A crash can
+leave a stale temporary file; :func:`clean_temp_files` removes them.
+
+:func:`exclusive_lock` guards a writer that must be alone (the activation store).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = [
     "safe_name",
     "atomic_path",
+    "clean_temp_files",
+    "exclusive_lock",
     "write_text",
     "write_json",
     "read_json",
@@ -34,11 +44,35 @@ def safe_name(text: object, replacement: str = "-") -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", replacement, str(text)).strip("-.")
 
 
+def _create_temp(target: Path, suffix: str) -> tuple[Path, int]:
+    """Create an empty, new temporary file beside ``target``; return it and its mode (0o666 & ~umask)."""
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}{suffix}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
+        except FileExistsError:
+            continue
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        os.close(fd)
+        return tmp, mode
+    raise FileExistsError(f"could not create a temporary file beside {target}")  # pragma: no cover
+
+
+def _fsync(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem supports fsync of a file or folder
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
 
     On any exception the temporary file is removed and ``target`` is untouched.
+    The final file has mode ``0o666`` minus the umask.
 
     Parameters
     ----------
@@ -50,18 +84,95 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=(target.suffix if suffix is None else suffix) + ".tmp"
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path, mode = _create_temp(target, target.suffix if suffix is None else suffix)
     try:
         yield tmp_path
+        if stat.S_IMODE(tmp_path.stat().st_mode) != mode:
+            os.chmod(tmp_path, mode)  # a writer that replaced the file itself (safetensors does) made it 0600
+        _fsync(tmp_path)  # the data is on disk before the rename makes it visible
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def clean_temp_files(folder: str | os.PathLike, name_glob: str = "*") -> list[Path]:
+    """Remove stale temporary files ``.<name>.<random>*.tmp`` that :func:`atomic_path` left in ``folder``.
+
+    Only call this while no other writer uses ``folder`` (e.g. under :func:`exclusive_lock`).
+
+    Parameters
+    ----------
+    folder : path
+    name_glob : str
+        Glob of the target names whose temporary files to remove (default: all).
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for tmp in sorted(folder.glob(f".{name_glob}.*.tmp")):
+        if tmp.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_file: str | os.PathLike, what: str) -> Iterator[Path]:
+    """Hold an exclusive, non-blocking ``flock`` on ``lock_file`` while the block runs.
+
+    A second holder (another process, or another open in this one) gets a
+    ``RuntimeError`` at once instead of writing beside the first. The lock file is
+    removed on release; a holder checks after locking that the file it locked is
+    still the one at ``lock_file`` (else it retries), so the removal cannot let two
+    holders in. Where ``fcntl`` does not exist (Windows) no lock is taken.
+
+    Parameters
+    ----------
+    lock_file : path
+    what : str
+        What is locked, for the message (e.g. ``"the activation store <dir>"``).
+    """
+    lock_file = Path(lock_file)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield lock_file
+        return
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            raise RuntimeError(
+                f"{what} is being written by another process (lock {lock_file} is held); "
+                "wait for it to finish, or write somewhere else"
+            ) from None
+        try:
+            same = os.stat(lock_file).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the previous holder removed the file we locked: lock the new one
+    try:
+        yield lock_file
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock_file.unlink()
+        os.close(fd)  # closing releases the lock
 
 
 def write_text(target: str | os.PathLike, text: str) -> Path:

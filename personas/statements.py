@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from personas.checks import check_float, check_int, check_seed
+
 __all__ = [
     "DATA_DIR",
     "STATEMENT_COLUMNS",
@@ -103,7 +105,15 @@ def _read_source(source) -> pd.DataFrame:
         if not path.exists():
             raise FileNotFoundError(f"statement source {path} does not exist")
         if path.suffix == ".csv":
-            df = pd.read_csv(path)
+            try:
+                # as text: ids "01" and "1" stay distinct, a blank cell does not turn ids into floats,
+                # and only empty cells count as missing (a persona may be called "NA")
+                df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+            except pd.errors.EmptyDataError:
+                raise ValueError(f"statement source {path} is empty (0 bytes); it needs a header row "
+                                 "persona,statement,direction and one row per statement") from None
+            except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+                raise ValueError(f"statement source {path} is not a readable CSV file ({exc})") from None
         elif path.suffix == ".parquet":
             df = pd.read_parquet(path)
         else:
@@ -120,10 +130,16 @@ def _read_source(source) -> pd.DataFrame:
             f"{name} lacks column(s) {missing}; it needs persona, statement, direction "
             f"(positive/negative or +/-) and optionally id, label_confidence. Columns found: {list(df.columns)}"
         )
+    if df.empty:
+        raise ValueError(f"{name} has a header but no statement rows; add one row per statement")
     df = df.copy()
     if df[["persona", "statement", "direction"]].isna().any().any():
         bad = df.index[df[["persona", "statement", "direction"]].isna().any(axis=1)][:5].tolist()
         raise ValueError(f"{name} has empty persona/statement/direction values (rows {bad})")
+    for column in ("persona", "statement"):
+        blank = df[column].astype(str).str.strip() == ""
+        if blank.any():
+            raise ValueError(f"{name} has blank {column} values (rows {df.index[blank][:5].tolist()})")
     direction = df["direction"].astype(str).str.strip().str.lower().map(_DIRECTION_ALIASES)
     if direction.isna().any():
         bad = sorted(set(df.loc[direction.isna(), "direction"].astype(str)))[:5]
@@ -135,6 +151,10 @@ def _read_source(source) -> pd.DataFrame:
         conf = pd.to_numeric(df["label_confidence"], errors="coerce")
         if conf.isna().any():
             raise ValueError(f"{name}: label_confidence must be numeric and filled")
+        outside = (conf < 0) | (conf > 1)
+        if outside.any():
+            bad = df.index[outside][:5].tolist()
+            raise ValueError(f"{name}: label_confidence must lie in [0, 1]; rows {bad} hold {conf[outside][:5].tolist()}")
         df["label_confidence"] = conf.astype(float)
     else:
         # a user's own statements carry no classifier confidence: treat them as certain
@@ -142,11 +162,22 @@ def _read_source(source) -> pd.DataFrame:
     if "id" not in df.columns:
         row = df.groupby("persona", sort=False).cumcount()
         df["id"] = df["persona"] + "/" + row.map("{:04d}".format)
+    blank_id = df["id"].isna() | (df["id"].astype(str).str.strip() == "")
+    if blank_id.any():
+        raise ValueError(f"{name}: id is blank in rows {df.index[blank_id][:5].tolist()}; "
+                         "give every statement an id, or drop the id column to number them per persona")
     df["id"] = df["id"].astype(str)
     dup = df["id"][df["id"].duplicated()]
     if len(dup):
         raise ValueError(f"{name}: statement ids must be unique; duplicated: {sorted(set(dup))[:5]}")
     return df[STATEMENT_COLUMNS].reset_index(drop=True)
+
+
+def _check_confidence(min_confidence) -> float:
+    try:
+        return check_float(min_confidence, "min_confidence", min_val=0.0, max_val=1.0)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"min_confidence must lie in [0, 1], got {min_confidence!r} ({exc})") from None
 
 
 def list_personas(source=None) -> list[str]:
@@ -162,6 +193,7 @@ def persona_counts(min_confidence: float = 0.85, source=None) -> pd.DataFrame:
     DataFrame
         Index persona, columns ``positive``, ``negative`` (ints), sorted by persona.
     """
+    min_confidence = _check_confidence(min_confidence)
     df = _read_source(source)
     kept = df[df["label_confidence"] >= min_confidence]
     counts = kept.groupby(["persona", "direction"]).size().unstack("direction")
@@ -238,10 +270,13 @@ def load_statements(
         Unknown persona (with the closest valid names), or fewer statements than
         ``n_per_direction`` after filtering (with the number available).
     """
-    if n_per_direction is not None and (int(n_per_direction) != n_per_direction or n_per_direction < 1):
-        raise ValueError(f"n_per_direction must be a positive integer or None, got {n_per_direction!r}")
-    if not 0.0 <= float(min_confidence) <= 1.0:
-        raise ValueError(f"min_confidence must lie in [0, 1], got {min_confidence!r}")
+    if n_per_direction is not None:
+        try:
+            n_per_direction = check_int(n_per_direction, "n_per_direction", min_val=1)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"n_per_direction must be a positive integer or None, got {n_per_direction!r} ({exc})") from None
+    min_confidence = _check_confidence(min_confidence)
+    seed = check_seed(seed)
     df = _read_source(source)
     names = _resolve_personas(personas, sorted(df["persona"].unique()))
 
