@@ -91,10 +91,14 @@ from personas.store import (
     list_stored,
     load_activations,
     load_layers,
+    model_fingerprint,
     model_slug,
     save_activations,
+    statements_fingerprint,
+    store_fingerprint,
     store_manifest,
     store_path,
+    verify_stored,
 )
 
 __all__ = [
@@ -115,7 +119,8 @@ __all__ = [
     "POSITIONS", "tokenize_prompts", "extract_activations",
     # personas.store
     "STORE_FORMAT_VERSION", "model_slug", "store_path", "list_stored", "store_manifest", "load_activations",
-    "load_layers", "save_activations", "extract_to_store",
+    "load_layers", "save_activations", "extract_to_store", "model_fingerprint", "statements_fingerprint",
+    "store_fingerprint", "verify_stored",
     # personas.layers
     "CLUSTER_METRICS", "CLASSIFIER_METRICS", "CLASSIFIERS", "LOWER_IS_BETTER", "RESULT_COLUMNS", "LayerProtocol",
     "ProbeSettings", "check_layers",

@@ -32,12 +32,23 @@ from personas.nodes import (
     summarise_runs,
     topic_sets,
 )
-from personas.scan_levels import LEVEL_NAMES, ScanPools, experiment_seed, run_file_name, run_persona_scans, scan_pools
+from personas.scan_levels import (
+    LEVEL_NAMES,
+    ScanPools,
+    check_runs_current,
+    experiment_seed,
+    run_file_name,
+    run_persona_scans,
+    scan_pools,
+    topic_pools,
+    topic_target,
+)
 from personas.scan_settings import PoolSizes, SampleSizes
 
 __all__ = [
     # personas.scan_levels
-    "LEVEL_NAMES", "ScanPools", "scan_pools", "experiment_seed", "run_file_name", "run_persona_scans",
+    "LEVEL_NAMES", "ScanPools", "scan_pools", "topic_pools", "topic_target", "experiment_seed", "run_file_name",
+    "run_persona_scans", "check_runs_current",
     # personas.scan_settings
     "PoolSizes", "SampleSizes",
     # personas.nodes

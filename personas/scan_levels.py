@@ -44,6 +44,7 @@ __all__ = [
     "experiment_seed",
     "run_file_name",
     "run_persona_scans",
+    "check_runs_current",
 ]
 
 LEVEL_NAMES = {2: "within persona", 1: "within topic", 0: "between topics"}
@@ -294,6 +295,7 @@ def run_persona_scans(
     progress: bool = True,
     pools: PoolSizes | None = None,
     samples: SampleSizes | None = None,
+    store_fingerprint: str | None = None,
 ) -> pd.DataFrame:
     """The paper's DeepScan experiments for every persona and level, with run files.
 
@@ -336,6 +338,10 @@ def run_persona_scans(
         Parallel runs (joblib); results do not depend on it.
     pools, samples : PoolSizes, SampleSizes, optional
         The pool and sample sizes as settings objects (instead of the six keywords above).
+    store_fingerprint : str, optional
+        ``personas.store.store_fingerprint`` of the activations scanned: recorded in every
+        run file's ``inputs`` (a rerun on a changed store is refused, never mixed), in
+        ``index.json`` and in the returned table.
 
     Returns
     -------
@@ -387,6 +393,7 @@ def run_persona_scans(
                 config=config, run_file=path, node_layout=node_layout, persona=persona, model=model,
                 layers=[layer], n_jobs=n_jobs, progress=progress,
                 metadata={"level": level, "pools": pools.description, "study_seed": seed, **pools.ids(meta)},
+                inputs=None if store_fingerprint is None else {"store": store_fingerprint},
             )
             index.setdefault(str(level), {})[persona] = path.name
             auc = None
@@ -402,8 +409,44 @@ def run_persona_scans(
                 table = baseline_runs(bg, clean, anom, samples, methods=baselines, seed=exp_seed)
                 for method, part in table.groupby("method", sort=False):
                     rows.append(_summary_row(persona, level, method, part, auc=None, run_file=path.name))
-    write_json(runs_dir / "index.json", {"layer": layer, "model": model, "levels": index})
-    return pd.DataFrame(rows)
+    write_json(runs_dir / "index.json", {"layer": layer, "model": model, "levels": index,
+                                         "personas": list(personas), "store_fingerprint": store_fingerprint})
+    table = pd.DataFrame(rows)
+    table["store_fingerprint"] = store_fingerprint
+    return table
+
+
+def check_runs_current(index: dict, store_dir: str | Path, model: str) -> None:
+    """Refuse run files made from other activations than the store now holds.
+
+    Parameters
+    ----------
+    index : dict
+        ``runs_dir/index.json`` as :func:`run_persona_scans` writes it.
+    store_dir, model :
+        The activation store and model name the node analysis reads statements from.
+
+    Raises
+    ------
+    ValueError
+        When the index records a store fingerprint that differs from the store's now
+        (the activations were re-extracted, e.g. with another position or checkpoint).
+    """
+    from personas.store import store_fingerprint
+
+    recorded = index.get("store_fingerprint")
+    if recorded is None:
+        return  # made without a fingerprint (older run files or a bare call): nothing to compare
+    personas = index.get("personas")
+    if not personas:
+        raise ValueError("index.json records a store fingerprint but not the personas it covers; rerun the scans")
+    now = store_fingerprint(store_dir, model, personas, [int(index["layer"])])
+    if now != recorded:
+        raise ValueError(
+            f"the run files were made from other activations than {store_dir} now holds for {model!r} "
+            f"(store fingerprint {recorded} then, {now} now): rerun run_deepscan.ipynb (or the study) so that "
+            "run files, tables and the store agree"
+        )
 
 
 def _summary_row(persona, level, method, runs: pd.DataFrame, *, auc, run_file) -> dict:
