@@ -22,6 +22,7 @@ background it is scanned against.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -248,13 +249,30 @@ def topic_pools(
 
 
 def _level_targets(level: int, personas: Sequence[str], topics: dict[str, list[str]] | None) -> list[tuple[str, str | None]]:
-    """(target name, topic) pairs one level scans: personas at levels 2 and 1, topics at level 0."""
-    if level != 0:
+    """(target name, topic) pairs one level scans: personas at levels 2 and 1, topics at level 0.
+
+    A level has no experiment where it has no background: level 1 for a persona that is
+    the only one of its topic among ``personas``, level 0 when only one topic is present.
+    Those are skipped with a warning naming them, so the other levels still run.
+    """
+    if level == 2:
         return [(p, None) for p in personas]
     if topics is None:
-        raise ValueError("level 0 needs `topics` (topic -> personas), e.g. load_topics()")
+        raise ValueError(f"level {level} needs `topics` (topic -> personas), e.g. load_topics()")
     chosen = set(personas)
-    return [(topic_target(t), t) for t, members in topics.items() if chosen & set(members)]
+    if level == 1:
+        alone = [p for p in personas if not any(p in m and (chosen & set(m)) - {p} for m in topics.values())]
+        if alone:
+            warnings.warn(
+                f"level 1 (within topic) skipped for {alone}: no other persona of their topic is loaded",
+                stacklevel=3,
+            )
+        return [(p, None) for p in personas if p not in alone]
+    present = [t for t, members in topics.items() if chosen & set(members)]
+    if len(present) < 2:
+        warnings.warn(f"level 0 (between topics) skipped: only the topic(s) {present} are loaded", stacklevel=3)
+        return []
+    return [(topic_target(t), t) for t in present]
 
 
 def experiment_seed(seed: int, persona: str, level: int) -> int:
