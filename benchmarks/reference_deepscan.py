@@ -11,10 +11,10 @@ computation). Its purpose is to be obviously right, not fast.
 Two modes:
 
 - ``preset="ibm-2025"``: the conventions of the code published with Cintas et al.
-  2025 (spec section 6): lower tail computed as ``1 - upper``, the group scan counts
+  2025 (docs/deepscan.md, section 6): lower tail computed as ``1 - upper``, the group scan counts
   pmin on the 50-point grid to a_max = 0.5, best scores start from -10000, the
   individual scan takes every distinct stored pmax <= a_max as its thresholds.
-- ``preset=None``: the consistent method of spec sections 1-5 (counting pmax,
+- ``preset=None``: the consistent method of docs/deepscan.md sections 1-5 (counting pmax,
   'exact' or 'grid' thresholds, empty result when nothing scores above 0).
 
 Restarts from 2 on draw their starting node sets from the caller's numpy Generator
@@ -38,7 +38,7 @@ PRESET = "ibm-2025"
 GRID = 50
 
 
-# --------------------------------------------------------------------------- scores (spec section 2)
+# --------------------------------------------------------------------------- scores (docs/deepscan.md, section 2)
 
 
 def higher_criticism(n_alpha, n, alpha):
@@ -81,13 +81,13 @@ def _score(score):
     return score if callable(score) else SCORES[score]
 
 
-# --------------------------------------------------------------------------- p-values (spec sections 1 and 6)
+# --------------------------------------------------------------------------- p-values (docs/deepscan.md, sections 1 and 6)
 
 
 def pvalue_ranges(background, records, tail="upper", preset=None):
     """(G, M, 2) float64 ``[pmin, pmax]`` with a loop over nodes.
 
-    ``preset='ibm-2025'`` forces the lower tail computed as ``1 - upper`` (spec section 6).
+    ``preset='ibm-2025'`` forces the lower tail computed as ``1 - upper`` (docs/deepscan.md, section 6).
     """
     bg = np.asarray(background)
     x = np.asarray(records)
@@ -123,7 +123,7 @@ def pvalue_ranges(background, records, tail="upper", preset=None):
     return out
 
 
-# --------------------------------------------------------------------------- thresholds (spec section 3)
+# --------------------------------------------------------------------------- thresholds (docs/deepscan.md, section 3)
 
 
 def thresholds(p, mode, a_max):
@@ -134,7 +134,7 @@ def thresholds(p, mode, a_max):
     return d if d.size and d[-1] == a_max else np.append(d, a_max)
 
 
-# --------------------------------------------------------------------------- individual scan (spec sections 4 and 6)
+# --------------------------------------------------------------------------- individual scan (docs/deepscan.md, sections 4 and 6)
 
 
 def individual_scan(pvalues, score="hc", preset=None, thresholds_mode="exact", a_max=0.5):
@@ -164,7 +164,7 @@ def individual_scan(pvalues, score="hc", preset=None, thresholds_mode="exact", a
     return best, float(thr[best_t]), np.array([0]), np.flatnonzero(pmax <= thr[best_t])
 
 
-# --------------------------------------------------------------------------- group scan (spec sections 5 and 6)
+# --------------------------------------------------------------------------- group scan (docs/deepscan.md, sections 5 and 6)
 
 
 def _ltss(p, thr, fn, over_nodes, compat):

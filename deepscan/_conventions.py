@@ -13,7 +13,7 @@ _TAIL_ALIASES = {
     "two": "two", "two-tailed": "two", "two_tailed": "two", "two-sided": "two", "two_sided": "two", "both": "two",
 }
 
-#: Presets: the conventions each one fixes (spec section 6). "ibm-2025" is the code published
+#: Presets: the conventions each one fixes (docs/deepscan.md, section 6). "ibm-2025" is the code published
 #: with Cintas et al. 2025: lower tail computed as 1 - upper, pmin counting in the group scan on
 #: the 50-point grid to a_max 0.5, first maximum from -10000, individual scans over every
 #: distinct stored pmax <= a_max. Score and restarts stay free parameters.

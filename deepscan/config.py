@@ -1,4 +1,4 @@
-"""Scan configuration and the published-code compatibility preset (spec sections 3, 5, 6)."""
+"""Scan configuration and the published-code compatibility preset (docs/deepscan.md, sections 3, 5, 6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Experiments (many seeded scan runs), run files and detection power (spec section 7).
+"""Experiments (many seeded scan runs), run files and detection power (docs/deepscan.md, section 7).
 
 Reproducibility. Run ``i`` of an experiment with seed ``s`` draws everything from
 ``numpy.random.default_rng(run_seed(s, i))``, where ``run_seed`` reads an integer from

@@ -1,4 +1,4 @@
-"""Empirical p-value ranges of records against a background (spec section 1).
+"""Empirical p-value ranges of records against a background (docs/deepscan.md, section 1).
 
 For node j and value x: ``L = #{b < x}``, ``R = #{b <= x}`` over the background
 column. The counts come from one sort of the background (per node) and a

@@ -2,7 +2,7 @@
 
 Format (JSON Lines, UTF-8, ``.jsonl``): line 1 is the header
 ``{"kind": "deepscan-run-file", "format_version": 1, "config": {...}, "versions": {...}, "created": ...}``,
-every further line one run ``{"kind": "run", "run_id": ..., ...}`` (see ``CONTRACTS.md``).
+every further line one run ``{"kind": "run", "run_id": ..., ...}`` (see ``docs/run-files.md``).
 
 Atomicity. The parent process is the only writer. It keeps the header and the
 finished run lines in memory and, after each batch of finished runs (at most every
@@ -597,7 +597,7 @@ def read_run_file(path: str | os.PathLike, *, strict: bool = True) -> RunFile:
 
 
 def read_published_run_file(path: str | os.PathLike, *, strict: bool = True) -> RunFile:
-    """Read a file in the published text format (section 8 of the DeepScan spec), without auto-detection."""
+    """Read a file in the published text format (docs/deepscan.md, section 8), without auto-detection."""
     path = Path(path)
     return _read_published(path, _read_lines(path), strict)
 

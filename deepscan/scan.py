@@ -1,4 +1,4 @@
-"""Individual scan (one record) and group scan (FGSS with LTSS), spec sections 4-6.
+"""Individual scan (one record) and group scan (FGSS with LTSS), docs/deepscan.md, sections 4-6.
 
 The group scan works on integer threshold *levels* (see :mod:`deepscan.thresholds`):
 an entry is counted at threshold t when ``level <= t``.
@@ -279,7 +279,7 @@ def group_scan(pvalues, config: ScanConfig | str | dict | None = None, *, seed: 
 
 
 def individual_scan(pvalues, config: ScanConfig | str | dict | None = None) -> ScanResult:
-    """Most anomalous node subset of one record (spec sections 4 and 6).
+    """Most anomalous node subset of one record (docs/deepscan.md, sections 4 and 6).
 
     For each threshold the optimum is "all nodes with pmax <= alpha"; the first
     threshold with the maximal score wins. O(M) after the thresholds.

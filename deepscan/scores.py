@@ -1,4 +1,4 @@
-"""Scoring functions of a subset: Berk-Jones, Higher Criticism, Kolmogorov-Smirnov (spec section 2).
+"""Scoring functions of a subset: Berk-Jones, Higher Criticism, Kolmogorov-Smirnov (docs/deepscan.md, section 2).
 
 A score function takes ``(n_alpha, n, alpha)`` (numpy arrays broadcast together:
 entries with p-value <= alpha, entries, threshold) and returns the score. Every
@@ -45,7 +45,7 @@ def berk_jones(n_alpha, n, alpha) -> np.ndarray:
     na, nn, a, pos = _prepare(n_alpha, n, alpha)
     rest = nn - na
     with np.errstate(divide="ignore", invalid="ignore"):
-        # N*ln(1/alpha) when every entry counts, as the spec (and the published code) write it:
+        # N*ln(1/alpha) when every entry counts, as docs/deepscan.md (and the published code) write it:
         # N*ln(N/(N*alpha)) can differ from it in the last bit
         t1 = np.where(na == nn, nn * np.log(1.0 / a), na * np.log(na / (nn * a)))
         t2 = np.where(rest > 0, rest * np.log(rest / (nn * (1.0 - a))), 0.0)  # 0*log 0 = 0

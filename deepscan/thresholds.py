@@ -1,4 +1,4 @@
-"""Thresholds alpha_t and each entry's threshold level (spec section 3).
+"""Thresholds alpha_t and each entry's threshold level (docs/deepscan.md, section 3).
 
 An entry with p-value ``p`` is counted at threshold ``alpha_t`` when ``p <= alpha_t``.
 Its *level* is the first t where that holds (``T`` if none), so "counted at t"

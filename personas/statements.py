@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from personas.checks import check_float, check_int, check_seed
+from personas.provenance import derive_rng
 
 __all__ = [
     "DATA_DIR",
@@ -284,7 +284,7 @@ def load_statements(
     for persona in names:
         rows = df[(df["persona"] == persona) & (df["label_confidence"] >= min_confidence)]
         # one generator per persona: stable under changes of the persona list
-        rng = np.random.default_rng([int(seed), zlib.crc32(persona.encode("utf-8"))])
+        rng = derive_rng(seed, persona)
         for direction in DIRECTIONS:
             pool = rows[rows["direction"] == direction]
             if n_per_direction is None:
