@@ -6,8 +6,10 @@ cell. Playwright drives Debian's Chromium: it opens each notebook in order, runs
 all cells from the Run menu, waits for the kernel to go idle, saves the notebook
 from the File menu and takes a full-page screenshot
 (``output/browser-test/screenshots/<notebook>.png``). The saved ``.ipynb`` is the
-evidence: every code cell executed, no error output, figures present as
-``image/png``; the page must also show them as ``img`` elements.
+evidence: every code cell executed in order, no error output, figures present as
+``image/png`` (none left as the text ``<Figure size ...>``, none shown twice in a
+cell); the page must also show them as ``img`` elements. Run with ``-s`` to see
+each notebook's run time and slowest cells (JupyterLab records cell timings).
 
 The kernel runs in the repository root (as when a researcher opens the notebooks
 there), with matplotlib's inline backend, not the Agg backend the other tests use.
@@ -42,7 +44,8 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-# Quick study, smaller still: few DeepScan runs, no UMAP.
+# Quick study, smaller still: four layers (valid for any model of 6 blocks or more), few DeepScan runs, no UMAP.
+LAYERS = [0, 2, 4, 6]
 OVERRIDES = {"n_runs": 3, "umap": False}
 
 pytestmark = [
@@ -102,9 +105,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _write_settings(settings_dir: Path) -> None:
-    """JupyterLab user settings: every cell in the DOM (no windowing), no news, no update check."""
+    """JupyterLab user settings: every cell in the DOM (no windowing), cell timings saved, no news, no update check."""
     files = {
-        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none", "recordTiming": True},
         "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
             "fetchNews": "false", "checkForUpdates": False,
         },
@@ -125,7 +128,7 @@ def lab(tmp_path_factory):
     shutil.rmtree(shots, ignore_errors=True)
     nb_dir.mkdir(parents=True)
     shots.mkdir(parents=True)
-    params = study_parameters(quick=True, name="browser", output=tmp / "study", **OVERRIDES)
+    params = study_parameters(quick=True, name="browser", output=tmp / "study", layers=LAYERS, **OVERRIDES)
     for notebook in NOTEBOOKS:
         _prepare(notebook, params, nb_dir)
 
@@ -208,6 +211,20 @@ def _wait_idle(page, base: str, notebook: str, timeout: float) -> None:
         calm = calm + 1 if state == "idle" and not busy else 0
 
 
+def _slowest(code: list, n: int = 3) -> list[tuple[str, float]]:
+    """(first line, seconds) of the ``n`` slowest cells, from the timings JupyterLab saved."""
+    from datetime import datetime
+
+    times = []
+    for c in code:
+        t = c.metadata.get("execution", {})
+        if "iopub.execute_input" in t and "shell.execute_reply" in t:
+            start, end = (datetime.fromisoformat(t[k].replace("Z", "+00:00"))
+                          for k in ("iopub.execute_input", "shell.execute_reply"))
+            times.append((c.source.splitlines()[0][:40], round((end - start).total_seconds(), 1)))
+    return sorted(times, key=lambda x: -x[1])[:n]
+
+
 def _menu(page, menu: str, command: str) -> None:
     """Click a main-menu entry, e.g. Run > Run All Cells (``runmenu:run-all``)."""
     page.locator(".lm-MenuBar-itemLabel", has_text=menu).first.click()
@@ -237,7 +254,8 @@ def test_notebook_runs_in_jupyterlab(lab, notebook):
     try:
         page.goto(f"{base}/lab/tree/{notebook}?reset", wait_until="domcontentloaded")
         page.wait_for_selector(".jp-NotebookPanel .jp-CodeCell", timeout=120_000)
-        _menu(page, "View", "application:toggle-left-area")  # the notebook gets the page's width
+        # collapse the file browser (click its open tab): the notebook gets the page's width
+        page.locator(".jp-SideBar.jp-mod-left li.lm-TabBar-tab.lm-mod-current").click()
         _wait_idle(page, base, notebook, timeout=120)  # the kernel started
         assert len(_prompts(page)) == n_code, f"{notebook}: not every code cell is in the page"
 
@@ -245,6 +263,7 @@ def test_notebook_runs_in_jupyterlab(lab, notebook):
         _menu(page, "Run", "runmenu:run-all")
         _wait_idle(page, base, notebook, timeout=NOTEBOOK_TIMEOUT_S)
         elapsed = time.monotonic() - t0
+        print(f"\n{notebook}: Run All Cells finished in {elapsed:.1f} s")
 
         before = path.stat().st_mtime_ns
         _menu(page, "File", "docmanager:save")
@@ -257,6 +276,7 @@ def test_notebook_runs_in_jupyterlab(lab, notebook):
         # the saved notebook: every cell executed, no error, figures as PNG
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
+        print(f"{notebook}: slowest cells {_slowest(code)}")
         errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(code)
                   for o in c.outputs if o.output_type == "error"]
         assert not errors, f"{notebook}: error output in code cell(s) {errors}"
@@ -276,13 +296,16 @@ def test_notebook_runs_in_jupyterlab(lab, notebook):
             f"{notebook}: {pngs} figures as PNG, {figure_text} shown only as text '<Figure size ...>' "
             "(the inline backend never rendered them)")
 
+        twice = [c.source.splitlines()[0] for c in code
+                 if len(p := [o.data["image/png"] for o in c.outputs if "image/png" in o.get("data", {})]) != len(set(p))]
+        assert not twice, f"{notebook}: the same figure shown twice in cells starting {twice}"
+
         # ... and the page shows them
         images = page.locator(".jp-NotebookPanel .jp-OutputArea-output img").count()
         assert images >= pngs, f"{notebook}: {pngs} PNG outputs saved but {images} img elements rendered"
         assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
                             has_text="Traceback").count() == 0
         assert (lab["shots"] / f"{path.stem}.png").stat().st_size > 10_000
-        print(f"{notebook}: {len(code)} code cells, {pngs} figures, run in {elapsed:.1f} s")
     finally:
         try:
             session = _session(base, notebook)
