@@ -20,7 +20,9 @@ from personas.viz.layers import (
 )
 from personas.viz.nodes import plot_node_frequency, plot_overlap_heatmap, plot_upset, plot_venn
 from personas.viz.scan import plot_precision_recall
-from personas.viz.style import persona_colors
+from personas.viz.style import persona_colors, register_notebook_display
+
+register_notebook_display()  # pyplot-free figures render as images in Jupyter
 
 __all__ = [
     "persona_colors",

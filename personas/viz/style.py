@@ -104,3 +104,28 @@ def _finish(fig: Figure, out_dir: str | os.PathLike | None, stem: str) -> Figure
     if out_dir is not None:
         save_figure(fig, Path(out_dir) / f"{safe_name(stem) or 'figure'}.png")
     return fig
+
+
+def _figure_png(fig: Figure) -> bytes:
+    from IPython.core.pylabtools import print_figure
+
+    return print_figure(fig, "png", bbox_inches="tight")
+
+
+def register_notebook_display() -> bool:
+    """Let IPython show the pyplot-free figures as images (``display(fig)`` or a cell's last value).
+
+    IPython renders a ``Figure`` as PNG only once the inline backend has been set up, which a
+    figure built without pyplot never triggers: in JupyterLab it would show as
+    ``<Figure size ...>``. Registering a PNG formatter for ``Figure`` fixes that. Called when
+    ``personas.viz`` is imported; returns whether an IPython shell was found.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: nothing to register
+        return False
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return False
+    shell.display_formatter.formatters["image/png"].for_type(Figure, _figure_png)
+    return True
