@@ -311,6 +311,8 @@ def calibrated_sets(
 ) -> dict[str, set[int]]:
     """``{persona: nodes chosen significantly more often than under the null}`` (BH at ``q``)."""
     q = _check_q(q)
+    for persona in run_files:  # a missing null is the likelier mistake: name it first
+        _null_for(nulls, persona)
     space = node_space(run_files, n_nodes=n_nodes)
     if space.n_nodes is None:
         raise ValueError("the number of scanned nodes is unknown; pass n_nodes")

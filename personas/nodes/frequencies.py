@@ -136,7 +136,7 @@ class SalientSets(dict):
     def rule(self) -> str:
         """The method in words, for tables, titles and report metadata."""
         if self.method == "union":
-            return "union over runs (paper)"
+            return "union over runs"
         if self.method == "min_fraction":
             return f"chosen in >= {self.min_fraction} of runs"
         return f"chosen more often than in null runs (one-sided Fisher exact, BH q <= {self.q})"
