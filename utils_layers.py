@@ -36,6 +36,7 @@ from personas.layers import (
     CLUSTER_METRICS,
     LOWER_IS_BETTER,
     RESULT_COLUMNS,
+    WORDING_STORE,
     analyse_layers,
     check_layers,
     choose_layer,
@@ -47,6 +48,7 @@ from personas.layers import (
     direction_clusters,
     embed_2d,
     load_results,
+    load_wording_controls,
     most_divergent_layers,
     pca_projections,
     persona_classification,
@@ -54,6 +56,7 @@ from personas.layers import (
     save_results,
     select_metric_rows,
     synthetic_activations,
+    wording_store_dir,
 )
 from personas.models import DEFAULT_MODEL, DTYPES, MODEL_ALIASES, load_model, model_info, resolve_device, resolve_model_path
 from personas.prompts import TEMPLATE_MODES, Prompts, format_prompts
@@ -101,7 +104,8 @@ __all__ = [
     "relative_depth", "pca_projections", "cluster_scores", "direction_clusters", "cross_validate_classifier",
     "cluster_separation", "persona_classification", "direction_classification", "analyse_layers",
     "save_results", "load_results", "combine_results", "select_metric_rows", "most_divergent_layers",
-    "choose_layer", "embed_2d", "synthetic_activations",
+    "choose_layer", "embed_2d", "synthetic_activations", "WORDING_STORE", "wording_store_dir",
+    "load_wording_controls",
     # personas.io
     "read_json", "write_json", "write_table",
 ]
