@@ -169,7 +169,8 @@ def save_calibration_report(
       all, expected, excess with its interval, ``stable`` and ``verdict``;
     - ``pairwise_stability.csv``: per pair and method, the Jaccard index with its interval;
     - ``claims.csv``: per pair of topics and method (``topic_claims``): the difference of the
-      shared-by-all excess, its bootstrap interval, bootstrap and permutation p-values;
+      shared-by-all excess, its bootstrap interval, bootstrap and permutation p-values (only when
+      two topics have at least two personas each);
     - ``calibration_report.json``: parameters, sources, versions.
 
     Parameters
@@ -228,9 +229,9 @@ def save_calibration_report(
         kwargs = {"n_perm": n_perm, "seed": seed, "level": level}
         if claims is not None:
             kwargs["alternative"] = "greater"
-        parts = [topic_claims(b, topics, claims, **kwargs) for b in boots.values()]
-        tables["claims"] = pd.concat([t for t in parts if len(t)], ignore_index=True) if any(len(t) for t in parts) \
-            else pd.DataFrame()
+        parts = [t for t in (topic_claims(b, topics, claims, **kwargs) for b in boots.values()) if len(t)]
+        if parts:  # no claims table when no two topics have two personas each
+            tables["claims"] = pd.concat(parts, ignore_index=True)
     written = {name: write_table(table, out / f"{name}.csv") for name, table in tables.items()}
     metadata = {
         "kind": "node-calibration-report",
