@@ -42,6 +42,7 @@ from personas.layers import (
     RESULT_COLUMNS,
     LayerProtocol,
     ProbeSettings,
+    WORDING_STORE,
     analyse_layers,
     check_layers,
     choose_layer,
@@ -53,6 +54,7 @@ from personas.layers import (
     direction_clusters,
     embed_2d,
     load_results,
+    load_wording_controls,
     most_divergent_layers,
     pca_projections,
     persona_classification,
@@ -60,6 +62,7 @@ from personas.layers import (
     save_results,
     select_metric_rows,
     synthetic_activations,
+    wording_store_dir,
 )
 from personas.models import (
     DEFAULT_MODEL,
@@ -127,7 +130,8 @@ __all__ = [
     "relative_depth", "pca_projections", "cluster_scores", "direction_clusters", "cross_validate_classifier",
     "cluster_separation", "persona_classification", "direction_classification", "analyse_layers",
     "save_results", "load_results", "combine_results", "select_metric_rows", "most_divergent_layers",
-    "choose_layer", "embed_2d", "synthetic_activations",
+    "choose_layer", "embed_2d", "synthetic_activations", "WORDING_STORE", "wording_store_dir",
+    "load_wording_controls",
     # personas.io
     "read_json", "write_json", "write_table",
 ]

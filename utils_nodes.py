@@ -5,13 +5,32 @@ The notebook API is exactly the names below (``__all__``), each defined in one m
 - ``personas.scan_levels``: the paper's three levels of experiments as pools of statements,
   scanned into run files (``run_persona_scans``)
 - ``personas.scan_settings``: pool and sample sizes of those experiments (``PoolSizes``, ``SampleSizes``)
-- ``personas.nodes``: run files -> node frequencies, salient sets, overlaps, the node report
+- ``personas.nodes``: run files -> node frequencies, salient sets (union, min_fraction, or
+  calibrated against null runs), overlaps, their stability, overlap claims as tests, the node report
 
 Run files themselves are read with ``deepscan.read_run_file`` (format: ``docs/run-files.md``).
 """
 
 from personas.nodes import (
+    SALIENT_METHODS,
     NodeSpace,
+    NullRuns,
+    SalientSets,
+    SetBootstrap,
+    bootstrap_sets,
+    calibrated_sets,
+    compare_shared,
+    load_null_runs,
+    node_calibration,
+    node_calibrations,
+    overlap_stability,
+    pairwise_stability,
+    read_null_runs,
+    save_calibration_report,
+    selection_matrix,
+    shared_excess,
+    stability_table,
+    topic_claims,
     adjust_p_values,
     exclusive_intersections,
     flagged_statements,
@@ -37,6 +56,7 @@ from personas.scan_levels import (
     ScanPools,
     check_runs_current,
     experiment_seed,
+    null_file_name,
     run_file_name,
     run_persona_scans,
     scan_pools,
@@ -48,7 +68,7 @@ from personas.scan_settings import PoolSizes, SampleSizes
 __all__ = [
     # personas.scan_levels
     "LEVEL_NAMES", "ScanPools", "scan_pools", "topic_pools", "topic_target", "experiment_seed", "run_file_name",
-    "run_persona_scans", "check_runs_current",
+    "null_file_name", "run_persona_scans", "check_runs_current",
     # personas.scan_settings
     "PoolSizes", "SampleSizes",
     # personas.nodes
@@ -56,4 +76,9 @@ __all__ = [
     "salient_sets", "layer_counts", "flagged_statements", "set_sizes", "exclusive_intersections",
     "shared_by_all", "adjust_p_values", "intersection_p_value", "pairwise_overlaps",
     "precision_recall_summary", "summarise_runs", "topic_sets", "overlap_table", "save_node_report",
+    # personas.nodes: calibrated salient sets, stability, claims
+    "SALIENT_METHODS", "SalientSets", "NullRuns", "read_null_runs", "load_null_runs", "selection_matrix",
+    "node_calibration", "node_calibrations", "calibrated_sets", "SetBootstrap", "bootstrap_sets",
+    "stability_table", "overlap_stability", "pairwise_stability", "shared_excess", "compare_shared",
+    "topic_claims", "save_calibration_report",
 ]

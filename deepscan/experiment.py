@@ -206,12 +206,17 @@ class DetectionPower:
         ROC AUC of the scores of samples with anomalous records against clean-only samples.
     scores_anomalous, scores_clean : ndarray (n_runs,)
     config : dict
+    nodes_anomalous, nodes_clean : list of ndarray of int64, one per run
+        Nodes chosen in each run's mixed and clean-only scan (sorted). The clean-only ones
+        are the null of node selection: what a scan picks when nothing is anomalous.
     """
 
     auc: float
     scores_anomalous: np.ndarray
     scores_clean: np.ndarray
     config: dict
+    nodes_anomalous: list | None = None
+    nodes_clean: list | None = None
 
 
 # ----------------------------------------------------------------------------- validation
@@ -510,8 +515,8 @@ def _check_n_jobs(n_jobs: Any) -> int:
 # ----------------------------------------------------------------------------- detection power
 
 
-def _one_detection(run_id, seed, h0, anomalous, clean_ssize, anom_ssize, config) -> tuple[float, float]:
-    """Scores of one mixed sample and one clean-only sample scanned against the same background."""
+def _one_detection(run_id, seed, h0, anomalous, clean_ssize, anom_ssize, config) -> tuple:
+    """Scores and chosen nodes of one mixed and one clean-only sample scanned against the same background."""
     rng = np.random.default_rng(run_seed(seed, run_id, stream=1))
     n = clean_ssize + anom_ssize
     perm = rng.permutation(h0.shape[0])
@@ -521,9 +526,9 @@ def _one_detection(run_id, seed, h0, anomalous, clean_ssize, anom_ssize, config)
     p_t = counted_pvalues_node_major(h0[bg_idx], evaluated, config.tail, preset=config.preset,
                                      column=0 if config.count_with == "pmin" else 1)
     mixed = np.r_[0:clean_ssize, n : n + anom_ssize]
-    s_mixed = scan_node_major(p_t.take(mixed, axis=1), config, seed=rng).score
-    s_null = scan_node_major(np.ascontiguousarray(p_t[:, :n]), config, seed=rng).score
-    return s_mixed, s_null
+    r_mixed = scan_node_major(p_t.take(mixed, axis=1), config, seed=rng)
+    r_null = scan_node_major(np.ascontiguousarray(p_t[:, :n]), config, seed=rng)
+    return r_mixed.score, r_null.score, np.sort(r_mixed.nodes).astype(np.int64), np.sort(r_null.nodes).astype(np.int64)
 
 
 def _detection_chunk(run_ids, seed, h0, anomalous, clean_ssize, anom_ssize, config):
@@ -584,11 +589,12 @@ def detection_power(
     seed = _check_int(seed, "seed", 0)
     n_jobs = _check_n_jobs(n_jobs)
     args = (seed, h0, an, clean_ssize, anom_ssize, config)
-    pairs: list[tuple[float, float]] = []
+    pairs: list[tuple] = []
     for out in _execute(_detection_chunk, _chunks(list(range(n_runs)), n_jobs), args, n_jobs, progress, n_runs, "detection power"):
         pairs.extend(out)
-    s_mixed = np.array([a for a, _ in pairs])
-    s_null = np.array([b for _, b in pairs])
+    s_mixed = np.array([p[0] for p in pairs])
+    s_null = np.array([p[1] for p in pairs])
     cfg = {"clean_ssize": clean_ssize, "anom_ssize": anom_ssize, "n_runs": n_runs, "seed": seed,
            "background_size": int(h0.shape[0] - n), **config.to_dict()}
-    return DetectionPower(auc=roc_auc(s_mixed, s_null), scores_anomalous=s_mixed, scores_clean=s_null, config=cfg)
+    return DetectionPower(auc=roc_auc(s_mixed, s_null), scores_anomalous=s_mixed, scores_clean=s_null, config=cfg,
+                          nodes_anomalous=[p[2] for p in pairs], nodes_clean=[p[3] for p in pairs])

@@ -44,6 +44,7 @@ __all__ = [
     "LEVEL_NAMES",
     "experiment_seed",
     "run_file_name",
+    "null_file_name",
     "run_persona_scans",
     "check_runs_current",
 ]
@@ -323,7 +324,9 @@ def run_persona_scans(
     file exists with the same configuration), optionally the detection power
     (ROC AUC of mixed vs clean-only samples) and the baselines of
     :mod:`personas.baselines` on the very samples of the runs. Writes
-    ``runs_dir/index.json`` ({level: {persona: file}}) for the node analysis.
+    ``runs_dir/index.json`` (``{"levels": {level: {persona: file}}}``) for the node analysis; with
+    ``detection``, also each experiment's null runs (:func:`null_file_name`, the nodes chosen in
+    clean-only scans) and ``index["null"][level][persona]``.
 
     Parameters
     ----------
@@ -390,6 +393,7 @@ def run_persona_scans(
     runs_dir = Path(runs_dir)
     node_layout = deepscan.make_node_layout([layer], activations.shape[1])
     index: dict[str, dict[str, str]] = {}
+    null_index: dict[str, dict[str, str]] = {}
     rows = []
     for level in levels:
         for persona, topic in _level_targets(level, personas, topics):
@@ -416,10 +420,15 @@ def run_persona_scans(
             index.setdefault(str(level), {})[persona] = path.name
             auc = None
             if detection:
-                auc = deepscan.detection_power(
+                power = deepscan.detection_power(
                     bg, clean, anom, clean_ssize=clean_ssize, anom_ssize=anom_ssize, n_runs=n_runs,
                     seed=exp_seed, config=config, n_jobs=n_jobs, progress=False,
-                ).auc
+                )
+                auc = power.auc
+                null_path = runs_dir / null_file_name(persona, level, layer)
+                _write_null_runs(null_path, power, persona=persona, level=level, layer=layer, model=model,
+                                 n_nodes=activations.shape[1], node_layout=node_layout, run_file=path.name)
+                null_index.setdefault(str(level), {})[persona] = null_path.name
             runs = result.runs
             rows.append(_summary_row(persona, level, "deepscan", runs, auc=auc, run_file=path.name))
             if baselines:
@@ -427,8 +436,11 @@ def run_persona_scans(
                 table = baseline_runs(bg, clean, anom, samples, methods=baselines, seed=exp_seed)
                 for method, part in table.groupby("method", sort=False):
                     rows.append(_summary_row(persona, level, method, part, auc=None, run_file=path.name))
-    write_json(runs_dir / "index.json", {"layer": layer, "model": model, "levels": index,
-                                         "personas": list(personas), "store_fingerprint": store_fingerprint})
+    record = {"layer": layer, "model": model, "levels": index, "personas": list(personas),
+              "store_fingerprint": store_fingerprint}
+    if null_index:
+        record["null"] = null_index
+    write_json(runs_dir / "index.json", record)
     table = pd.DataFrame(rows)
     table["store_fingerprint"] = store_fingerprint
     return table
@@ -465,6 +477,49 @@ def check_runs_current(index: dict, store_dir: str | Path, model: str) -> None:
             f"(store fingerprint {recorded} then, {now} now): rerun run_deepscan.ipynb (or the study) so that "
             "run files, tables and the store agree"
         )
+
+
+def null_file_name(persona: str, level: int, layer: int) -> str:
+    """File of an experiment's null runs: the run file's stem + ``.null.json``."""
+    return run_file_name(persona, level, layer)[: -len(".jsonl")] + ".null.json"
+
+
+def _write_null_runs(path: Path, power, *, persona, level, layer, model, n_nodes, node_layout, run_file) -> Path:
+    """The nodes each clean-only (null) and mixed detection scan chose, with how they were made.
+
+    The null runs scan ``clean_ssize + anom_ssize`` H0 records (background and clean pool) against
+    the rest of H0: same sample size and number of runs as the experiment, nothing anomalous. They
+    calibrate node selection (``personas.nodes.calibration``).
+    """
+    from personas.provenance import now_iso, package_versions
+
+    cfg = power.config
+    return write_json(path, {
+        "kind": "deepscan-null-runs",
+        "format_version": 1,
+        "persona": persona,
+        "level": int(level),
+        "layer": int(layer),
+        "model": model,
+        "run_file": run_file,
+        "n_runs": int(cfg["n_runs"]),
+        "clean_ssize": int(cfg["clean_ssize"]),
+        "anom_ssize": int(cfg["anom_ssize"]),
+        "background_size": int(cfg["background_size"]),
+        "seed": int(cfg["seed"]),
+        "seed_stream": 1,
+        "n_nodes": int(n_nodes),
+        "node_layout": node_layout,
+        "scheme": "deepscan.detection_power: per run, H0 shuffled; clean-only sample of clean_ssize + anom_ssize "
+                  "H0 records and mixed sample (clean_ssize of them + anom_ssize anomalous) scanned against the "
+                  "other H0 records",
+        "scores_clean": [float(x) for x in power.scores_clean],
+        "scores_anomalous": [float(x) for x in power.scores_anomalous],
+        "nodes_clean": [np.asarray(x).tolist() for x in power.nodes_clean],
+        "nodes_anomalous": [np.asarray(x).tolist() for x in power.nodes_anomalous],
+        "created": now_iso(),
+        "versions": package_versions(("personas", "numpy")),
+    })
 
 
 def _summary_row(persona, level, method, runs: pd.DataFrame, *, auc, run_file) -> dict:

@@ -97,7 +97,9 @@ def test_run_persona_scans_finds_a_planted_persona(tmp_path):
     km = summary[(summary["method"] == "kmeans") & (summary["persona"] == "a")].iloc[0]
     assert km["precision_mean"] == pytest.approx(1.0) and km["recall_mean"] == pytest.approx(1.0)
     index = json.loads((tmp_path / "index.json").read_text())
-    assert index == {"layer": 7, "model": "toy", "levels": {"2": {"a": "level2_layer7_a.jsonl", "b": "level2_layer7_b.jsonl"}}}
+    assert {k: index[k] for k in ("layer", "model", "levels")} == {
+        "layer": 7, "model": "toy", "levels": {"2": {"a": "level2_layer7_a.jsonl", "b": "level2_layer7_b.jsonl"}}}
+    assert index["null"] == {"2": {"a": "level2_layer7_a.null.json", "b": "level2_layer7_b.null.json"}}
     run_file = deepscan.read_run_file(tmp_path / index["levels"]["2"]["a"])
     assert run_file.header["config"]["node_layout"] == [{"layer": 7, "n_units": 30}]
     assert run_file.header["config"]["metadata"]["level"] == 2

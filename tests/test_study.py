@@ -54,7 +54,7 @@ def test_extraction_notebook_artifacts(study):
     table = pd.read_csv(out / "tables" / "layer_metrics.csv")
     # MiniLM: 6 blocks, layers 0..6 all analysed, controls present
     assert sorted(table["layer"].unique()) == list(range(7))
-    assert set(table["control"]) == {"none", "shuffled_labels"}
+    assert set(table["control"]) == {"none", "shuffled_labels", "wording", "length"}
     assert set(table.loc[table["persona"] != "ALL", "persona"]) == set(PERSONAS)
     chosen = json.loads((out / "chosen_layer.json").read_text())
     assert 1 <= chosen["layer"] <= 6 and chosen["metric"] == "silhouette"

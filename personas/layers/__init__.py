@@ -15,8 +15,9 @@ plus row-aligned labels), each reported beside two controls:
 ``direction_classifier``
     Within each persona: predict ``+`` vs ``-`` (the linear probe by default; ExtraTrees on request).
 
-Controls: the embedding layer (index 0, added automatically when it is in the activations) and
-``shuffled_labels``, the same pipeline on randomly permuted labels (same folds, same samples), which
+Controls: the embedding layer (index 0, added automatically when it is in the activations), the
+feature controls ``wording`` (layer 0 averaged over the statement's own tokens) and ``length`` (its
+token count) when given (``controls``), and ``shuffled_labels``, the same pipeline on randomly permuted labels (same folds, same samples), which
 should sit at chance. Results come as one tidy table (see ``RESULT_COLUMNS``); ``most_divergent_layers``
 names the layers that separate personas most and whether they fall in the final third of the model.
 
@@ -26,13 +27,14 @@ compared on the same statements, folds and permutations, and results do not depe
 
 Modules, one job each: ``indices`` (which layers), ``pca`` (principal components),
 ``clusters`` (the cluster protocol), ``classifiers`` (cross-validated classifiers and probes),
-``analyses`` (the drivers over personas and layers), ``settings`` (``LayerProtocol``, ``ProbeSettings``), ``results`` (tables and choosing a layer),
+``analyses`` (the drivers over personas and layers), ``settings`` (``LayerProtocol``, ``ProbeSettings``), ``controls`` (the wording and length controls), ``results`` (tables and choosing a layer),
 ``embedding`` (2-D views), ``synthetic`` (planted test data).
 """
 
 from personas.layers.analyses import analyse_layers, cluster_separation, direction_classification, persona_classification
 from personas.layers.classifiers import CLASSIFIER_METRICS, CLASSIFIERS, cross_validate_classifier
 from personas.layers.clusters import CLUSTER_METRICS, cluster_scores, direction_clusters
+from personas.layers.controls import WORDING_STORE, load_wording_controls, wording_store_dir
 from personas.layers.embedding import embed_2d
 from personas.layers.indices import check_layers, relative_depth
 from personas.layers.pca import pca_projections
@@ -75,4 +77,7 @@ __all__ = [
     "choose_layer",
     "embed_2d",
     "synthetic_activations",
+    "WORDING_STORE",
+    "wording_store_dir",
+    "load_wording_controls",
 ]

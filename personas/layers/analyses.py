@@ -258,6 +258,8 @@ def analyse_layers(
     controls: bool = True,
     n_jobs: int | None = -1,
     progress: bool = True,
+    wording: Any = None,
+    lengths: Any = None,
     **settings: Any,
 ) -> pd.DataFrame:
     """Everything for a set of layers: cluster metrics, persona and direction classifiers, controls.
@@ -285,6 +287,13 @@ def analyse_layers(
         Cores to use (-1 = all): threads for the ExtraTrees fits, processes over personas.
     progress : bool
         Progress bars (one per analysis, over layers).
+    wording : array (n_statements, hidden_size), optional
+        The wording control: layer 0 averaged over each statement's own tokens (a bag of input
+        embeddings), whatever position the layers were taken at (``load_wording_controls``). At
+        position ``last`` layer 0 is the embedding of the template's final token, the same for
+        every statement, so the plain layer-0 control cannot fail; this one carries the words.
+    lengths : array (n_statements,), optional
+        The length control: each statement's token count, as a one-column feature.
     **settings
         Any field of ``LayerProtocol`` or ``ProbeSettings`` (``n_reps=2``, ``n_folds=3``, ...),
         replacing that field of ``protocol`` / ``probes``. ``n_per_direction`` is a deprecated
@@ -295,7 +304,10 @@ def analyse_layers(
     DataFrame
         Tidy table with ``RESULT_COLUMNS``. ``attrs["metadata"]`` holds the parameters, package
         versions, wall time per analysis and probe fits stopped by ``probe_max_iter``;
-        ``save_results`` writes it beside the table.
+        ``save_results`` writes it beside the table. The wording and length controls are rows
+        with ``control`` "wording" / "length" and ``layer`` 0 (their features do not depend on
+        the layer analysed: read them as horizontal reference lines beside every layer), every
+        analysis, persona, classifier and metric as the real rows (no shuffled labels).
     """
     if "n_per_direction" in settings:
         settings["n_per_cluster"] = renamed(settings.pop("n_per_cluster", None), settings.pop("n_per_direction"),
@@ -315,6 +327,7 @@ def analyse_layers(
     seed = check_seed(seed)
     n_blocks = check_int(n_blocks, "n_blocks", min_val=1)
     chosen = _resolve_layers(layers, activations, controls)  # warns once if layer 0 is missing
+    control_features = _control_features(wording, lengths, np.shape(activations[chosen[0]])[0])
     _validate_all(activations, meta, chosen, n_blocks=n_blocks, n_components=n_components,
                   n_per_cluster=n_per_cluster, n_folds=n_folds, classifiers=classifiers,
                   direction_classifiers=direction_classifiers)
@@ -341,6 +354,12 @@ def analyse_layers(
     if direction_classifiers:
         _run("direction_classifier", direction_classification, classifiers=direction_classifiers, n_folds=n_folds,
              **probe)
+    for name, X in control_features.items():
+        t0 = time.perf_counter()
+        tables.extend(_feature_control(name, X, meta, common, classifiers, direction_classifiers, probe,
+                                       n_components=n_components, n_reps=n_reps, n_per_cluster=n_per_cluster,
+                                       n_folds=n_folds))
+        timings[f"{name}_control"] = round(time.perf_counter() - t0, 3)
     table = pd.concat(tables, ignore_index=True)[RESULT_COLUMNS]
     table.attrs["metadata"] = {
         "kind": "layer-metrics",
@@ -358,10 +377,57 @@ def analyse_layers(
         "probe_fits_at_max_iter": int(n_nc),
         "seconds": timings,
         "layer_convention": "0 = embeddings, i = output of block i",
+        "feature_controls": {
+            name: CONTROL_DESCRIPTIONS[name] + " (rows with control=" + repr(name) + " at layer 0)"
+            for name in control_features
+        },
         "versions": package_versions(("numpy", "scipy", "pandas", "scikit-learn", "joblib")),
         "created": now_iso(),
     }
     return table
+
+
+#: The feature controls ``analyse_layers`` can add, in words.
+CONTROL_DESCRIPTIONS = {
+    "wording": "layer 0 averaged over the statement's own tokens (bag of input embeddings), any position",
+    "length": "the statement's token count alone (one feature)",
+}
+
+
+def _control_features(wording: Any, lengths: Any, n: int) -> dict[str, np.ndarray]:
+    """The wording and length controls as row-aligned float matrices, checked before any work."""
+    out: dict[str, np.ndarray] = {}
+    if wording is not None:
+        X = np.asarray(wording)
+        if X.ndim != 2 or X.shape[0] != n:
+            raise ValueError(
+                f"wording must be (n_statements={n}, hidden_size), row-aligned with meta; got shape {X.shape}. "
+                "Use load_wording_controls (layer 0 extracted with position='mean')"
+            )
+        out["wording"] = X
+    if lengths is not None:
+        L = np.asarray(lengths)
+        if L.ndim != 1 or L.shape[0] != n or L.dtype.kind not in "iuf":
+            raise ValueError(f"lengths must be numbers of shape (n_statements={n},); got shape {L.shape}, dtype {L.dtype}")
+        out["length"] = L.astype(np.float64)[:, None]
+    return out
+
+
+def _feature_control(name, X, meta, common, classifiers, direction_classifiers, probe, *, n_components, n_reps,
+                     n_per_cluster, n_folds) -> list[pd.DataFrame]:
+    """Every analysis on one control's features (as layer 0, no shuffled labels), labelled control=name."""
+    kw = dict(common, layers=[0], controls=False, progress=False)
+    acts = {0: X}
+    parts = [cluster_separation(acts, meta, **kw, n_components=min(n_components, X.shape[1]), n_reps=n_reps,
+                                n_per_cluster=n_per_cluster)]
+    if classifiers:
+        parts.append(persona_classification(acts, meta, **kw, classifiers=classifiers, n_folds=n_folds, **probe))
+    if direction_classifiers:
+        parts.append(direction_classification(acts, meta, **kw, classifiers=direction_classifiers, n_folds=n_folds,
+                                              **probe))
+    for part in parts:
+        part["control"] = name
+    return parts
 
 
 def _validate_all(

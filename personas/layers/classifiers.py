@@ -67,7 +67,12 @@ def _standardise(Xtr: np.ndarray, Xte: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def _probe_features(
     X: np.ndarray, train: np.ndarray, test: np.ndarray, n_components: int | None, seed: int, svd_iter: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Standardise and reduce on the training fold only; return (train, test) features."""
+    """Standardise and reduce on the training fold only; return (train, test) features.
+
+    A training fold without variance (a constant layer, e.g. layer 0 at the last token of a chat
+    template) keeps no principal direction; it gets one all-zero feature, so the probe can only
+    learn its intercept and predicts the training fold's majority class (chance), as it should.
+    """
     Ztr, Zte = _standardise(X[train], X[test])
     n, p = Ztr.shape
     if n_components is None or n_components >= min(n, p):
@@ -75,10 +80,28 @@ def _probe_features(
             # Exact reduction: an L2-penalised linear model's weights lie in the span of the
             # training rows, so fitting on their coordinates in that span (n dims instead of p)
             # gives the same predictions as fitting on all p nodes.
-            return _pca_scores(Ztr, n, Z_new=Zte, exact=True)
-        return Ztr, Zte
-    Ftr, Fte = _pca_scores(Ztr, n_components, Z_new=Zte, seed=seed, n_iter=svd_iter)
+            Ftr, Fte = _pca_scores(Ztr, n, Z_new=Zte, exact=True)
+        else:
+            return Ztr, Zte
+    else:
+        Ftr, Fte = _pca_scores(Ztr, n_components, Z_new=Zte, seed=seed, n_iter=svd_iter)
+    if Ftr.shape[1] == 0:
+        return np.zeros((n, 1)), np.zeros((len(Zte), 1))
     return Ftr, np.asarray(Fte, dtype=np.float64)
+
+
+def _warn_if_constant(X: np.ndarray, key: str = "") -> bool:
+    """Warn (and return True) when every row of ``X`` is the same: nothing to learn, scores are chance."""
+    constant = bool(len(X) and np.all(X == X[:1]))
+    if constant:
+        where = f" for {key!r}" if key else ""
+        warnings.warn(
+            f"the features{where} are constant (every statement has the same activations, e.g. layer 0 at "
+            "the last token of a chat template): classifiers can only predict the majority class, cluster "
+            "metrics report no separation; use the wording control (layer 0 averaged over the statement) instead",
+            RuntimeWarning, stacklevel=3,
+        )
+    return constant
 
 
 def cross_validate_classifier(
@@ -169,6 +192,7 @@ def cross_validate_classifier(
 
     X = check_matrix(X)
     y = check_labels(y, X.shape[0], "y")
+    _warn_if_constant(X, seed_key)
     classifiers = _check_classifiers(classifiers)
     n_folds = check_int(n_folds, "n_folds", min_val=2)
     seed = check_seed(seed)

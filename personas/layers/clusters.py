@@ -24,6 +24,7 @@ from personas.checks import (
     check_seed,
     renamed,
 )
+from personas.layers.classifiers import _warn_if_constant
 from personas.layers.pca import _one_blas_thread, _rng, pca_projections
 
 __all__ = ["CLUSTER_METRICS", "cluster_scores", "direction_clusters"]
@@ -48,6 +49,8 @@ def cluster_scores(Z: Any, labels: Any) -> dict[str, float]:
         ``silhouette`` (higher = more separated), ``calinski_harabasz`` (higher),
         ``davies_bouldin`` (lower) as in ``sklearn.metrics``, and ``centroid_distance``: the
         Euclidean distance between the two group centroids (mean pairwise distance for more groups).
+        Identical points (a constant layer) score silhouette 0, centroid distance 0 and NaN for
+        Calinski-Harabasz and Davies-Bouldin (both 0/0).
     """
     from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
@@ -68,6 +71,10 @@ def cluster_scores(Z: Any, labels: Any) -> dict[str, float]:
     centroids = np.stack([Z[y == c].mean(axis=0) for c in classes])
     diffs = centroids[:, None, :] - centroids[None, :, :]
     iu = np.triu_indices(len(classes), 1)
+    if np.all(Z == Z[:1]):
+        # identical points (a constant layer): no separation; the two ratio metrics are 0/0
+        return {"silhouette": 0.0, "calinski_harabasz": float("nan"), "davies_bouldin": float("nan"),
+                "centroid_distance": 0.0}
     return {
         "silhouette": float(silhouette_score(Z, y)),
         "calinski_harabasz": float(calinski_harabasz_score(Z, y)),
@@ -161,6 +168,7 @@ def direction_clusters(
     n_reps = check_int(n_reps, "n_reps", min_val=1)
     seed = check_seed(seed)
     pos, neg, m = _cluster_plan(d, n_per_cluster, n_components, X.shape[1], sample_key)
+    _warn_if_constant(X, sample_key)
     labels = np.repeat(np.array(["positive", "negative"]), m)
     rows = []
     with _one_blas_thread():  # small matrices: BLAS threads cost more than they give 

@@ -12,6 +12,7 @@ from personas.nodes.overlaps import _check_sets
 from personas.nodes.runs import _config, _flat_nodes, _layer_unit, _name, _normalise_layout, _runs, node_space
 
 __all__ = [
+    "SalientSets",
     "node_frequency",
     "node_frequencies",
     "salient_nodes",
@@ -122,10 +123,89 @@ def salient_nodes(run_file: Any, min_fraction: float | None = None) -> np.ndarra
     return uniq[counts >= min_fraction * len(runs) - 1e-9]
 
 
-def salient_sets(run_files: Mapping[str, Any], min_fraction: float | None = None) -> dict[str, set[int]]:
-    """``{persona: set of salient nodes}`` (see :func:`salient_nodes`), in the order given."""
+class SalientSets(dict):
+    """``{persona: set of salient nodes}`` that remembers how it was made.
+
+    Attributes
+    ----------
+    method : {"union", "min_fraction", "calibrated"}
+    min_fraction : float or None
+        The threshold of method "min_fraction".
+    q : float or None
+        The false discovery rate of method "calibrated".
+    """
+
+    def __init__(self, sets: Mapping[str, set[int]], method: str, min_fraction: float | None = None,
+                 q: float | None = None):
+        super().__init__(sets)
+        self.method, self.min_fraction, self.q = method, min_fraction, q
+
+    @property
+    def rule(self) -> str:
+        """The method in words, for tables, titles and report metadata."""
+        if self.method == "union":
+            return "union over runs"
+        if self.method == "min_fraction":
+            return f"chosen in >= {self.min_fraction} of runs"
+        return f"chosen more often than in null runs (one-sided Fisher exact, BH q <= {self.q})"
+
+
+def _resolve_method(method: str | None, min_fraction: float | None) -> str:
+    from personas.nodes.calibration import SALIENT_METHODS
+
+    if method is None:  # the historical call salient_sets(run_files, min_fraction)
+        return "union" if min_fraction is None else "min_fraction"
+    if method not in SALIENT_METHODS:
+        raise ValueError(f"method must be one of {SALIENT_METHODS}, got {method!r}")
+    if method == "min_fraction" and min_fraction is None:
+        raise ValueError("method 'min_fraction' needs min_fraction (e.g. 0.5: nodes chosen in half the runs)")
+    if method != "min_fraction" and min_fraction is not None:
+        raise ValueError(f"min_fraction={min_fraction} only applies to method 'min_fraction', not {method!r}")
+    return method
+
+
+def salient_sets(
+    run_files: Mapping[str, Any],
+    min_fraction: float | None = None,
+    *,
+    method: str | None = None,
+    nulls: Mapping[str, Any] | None = None,
+    q: float = 0.05,
+    n_nodes: int | None = None,
+) -> SalientSets:
+    """``{persona: set of salient nodes}``, in the order given, made by an explicit method.
+
+    Parameters
+    ----------
+    run_files : dict
+        ``{persona: RunFile}``.
+    min_fraction : float in (0, 1], optional
+        Threshold of method "min_fraction".
+    method : {"union", "min_fraction", "calibrated"}, optional
+        "union": the union over runs (the paper); "min_fraction": nodes chosen in at least
+        ``min_fraction`` of runs; "calibrated": nodes chosen significantly more often than in the
+        null runs (``personas.nodes.calibration``). Default: "union", or "min_fraction" when
+        ``min_fraction`` is given.
+    nulls : dict, optional
+        ``{persona: NullRuns}`` for method "calibrated" (``load_null_runs``).
+    q : float
+        False discovery rate of method "calibrated".
+    n_nodes : int, optional
+        Number of scanned nodes (method "calibrated"; default: the headers').
+
+    Returns
+    -------
+    SalientSets
+        A dict whose ``method``, ``min_fraction``, ``q`` and ``rule`` say how it was made.
+    """
     _check_fraction(min_fraction)
-    return {persona: set(salient_nodes(rf, min_fraction).tolist()) for persona, rf in run_files.items()}
+    method = _resolve_method(method, min_fraction)
+    if method == "calibrated":
+        from personas.nodes.calibration import calibrated_sets
+
+        return SalientSets(calibrated_sets(run_files, nulls, n_nodes=n_nodes, q=q), "calibrated", q=q)
+    sets = {persona: set(salient_nodes(rf, min_fraction).tolist()) for persona, rf in run_files.items()}
+    return SalientSets(sets, method, min_fraction=min_fraction)
 
 
 def layer_counts(sets: Mapping[str, Iterable[int]], node_layout: Sequence[Mapping]) -> pd.DataFrame:

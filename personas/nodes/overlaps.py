@@ -56,18 +56,30 @@ def _check_sets(sets: Mapping[str, Iterable[int]], min_sets: int = 1) -> dict[st
     return out
 
 
-def set_sizes(sets: Mapping[str, Iterable[int]], n_nodes: int | None = None) -> pd.DataFrame:
+def _method_of(sets: Any, method: str | None) -> str:
+    """The salient-set method a table records: the argument, else the sets' own (``SalientSets``)."""
+    if method is not None:
+        return str(method)
+    return str(getattr(sets, "method", None) or "unspecified")
+
+
+def set_sizes(sets: Mapping[str, Iterable[int]], n_nodes: int | None = None, *, method: str | None = None) -> pd.DataFrame:
     """Size of each persona's node set.
+
+    ``method`` names how the sets were made (default: ``sets.method`` of a ``SalientSets``, else
+    "unspecified"); every overlap table records it in a ``method`` column.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``persona, size`` and, with ``n_nodes``, ``fraction`` (size / n_nodes).
+        Columns ``persona, size``, with ``n_nodes`` ``fraction`` (size / n_nodes), then ``method``.
     """
+    label = _method_of(sets, method)
     sets = _check_sets(sets)
     table = pd.DataFrame({"persona": list(sets), "size": [len(s) for s in sets.values()]})
     if n_nodes is not None:
         table["fraction"] = table["size"] / n_nodes
+    table["method"] = label
     return table
 
 
@@ -112,6 +124,7 @@ def exclusive_intersections(
         (number of personas in the pattern) and ``size``; one row per non-empty
         pattern.
     """
+    label = _method_of(sets, None)
     sets = _check_sets(sets)
     clash = [p for p in sets if p in _RESERVED_COLUMNS]
     if clash:
@@ -135,7 +148,9 @@ def exclusive_intersections(
     table["_code"] = patterns
     keys = ["size", "degree", "_code"] if sort_by == "size" else ["degree", "size", "_code"]
     asc = [False, True, True] if sort_by == "size" else [True, False, True]
-    return table.sort_values(keys, ascending=asc).drop(columns="_code").reset_index(drop=True)
+    table = table.sort_values(keys, ascending=asc).drop(columns="_code").reset_index(drop=True)
+    table.attrs["method"] = label  # persona columns leave no room for a method column
+    return table
 
 
 def shared_by_all(sets: Mapping[str, Iterable[int]]) -> np.ndarray:
@@ -248,6 +263,8 @@ def pairwise_overlaps(
     sets: Mapping[str, Iterable[int]],
     n_nodes: int,
     correction: str = "fdr_bh",
+    *,
+    method: str | None = None,
 ) -> pd.DataFrame:
     """Overlap of every pair of personas, with a test against chance.
 
@@ -268,8 +285,9 @@ def pairwise_overlaps(
         for two empty sets), ``overlap_coefficient`` (intersection / smaller size),
         ``expected`` (size_a * size_b / n_nodes), ``ratio`` (intersection /
         expected), ``p_value`` (hypergeometric, overlap >= observed) and
-        ``p_adjusted``.
+        ``p_adjusted``, then ``method`` (how the sets were made, see :func:`set_sizes`).
     """
+    label = _method_of(sets, method)
     sets = _check_sets(sets, min_sets=2)
     if n_nodes is None or int(n_nodes) != n_nodes or n_nodes <= 0:
         raise ValueError(f"n_nodes must be a positive integer (number of scanned nodes), got {n_nodes!r}")
@@ -307,6 +325,7 @@ def pairwise_overlaps(
             "ratio": ratio,
             "p_value": p,
             "p_adjusted": adjust_p_values(p, correction),
+            "method": label,
         }
     )
 
@@ -370,6 +389,8 @@ def overlap_table(
     topics: Mapping[str, Sequence[str]] | None = None,
     all_label: str = "ALL",
     correction: str = "fdr_bh",
+    *,
+    method: str | None = None,
 ) -> pd.DataFrame:
     """One row per group of personas (each topic, and all personas together).
 
@@ -396,8 +417,10 @@ def overlap_table(
     pandas.DataFrame
         Columns ``group, n_personas, personas`` (";"-joined), ``union,
         union_fraction, shared_by_all, shared_fraction, shared_expected,
-        shared_p_value, shared_p_adjusted, jaccard_mean, jaccard_min, jaccard_max``.
+        shared_p_value, shared_p_adjusted, jaccard_mean, jaccard_min, jaccard_max, method``
+        (how the sets were made, see :func:`set_sizes`).
     """
+    label = _method_of(sets, method)
     sets = _check_sets(sets)
     if n_nodes is None or int(n_nodes) != n_nodes or n_nodes <= 0:
         raise ValueError(f"n_nodes must be a positive integer, got {n_nodes!r}")
@@ -448,4 +471,5 @@ def overlap_table(
         "shared_p_adjusted",
         adjust_p_values(table["shared_p_value"].to_numpy(), correction),
     )
+    table["method"] = label
     return table

@@ -14,10 +14,13 @@ from personas.io import write_json, write_table
 from personas.nodes.frequencies import _check_fraction, flagged_statements, layer_counts, node_frequencies, salient_sets
 from personas.nodes.overlaps import _topics_dict, exclusive_intersections, overlap_table, pairwise_overlaps, set_sizes
 from personas.nodes.runs import _name, node_space
+from personas.nodes.calibration import node_calibrations
+from personas.nodes.claims import topic_claims
+from personas.nodes.stability import bootstrap_sets, overlap_stability, pairwise_stability, stability_table
 from personas.nodes.summary import precision_recall_summary
 from personas.provenance import now_iso, package_versions
 
-__all__ = ["save_node_report"]
+__all__ = ["save_node_report", "save_calibration_report"]
 
 
 def save_node_report(
@@ -31,6 +34,9 @@ def save_node_report(
     correction: str = "fdr_bh",
     statements: pd.DataFrame | None = None,
     top: int | None = 20,
+    method: str | None = None,
+    nulls: Mapping[str, Any] | None = None,
+    q: float = 0.05,
 ) -> dict[str, Path]:
     """Compute every node table for a set of personas and write them atomically.
 
@@ -58,6 +64,14 @@ def save_node_report(
         Statements table to attach text to flagged statements.
     top : int or None
         Flagged statements kept per persona.
+    method : {"union", "min_fraction", "calibrated"}, optional
+        How the salient sets are made (see :func:`salient_sets`; default "union", or
+        "min_fraction" when ``min_fraction`` is given); recorded in every overlap table's
+        ``method`` column and in ``node_report.json``.
+    nulls : dict, optional
+        ``{persona: NullRuns}`` for method "calibrated".
+    q : float
+        False discovery rate of method "calibrated".
 
     Returns
     -------
@@ -74,7 +88,7 @@ def save_node_report(
             "(e.g. the hidden size of the scanned layer)"
         )
     out = Path(out_dir)
-    sets = salient_sets(run_files, min_fraction)
+    sets = salient_sets(run_files, min_fraction, method=method, nulls=nulls, q=q, n_nodes=space.n_nodes)
     tables: dict[str, pd.DataFrame] = {
         "precision_recall": precision_recall_summary(run_files),
         "node_frequency": node_frequencies(run_files, space.n_nodes, space.node_layout),
@@ -110,8 +124,10 @@ def save_node_report(
         "formats": {p: getattr(rf, "format", None) for p, rf in run_files.items()},
         "n_nodes": space.n_nodes,
         "node_layout": space.node_layout,
-        "salient_rule": "union over runs" if min_fraction is None else f"chosen in >= {min_fraction} of runs",
+        "salient_method": sets.method,
+        "salient_rule": sets.rule,
         "min_fraction": min_fraction,
+        "q": sets.q,
         "topics": None if topics is None else _topics_dict(topics),
         "correction": correction,
         "overlap_test": "hypergeometric P(overlap >= observed) under independent uniform random sets",
@@ -121,4 +137,121 @@ def save_node_report(
         "versions": package_versions(("personas", "numpy", "pandas", "scipy")),
     }
     written["metadata"] = write_json(out / "node_report.json", json.loads(json.dumps(metadata, default=str)))
+    return written
+
+
+def save_calibration_report(
+    run_files: Mapping[str, Any],
+    nulls: Mapping[str, Any],
+    out_dir: str | os.PathLike,
+    *,
+    topics: Mapping[str, Sequence[str]] | None = None,
+    q: float = 0.05,
+    min_fraction: float | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+    claims: Sequence[tuple[str, str]] | None = None,
+    n_perm: int = 10000,
+    level: float = 0.95,
+) -> dict[str, Path]:
+    """The calibrated salient sets beside the paper's union, their stability and the overlap claims.
+
+    Writes into ``out_dir`` (e.g. ``tables/nodes/``):
+
+    - ``calibrated_sizes.csv``: per persona ``persona, n_nodes, n_runs, n_null, union_size,
+      union_fraction, [min_fraction_size, min_fraction_fraction,] calibrated_size,
+      calibrated_fraction, q``;
+    - ``node_calibration.csv``: per persona and node (``node_calibrations``): ``persona, node,
+      layer, unit, k, n_runs, freq, k_null, n_null, null_freq, ratio, p, q, salient``;
+    - ``stability.csv``: per persona and method (``stability_table``): set size with its bootstrap
+      interval, the halves' sizes and the split-half Jaccard index;
+    - ``overlap_stability.csv``: per topic (and ALL) and method (``overlap_stability``): shared by
+      all, expected, excess with its interval, ``stable`` and ``verdict``;
+    - ``pairwise_stability.csv``: per pair and method, the Jaccard index with its interval;
+    - ``claims.csv``: per pair of topics and method (``topic_claims``): the difference of the
+      shared-by-all excess, its bootstrap interval, bootstrap and permutation p-values (only when
+      two topics have at least two personas each);
+    - ``calibration_report.json``: parameters, sources, versions.
+
+    Parameters
+    ----------
+    run_files, nulls : dict
+        ``{persona: RunFile}`` and ``{persona: NullRuns}`` (``load_null_runs``).
+    out_dir : path
+    topics : dict, optional
+        ``{topic: [persona, ...]}`` for the per-topic overlaps and the claims.
+    q : float
+        False discovery rate of the calibrated method.
+    min_fraction : float, optional
+        Also report method "min_fraction" at this threshold.
+    n_boot, seed, level :
+        Bootstrap replicates over runs, its seed and the interval level.
+    claims : list of (topic_a, topic_b), optional
+        Claims "topic_a shares more than topic_b" tested one-sided; default every pair two-sided.
+    n_perm : int
+        Permutation splits of persona labels (all of them when fewer).
+
+    Returns
+    -------
+    dict
+        ``{table name: path written}``.
+    """
+    if not isinstance(run_files, Mapping) or not run_files:
+        raise ValueError("run_files must be a non-empty dict {persona: RunFile}")
+    _check_fraction(min_fraction)
+    space = node_space(run_files)
+    if space.n_nodes is None:
+        raise ValueError("the number of scanned nodes is unknown; run files need a header with n_nodes")
+    out = Path(out_dir)
+    methods = [("union", None), *([("min_fraction", min_fraction)] if min_fraction is not None else []),
+               ("calibrated", None)]
+    boots = {m: bootstrap_sets(run_files, nulls, method=m, min_fraction=f, q=q, n_boot=n_boot, seed=seed,
+                               n_nodes=space.n_nodes) for m, f in methods}
+    per_node = node_calibrations(run_files, nulls, n_nodes=space.n_nodes, node_layout=space.node_layout, q=q)
+    sizes = pd.DataFrame({"persona": list(run_files), "n_nodes": space.n_nodes,
+                          "n_runs": boots["union"].n_runs,
+                          "n_null": [per_node.loc[per_node["persona"] == p, "n_null"].iloc[0] for p in run_files]})
+    for m, boot in boots.items():
+        size = boot.observed.sum(-1)
+        sizes[f"{m}_size"] = size
+        sizes[f"{m}_fraction"] = size / space.n_nodes
+    sizes["q"] = q
+    tables: dict[str, pd.DataFrame] = {
+        "calibrated_sizes": sizes,
+        "node_calibration": per_node,
+        "stability": pd.concat([stability_table(b, level=level) for b in boots.values()], ignore_index=True),
+        "overlap_stability": pd.concat([overlap_stability(b, topics, level=level) for b in boots.values()],
+                                       ignore_index=True),
+        "pairwise_stability": pd.concat([pairwise_stability(b, level=level) for b in boots.values()],
+                                        ignore_index=True),
+    }
+    if topics is not None:
+        kwargs = {"n_perm": n_perm, "seed": seed, "level": level}
+        if claims is not None:
+            kwargs["alternative"] = "greater"
+        parts = [t for t in (topic_claims(b, topics, claims, **kwargs) for b in boots.values()) if len(t)]
+        if parts:  # no claims table when no two topics have two personas each
+            tables["claims"] = pd.concat(parts, ignore_index=True)
+    written = {name: write_table(table, out / f"{name}.csv") for name, table in tables.items()}
+    metadata = {
+        "kind": "node-calibration-report",
+        "personas": list(run_files),
+        "run_files": {p: _name(rf) for p, rf in run_files.items()},
+        "null_files": {p: str(getattr(nulls.get(p), "path", None)) for p in run_files},
+        "n_nodes": space.n_nodes,
+        "methods": {m: b.method for m, b in boots.items()},
+        "q": q,
+        "min_fraction": min_fraction,
+        "n_boot": n_boot,
+        "seed": seed,
+        "level": level,
+        "n_perm": n_perm,
+        "topics": None if topics is None else _topics_dict(topics),
+        "test": "per node one-sided Fisher exact (persona runs vs null runs), Benjamini-Hochberg over nodes",
+        "excess": "(shared by all - n_nodes * prod(size_i / n_nodes)) / n_nodes",
+        "tables": {name: path.name for name, path in written.items()},
+        "created": now_iso(),
+        "versions": package_versions(("personas", "numpy", "pandas", "scipy")),
+    }
+    written["metadata"] = write_json(out / "calibration_report.json", json.loads(json.dumps(metadata, default=str)))
     return written

@@ -200,8 +200,11 @@ def plot_metric_by_layer(
 ) -> Figure:
     """A metric against layer, one line per persona (mean +/- std), with both controls beside.
 
-    Controls: the shuffled-label curve (dashed, mean over the personas shown) and the embedding
-    layer's value (dotted horizontal line, mean over personas); layer 0 is not part of the persona
+    Controls: the shuffled-label curve (dashed, mean over the personas shown) and horizontal lines
+    (means over personas) for the wording control (dotted: layer 0 averaged over the statement's
+    tokens) and the length control (dash-dotted: token counts), rows with control "wording" /
+    "length" from ``analyse_layers(..., wording=, lengths=)``; without a wording control, the
+    embedding layer's value at the analysed position (dotted). Layer 0 is not part of the persona
     lines.
 
     Parameters
@@ -246,8 +249,16 @@ def plot_metric_by_layer(
     if not shuffled.empty:
         ctrl = shuffled[shuffled["layer"] != 0].groupby("layer")["mean"].mean()
         ax.plot(ctrl.index, ctrl.to_numpy(), ls="--", color="0.2", label="shuffled labels (control)")
+    features = {name: sub.loc[sub["control"] == name, "mean"] for name in ("wording", "length")}
+    styles = {"wording": (":", "0.25", "wording: layer 0 averaged over the statement (control)"),
+              "length": ("-.", "0.55", "length: token count alone (control)")}
+    for name, values in features.items():
+        if len(values):
+            ls, color, label = styles[name]
+            ax.axhline(float(values.mean()), ls=ls, color=color, label=label)
     emb = real.loc[real["layer"] == 0, "mean"]
-    if len(emb):
+    if len(emb) and not len(features["wording"]):
+        # the older control; at position "last" it can be constant (the template's final token)
         ax.axhline(float(emb.mean()), ls=":", color="0.4", label="embedding layer 0 (control)")
     if log_scale:
         ax.set_yscale("log")
