@@ -35,7 +35,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from personas.answers import prepare_answers
+from personas.answers import ANSWER_RULES, answer_tokens, prepare_answers
 from personas.checks import check_choice, check_float, check_int, check_seed
 from personas.hooks import layer_info, resolve_layers
 from personas.interventions import POSITIONS, ablate_nodes, add_vector, check_nodes
@@ -48,6 +48,8 @@ __all__ = [
     "ABLATION_METRICS",
     "CausalResult",
     "split_statements",
+    "random_node_draws",
+    "random_unit_directions",
     "shift_summary",
     "empirical_test",
     "causal_check",
@@ -94,7 +96,8 @@ class CausalResult:
         random-node mean and std, the salient value's percentile among the draws and
         the empirical p-value.
     random_ablation : DataFrame
-        Per persona and draw: the metrics of each random-node ablation (the histogram).
+        Per persona and draw: the metrics of each random-node ablation (the histogram)
+        and ``n_salient_drawn``, how many of its nodes are salient.
     meta : dict
         Parameters, model, answer tokens, statement ids, seeds, timings, versions.
     """
@@ -165,6 +168,26 @@ def split_statements(
         train.append(rest.iloc[np.sort(rng.choice(len(rest), size=n, replace=False))])
         heldout.append(held)
     return pd.concat(heldout), pd.concat(train)
+
+
+def random_node_draws(seed: int, persona: str, hidden_size: int, size: int, n: int) -> np.ndarray:
+    """The random-node control sets of ``causal_check``: ``(n, size)`` unit indices, each row without repeats.
+
+    Drawn uniformly from all ``hidden_size`` units (salient ones included), seeded by
+    ``seed`` and the persona's name.
+    """
+    rng = derive_rng(seed, persona, "random_nodes")
+    out = np.empty((n, size), dtype=np.int64)
+    for k in range(n):
+        out[k] = rng.choice(hidden_size, size=size, replace=False)
+    return out
+
+
+def random_unit_directions(seed: int, persona: str, hidden_size: int, n: int) -> np.ndarray:
+    """The random steering directions of ``causal_check``: ``(n, hidden_size)`` unit vectors (isotropic Gaussian)."""
+    rng = derive_rng(seed, persona, "random_directions")
+    units = rng.standard_normal((n, hidden_size))
+    return units / np.linalg.norm(units, axis=1, keepdims=True)
 
 
 # ------------------------------------------------------------------ statistics
@@ -288,6 +311,7 @@ def causal_check(
     ci: float = 0.95,
     seed: int = 0,
     batch_size: int = 16,
+    rule: str = "logsumexp",
     progress: bool = True,
 ) -> CausalResult:
     """Ablate and steer at ``layer``; compare salient nodes and the persona direction with random controls.
@@ -328,6 +352,8 @@ def causal_check(
         Seeds every draw (per persona, through ``derive_rng``).
     batch_size : int
         Prompts per forward pass.
+    rule : {"logsumexp", "first"}
+        Which tokens count as Yes/No (``personas.answers.answer_tokens``).
     progress : bool
         A progress bar over forward passes.
 
@@ -367,7 +393,8 @@ def causal_check(
     n_passes = 2 + n_random + len(alphas) * (2 + n_random_directions)
     bar = tqdm(total=len(personas) * (n_passes + 1), desc="causal", unit="pass", disable=not progress)
     margin_rows, steer_rows, random_rows, ablation_rows, base_rows = [], [], [], [], []
-    meta_personas, tokens, example = {}, None, ""
+    meta_personas, example = {}, ""
+    tokens = answer_tokens(tokenizer, check_choice(rule, "rule", ANSWER_RULES))
     for persona in personas:
         t0 = time.perf_counter()
         heldout, train = split_statements(
@@ -390,7 +417,7 @@ def causal_check(
         mask[nodes] = 1.0
 
         held_b = prepare_answers(tokenizer, heldout, batch_size=batch_size, tokens=tokens)
-        tokens, example = held_b.tokens, example or held_b.prompt_example
+        example = example or held_b.prompt_example
         positive = (heldout["direction"] == "positive").to_numpy()
         ids = heldout["id"].astype(str).to_numpy()
         dirs = heldout["direction"].to_numpy()
@@ -430,14 +457,13 @@ def causal_check(
         kw = {"positions": positions}
         sal = record("salient_ablation", np.nan, 0,
                      run(ablate_nodes(model, layer, nodes, mean_neg, **kw)))
-        rng_nodes = derive_rng(seed, persona, "random_nodes")
         rand = []
-        for k in range(n_random):
-            pick = rng_nodes.choice(hidden, size=len(nodes), replace=False)
+        for k, pick in enumerate(random_node_draws(seed, persona, hidden, len(nodes), n_random)):
             m = run(ablate_nodes(model, layer, pick, mean_neg, **kw))
             row = record("random_ablation", np.nan, k, m)
             rand.append(row)
             random_rows.append({"persona": persona, "draw": k, "n_nodes": len(nodes),
+                                "n_salient_drawn": int(np.isin(pick, nodes).sum()),
                                 **{s: row[s] for s in ("bias_shift", "specific_effect", "mean_abs_shift", "accuracy")}})
         for metric, alternative in ABLATION_METRICS.items():
             null = np.array([r[metric] for r in rand])
@@ -451,9 +477,7 @@ def causal_check(
                  "n_random": n_random}
             )
 
-        rng_dirs = derive_rng(seed, persona, "random_directions")
-        random_units = rng_dirs.standard_normal((n_random_directions, hidden))
-        random_units /= np.linalg.norm(random_units, axis=1, keepdims=True)
+        random_units = random_unit_directions(seed, persona, hidden, n_random_directions)
         for alpha in alphas:
             vec = alpha * scale * unit
             record("direction", alpha, 0, run(add_vector(model, layer, vec, **kw)))
@@ -507,7 +531,7 @@ def causal_check(
         dose_response=_dose_response(steering, ci),
         ablation=pd.DataFrame(ablation_rows),
         random_ablation=pd.DataFrame(
-            random_rows, columns=["persona", "draw", "n_nodes", "bias_shift", "specific_effect", "mean_abs_shift",
+            random_rows, columns=["persona", "draw", "n_nodes", "n_salient_drawn", "bias_shift", "specific_effect", "mean_abs_shift",
                                   "accuracy"]
         ),
         meta=meta,

@@ -23,6 +23,14 @@ from tests.tiny_models import make_model, make_tokenizer, tiny_statements
 
 PLANTED_UNITS = [5, 11]
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run several times faster on one thread (no oversubscription on shared cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 def planted_tokenizer(padding_side="left"):
     tok = make_tokenizer("llama3", padding_side=padding_side)
