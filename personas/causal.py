@@ -54,6 +54,7 @@ __all__ = [
     "empirical_test",
     "causal_check",
     "save_causal_result",
+    "load_causal_result",
     "causal_summary_markdown",
 ]
 
@@ -582,6 +583,22 @@ def save_causal_result(result: CausalResult, out_dir: str | os.PathLike, prefix:
     meta = dict(result.meta, tables={name: path.name for name, path in written.items()})
     written["meta"] = write_json(out / f"{prefix}_check.json", meta)
     return written
+
+
+def load_causal_result(out_dir: str | os.PathLike, prefix: str = "causal") -> CausalResult:
+    """Read back what :func:`save_causal_result` wrote (e.g. to build the report from artifacts)."""
+    from personas.io import read_json
+
+    out = Path(out_dir)
+    meta_path = out / f"{prefix}_check.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path} does not exist; run causal_check and save_causal_result first")
+    meta = read_json(meta_path)
+    tables = {name: pd.read_csv(out / file) for name, file in meta.pop("tables").items()}
+    missing = [t for t in CausalResult.TABLES if t not in tables]
+    if missing:
+        raise ValueError(f"{meta_path} lists no tables {missing}; rewrite the result with save_causal_result")
+    return CausalResult(**{t: tables[t] for t in CausalResult.TABLES}, meta=meta)
 
 
 def _fmt(x: float, digits: int = 2) -> str:

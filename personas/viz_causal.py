@@ -101,8 +101,9 @@ def plot_dose_response(
         top.axhline(0, color="black", lw=0.6)
         bottom.axhline(0.5, color="black", lw=0.6, ls=":")
         top.set_title(persona, fontsize=10)
-        top.set_ylabel("mean margin log p(Yes) - log p(No)")
-        bottom.set_ylabel('accuracy (answered as the persona would)')
+        if j == 0:  # shared meaning across columns: label once
+            top.set_ylabel("mean margin log p(Yes) - log p(No)")
+            bottom.set_ylabel("accuracy (answered as the persona would)")
         bottom.set_xlabel("alpha (x mean activation norm)")
         bottom.set_ylim(-0.02, 1.02)
     handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -151,7 +152,8 @@ def plot_ablation_null(
             ax.axvspan(row["salient_low"], row["salient_high"], color="tab:red", alpha=0.12, lw=0)
         ax.set_title(persona, fontsize=10)
         ax.set_xlabel(_METRIC_LABELS[metric])
-        ax.set_ylabel("random draws")
+        if ax is axes[0, 0]:
+            ax.set_ylabel("random draws")
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(title or "Ablating the salient nodes against as many random nodes")
     fig.tight_layout()

@@ -17,6 +17,7 @@ from personas.causal import (
     causal_check,
     causal_summary_markdown,
     empirical_test,
+    load_causal_result,
     random_node_draws,
     random_unit_directions,
     save_causal_result,
@@ -230,6 +231,7 @@ def test_save_summary_and_plots(result, tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
     text = causal_summary_markdown(result)
+    assert causal_summary_markdown(load_causal_result(tmp_path)) == text  # the report can be built from files
     assert text.startswith("## Do the salient nodes matter?")
     assert "agreeableness" in text and "politically-liberal" in text and "not of Llama-3-8B" in text
     assert "| persona |" in text
