@@ -23,6 +23,7 @@ one forward pass per batch, logits kept for the last position only.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -140,6 +141,38 @@ def _accepts(model, name: str) -> bool:
     return name in inspect.signature(model.forward).parameters
 
 
+class _Stop(Exception):
+    """Ends the forward pass that fills the block-output cache."""
+
+
+@contextlib.contextmanager
+def _skip_blocks(model, layer: int | None, cached: torch.Tensor | None):
+    """Blocks 1..layer return at once (the last of them ``cached``); their hooks still run."""
+    if layer is None or cached is None:
+        yield
+        return
+    from personas.hooks import find_blocks
+
+    _, blocks = find_blocks(model)
+    skipped = list(blocks[:layer])
+
+    def passthrough(hidden_states=None, *args, **kwargs):
+        return hidden_states  # its output is ignored: the next skipped block returns its own
+
+    def cached_output(*args, **kwargs):
+        return cached
+
+    try:
+        for block in skipped[:-1]:
+            block.forward = passthrough
+        skipped[-1].forward = cached_output
+        yield
+    finally:
+        for block in skipped:
+            if "forward" in vars(block):
+                del block.forward
+
+
 @dataclass
 class AnswerBatches:
     """Tokenised, left-padded answer prompts, ready to be run many times (one per intervention).
@@ -156,6 +189,8 @@ class AnswerBatches:
         Prompt length per statement.
     prompt_example : str
         The first rendered prompt.
+    reused : bool
+        Whether the last ``margins(..., reuse_below=L)`` could reuse block outputs.
     """
 
     batches: list
@@ -163,6 +198,8 @@ class AnswerBatches:
     tokens: dict
     n_tokens: list[int] = field(default_factory=list)
     prompt_example: str = ""
+    reused: bool = False
+    _cache: dict = field(default_factory=dict, repr=False)
 
     @staticmethod
     def _inputs(model, input_ids, mask, pos) -> dict:
@@ -174,27 +211,70 @@ class AnswerBatches:
             kwargs["use_cache"] = False
         return kwargs
 
-    def margins(self, model) -> np.ndarray:
+    def margins(self, model, *, reuse_below: int | None = None) -> np.ndarray:
         """``log p(Yes) - log p(No)`` at the first answer token, float64 ``(n,)``, input order.
 
         Runs under ``torch.inference_mode``; any intervention context active around
         this call applies to every batch.
+
+        Parameters
+        ----------
+        reuse_below : int, optional
+            A layer ``L >= 1``: the output of block ``L`` (layer ``L``) is computed once
+            per batch and cached, and later calls skip blocks ``1..L`` (they return the
+            cache), which is exact when every intervention acts at layer ``L`` or later
+            and the model is not otherwise changed between calls; the cache is filled
+            by the first such call, which must run without interventions. Models whose blocks
+            do not return a plain tensor are run in full (recorded in ``reused``).
         """
         yes = torch.tensor(self.tokens["yes_ids"], dtype=torch.long)
         no = torch.tensor(self.tokens["no_ids"], dtype=torch.long)
         out = np.empty(self.n, dtype=np.float64)
         keep_last = _accepts(model, "logits_to_keep")
+        cached = self._prefix(model, reuse_below) if reuse_below else None
         with torch.inference_mode():
-            for rows, input_ids, mask, pos in self.batches:
+            for b, (rows, input_ids, mask, pos) in enumerate(self.batches):
                 kwargs = self._inputs(model, input_ids, mask, pos)
                 if keep_last:
                     kwargs["logits_to_keep"] = 1  # the LM head at the last position only
-                logits = model(**kwargs).logits[:, -1].float()
+                with _skip_blocks(model, reuse_below, cached[b] if cached else None):
+                    logits = model(**kwargs).logits[:, -1].float()
                 margin = torch.logsumexp(logits[:, yes.to(logits.device)], dim=-1) - torch.logsumexp(
                     logits[:, no.to(logits.device)], dim=-1
                 )
                 out[rows.numpy()] = margin.cpu().double().numpy()
         return out
+
+    def _prefix(self, model, layer: int) -> list[torch.Tensor] | None:
+        """Output of block ``layer`` (1-based) per batch, or None when it is not a plain tensor."""
+        from personas.hooks import find_blocks
+
+        key = (id(model), int(layer))
+        if key in self._cache:
+            return self._cache[key]
+        _, blocks = find_blocks(model)
+        if not 1 <= layer <= len(blocks):
+            raise ValueError(f"reuse_below must be in 1..{len(blocks)}; got {layer}")
+        outputs: list = []
+
+        def hook(module, args, output):
+            outputs.append(output)
+            raise _Stop
+
+        handle = blocks[layer - 1].register_forward_hook(hook)
+        try:
+            with torch.inference_mode():
+                for rows, input_ids, mask, pos in self.batches:
+                    try:
+                        model(**self._inputs(model, input_ids, mask, pos))
+                    except _Stop:
+                        pass
+        finally:
+            handle.remove()
+        cached = outputs if all(isinstance(o, torch.Tensor) for o in outputs) else None
+        self._cache[key] = cached
+        self.reused = cached is not None
+        return cached
 
     def last_hidden(self, model, layer: int) -> np.ndarray:
         """Hidden state at ``layer`` of every prompt's last token, float32 ``(n, hidden_size)``.

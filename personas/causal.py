@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from personas.answers import ANSWER_RULES, answer_tokens, prepare_answers
-from personas.checks import check_choice, check_float, check_int, check_seed
+from personas.checks import check_bool, check_choice, check_float, check_int, check_seed
 from personas.hooks import layer_info, resolve_layers
 from personas.interventions import POSITIONS, ablate_nodes, add_vector, check_nodes
 from personas.io import write_json, write_table
@@ -313,6 +313,7 @@ def causal_check(
     seed: int = 0,
     batch_size: int = 16,
     rule: str = "logsumexp",
+    reuse_prefix: bool = True,
     progress: bool = True,
 ) -> CausalResult:
     """Ablate and steer at ``layer``; compare salient nodes and the persona direction with random controls.
@@ -355,6 +356,10 @@ def causal_check(
         Prompts per forward pass.
     rule : {"logsumexp", "first"}
         Which tokens count as Yes/No (``personas.answers.answer_tokens``).
+    reuse_prefix : bool
+        Compute blocks 1..layer once per batch and reuse them for every intervention
+        (exact: all interventions act at ``layer``); about n_blocks / (n_blocks - layer)
+        times faster. Ignored at layer 0.
     progress : bool
         A progress bar over forward passes.
 
@@ -375,6 +380,7 @@ def causal_check(
     n_boot = check_int(n_boot, "n_boot", min_val=1)
     ci = check_float(ci, "ci", min_val=0.0, max_val=1.0, include_min=False, include_max=False)
     check_choice(positions, "positions", POSITIONS)
+    reuse_prefix = check_bool(reuse_prefix, "reuse_prefix")
     alphas = _check_alphas(alphas)
     missing_cols = [c for c in ("id", "persona", "direction", "statement") if c not in statements.columns]
     if missing_cols:
@@ -425,12 +431,16 @@ def causal_check(
         rng_boot = derive_rng(seed, persona, "bootstrap")
         boot = _bootstrap_index(positive, n_boot, rng_boot)
 
+        reuse = layer if (reuse_prefix and layer >= 1) else None
+        if reuse:
+            held_b._prefix(model, reuse)  # filled now, before any intervention is active
+
         def run(ctx=None):
             if ctx is None:
-                m = held_b.margins(model)
+                m = held_b.margins(model, reuse_below=reuse)
             else:
                 with ctx:
-                    m = held_b.margins(model)
+                    m = held_b.margins(model, reuse_below=reuse)
             bar.update(1)
             return m
 
@@ -494,6 +504,7 @@ def causal_check(
             "direction_norm": norm,
             "scale": scale,
             "salient_norm_fraction": float(np.linalg.norm(unit * mask)),
+            "reused_prefix": bool(reuse and held_b.reused),
             "seconds": round(time.perf_counter() - t0, 2),
         }
     bar.close()

@@ -155,6 +155,28 @@ def test_ablation_removes_the_planted_effect_and_random_units_do_not(setup):
     np.testing.assert_allclose(steered_then_ablated, ablated, atol=1e-4)
 
 
+@pytest.mark.parametrize("layer", [1, 2, 3])
+def test_reusing_block_outputs_is_exact(setup, layer):
+    _, tok = setup
+    model = make_model("llama", seed=7, causal_lm=True, vocab_size=len(tok))  # every block active
+    batches = prepare_answers(tok, STATEMENTS, batch_size=5)
+    full = batches.margins(model)
+    np.testing.assert_allclose(batches.margins(model, reuse_below=layer), full, atol=1e-5)
+    assert batches.reused
+    v = np.linspace(-1, 1, 32)
+    for positions in ("all", "last"):
+        with add_vector(model, layer, v, alpha=0.8, positions=positions):
+            ref = batches.margins(model)
+            fast = batches.margins(model, reuse_below=layer)
+        assert np.abs(ref - full).max() > 1e-3  # the intervention does act
+        np.testing.assert_allclose(fast, ref, atol=1e-5)
+    with ablate_nodes(model, layer, [1, 4, 9], np.zeros(32)):
+        np.testing.assert_allclose(batches.margins(model, reuse_below=layer), batches.margins(model), atol=1e-5)
+    # the skipped blocks are restored
+    assert all("forward" not in vars(block) for block in model.model.layers)
+    np.testing.assert_allclose(batches.margins(model), full, atol=1e-6)
+
+
 def test_interventions_leave_the_model_unchanged(setup):
     _, tok = setup
     model = make_model("llama", seed=5, causal_lm=True, vocab_size=len(tok))  # every block active

@@ -209,6 +209,15 @@ def test_reproducible(planted, statements, result):
     second = again.steering[again.steering["intervention"].isin(["baseline", "salient_ablation", "direction"])]
     cols = ["bias_shift", "bias_shift_low", "specific_effect_high", "accuracy"]
     np.testing.assert_allclose(first[cols].to_numpy(), second[cols].to_numpy(), atol=1e-5)
+    assert result.meta["per_persona"]["agreeableness"]["reused_prefix"]
+    # without reusing the blocks below the layer: the same margins
+    slow = causal_check(
+        model, tok, statements, {"agreeableness": PLANTED_UNITS}, LAYER,
+        exclude_ids=result.meta["_exclude"], n_heldout=5, n_train=6, alphas=ALPHAS, n_random=4,
+        n_random_directions=1, n_boot=200, seed=SEED, batch_size=7, rule="first", reuse_prefix=False, progress=False,
+    )
+    np.testing.assert_allclose(slow.margins["margin"], again.margins["margin"], atol=1e-5)
+    assert not slow.meta["per_persona"]["agreeableness"]["reused_prefix"]
 
 
 def test_validation(planted, statements):
