@@ -30,7 +30,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -543,8 +543,9 @@ def causal_check(
         dose_response=_dose_response(steering, ci),
         ablation=pd.DataFrame(ablation_rows),
         random_ablation=pd.DataFrame(
-            random_rows, columns=["persona", "draw", "n_nodes", "n_salient_drawn", "bias_shift", "specific_effect", "mean_abs_shift",
-                                  "accuracy"]
+            random_rows,
+            columns=["persona", "draw", "n_nodes", "n_salient_drawn", "bias_shift", "specific_effect",
+                     "mean_abs_shift", "accuracy"],
         ),
         meta=meta,
     )
@@ -682,7 +683,8 @@ def causal_summary_markdown(result: CausalResult, heading: str = "## Do the sali
                 row = {
                     "persona": persona,
                     "alpha": alpha,
-                    "bias shift": f"{_fmt(d['bias_shift'])} [{_fmt(d['bias_shift_low'])}, {_fmt(d['bias_shift_high'])}]",
+                    "bias shift": f"{_fmt(d['bias_shift'])} [{_fmt(d['bias_shift_low'])}, "
+                    f"{_fmt(d['bias_shift_high'])}]",
                     "specific effect": f"{_fmt(d['specific_effect'])} [{_fmt(d['specific_effect_low'])}, "
                     f"{_fmt(d['specific_effect_high'])}]",
                     "accuracy": d["accuracy"],
