@@ -12,6 +12,7 @@ docstring live:
 - ``personas.store``: the on-disk activation store (safetensors + JSON manifest)
 - ``personas.layers``: which layers separate personas, with controls
 - ``personas.cluster``: the heavy loops on a Dask cluster (``dask_cluster``)
+- ``personas.interventions``: edit the residual stream at a layer (ablate nodes, add a vector)
 - ``personas.io``: atomic JSON and table writers shared by every notebook
 
 Layer convention everywhere: index 0 = embeddings, index i = output of block i
@@ -33,7 +34,8 @@ from personas.hooks import (
     layer_info,
     resolve_layers,
 )
-from personas.io import read_json, write_json, write_table
+from personas.interventions import ablate_nodes, add_vector, edit_layer
+from personas.io import read_json, write_json, write_table, write_text
 from personas.layers import (
     CLASSIFIER_METRICS,
     CLASSIFIERS,
@@ -118,6 +120,8 @@ __all__ = [
     # personas.hooks
     "LAYER_CONVENTION", "BLOCK_PATHS", "FINAL_NORM_NAMES", "find_blocks", "find_final_norm", "layer_info",
     "DEFAULT_LAYERS_RULE", "default_layers", "resolve_layers", "LayerCapture", "capture_layers",
+    # personas.interventions
+    "edit_layer", "ablate_nodes", "add_vector",
     # personas.extraction
     "POSITIONS", "tokenize_prompts", "extract_activations",
     # personas.store
@@ -133,5 +137,5 @@ __all__ = [
     "choose_layer", "embed_2d", "synthetic_activations", "WORDING_STORE", "wording_store_dir",
     "load_wording_controls",
     # personas.io
-    "read_json", "write_json", "write_table",
+    "read_json", "write_json", "write_table", "write_text",
 ]

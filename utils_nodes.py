@@ -5,12 +5,22 @@ The notebook API is exactly the names below (``__all__``), each defined in one m
 - ``personas.scan_levels``: the paper's three levels of experiments as pools of statements,
   scanned into run files (``run_persona_scans``)
 - ``personas.scan_settings``: pool and sample sizes of those experiments (``PoolSizes``, ``SampleSizes``)
+- ``personas.answers`` and ``personas.causal``: the model's own Yes/No answers, and whether ablating
+  the salient nodes or steering along the persona direction moves them (against random controls)
 - ``personas.nodes``: run files -> node frequencies, salient sets (union, min_fraction, or
   calibrated against null runs), overlaps, their stability, overlap claims as tests, the node report
 
 Run files themselves are read with ``deepscan.read_run_file`` (format: ``docs/run-files.md``).
 """
 
+from personas.answers import answer_margins, answer_tokens, question_prompts
+from personas.causal import (
+    CausalResult,
+    causal_check,
+    causal_summary_markdown,
+    load_causal_result,
+    save_causal_result,
+)
 from personas.nodes import (
     SALIENT_METHODS,
     NodeSpace,
@@ -66,6 +76,9 @@ from personas.scan_levels import (
 from personas.scan_settings import PoolSizes, SampleSizes
 
 __all__ = [
+    # personas.answers, personas.causal
+    "question_prompts", "answer_tokens", "answer_margins", "CausalResult", "causal_check", "save_causal_result",
+    "load_causal_result", "causal_summary_markdown",
     # personas.scan_levels
     "LEVEL_NAMES", "ScanPools", "scan_pools", "topic_pools", "topic_target", "experiment_seed", "run_file_name",
     "null_file_name", "run_persona_scans", "check_runs_current",

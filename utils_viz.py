@@ -4,7 +4,8 @@ The notebook API is exactly the names below (``__all__``), defined in ``personas
 PCA grids, metric-vs-layer curves, classifier heatmaps and 2-D views of statements
 (``personas.viz.layers``); UpSet, Venn, overlap heatmaps and node frequencies
 (``personas.viz.nodes``); precision and recall of DeepScan against the baselines
-(``personas.viz.scan``). One convention for all: the data first, every option
+(``personas.viz.scan``); the causal check's dose-response and ablation plots
+(``personas.viz.causal``). One convention for all: the data first, every option
 keyword-only; each function returns a ``matplotlib.figure.Figure`` built without pyplot
 (show it with ``display(fig)``), and, given ``out_dir``, saves it there atomically as
 ``<name>.png`` (``save_figure``).
@@ -13,7 +14,9 @@ keyword-only; each function returns a ``matplotlib.figure.Figure`` built without
 from personas.io import save_figure
 from personas.viz import (
     persona_colors,
+    plot_ablation_null,
     plot_classifier_heatmap,
+    plot_dose_response,
     plot_metric_by_layer,
     plot_metric_by_relative_depth,
     plot_node_frequency,
@@ -34,4 +37,6 @@ __all__ = [
     "plot_upset", "plot_venn", "plot_overlap_heatmap", "plot_node_frequency",
     # scan
     "plot_precision_recall",
+    # causal check
+    "plot_dose_response", "plot_ablation_null",
 ]

@@ -60,6 +60,14 @@ QUICK = {
     "anom_ssize": 5,
     "n_runs": 6,
     "umap": False,
+    # 6 runs are too few for the calibrated sets (nothing passes the per-node test): show the union
+    "salient_method": "union",
+    "causal_personas": ["politically-liberal"],
+    "causal_heldout": 10,
+    "causal_train": 20,
+    "causal_alphas": [-0.5, 0.5],
+    "causal_random": 5,
+    "causal_random_directions": 1,
 }
 # Parameters the study sets itself, whatever the notebooks' cells say.
 _STUDY_KEYS = ("model_name", "personas", "layers", "store_dir", "out_dir")

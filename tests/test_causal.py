@@ -25,7 +25,7 @@ from personas.causal import (
     split_statements,
 )
 from personas.statements import load_statements
-from personas.viz_causal import plot_ablation_null, plot_dose_response
+from personas.viz.causal import plot_ablation_null, plot_dose_response
 from tests.test_answers_interventions import PLANTED_UNITS, planted_model, planted_tokenizer, w_vector
 
 LAYER = 1

@@ -1,23 +1,21 @@
 """Plots of the causal check (:mod:`personas.causal`): dose-response curves and the ablation null.
 
-Both functions take the check's tables, return their Figure and, given ``out_dir``,
-save it there atomically as PNG (``personas.io.save_figure``).
+Both follow the convention of :mod:`personas.viz`: the check's tables first, options
+keyword-only, a pyplot-free Figure returned and, given ``out_dir``, saved as ``<name>.png``.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from personas.causal import ABLATION_METRICS
 from personas.checks import check_choice
-from personas.io import safe_name, save_figure
+from personas.viz.style import _finish
 
 __all__ = ["INTERVENTION_STYLES", "plot_dose_response", "plot_ablation_null"]
 
@@ -43,12 +41,6 @@ def _personas(table: pd.DataFrame, personas: Sequence[str] | None, what: str) ->
     if missing:
         raise ValueError(f"personas {missing} are not in the {what} table (it has {available})")
     return list(personas)
-
-
-def _finish(fig: Figure, out_dir: str | os.PathLike | None, stem: str) -> Figure:
-    if out_dir is not None:
-        save_figure(fig, Path(out_dir) / f"{safe_name(stem) or 'figure'}.png")
-    return fig
 
 
 def plot_dose_response(
@@ -79,9 +71,8 @@ def plot_dose_response(
         File stem.
     """
     personas = _personas(dose_response, personas, "dose_response")
-    fig, axes = plt.subplots(
-        2, len(personas), figsize=(4.2 * len(personas) + 0.8, 6.4), squeeze=False, sharex=True
-    )
+    fig = Figure(figsize=(4.2 * len(personas) + 0.8, 6.4), layout="constrained")
+    axes = fig.subplots(2, len(personas), squeeze=False, sharex=True)
     for j, persona in enumerate(personas):
         top, bottom = axes[0, j], axes[1, j]
         rows = dose_response[dose_response["persona"] == persona]
@@ -107,9 +98,8 @@ def plot_dose_response(
         bottom.set_xlabel("alpha (x mean activation norm)")
         bottom.set_ylim(-0.02, 1.02)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.06))
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(title or "Steering along the persona direction: dose-response on held-out statements")
-    fig.tight_layout()
     return _finish(fig, out_dir, name)
 
 
@@ -139,7 +129,8 @@ def plot_ablation_null(
     """
     check_choice(metric, "metric", ABLATION_METRICS)
     personas = _personas(ablation, personas, "ablation")
-    fig, axes = plt.subplots(1, len(personas), figsize=(4.2 * len(personas) + 0.6, 3.6), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(personas) + 0.6, 3.6), layout="constrained")
+    axes = fig.subplots(1, len(personas), squeeze=False)
     for ax, persona in zip(axes[0], personas):
         null = random_ablation.loc[random_ablation["persona"] == persona, metric].to_numpy(dtype=float)
         row = ablation[(ablation["persona"] == persona) & (ablation["metric"] == metric)].iloc[0]
@@ -156,5 +147,4 @@ def plot_ablation_null(
             ax.set_ylabel("random draws")
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(title or "Ablating the salient nodes against as many random nodes")
-    fig.tight_layout()
     return _finish(fig, out_dir, name or f"causal_ablation_{metric}")
