@@ -22,6 +22,7 @@ background it is scanned against.
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,6 +316,7 @@ def run_persona_scans(
     pools: PoolSizes | None = None,
     samples: SampleSizes | None = None,
     store_fingerprint: str | None = None,
+    baseline_levels: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """The paper's DeepScan experiments for every persona and level, with run files.
 
@@ -355,6 +357,8 @@ def run_persona_scans(
         Also compute the detection power (``deepscan.detection_power``, n_runs pairs).
     baselines : sequence of str
         Any of "lof", "iforest", "kmeans".
+    baseline_levels : sequence of int, optional
+        The levels the baselines run at (default: every level in ``levels``).
     n_jobs : int
         Parallel runs (joblib); results do not depend on it.
     pools, samples : PoolSizes, SampleSizes, optional
@@ -410,6 +414,7 @@ def run_persona_scans(
             bg, clean, anom = activations[pools.background], activations[pools.clean], activations[pools.anomalous]
             exp_seed = experiment_seed(seed, persona, level)
             path = runs_dir / run_file_name(persona, level, layer)
+            t0 = time.perf_counter()
             result = deepscan.run_experiment(
                 bg, clean, anom, clean_ssize=clean_ssize, anom_ssize=anom_ssize, n_runs=n_runs, seed=exp_seed,
                 config=config, run_file=path, node_layout=node_layout, persona=persona, model=model,
@@ -418,7 +423,9 @@ def run_persona_scans(
                 inputs=None if store_fingerprint is None else {"store": store_fingerprint},
             )
             index.setdefault(str(level), {})[persona] = path.name
+            seconds = {"deepscan": time.perf_counter() - t0}
             auc = None
+            t0 = time.perf_counter()
             if detection:
                 power = deepscan.detection_power(
                     bg, clean, anom, clean_ssize=clean_ssize, anom_ssize=anom_ssize, n_runs=n_runs,
@@ -429,13 +436,19 @@ def run_persona_scans(
                 _write_null_runs(null_path, power, persona=persona, level=level, layer=layer, model=model,
                                  n_nodes=activations.shape[1], node_layout=node_layout, run_file=path.name)
                 null_index.setdefault(str(level), {})[persona] = null_path.name
+                seconds["detection"] = time.perf_counter() - t0
             runs = result.runs
+            first = len(rows)
             rows.append(_summary_row(persona, level, "deepscan", runs, auc=auc, run_file=path.name))
-            if baselines:
-                samples = zip(runs["run_id"], runs["sample_clean"], runs["sample_anomalous"])
-                table = baseline_runs(bg, clean, anom, samples, methods=baselines, seed=exp_seed)
+            if baselines and (baseline_levels is None or level in baseline_levels):
+                t0 = time.perf_counter()
+                pairs = zip(runs["run_id"], runs["sample_clean"], runs["sample_anomalous"])
+                table = baseline_runs(bg, clean, anom, pairs, methods=baselines, seed=exp_seed)
                 for method, part in table.groupby("method", sort=False):
                     rows.append(_summary_row(persona, level, method, part, auc=None, run_file=path.name))
+                seconds["baselines"] = time.perf_counter() - t0
+            for row in rows[first:]:  # wall time of this experiment's steps (resumed runs cost ~0)
+                row.update({f"seconds_{k}": round(v, 3) for k, v in seconds.items()})
     record = {"layer": layer, "model": model, "levels": index, "personas": list(personas),
               "store_fingerprint": store_fingerprint}
     if null_index:

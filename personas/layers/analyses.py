@@ -147,6 +147,7 @@ def persona_classification(
     probe_components: int | None = 128,
     probe_C: float = 1.0,
     probe_max_iter: int = 100,
+    control_folds: int | None = None,
     n_jobs: int | None = -1,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -173,7 +174,7 @@ def persona_classification(
         long = cross_validate_classifier(
             X, y, classifiers=classifiers, n_folds=n_folds, seed=seed, shuffled_control=controls,
             seed_key="persona", n_trees=n_trees, probe_components=probe_components, probe_C=probe_C,
-            probe_max_iter=probe_max_iter, n_jobs=n_jobs,
+            probe_max_iter=probe_max_iter, control_folds=control_folds, n_jobs=n_jobs,
         )
         n_nc += long.attrs.get("n_not_converged", 0)
         summary = _summarise(long, ["classifier", "control", "metric"])
@@ -201,6 +202,7 @@ def direction_classification(
     probe_components: int | None = 128,
     probe_C: float = 1.0,
     probe_max_iter: int = 100,
+    control_folds: int | None = None,
     n_jobs: int | None = -1,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -228,6 +230,7 @@ def direction_classification(
     kwargs = dict(
         classifiers=_check_classifiers(classifiers), n_folds=n_folds, seed=seed, shuffled_control=controls,
         n_trees=n_trees, probe_components=probe_components, probe_C=probe_C, probe_max_iter=probe_max_iter,
+        control_folds=control_folds,
     )
     frames, n_nc = [], 0
     with _parallel(n_jobs, len(personas)) as parallel:

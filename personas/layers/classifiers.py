@@ -104,6 +104,11 @@ def _warn_if_constant(X: np.ndarray, key: str = "") -> bool:
     return constant
 
 
+def _label_sets(label_sets: dict, fold: int, control_folds: int | None):
+    """The (control, labels) pairs fitted on ``fold``: the controls only on the first ``control_folds``."""
+    return [(c, y) for c, y in label_sets.items() if c == "none" or control_folds is None or fold < control_folds]
+
+
 def cross_validate_classifier(
     X: Any,
     y: Any,
@@ -120,6 +125,7 @@ def cross_validate_classifier(
     probe_tol: float = 1e-4,
     probe_svd_iter: int = 2,
     n_jobs: int | None = None,
+    control_folds: int | None = None,
 ) -> pd.DataFrame:
     """Stratified k-fold cross-validation of classifiers predicting ``y`` from ``X``, one pass each.
 
@@ -158,7 +164,9 @@ def cross_validate_classifier(
     Controls
     --------
     With ``shuffled_control``, the same folds are refitted with ``y`` randomly permuted (control
-    "shuffled_labels"), which should score at chance (accuracy about the largest class share).
+    "shuffled_labels"), which should score at chance (accuracy about the largest class share);
+    ``control_folds`` limits that to the first folds (the chance level needs few estimates, and
+    each control fit costs as much as a real one).
 
     Parameters
     ----------
@@ -179,6 +187,8 @@ def cross_validate_classifier(
         Linear probe settings (see above).
     n_jobs : int or None
         Threads for the ExtraTrees fits (joblib convention: -1 = all cores).
+    control_folds : int or None
+        Folds the shuffled-label control is fitted on (the first ones); None: every fold.
 
     Returns
     -------
@@ -207,6 +217,8 @@ def cross_validate_classifier(
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float32)
 
+    if control_folds is not None:
+        control_folds = check_int(control_folds, "control_folds", min_val=1, max_val=n_folds)
     folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=derive_seed(seed, "folds", seed_key)).split(X, y))
     label_sets = {"none": y}
     if shuffled_control:
@@ -223,7 +235,7 @@ def cross_validate_classifier(
         if "extra_trees" in classifiers:
             Xtr = np.take(XT, train, axis=1).T  # (n_train, hidden_size), Fortran order
             Xte = X[test].astype(np.float32, copy=False)
-            for control, labels in label_sets.items():
+            for control, labels in _label_sets(label_sets, i, control_folds):
                 forest = ExtraTreesClassifier(
                     n_estimators=n_trees, random_state=derive_seed(seed, "extra_trees", seed_key), n_jobs=n_jobs
                 )
@@ -235,7 +247,7 @@ def cross_validate_classifier(
             Ftr, Fte = _probe_features(
                 X, train, test, probe_components, derive_seed(seed, "probe-svd", seed_key, i), probe_svd_iter
             )
-            for control, labels in label_sets.items():
+            for control, labels in _label_sets(label_sets, i, control_folds):
                 if Ftr.shape[1] == 0:
                     # a constant layer (e.g. layer 0 at the chat template's last token): no feature
                     # carries information, so the best any classifier can do is the training

@@ -68,6 +68,9 @@ class ProbeSettings:
         Principal components of the training fold the linear probe sees; None: all (exact).
     probe_C, probe_max_iter : float, int
         Inverse L2 penalty and L-BFGS iteration cap of the logistic regression.
+    control_folds : int or None
+        Folds the shuffled-label control is fitted on (the first ones); None: all ``n_folds``
+        (the full protocol). Fewer halve the classifiers' cost and leave the chance level as it is.
     """
 
     classifiers: tuple[str, ...] = CLASSIFIERS
@@ -77,6 +80,7 @@ class ProbeSettings:
     probe_components: int | None = 128
     probe_C: float = 1.0
     probe_max_iter: int = 100
+    control_folds: int | None = None
 
     def __post_init__(self) -> None:
         # tuples, so that settings are hashable and compare equal however they were given
@@ -90,13 +94,15 @@ class ProbeSettings:
             check_int(self.probe_components, "probe_components", min_val=1)
         check_float(self.probe_C, "probe_C", min_val=0, include_min=False)
         check_int(self.probe_max_iter, "probe_max_iter", min_val=1)
+        if self.control_folds is not None:
+            check_int(self.control_folds, "control_folds", min_val=1, max_val=self.n_folds)
 
     @property
     def probe(self) -> dict[str, Any]:
         """The keywords of the forest and the probe, as the per-analysis functions take them."""
         return {
             "n_trees": self.n_trees, "probe_components": self.probe_components, "probe_C": self.probe_C,
-            "probe_max_iter": self.probe_max_iter,
+            "probe_max_iter": self.probe_max_iter, "control_folds": self.control_folds,
         }
 
 

@@ -68,11 +68,26 @@ def _configuration(study: dict, out: Path) -> str:
     from personas.hooks import DEFAULT_LAYERS_RULE
 
     text += ["", f"Layers: `{p.get('layers')}`; the default rule is {DEFAULT_LAYERS_RULE}."]
-    trims = p.get("trimmed")
+    trims = _trims(p)
     if trims:
-        text += ["", "Trimmed from the paper's full protocol to fit the default time budget (set the parameters "
-                 "back to run it in full): " + "; ".join(f"{k}: {v}" for k, v in dict(trims).items()) + "."]
+        text += ["", "Trimmed from the paper's full protocol to fit the default time budget (set these parameters "
+                 "to run it in full; none changes a conclusion the report draws): " + "; ".join(trims) + "."]
     return "\n".join(text)
+
+
+def _trims(p: dict) -> list[str]:
+    """What the parameters leave out of the paper's protocol, in words."""
+    out = []
+    folds, control = p.get("n_folds"), p.get("control_folds")
+    if control is not None and folds is not None and control < folds:
+        out.append(f"the shuffled-label control is fitted on {control} of the {folds} folds (`control_folds`)")
+    levels, base_levels = p.get("levels"), p.get("baseline_levels")
+    if p.get("baselines") and base_levels is not None and levels is not None and set(levels) - set(base_levels):
+        out.append(f"LOF, Isolation Forest and KMeans run at level(s) {sorted(base_levels)} only "
+                   f"(`baseline_levels`; DeepScan at {sorted(levels)})")
+    if p.get("causal") and p.get("causal_personas"):
+        out.append(f"the causal check covers {len(p['causal_personas'])} persona(s) (`causal_personas`)")
+    return out
 
 
 def _first_manifest(params: dict) -> dict | None:
@@ -126,9 +141,10 @@ def _claims(table: pd.DataFrame | None, out: Path) -> str:
 
 def _timing(study: dict, out: Path) -> str:
     rows = [(k, v) for k, v in study.get("timings_s", {}).items()]
-    meta_file = out / "tables" / "layer_metrics.csv.json"
+    meta_file = out / "tables" / "layer_metrics.json"
     if meta_file.exists():
-        seconds = read_json(meta_file).get("metadata", read_json(meta_file)).get("seconds", {})
+        meta = read_json(meta_file)
+        seconds = meta.get("metadata", meta).get("seconds", {})
         rows += [(f"layer analysis: {k}", v) for k, v in seconds.items()]
     if not rows:
         return "_No timings recorded._"

@@ -37,7 +37,7 @@ def node_sections(out: Path) -> str:
         keep = [c for c in ("method", "group", "n_personas", "union", "shared_by_all", "shared_fraction",
                             "shared_expected", "shared_p_adjusted", "jaccard_mean") if c in overlap]
         lines += ["", "Nodes shared by all personas of a group, against chance (exact test given the set sizes):", "",
-                  markdown_table(overlap[keep])]
+                  markdown_table(overlap[keep]), ""]
         for row in overlap.itertuples(index=False):
             if row.n_personas < 2:
                 continue
@@ -79,6 +79,8 @@ def shared_nodes_claim(out: Path, topic_a: str = "Ethics", topic_b: str = "Polit
     rows = overlap.set_index("group")
     if topic_a not in rows.index or topic_b not in rows.index:
         return None
+    if min(rows.loc[topic_a, "n_personas"], rows.loc[topic_b, "n_personas"]) < 2:
+        return None  # "shared by all" needs two personas or more in each topic
     a, b = rows.loc[topic_a], rows.loc[topic_b]
     excess_a = (a["shared_by_all"] - a["shared_expected"]) / max(a["union"], 1)
     excess_b = (b["shared_by_all"] - b["shared_expected"]) / max(b["union"], 1)

@@ -249,12 +249,12 @@ def plot_metric_by_layer(
     if not shuffled.empty:
         ctrl = shuffled[shuffled["layer"] != 0].groupby("layer")["mean"].mean()
         ax.plot(ctrl.index, ctrl.to_numpy(), ls="--", color="0.2", label="shuffled labels (control)")
-    features = {name: sub.loc[sub["control"] == name, "mean"] for name in ("wording", "length")}
+    features = {control: sub.loc[sub["control"] == control, "mean"] for control in ("wording", "length")}
     styles = {"wording": (":", "0.25", "wording: layer 0 averaged over the statement (control)"),
               "length": ("-.", "0.55", "length: token count alone (control)")}
-    for name, values in features.items():
+    for control, values in features.items():
         if len(values):
-            ls, color, label = styles[name]
+            ls, color, label = styles[control]
             ax.axhline(float(values.mean()), ls=ls, color=color, label=label)
     emb = real.loc[real["layer"] == 0, "mean"]
     if len(emb) and not len(features["wording"]):
