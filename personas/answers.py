@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from personas.checks import check_choice, check_int
+from personas.statements import statement_texts
 
 __all__ = [
     "QUESTION",
@@ -54,19 +55,6 @@ NO_VARIANTS = ("No", " No", "no", " no", "NO", " NO")
 ANSWER_RULES = ("logsumexp", "first")
 
 
-def _statements_list(statements) -> list[str]:
-    if hasattr(statements, "columns"):  # a statements DataFrame
-        if "statement" not in statements.columns:
-            raise ValueError("the statements DataFrame needs a 'statement' column")
-        statements = statements["statement"]
-    if isinstance(statements, str):
-        raise ValueError("statements must be a sequence of strings, not one string; wrap it in a list")
-    out = [str(s) for s in statements]
-    if not out:
-        raise ValueError("no statements given")
-    return out
-
-
 def question_prompts(tokenizer, statements) -> list[str]:
     """The rendered chat prompts (user message = question + instruction, generation prompt appended).
 
@@ -81,7 +69,7 @@ def question_prompts(tokenizer, statements) -> list[str]:
             "model's tokenizer (e.g. SmolLM2-135M-Instruct)"
         )
     texts = []
-    for s in _statements_list(statements):
+    for s in statement_texts(statements):
         content = QUESTION.format(statement=s.strip()) + INSTRUCTION
         text = tokenizer.apply_chat_template(
             [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True

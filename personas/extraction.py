@@ -22,7 +22,6 @@ import warnings
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 
 from personas.checks import check_bool, check_choice, check_int
@@ -30,26 +29,11 @@ from personas.checks import check_bool, check_choice, check_int
 from personas.hooks import capture_layers, layer_info, resolve_layers
 from personas.models import model_info
 from personas.prompts import Prompts, format_prompts
+from personas.statements import statement_texts
 
 __all__ = ["POSITIONS", "tokenize_prompts", "extract_activations"]
 
 POSITIONS = ("last", "last_statement_token", "mean")
-
-
-def _statements_list(statements) -> list[str]:
-    if hasattr(statements, "columns"):  # a statements DataFrame
-        if "statement" not in statements.columns:
-            raise ValueError("the statements DataFrame needs a 'statement' column")
-        statements = statements["statement"]
-    if isinstance(statements, str):
-        raise ValueError("statements must be a sequence of strings, not one string; wrap it in a list")
-    out = []
-    for i, s in enumerate(statements):
-        if not isinstance(s, str) and (s is None or (np.ndim(s) == 0 and bool(pd.isna(s)))):
-            # str() would embed the words "None" or "nan" as if they were a statement
-            raise ValueError(f"statement {i} is {s!r}, not text; drop or fill the missing statements")
-        out.append(str(s))
-    return out
 
 
 def _context_limit(model) -> int | None:
@@ -255,9 +239,7 @@ def extract_activations(
     check_bool(progress, "progress")
     if not isinstance(layers, str):
         layers = _check_layer_list(layers)
-    statements = _statements_list(statements)
-    if not statements:
-        raise ValueError("no statements given")
+    statements = statement_texts(statements)
     where = layer_info(model, blocks_path, final_norm)
     layers = resolve_layers(layers, where["n_blocks"])
 

@@ -22,6 +22,7 @@ background it is scanned against.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from personas.checks import check_int
-from personas.io import safe_name, write_json
+from personas.io import read_json, safe_name, write_json
 from personas.nodes.summary import summarise_runs
 from personas.provenance import derive_seed
 from personas.scan_settings import PoolSizes, SampleSizes, _settings
@@ -427,14 +428,18 @@ def run_persona_scans(
             auc = None
             t0 = time.perf_counter()
             if detection:
-                power = deepscan.detection_power(
-                    bg, clean, anom, clean_ssize=clean_ssize, anom_ssize=anom_ssize, n_runs=n_runs,
-                    seed=exp_seed, config=config, n_jobs=n_jobs, progress=False,
-                )
-                auc = power.auc
                 null_path = runs_dir / null_file_name(persona, level, layer)
-                _write_null_runs(null_path, power, persona=persona, level=level, layer=layer, model=model,
-                                 n_nodes=activations.shape[1], node_layout=node_layout, run_file=path.name)
+                # the null runs of the same experiment on the same data are reused, like its run file
+                auc = _reused_null_auc(null_path, result.header)
+                if auc is None:
+                    power = deepscan.detection_power(
+                        bg, clean, anom, clean_ssize=clean_ssize, anom_ssize=anom_ssize, n_runs=n_runs,
+                        seed=exp_seed, config=config, n_jobs=n_jobs, progress=False,
+                    )
+                    auc = power.auc
+                    _write_null_runs(null_path, power, persona=persona, level=level, layer=layer, model=model,
+                                     n_nodes=activations.shape[1], node_layout=node_layout, run_file=path.name,
+                                     experiment=result.header)
                 null_index.setdefault(str(level), {})[persona] = null_path.name
                 seconds["detection"] = time.perf_counter() - t0
             runs = result.runs
@@ -497,7 +502,28 @@ def null_file_name(persona: str, level: int, layer: int) -> str:
     return run_file_name(persona, level, layer)[: -len(".jsonl")] + ".null.json"
 
 
-def _write_null_runs(path: Path, power, *, persona, level, layer, model, n_nodes, node_layout, run_file) -> Path:
+def _experiment_key(header: dict) -> dict:
+    """What makes two experiments the same: their configuration and input fingerprints (no times)."""
+    return {"config": header.get("config"), "inputs": header.get("inputs")}
+
+
+def _reused_null_auc(path: Path, header: dict) -> float | None:
+    """The detection AUC of an existing null-run file made for this very experiment, else None."""
+    import deepscan
+
+    if not path.exists():
+        return None
+    try:
+        old = read_json(path)
+    except (OSError, ValueError):
+        return None  # unreadable: recompute (the writer replaces it atomically)
+    if old.get("experiment") != json.loads(json.dumps(_experiment_key(header), default=str)):
+        return None
+    return float(deepscan.roc_auc(old["scores_anomalous"], old["scores_clean"]))
+
+
+def _write_null_runs(path: Path, power, *, persona, level, layer, model, n_nodes, node_layout, run_file,
+                     experiment: dict) -> Path:
     """The nodes each clean-only (null) and mixed detection scan chose, with how they were made.
 
     The null runs scan ``clean_ssize + anom_ssize`` H0 records (background and clean pool) against
@@ -530,6 +556,7 @@ def _write_null_runs(path: Path, power, *, persona, level, layer, model, n_nodes
         "scores_anomalous": [float(x) for x in power.scores_anomalous],
         "nodes_clean": [np.asarray(x).tolist() for x in power.nodes_clean],
         "nodes_anomalous": [np.asarray(x).tolist() for x in power.nodes_anomalous],
+        "experiment": json.loads(json.dumps(_experiment_key(experiment), default=str)),
         "created": now_iso(),
         "versions": package_versions(("personas", "numpy")),
     })

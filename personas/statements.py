@@ -21,6 +21,7 @@ from personas.checks import check_float, check_int, check_seed
 from personas.provenance import derive_rng
 
 __all__ = [
+    "statement_texts",
     "DATA_DIR",
     "STATEMENT_COLUMNS",
     "DIRECTIONS",
@@ -302,3 +303,25 @@ def load_statements(
     if out.empty:
         raise ValueError(f"no statements left for {names} with label_confidence >= {min_confidence}")
     return out[STATEMENT_COLUMNS]
+
+
+def statement_texts(statements) -> list[str]:
+    """The texts of ``statements`` (a sequence of strings, or a statements table's ``statement`` column).
+
+    Raises ``ValueError`` on a single string (not a sequence), on a missing value (None or NaN
+    would otherwise be embedded as the words "None" or "nan") and on an empty input.
+    """
+    if hasattr(statements, "columns"):  # a statements DataFrame
+        if "statement" not in statements.columns:
+            raise ValueError("the statements DataFrame needs a 'statement' column")
+        statements = statements["statement"]
+    if isinstance(statements, str):
+        raise ValueError("statements must be a sequence of strings, not one string; wrap it in a list")
+    out = []
+    for i, s in enumerate(statements):
+        if not isinstance(s, str) and (s is None or (np.ndim(s) == 0 and bool(pd.isna(s)))):
+            raise ValueError(f"statement {i} is {s!r}, not text; drop or fill the missing statements")
+        out.append(str(s))
+    if not out:
+        raise ValueError("no statements given")
+    return out

@@ -79,12 +79,16 @@ def _trims(p: dict) -> list[str]:
     """What the parameters leave out of the paper's protocol, in words."""
     out = []
     folds, control = p.get("n_folds"), p.get("control_folds")
+    if folds is not None and folds < 10:
+        out.append(f"the classifiers are cross-validated on {folds} folds, not the paper's 10 (`n_folds`)")
     if control is not None and folds is not None and control < folds:
         out.append(f"the shuffled-label control is fitted on {control} of the {folds} folds (`control_folds`)")
     levels, base_levels = p.get("levels"), p.get("baseline_levels")
     if p.get("baselines") and base_levels is not None and levels is not None and set(levels) - set(base_levels):
         out.append(f"LOF, Isolation Forest and KMeans run at level(s) {sorted(base_levels)} only "
                    f"(`baseline_levels`; DeepScan at {sorted(levels)})")
+    if p.get("umap") is False:
+        out.append("no UMAP view of the chosen layer (`umap`; the PCA views are drawn)")
     if p.get("causal") and p.get("causal_personas"):
         out.append(f"the causal check covers {len(p['causal_personas'])} persona(s) (`causal_personas`)")
     return out
