@@ -52,17 +52,20 @@ def test_every_notebook_ran_without_error(study):
 def test_extraction_notebook_artifacts(study):
     out, _, params = study
     table = pd.read_csv(out / "tables" / "layer_metrics.csv")
-    # MiniLM: 6 blocks, layers 0..6 all analysed, controls present
-    assert sorted(table["layer"].unique()) == list(range(7))
+    # SmolLM2: 30 blocks, the default layers (the paper's pattern) analysed, controls present
+    assert sorted(table["layer"].unique()) == [0, 1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 29]
     assert set(table["control"]) == {"none", "shuffled_labels", "wording", "length"}
     assert set(table.loc[table["persona"] != "ALL", "persona"]) == set(PERSONAS)
     chosen = json.loads((out / "chosen_layer.json").read_text())
-    assert 1 <= chosen["layer"] <= 6 and chosen["metric"] == "silhouette"
-    assert chosen["relative_depth"] == pytest.approx(chosen["layer"] / 6)
+    assert 1 <= chosen["layer"] <= 29 and chosen["metric"] == "silhouette"
+    assert chosen["relative_depth"] == pytest.approx(chosen["layer"] / 30)
     figures = list((out / "figures").glob("*.png"))
     assert len(figures) >= 5 and all(_nonempty(f) for f in figures)
-    store = Path(params["store_dir"]) / "all-MiniLM-L6-v2"
+    store = Path(params["store_dir"]) / "smollm2-135m-instruct"
     assert sorted(p.stem for p in store.glob("*.safetensors")) == sorted(PERSONAS)
+    manifest = json.loads((store / "agreeableness.json").read_text())
+    assert manifest["template_mode"] == "system" and manifest["position"] == "last"
+    assert manifest["gguf_file"] == "SmolLM2-135M-Instruct.Q4_1.gguf" and manifest["quantisation"] == "MOSTLY_Q4_1"
 
 
 def test_deepscan_notebook_artifacts(study):
@@ -93,6 +96,18 @@ def test_nodes_notebook_artifacts(study):
         assert _nonempty(out / "figures" / name), name
 
 
+def test_causal_check_artifacts(study):
+    out, _, params = study
+    baseline = pd.read_csv(out / "causal" / "causal_baseline.csv")
+    assert list(baseline["persona"]) == params["causal_personas"]
+    assert (baseline["n_heldout"] == 2 * params["causal_heldout"]).all()
+    steering = pd.read_csv(out / "causal" / "causal_dose_response.csv")
+    assert set(steering["alpha"]) >= set(params["causal_alphas"])
+    assert "persona-specific effect" in (out / "causal" / "summary.md").read_text()
+    for name in ("causal_dose_response.png", "causal_ablation_specific_effect.png"):
+        assert _nonempty(out / "figures" / name), name
+
+
 def test_report_has_every_section(study):
     out, report, _ = study
     assert report == out / "report.md"
@@ -108,7 +123,7 @@ def test_second_run_reuses_activations(study, tmp_path):
     from personas.study import _execute
 
     out, _, params = study
-    store = Path(params["store_dir"]) / "all-MiniLM-L6-v2"
+    store = Path(params["store_dir"]) / "smollm2-135m-instruct"
     before = {p.name: p.stat().st_mtime_ns for p in store.iterdir()}
     again = dict(params, out_dir=str(tmp_path / "again"))
     _execute(NOTEBOOKS[0], tmp_path / "again", again, progress=False)

@@ -68,11 +68,30 @@ def shared_nodes_claim(out: Path, topic_a: str = "Ethics", topic_b: str = "Polit
     nodes = out / "tables" / "nodes"
     claims = _read(nodes, "claims.csv")
     if claims is not None and len(claims):
-        row = claims.iloc[0].to_dict()
-        p = row.get("p_permutation", row.get("p_value", np.nan))
-        verdict = "supported" if (np.isfinite(p) and p < 0.05 and row.get("difference", 0) > 0) else "not supported"
-        return {"claim": f"{topic_a} personas share more salient nodes than {topic_b} personas",
-                "source": "claims.csv", "verdict": verdict, **row}
+        rows = []
+        for row in claims.to_dict(orient="records"):
+            pair = (row["topic_a"], row["topic_b"])
+            if pair not in ((topic_a, topic_b), (topic_b, topic_a)):
+                continue
+            sign = 1.0 if pair == (topic_a, topic_b) else -1.0  # orient as topic_a minus topic_b
+            lo, hi = sorted((sign * row["ci_low"], sign * row["ci_high"]))
+            rows.append({"method": row["method"], "difference": sign * row["difference"], "ci_low": lo,
+                         "ci_high": hi, "p_permutation": row["p_permutation"], "p_bootstrap": row["p_bootstrap"]})
+        if rows:
+            # the verdict follows the calibrated sets when present (the union saturates), else the first method
+            main = next((r for r in rows if r["method"] == "calibrated"), rows[0])
+            p = main["p_permutation"]
+            if np.isfinite(p) and p < 0.05:
+                verdict = "supported" if main["difference"] > 0 else f"contradicted: {topic_b} personas share more"
+            else:
+                verdict = "not supported: no significant difference"
+            detail = {f"{r['method']}: excess difference ({topic_a} - {topic_b})": r["difference"] for r in rows}
+            for r in rows:
+                detail[f"{r['method']}: 95% interval"] = f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+                detail[f"{r['method']}: permutation p"] = r["p_permutation"]
+            return {"claim": f"{topic_a} personas share more salient nodes than {topic_b} personas",
+                    "source": "claims.csv: one test of the difference of shared-by-all excess over chance, "
+                              "permuting personas between the topics", "verdict": verdict, **detail}
     overlap = _read(nodes, "overlap_table.csv")
     if overlap is None:
         return None
