@@ -399,6 +399,7 @@ def run_persona_scans(
     node_layout = deepscan.make_node_layout([layer], activations.shape[1])
     index: dict[str, dict[str, str]] = {}
     null_index: dict[str, dict[str, str]] = {}
+    timings: dict[str, dict[str, float]] = {}
     rows = []
     for level in levels:
         for persona, topic in _level_targets(level, personas, topics):
@@ -443,7 +444,6 @@ def run_persona_scans(
                 null_index.setdefault(str(level), {})[persona] = null_path.name
                 seconds["detection"] = time.perf_counter() - t0
             runs = result.runs
-            first = len(rows)
             rows.append(_summary_row(persona, level, "deepscan", runs, auc=auc, run_file=path.name))
             if baselines and (baseline_levels is None or level in baseline_levels):
                 t0 = time.perf_counter()
@@ -452,12 +452,13 @@ def run_persona_scans(
                 for method, part in table.groupby("method", sort=False):
                     rows.append(_summary_row(persona, level, method, part, auc=None, run_file=path.name))
                 seconds["baselines"] = time.perf_counter() - t0
-            for row in rows[first:]:  # wall time of this experiment's steps (resumed runs cost ~0)
-                row.update({f"seconds_{k}": round(v, 3) for k, v in seconds.items()})
+            # wall times stay out of the table (same inputs, same table), in the index instead
+            timings[f"level{level}/{persona}"] = {k: round(v, 3) for k, v in seconds.items()}
     record = {"layer": layer, "model": model, "levels": index, "personas": list(personas),
               "store_fingerprint": store_fingerprint}
     if null_index:
         record["null"] = null_index
+    record["seconds"] = timings  # per experiment: deepscan runs, detection (null runs), baselines
     write_json(runs_dir / "index.json", record)
     table = pd.DataFrame(rows)
     table["store_fingerprint"] = store_fingerprint

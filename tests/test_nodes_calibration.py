@@ -199,7 +199,8 @@ def test_run_persona_scans_writes_null_runs(tmp_path):
     table = un.node_calibrations(run_files, nulls)
     assert table["n_null"].eq(6).all() and len(table) == 24
     written = un.save_calibration_report(run_files, nulls, tmp_path / "tables", topics={"T": ["a", "b"]}, n_boot=20)
-    assert {"calibrated_sizes", "node_calibration", "stability", "overlap_stability", "pairwise_stability", "claims",
+    assert {"calibrated_sizes", "node_calibration", "stability", "overlap_stability", "pairwise_stability",
             "metadata"} <= set(written)
+    assert "claims" not in written  # one topic: nothing to compare it with
     sizes = pd.read_csv(written["calibrated_sizes"])
     assert {"union_size", "calibrated_size", "n_null"} <= set(sizes.columns)

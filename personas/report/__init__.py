@@ -150,6 +150,13 @@ def _timing(study: dict, out: Path) -> str:
         meta = read_json(meta_file)
         seconds = meta.get("metadata", meta).get("seconds", {})
         rows += [(f"layer analysis: {k}", v) for k, v in seconds.items()]
+    index_file = out / "runs" / "index.json"
+    if index_file.exists():
+        totals: dict[str, float] = {}
+        for steps in read_json(index_file).get("seconds", {}).values():
+            for k, v in steps.items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+        rows += [(f"DeepScan experiments: {k} (all levels)", v) for k, v in totals.items()]
     if not rows:
         return "_No timings recorded._"
     return markdown_table(pd.DataFrame(rows, columns=["step", "seconds"]), digits=1)
