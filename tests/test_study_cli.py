@@ -1,0 +1,66 @@
+"""The study command line: every notebook parameter by -p, each notebook only its own, models compared."""
+
+from __future__ import annotations
+
+import pytest
+
+from personas.layers import analyse_layers, save_results, synthetic_activations
+from personas.report import build_comparison_report
+from personas.study import _parse_value, main, notebook_parameters, split_parameters, study_parameters
+
+
+def test_each_notebook_gets_only_the_parameters_its_cell_defines(tmp_path):
+    known = notebook_parameters()
+    params = study_parameters(output=tmp_path, n_runs=7, control_folds=3, salient_method="union", scheduler=None)
+    split = split_parameters(params)
+    assert split["run_deepscan.ipynb"]["n_runs"] == 7 and "n_runs" not in split["representation_extraction.ipynb"]
+    assert split["representation_extraction.ipynb"]["control_folds"] == 3
+    assert split["vis_top_nodes.ipynb"]["salient_method"] == "union"
+    for nb, part in split.items():
+        assert set(part) <= set(known[nb]), nb
+    # shared names go to every notebook that defines them
+    assert all(part["out_dir"] == str(tmp_path / "default") for part in split.values())
+
+
+def test_unknown_parameter_is_an_error_listing_the_valid_ones(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown notebook parameter\(s\) \['n_runz'\].*n_runs"):
+        study_parameters(output=tmp_path, n_runz=3)
+    with pytest.raises(SystemExit):
+        main(["-p", "n_runz", "3", "--output", str(tmp_path)])
+    with pytest.raises(SystemExit):  # the study's own keys have their own options
+        main(["-p", "model_name", "x", "--output", str(tmp_path)])
+
+
+def test_parameter_values_are_literals_or_text():
+    assert _parse_value("20") == 20 and _parse_value("0.5") == 0.5 and _parse_value("None") is None
+    assert _parse_value("[2, 1]") == [2, 1] and _parse_value("upper") == "upper"
+    assert _parse_value("'2'") == "2"
+
+
+def test_help_lists_every_notebook_parameter_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for nb, params in notebook_parameters().items():
+        assert nb in text
+        for name, default in params.items():
+            if name not in ("store_dir", "out_dir"):
+                assert f"{name} = {default!r}" in text, name
+
+
+def test_comparison_report_puts_models_on_relative_depth(tmp_path):
+    studies = {}
+    for model, n_blocks, peak in (("deep", 8, 6), ("shallow", 4, 3)):
+        acts, meta = synthetic_activations(n_personas=2, n_per_direction=30, hidden_size=12,
+                                           layers=range(n_blocks + 1), direction_signal={peak: 2.0}, seed=1)
+        table = analyse_layers(acts, meta, model=model, n_blocks=n_blocks, n_reps=2, n_per_cluster=10, n_folds=3,
+                               n_trees=5, n_jobs=1, progress=False)
+        sub = tmp_path / model
+        save_results(table, sub / "tables" / "layer_metrics.csv")
+        studies[model] = sub
+    text = build_comparison_report(tmp_path, studies)
+    assert "2 models compared" in text and "deep/report.md" in text and "shallow/report.md" in text
+    # the planted peaks, on one relative-depth axis: 6/8 and 3/4, both in the final third
+    rows = [line for line in text.splitlines() if line.startswith("| deep") or line.startswith("| shallow")]
+    assert any("| deep | 6 | 0.750 |" in r for r in rows) and any("| shallow | 3 | 0.750 |" in r for r in rows)
+    assert (tmp_path / "figures" / "metric_by_relative_depth_cluster_silhouette.png").stat().st_size > 0
