@@ -62,7 +62,7 @@ def test_deepscan_runs_on_dask_equal_serial_runs(scheduler, tmp_path):
 def test_layer_analysis_on_dask_equals_serial(scheduler):
     acts, meta = synthetic_activations(n_personas=3, n_per_direction=20, hidden_size=16, layers=range(3),
                                        direction_signal={2: 1.0}, seed=0)
-    kw = dict(model="toy", n_blocks=4, layers=[0, 2], n_reps=2, n_per_direction=10, progress=False)
+    kw = dict(model="toy", n_blocks=4, layers=[0, 2], n_reps=2, n_per_cluster=10, progress=False)
     serial = cluster_separation(acts, meta, n_jobs=1, **kw)
     with dask_cluster(scheduler):
         remote = cluster_separation(acts, meta, n_jobs=-1, **kw)

@@ -44,9 +44,10 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-# Quick study, smaller still: four layers (valid for any model of 6 blocks or more), few DeepScan runs, no UMAP.
+# Quick study, smaller still: four layers (valid for any model of 6 blocks or more), few DeepScan runs, no UMAP,
+# no causal check (its model load and passes are tested by test_study; here the UI is under test).
 LAYERS = [0, 2, 4, 6]
-OVERRIDES = {"n_runs": 3, "umap": False}
+OVERRIDES = {"n_runs": 3, "umap": False, "causal": False}
 
 pytestmark = [
     pytest.mark.browser,

@@ -53,8 +53,8 @@ def test_comparison_report_puts_models_on_relative_depth(tmp_path):
     for model, n_blocks, peak in (("deep", 8, 6), ("shallow", 4, 3)):
         acts, meta = synthetic_activations(n_personas=2, n_per_direction=30, hidden_size=12,
                                            layers=range(n_blocks + 1), direction_signal={peak: 2.0}, seed=1)
-        table = analyse_layers(acts, meta, model=model, n_blocks=n_blocks, n_reps=2, n_per_cluster=10, n_folds=3,
-                               n_trees=5, n_jobs=1, progress=False)
+        table = analyse_layers(acts, meta, model=model, n_blocks=n_blocks, n_reps=2, n_per_cluster=10,
+                               classifiers=(), direction_classifiers=(), n_jobs=1, progress=False)
         sub = tmp_path / model
         save_results(table, sub / "tables" / "layer_metrics.csv")
         studies[model] = sub
@@ -64,3 +64,4 @@ def test_comparison_report_puts_models_on_relative_depth(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| deep") or line.startswith("| shallow")]
     assert any("| deep | 6 | 0.750 |" in r for r in rows) and any("| shallow | 3 | 0.750 |" in r for r in rows)
     assert (tmp_path / "figures" / "metric_by_relative_depth_cluster_silhouette.png").stat().st_size > 0
+    assert not (tmp_path / "figures" / "metric_by_relative_depth_persona_classifier_accuracy.png").exists()
