@@ -70,8 +70,8 @@ def _configuration(study: dict, out: Path) -> str:
     text += ["", f"Layers: `{p.get('layers')}`; the default rule is {DEFAULT_LAYERS_RULE}."]
     trims = _trims(p)
     if trims:
-        text += ["", "Trimmed from the paper's full protocol to fit the default time budget (set these parameters "
-                 "to run it in full; none changes a conclusion the report draws): " + "; ".join(trims) + "."]
+        text += ["", "Trimmed from the paper's full protocol to fit the default time budget (each is a notebook "
+                 "parameter: set it back, e.g. `-p n_folds 10`, to run the full protocol): " + "; ".join(trims) + "."]
     return "\n".join(text)
 
 
