@@ -28,7 +28,7 @@ def _search(flat: np.ndarray, rows: np.ndarray, x: np.ndarray, width: int, inclu
     """Count background values ``< x`` (``<= x`` if inclusive) with a branchless binary search.
 
     ``flat`` holds sorted background rows of length ``width + 1`` (a power of two),
-    padded with +inf; ``rows`` (int32) gives each query's row start in ``flat``.
+    padded with +inf; ``rows`` (intp) gives each query's row start in ``flat``.
     Each halving step is one gather, one comparison and one add over all queries.
     """
     pos = rows.copy()
@@ -38,7 +38,8 @@ def _search(flat: np.ndarray, rows: np.ndarray, x: np.ndarray, width: int, inclu
     inc = np.empty(x.shape, pos.dtype)
     step = (width + 1) // 2
     while step >= 1:
-        np.take(flat[step - 1 :], pos, out=v)  # offset view: no index arithmetic
+        # intp indices and mode="clip" (every index is in range): no conversion pass, no bounds check
+        np.take(flat[step - 1 :], pos, out=v, mode="clip")  # offset view: no index arithmetic
         cmp(v, x, out=hit)
         np.multiply(hit, step, out=inc)
         pos += inc
@@ -63,8 +64,6 @@ def _for_blocks(bg: np.ndarray, x: np.ndarray, fn) -> None:
     n, m = bg.shape
     g = x.shape[0]
     pad = 1 << int(n).bit_length()  # power of two > n
-    if (m + 1) * pad >= np.iinfo(np.int32).max:
-        raise ValueError(f"background too large for the int32 search ({n} x {m}); scan fewer nodes at a time")
     table = np.full((m, pad), np.inf, dtype=bg.dtype)
     table[:, :n] = bg.T
     table[:, :n].sort(axis=1)  # the background, sorted once per node
@@ -73,11 +72,12 @@ def _for_blocks(bg: np.ndarray, x: np.ndarray, fn) -> None:
     def work(s: int) -> None:
         e = min(s + _BLOCK, m)
         xb = np.ascontiguousarray(x[:, s:e].T)  # (block, g)
-        rows = np.repeat(np.arange(s, e, dtype=np.int32) * pad, g).reshape(e - s, g)
+        rows = np.repeat(np.arange(s, e, dtype=np.intp) * pad, g).reshape(e - s, g)
         lo = _search(flat, rows, xb, pad - 1, inclusive=False)
-        hi = lo.copy()
-        tie = flat.take(rows + lo) == xb  # a background value equals x: only there R > L
+        tie = flat.take(rows + lo, mode="clip") == xb  # a background value equals x: only there R > L
+        hi = lo  # no tie (the usual case for continuous activations): R == L, no copy
         if tie.any():
+            hi = lo.copy()
             hi[tie] = _search(flat, rows[tie], xb[tie], pad - 1, inclusive=True)
         fn(s, e, lo, hi)
 
