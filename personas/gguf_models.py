@@ -17,13 +17,14 @@ imported: :func:`packaged_gguf` finds the file through the package's metadata.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
+
+from personas.io import file_sha256
 
 __all__ = [
     "packaged_gguf",
@@ -88,11 +89,7 @@ def gguf_sha256(path: str | os.PathLike, cache_dir: str | os.PathLike | None = N
         index = {}
     if key in index:
         return index[key]
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    sha = digest.hexdigest()
+    sha = file_sha256(path)
     index[key] = sha
     with contextlib.suppress(OSError):  # the index is an optimisation; a read-only cache is fine
         index_file.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = [
+    "file_sha256",
     "safe_name",
     "atomic_path",
     "clean_temp_files",
@@ -173,6 +174,17 @@ def exclusive_lock(lock_file: str | os.PathLike, what: str) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             lock_file.unlink()
         os.close(fd)  # closing releases the lock
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
+    """The hex SHA-256 of a file's bytes, read in chunks (multi-GB weight files fit in memory)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_text(target: str | os.PathLike, text: str) -> Path:

@@ -43,7 +43,15 @@ import numpy as np
 import pandas as pd
 
 from personas.checks import check_bool, check_int
-from personas.io import atomic_path, clean_temp_files, exclusive_lock, read_json, safe_name, write_json
+from personas.io import (
+    atomic_path,
+    clean_temp_files,
+    exclusive_lock,
+    file_sha256,
+    read_json,
+    safe_name,
+    write_json,
+)
 
 __all__ = [
     "STORE_FORMAT_VERSION",
@@ -398,11 +406,7 @@ def _file_digest(path: Path, cache: dict) -> str:
     if text_key in cache:
         _digest_cache[key] = cache[text_key]
         return cache[text_key]
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 24), b""):
-            h.update(block)
-    digest = h.hexdigest()
+    digest = file_sha256(path)
     _digest_cache[key] = cache[text_key] = digest
     return digest
 

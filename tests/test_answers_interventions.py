@@ -23,13 +23,7 @@ from tests.tiny_models import make_model, make_tokenizer, tiny_statements
 
 PLANTED_UNITS = [5, 11]
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run several times faster on one thread (no oversubscription on shared cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def planted_tokenizer(padding_side="left"):

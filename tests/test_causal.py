@@ -6,7 +6,7 @@ last token, with w supported on PLANTED_UNITS, so every effect has a closed form
 
 import json
 
-import matplotlib
+import matplotlib.figure
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,13 +33,7 @@ ALPHAS = (-0.5, 0.5)
 SEED = 3
 OTHER_NODES = [0, 1, 2, 20]  # disjoint from PLANTED_UNITS
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run several times faster on one thread (no oversubscription on shared cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -259,4 +253,4 @@ def test_save_summary_and_plots(result, tmp_path):
     assert (tmp_path / "causal_ablation_mean_abs_shift.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="metric"):
         plot_ablation_null(result.random_ablation, result.ablation, metric="auc")
-    matplotlib.pyplot.close("all")
+    # the plots are built without pyplot: nothing to close

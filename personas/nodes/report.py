@@ -23,6 +23,20 @@ from personas.provenance import now_iso, package_versions
 __all__ = ["save_node_report", "save_calibration_report"]
 
 
+def _checked_space(run_files, min_fraction, *, n_nodes=None, node_layout=None):
+    """The node space of ``run_files`` after the checks both report writers need."""
+    if not isinstance(run_files, Mapping) or not run_files:
+        raise ValueError("run_files must be a non-empty dict {persona: RunFile}")
+    _check_fraction(min_fraction)
+    space = node_space(run_files, n_nodes=n_nodes, node_layout=node_layout)
+    if space.n_nodes is None:
+        raise ValueError(
+            "the number of scanned nodes is unknown (published text files have no header); pass n_nodes "
+            "(e.g. the hidden size of the scanned layer)"
+        )
+    return space
+
+
 def save_node_report(
     run_files: Mapping[str, Any],
     out_dir: str | os.PathLike,
@@ -78,15 +92,7 @@ def save_node_report(
     dict
         ``{table name: path written}``.
     """
-    if not isinstance(run_files, Mapping) or not run_files:
-        raise ValueError("run_files must be a non-empty dict {persona: RunFile}")
-    _check_fraction(min_fraction)
-    space = node_space(run_files, n_nodes=n_nodes, node_layout=node_layout)
-    if space.n_nodes is None:
-        raise ValueError(
-            "the number of scanned nodes is unknown (published text files have no header); pass n_nodes "
-            "(e.g. the hidden size of the scanned layer)"
-        )
+    space = _checked_space(run_files, min_fraction, n_nodes=n_nodes, node_layout=node_layout)
     out = Path(out_dir)
     sets = salient_sets(run_files, min_fraction, method=method, nulls=nulls, q=q, n_nodes=space.n_nodes)
     tables: dict[str, pd.DataFrame] = {
@@ -196,12 +202,7 @@ def save_calibration_report(
     dict
         ``{table name: path written}``.
     """
-    if not isinstance(run_files, Mapping) or not run_files:
-        raise ValueError("run_files must be a non-empty dict {persona: RunFile}")
-    _check_fraction(min_fraction)
-    space = node_space(run_files)
-    if space.n_nodes is None:
-        raise ValueError("the number of scanned nodes is unknown; run files need a header with n_nodes")
+    space = _checked_space(run_files, min_fraction)
     out = Path(out_dir)
     methods = [("union", None), *([("min_fraction", min_fraction)] if min_fraction is not None else []),
                ("calibrated", None)]
