@@ -1,9 +1,13 @@
 """Empirical p-value ranges of records against a background (docs/deepscan.md, section 1).
 
 For node j and value x: ``L = #{b < x}``, ``R = #{b <= x}`` over the background
-column. The counts come from one sort of the background (per node) and a
-branchless binary search vectorised over all records and nodes at once,
-processed in blocks of nodes so that the working set stays in cache.
+column. Nodes are counted in blocks: each block's background is sorted once per
+node, then a branchless binary search runs over all records x nodes of the block at
+once. Blocks are independent and run in threads, each reusing its own buffers (a
+fresh array per block costs page faults). Ties (``R > L``) are rare for continuous
+activations; they are found at the end of the search and only those entries are
+searched a second time. Every p-value is a function of (L, R), looked up in a table of
+the formula evaluated at 0..N, so a whole output is one gather.
 """
 
 from __future__ import annotations
@@ -18,34 +22,135 @@ from ._conventions import TAILS, canonical_preset, canonical_tail
 
 __all__ = ["TAILS", "pvalue_ranges", "rank_counts", "ranges_from_counts", "counted_pvalues_node_major", "canonical_tail"]
 
-_BLOCK = 256  # nodes per block: (block, n_records) work arrays stay in L2
-# Blocks are independent and numpy's gathers and comparisons release the GIL, so blocks are
-# counted in threads (at most this many; the results do not depend on it).
+_BLOCK = 256  # nodes per block: fewer numpy calls than smaller blocks, buffers still near L2
+_CHUNK = 1 << 16  # entries per output gather
+# numpy's gathers, comparisons and sorts release the GIL, so blocks run in threads (at most
+# this many; the results do not depend on it).
 MAX_THREADS = min(4, os.cpu_count() or 1)
 
 
-def _search(flat: np.ndarray, rows: np.ndarray, x: np.ndarray, width: int, inclusive: bool) -> np.ndarray:
-    """Count background values ``< x`` (``<= x`` if inclusive) with a branchless binary search.
+def _in_threads(fn, items) -> None:
+    """``fn(item)`` for every item, in up to MAX_THREADS threads (re-raises a worker's exception)."""
+    items = list(items)
+    threads = min(MAX_THREADS, len(items))
+    if threads <= 1:
+        for it in items:
+            fn(it)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(fn, items):
+            pass
 
-    ``flat`` holds sorted background rows of length ``width + 1`` (a power of two),
-    padded with +inf; ``rows`` (intp) gives each query's row start in ``flat``.
-    Each halving step is one gather, one comparison and one add over all queries.
+
+class _Buffers:
+    """Work arrays one thread reuses for every block it counts (fresh arrays cost page faults)."""
+
+    def __init__(self, n: int, g: int, block: int, pad: int, dtype):
+        self.raw = np.empty(n * block, dtype)
+        self.table = np.empty((block, pad), dtype)
+        # the search runs in float32 (half the memory traffic); float64 input keeps its exact table
+        self.table32 = self.table if dtype == np.float32 else np.empty((block, pad), np.float32)
+        self.x = np.empty(g * block, np.float32)
+        self.v = np.empty(g * block, np.float32)
+        self.pos = np.empty(g * block, np.intp)
+        self.inc = np.empty(g * block, np.intp)
+        self.hit = np.empty(g * block, bool)
+
+    def view(self, name: str, shape: tuple[int, int]) -> np.ndarray:
+        return getattr(self, name)[: shape[0] * shape[1]].reshape(shape)
+
+
+def _count_block(bg: np.ndarray, x: np.ndarray, s: int, e: int, pad: int, buf: _Buffers):
+    """Counts for nodes ``s:e``: ``(L, unsure)``, (n_records, e - s) views, and the exact sorted table.
+
+    The background rows are sorted into ``buf.table`` (padded with +inf to ``pad``, a power
+    of two > n). The search runs on float32 values: rounding to float32 keeps order
+    (``b < x`` implies ``f(b) <= f(x)``, and ``f(b) < f(x)`` implies ``b < x``), so the float32
+    count is exact wherever no background value rounds to the same float32 as x. Those
+    entries, and the ties of float32 input, are flagged ``unsure`` and counted again
+    exactly by the caller. Each halving step is one gather, one comparison and two
+    integer passes.
     """
-    pos = rows.copy()
-    cmp = np.less_equal if inclusive else np.less
-    v = np.empty(x.shape, flat.dtype)
-    hit = np.empty(x.shape, bool)
-    inc = np.empty(x.shape, pos.dtype)
-    step = (width + 1) // 2
-    while step >= 1:
+    n, g, b = bg.shape[0], x.shape[0], e - s
+    raw = buf.view("raw", (n, b))
+    raw[...] = bg[:, s:e]  # contiguous copy, then a small transpose (a strided transposed read is slower)
+    table = buf.table[:b]
+    table[:, :n] = raw.T
+    table[:, n:] = np.inf
+    table[:, :n].sort(axis=1)
+    table32 = buf.table32[:b]
+    xb = buf.view("x", (g, b))
+    with np.errstate(over="ignore"):  # beyond float32's range: +-inf, still in order (and flagged unsure)
+        if table32 is not table:
+            table32[...] = table  # rounding keeps the rows sorted
+        xb[...] = x[:, s:e]
+    flat = buf.table32.ravel()
+    v, pos, inc, hit = (buf.view(name, (g, b)) for name in ("v", "pos", "inc", "hit"))
+    offsets = np.arange(b, dtype=np.intp) * pad  # row starts in flat
+    step = pad // 2
+    shift = step.bit_length() - 1
+    pivot = np.ascontiguousarray(table32[:, step - 1])  # first step: one pivot per node, broadcast (no gather);
+    np.less(pivot, xb, out=hit)  # a strided broadcast operand would make numpy buffer every row
+    np.copyto(pos, hit, casting="unsafe")
+    np.left_shift(pos, shift, out=pos)
+    pos += offsets
+    while step > 1:
+        step //= 2
+        shift -= 1
         # intp indices and mode="clip" (every index is in range): no conversion pass, no bounds check
         np.take(flat[step - 1 :], pos, out=v, mode="clip")  # offset view: no index arithmetic
-        cmp(v, x, out=hit)
-        np.multiply(hit, step, out=inc)
+        np.less(v, xb, out=hit)
+        np.copyto(inc, hit, casting="unsafe")  # bool -> int, then a shift: cheaper than hit * step
+        if shift:
+            np.left_shift(inc, shift, out=inc)
         pos += inc
+    np.take(flat, pos, out=v, mode="clip")
+    np.equal(v, xb, out=hit)  # the first value >= x equals x (in float32): only there may R > L
+    pos -= offsets
+    return pos, hit, buf.table.ravel()
+
+
+def _search(flat: np.ndarray, rows: np.ndarray, q: np.ndarray, pad: int, inclusive: bool) -> np.ndarray:
+    """``#{b < q}`` (``<=`` if inclusive) for a few queries; rows (intp) are their row starts in the padded ``flat``."""
+    cmp = np.less_equal if inclusive else np.less
+    pos = rows.copy()
+    step = pad // 2
+    while step >= 1:
+        pos += cmp(flat.take(pos + (step - 1), mode="clip"), q) * step
         step //= 2
-    pos -= rows
-    return pos
+    return pos - rows
+
+
+def _counts(bg: np.ndarray, x: np.ndarray):
+    """``L`` (int32, (n_records, n_nodes)) and the ties: (records, nodes, R) where ``R > L``."""
+    n, m = bg.shape
+    g = x.shape[0]
+    pad = 1 << int(n).bit_length()  # power of two > n
+    L = np.empty((g, m), np.int32)
+    ties: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    starts = list(range(0, m, _BLOCK))
+    threads = max(1, min(MAX_THREADS, len(starts)))
+
+    def work(w: int) -> None:
+        buf = _Buffers(n, g, min(_BLOCK, m), pad, bg.dtype)
+        for s in starts[w::threads]:  # blocks are disjoint: no locking
+            e = min(s + _BLOCK, m)
+            lo, unsure, flat = _count_block(bg, x, s, e, pad, buf)
+            L[:, s:e] = lo
+            if unsure.any():  # count these exactly, in the input's precision
+                r, c = np.nonzero(unsure)
+                q, rows = x[r, c + s], c * pad
+                exact_lo = _search(flat, rows, q, pad, inclusive=False)
+                exact_hi = _search(flat, rows, q, pad, inclusive=True)
+                L[r, c + s] = exact_lo
+                tied = exact_hi > exact_lo
+                ties.append((r[tied], c[tied] + s, exact_hi[tied]))  # list.append is atomic
+
+    _in_threads(work, range(threads))
+    if not ties:
+        empty = np.empty(0, np.intp)
+        return L, (empty, empty, empty)
+    return L, tuple(np.concatenate(parts) for parts in zip(*ties))
 
 
 def _prepare(background, records):
@@ -54,42 +159,6 @@ def _prepare(background, records):
     check_same_width(bg, x)
     dtype = np.result_type(bg.dtype, x.dtype)  # compare in a common exact type
     return bg.astype(dtype, copy=False), x.astype(dtype, copy=False)
-
-
-def _for_blocks(bg: np.ndarray, x: np.ndarray, fn) -> None:
-    """Call ``fn(start, stop, L, R)`` for each block of nodes (in threads; blocks are disjoint).
-
-    L and R are int32, node-major ``(block, n_records)``.
-    """
-    n, m = bg.shape
-    g = x.shape[0]
-    pad = 1 << int(n).bit_length()  # power of two > n
-    table = np.full((m, pad), np.inf, dtype=bg.dtype)
-    table[:, :n] = bg.T
-    table[:, :n].sort(axis=1)  # the background, sorted once per node
-    flat = table.ravel()
-
-    def work(s: int) -> None:
-        e = min(s + _BLOCK, m)
-        xb = np.ascontiguousarray(x[:, s:e].T)  # (block, g)
-        rows = np.repeat(np.arange(s, e, dtype=np.intp) * pad, g).reshape(e - s, g)
-        lo = _search(flat, rows, xb, pad - 1, inclusive=False)
-        tie = flat.take(rows + lo, mode="clip") == xb  # a background value equals x: only there R > L
-        hi = lo  # no tie (the usual case for continuous activations): R == L, no copy
-        if tie.any():
-            hi = lo.copy()
-            hi[tie] = _search(flat, rows[tie], xb[tie], pad - 1, inclusive=True)
-        fn(s, e, lo, hi)
-
-    starts = range(0, m, _BLOCK)
-    threads = min(MAX_THREADS, len(starts))
-    if threads <= 1:
-        for s in starts:
-            work(s)
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in pool.map(work, starts):  # re-raises a worker's exception here
-            pass
 
 
 def rank_counts(background, records) -> tuple[np.ndarray, np.ndarray]:
@@ -105,13 +174,9 @@ def rank_counts(background, records) -> tuple[np.ndarray, np.ndarray]:
     L, R : ndarray of int32, shape (n_records, n_nodes)
     """
     bg, x = _prepare(background, records)
-    L = np.empty(x.shape, np.int32)
-    R = np.empty(x.shape, np.int32)
-    def put(s, e, lo, hi):
-        L[:, s:e] = lo.T
-        R[:, s:e] = hi.T
-
-    _for_blocks(bg, x, put)
+    L, (r, c, hi) = _counts(bg, x)
+    R = L.copy()
+    R[r, c] = hi
     return L, R
 
 
@@ -151,6 +216,21 @@ def _ranges_block(lo: np.ndarray, hi: np.ndarray, n: int, tail: str, preset: str
     return tmin.take(lo if imin == "L" else hi), tmax.take(lo if imax == "L" else hi)
 
 
+def _untied_table(n: int, tail: str, preset: str | None) -> np.ndarray:
+    """``(n + 1, 2)`` float64: [pmin, pmax] where L = R = k (the same bits as :func:`_ranges_block`)."""
+    k = np.arange(n + 1)
+    out = np.empty((n + 1, 2), np.float64)
+    out[:, 0], out[:, 1] = _ranges_block(k, k, n, tail, preset)
+    return out
+
+
+def _gather_rows(table: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = table[index[i]]`` for 2-D ``index`` and ``out`` (contiguous), in row chunks and threads."""
+    rows = max(1, _CHUNK // max(1, index.shape[1]))
+    _in_threads(lambda r: np.take(table, index[r : r + rows], out=out[r : r + rows], mode="clip"),
+                range(0, index.shape[0], rows))
+
+
 def ranges_from_counts(L: np.ndarray, R: np.ndarray, n_background: int, tail: str = "upper", *, preset: str | None = None) -> np.ndarray:
     """p-value ranges (..., 2) float64 from the counts of :func:`rank_counts`.
 
@@ -168,14 +248,15 @@ def ranges_from_counts(L: np.ndarray, R: np.ndarray, n_background: int, tail: st
 def counted_pvalues_node_major(background, records, tail: str, *, preset: str | None = None, column: int = 1) -> np.ndarray:
     """One end of the p-value ranges (``column`` 0 = pmin, 1 = pmax), node-major ``(n_nodes, n_records)``.
 
-    What the group scan counts, in the layout it scans, without any transposition.
+    What the group scan counts, in the layout it scans.
     """
     bg, x = _prepare(background, records)
+    n = bg.shape[0]
+    L, (r, c, hi) = _counts(bg, x)
     out = np.empty((x.shape[1], x.shape[0]), np.float64)
-    def put(s, e, lo, hi):
-        out[s:e] = _ranges_block(lo, hi, bg.shape[0], tail, preset)[column]
-
-    _for_blocks(bg, x, put)
+    _gather_rows(np.ascontiguousarray(_untied_table(n, tail, preset)[:, column]), L.T, out)
+    if r.size:
+        out[c, r] = _ranges_block(L[r, c], hi, n, tail, preset)[column]
     return out
 
 
@@ -213,11 +294,13 @@ def pvalue_ranges(background, records, tail: str | None = None, *, preset: str |
         raise ValueError(f"preset {preset!r} fixes tail='lower', got tail={tail!r}; leave tail unset")
     bg, x = _prepare(background, records)
     n = bg.shape[0]
+    L, (r, c, hi) = _counts(bg, x)
     out = np.empty(x.shape + (2,), np.float64)
-    def put(s, e, lo, hi):
-        pmin, pmax = _ranges_block(lo, hi, n, tail, preset)
-        out[:, s:e, 0] = pmin.T
-        out[:, s:e, 1] = pmax.T
-
-    _for_blocks(bg, x, put)
+    # [pmin, pmax] pairs as one 16-byte item: the whole output is one contiguous gather
+    pairs = _untied_table(n, tail, preset).view(np.complex128).ravel()
+    _gather_rows(pairs, L, out.view(np.complex128).reshape(x.shape))
+    if r.size:
+        pmin, pmax = _ranges_block(L[r, c], hi, n, tail, preset)
+        out[r, c, 0] = pmin
+        out[r, c, 1] = pmax
     return out

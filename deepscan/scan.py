@@ -181,16 +181,29 @@ def ltss_records(levT: np.ndarray, nodes: np.ndarray | None, thr: np.ndarray, fn
     return best, t, np.flatnonzero(counts[:, t] >= desc[t, j]).astype(np.int64)
 
 
-def _ascent(levT, thr, fn, compat, records=None, nodes=None, start="nodes"):
+def _step(memo: dict, side: str, fixed, levT, thr, fn, compat):
+    """One LTSS step, remembered: restarts often reach a set an earlier restart already scanned.
+
+    A step is a deterministic function of the fixed set, so reusing its result changes nothing.
+    """
+    key = (side, None if fixed is None else fixed.tobytes())
+    if key not in memo:
+        ltss = ltss_nodes if side == "nodes" else ltss_records
+        memo[key] = ltss(levT, fixed, thr, fn, compat)
+    return memo[key]
+
+
+def _ascent(levT, thr, fn, compat, records=None, nodes=None, start="nodes", memo=None):
     """Alternate LTSS steps from a start set until the score stops strictly increasing."""
+    memo = {} if memo is None else memo
     best = (-math.inf, None, records, nodes)
     side = start
     for _ in range(_MAX_STEPS):
         if side == "nodes":
-            s, t, new = ltss_nodes(levT, records, thr, fn, compat)
+            s, t, new = _step(memo, "nodes", records, levT, thr, fn, compat)
             cand = (s, t, records, new)
         else:
-            s, t, new = ltss_records(levT, nodes, thr, fn, compat)
+            s, t, new = _step(memo, "records", nodes, levT, thr, fn, compat)
             cand = (s, t, new, nodes)
         if not s > best[0]:
             break
@@ -214,17 +227,18 @@ def _scan_levels(levT: np.ndarray, thr: np.ndarray, config: ScanConfig, seed) ->
     compat = config.preset is not None
     rng = None
     winner = None
+    memo: dict = {}  # LTSS steps shared by the restarts
     for restart in range(config.restarts):
         if restart == 0:
-            res = _ascent(levT, thr, fn, compat, records=None, start="nodes")
+            res = _ascent(levT, thr, fn, compat, records=None, start="nodes", memo=memo)
         elif restart == 1:
-            res = _ascent(levT, thr, fn, compat, nodes=None, start="records")
+            res = _ascent(levT, thr, fn, compat, nodes=None, start="records", memo=memo)
         else:
             if rng is None:
                 rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
             k = int(rng.integers(1, m + 1))
             start = np.sort(rng.choice(m, size=k, replace=False)).astype(np.intp)
-            res = _ascent(levT, thr, fn, compat, nodes=start, start="records")
+            res = _ascent(levT, thr, fn, compat, nodes=start, start="records", memo=memo)
         if winner is None or res[0] > winner[0]:
             winner = res
     score, t, records, nodes = winner

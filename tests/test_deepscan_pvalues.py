@@ -93,3 +93,49 @@ def test_bad_input_raises_clear_errors():
         pvalue_ranges(bg, np.zeros((1, 3)), "sideways")
     with pytest.raises(ValueError, match="unknown preset"):
         pvalue_ranges(bg, np.zeros((1, 3)), preset="ibm-2024")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blocks_threads_and_layouts_agree_with_brute_force(threads, monkeypatch):
+    """Several node blocks counted in threads, ties in some blocks only, every output layout."""
+    import deepscan.pvalues as pv_mod
+    from deepscan.pvalues import counted_pvalues_node_major
+
+    monkeypatch.setattr(pv_mod, "MAX_THREADS", threads)
+    rng = np.random.default_rng(7)
+    n, g, m = 37, 9, 3 * 256 + 5  # three full blocks and a short one
+    bg = rng.standard_normal((n, m))
+    bg[:, 300:340] = rng.integers(-2, 3, (n, 40))  # integer columns: ties with the records
+    x = rng.standard_normal((g, m))
+    x[:, 300:340] = rng.integers(-3, 4, (g, 40))
+    x[0, :256] = bg[5, :256]  # exact ties in the first block
+    bg[1, 700], x[2, 700] = -0.0, 0.0  # -0.0 == 0.0: a tie, not "below"
+    L, R = rank_counts(bg, x)
+    np.testing.assert_array_equal(L, (bg[None] < x[:, None]).sum(1))
+    np.testing.assert_array_equal(R, (bg[None] <= x[:, None]).sum(1))
+    assert (R > L).sum() > 256
+    for tail in ("upper", "lower", "two"):
+        pv = pvalue_ranges(bg, x, tail)
+        np.testing.assert_array_equal(pv, _brute(bg, x, tail))
+        for column in (0, 1):
+            np.testing.assert_array_equal(counted_pvalues_node_major(bg, x, tail, column=column), pv[..., column].T)
+    pv = pvalue_ranges(bg, -x, preset="ibm-2025")
+    np.testing.assert_array_equal(counted_pvalues_node_major(bg, -x, "lower", preset="ibm-2025", column=0), pv[..., 0].T)
+
+
+def test_float64_values_closer_than_float32_resolution_count_exactly():
+    """The search runs on float32-rounded values; float64 values that round together are recounted exactly."""
+    rng = np.random.default_rng(8)
+    n, g, m = 50, 12, 300
+    base = rng.choice([1.0, -3.5, 1e-300, -1e-300, 0.0, 1e300, -1e300, 3.4e38, 7e38], size=(n, m))
+    bg = base * (1 + rng.integers(-3, 4, (n, m)) * 1e-13)  # many distinct float64 values per float32
+    x = rng.choice([1.0, -3.5, 1e-300, -1e-300, 0.0, -0.0, 1e300, -1e300, 3.4e38, 7e38], size=(g, m))
+    x = x * (1 + rng.integers(-3, 4, (g, m)) * 1e-13)
+    x[:3] = bg[:3]  # exact ties too
+    bg[4, :50], x[5, :50] = -0.0, 0.0
+    with np.errstate(over="ignore"):
+        assert (bg.astype(np.float32)[None] == x.astype(np.float32)[:, None]).any()  # the case is exercised
+    L, R = rank_counts(bg, x)
+    np.testing.assert_array_equal(L, (bg[None] < x[:, None]).sum(1))
+    np.testing.assert_array_equal(R, (bg[None] <= x[:, None]).sum(1))
+    np.testing.assert_array_equal(pvalue_ranges(bg, x, "two"), _brute(bg, x, "two"))

@@ -181,15 +181,14 @@ def test_preset_all_zero_scores_returns_one_element_default_returns_empty():
 
 def test_ascent_never_decreases_the_score(monkeypatch):
     steps = []
-    for name in ("ltss_nodes", "ltss_records"):
-        orig = getattr(scan_mod, name)
+    orig_step = scan_mod._step  # every LTSS step of an ascent, remembered ones included
 
-        def wrapped(*a, _orig=orig, **k):
-            out = _orig(*a, **k)
-            steps.append(out[0])
-            return out
+    def wrapped(*a, **k):
+        out = orig_step(*a, **k)
+        steps.append(out[0])
+        return out
 
-        monkeypatch.setattr(scan_mod, name, wrapped)
+    monkeypatch.setattr(scan_mod, "_step", wrapped)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((30, 80))
     x[:10, :15] += 1.5
@@ -211,6 +210,40 @@ def test_ascent_never_decreases_the_score(monkeypatch):
             assert len(seq) >= 2
             assert all(b >= a - 1e-12 for a, b in zip(seq, seq[1:])), seq
         assert res.score == pytest.approx(max(max(seq) for seq in runs))
+
+
+def test_remembered_steps_change_nothing(monkeypatch):
+    """Restarts reuse LTSS steps already computed; scanning every step afresh gives the same result."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((40, 120))
+    x[:12, :20] += 1.2
+    pv = pvalue_ranges(rng.standard_normal((70, 120)), x)
+    calls = []
+    for name in ("ltss_nodes", "ltss_records"):
+        orig = getattr(scan_mod, name)
+
+        def counted(*a, _orig=orig, **k):
+            calls.append(name)
+            return _orig(*a, **k)
+
+        monkeypatch.setattr(scan_mod, name, counted)
+    remembering = scan_mod._step
+
+    def afresh(memo, *a):
+        return remembering({}, *a)  # an empty memo every time: nothing is reused
+
+    for preset in (None, "ibm-2025"):
+        cfg = ScanConfig(preset=preset, restarts=8)
+        calls.clear()
+        monkeypatch.setattr(scan_mod, "_step", remembering)
+        remembered = group_scan(pv, cfg, seed=2)
+        n_remembered = len(calls)
+        calls.clear()
+        monkeypatch.setattr(scan_mod, "_step", afresh)
+        fresh = group_scan(pv, cfg, seed=2)
+        assert remembered.same_as(fresh)
+        assert n_remembered < len(calls)  # the restarts did meet sets scanned before
+
 
 
 def test_membership_does_not_depend_on_order_of_records_or_nodes():
