@@ -51,19 +51,24 @@ def best_of(fn, repeat: int) -> float:
 
 
 def side_by_side(ref_fn, ds_fn, ref_repeat: int, repeat: int):
-    """Best times of both sides, run alternately (a slow spell of a shared machine hits both), and their first outputs.
+    """Best times of both sides and their first outputs: ``(t_ref, out_ref, t_ds, out_ds)``.
 
-    Returns ``(t_ref, out_ref, t_ds, out_ds)``.
+    The reference runs are spread among deepscan's, so that a slow spell of a shared
+    machine falls on both sides alike.
     """
     t_ref = t_ds = np.inf
     out_ref = out_ds = None
-    for i in range(max(ref_repeat, repeat)):
-        if i < ref_repeat:
+    every = max(1, repeat // max(1, ref_repeat))
+    n_ref = 0
+    for i in range(max(repeat, ref_repeat * every)):
+        if i % every == 0 and n_ref < ref_repeat:
             t, out = timed(ref_fn)
-            t_ref, out_ref = min(t_ref, t), out if out_ref is None else out_ref
+            t_ref, n_ref = min(t_ref, t), n_ref + 1
+            out_ref = out if out_ref is None else out_ref
         if i < repeat:
             t, out = timed(ds_fn)
-            t_ds, out_ds = min(t_ds, t), out if out_ds is None else out_ds
+            t_ds = min(t_ds, t)
+            out_ds = out if out_ds is None else out_ds
     return t_ref, out_ref, t_ds, out_ds
 
 
@@ -84,7 +89,7 @@ def same_scan(a, res) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the 32768-node tasks and the scaling table")
-    parser.add_argument("--repeat", type=int, default=5, help="runs of deepscan per task (best is kept)")
+    parser.add_argument("--repeat", type=int, default=8, help="runs of deepscan per task (best is kept)")
     parser.add_argument("--ref-repeat", type=int, default=2, help="runs of the reference per task (best is kept)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)

@@ -13,6 +13,7 @@ the formula evaluated at 0..N, so a whole output is one gather.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -52,8 +53,10 @@ class _Buffers:
         self.table32 = self.table if dtype == np.float32 else np.empty((block, pad), np.float32)
         self.x = np.empty(g * block, np.float32)
         self.v = np.empty(g * block, np.float32)
-        self.pos = np.empty(g * block, np.intp)
-        self.inc = np.empty(g * block, np.intp)
+        # int32 positions (half the traffic of intp; measured faster overall, gathers included)
+        index = np.int32 if block * pad < 2**31 else np.intp
+        self.pos = np.empty(g * block, index)
+        self.inc = np.empty(g * block, index)
         self.hit = np.empty(g * block, bool)
 
     def view(self, name: str, shape: tuple[int, int]) -> np.ndarray:
@@ -86,7 +89,7 @@ def _count_block(bg: np.ndarray, x: np.ndarray, s: int, e: int, pad: int, buf: _
         xb[...] = x[:, s:e]
     flat = buf.table32.ravel()
     v, pos, inc, hit = (buf.view(name, (g, b)) for name in ("v", "pos", "inc", "hit"))
-    offsets = np.arange(b, dtype=np.intp) * pad  # row starts in flat
+    offsets = np.arange(b, dtype=pos.dtype) * pad  # row starts in flat
     step = pad // 2
     shift = step.bit_length() - 1
     pivot = np.ascontiguousarray(table32[:, step - 1])  # first step: one pivot per node, broadcast (no gather);
@@ -97,7 +100,7 @@ def _count_block(bg: np.ndarray, x: np.ndarray, s: int, e: int, pad: int, buf: _
     while step > 1:
         step //= 2
         shift -= 1
-        # intp indices and mode="clip" (every index is in range): no conversion pass, no bounds check
+        # mode="clip": every index is in range, no bounds check needed
         np.take(flat[step - 1 :], pos, out=v, mode="clip")  # offset view: no index arithmetic
         np.less(v, xb, out=hit)
         np.copyto(inc, hit, casting="unsafe")  # bool -> int, then a shift: cheaper than hit * step
@@ -128,12 +131,19 @@ def _counts(bg: np.ndarray, x: np.ndarray):
     pad = 1 << int(n).bit_length()  # power of two > n
     L = np.empty((g, m), np.int32)
     ties: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    starts = list(range(0, m, _BLOCK))
-    threads = max(1, min(MAX_THREADS, len(starts)))
+    starts = iter(range(0, m, _BLOCK))
+    lock = threading.Lock()
+    threads = max(1, min(MAX_THREADS, -(-m // _BLOCK)))
 
-    def work(w: int) -> None:
+    def next_block():
+        with lock:
+            return next(starts, None)
+
+    def work(_: int) -> None:
         buf = _Buffers(n, g, min(_BLOCK, m), pad, bg.dtype)
-        for s in starts[w::threads]:  # blocks are disjoint: no locking
+        # each thread takes the next block when it is free: a slowed core does fewer blocks;
+        # blocks are disjoint, so their results need no lock
+        while (s := next_block()) is not None:
             e = min(s + _BLOCK, m)
             lo, unsure, flat = _count_block(bg, x, s, e, pad, buf)
             L[:, s:e] = lo
