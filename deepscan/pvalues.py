@@ -25,6 +25,7 @@ __all__ = ["TAILS", "pvalue_ranges", "rank_counts", "ranges_from_counts", "count
 
 _BLOCK = 256  # nodes per block: fewer numpy calls than smaller blocks, buffers still near L2
 _CHUNK = 1 << 16  # entries per output gather
+_FEW = 16  # unsure entries above 1/_FEW of a block: recount the whole block (discrete data)
 # numpy's gathers, comparisons and sorts release the GIL, so blocks run in threads (at most
 # this many; the results do not depend on it).
 MAX_THREADS = min(4, os.cpu_count() or 1)
@@ -46,54 +47,64 @@ def _in_threads(fn, items) -> None:
 class _Buffers:
     """Work arrays one thread reuses for every block it counts (fresh arrays cost page faults)."""
 
-    def __init__(self, n: int, g: int, block: int, pad: int, dtype):
-        self.raw = np.empty(n * block, dtype)
-        self.table = np.empty((block, pad), dtype)
-        # the search runs in float32 (half the memory traffic); float64 input keeps its exact table
-        self.table32 = self.table if dtype == np.float32 else np.empty((block, pad), np.float32)
-        self.x = np.empty(g * block, np.float32)
-        self.v = np.empty(g * block, np.float32)
+    def __init__(self, n: int, g: int, block: int, pad: int):
+        self.shape = (n, g, block, pad)
         # int32 positions (half the traffic of intp; measured faster overall, gathers included)
         index = np.int32 if block * pad < 2**31 else np.intp
         self.pos = np.empty(g * block, index)
         self.inc = np.empty(g * block, index)
         self.hit = np.empty(g * block, bool)
+        self._values: dict = {}
 
-    def view(self, name: str, shape: tuple[int, int]) -> np.ndarray:
-        return getattr(self, name)[: shape[0] * shape[1]].reshape(shape)
+    def values(self, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(raw, table, x, v) of one value type, made on first use (float64 only for exact recounts)."""
+        dtype = np.dtype(dtype)
+        if dtype not in self._values:
+            n, g, block, pad = self.shape
+            self._values[dtype] = (np.empty(n * block, dtype), np.empty((block, pad), dtype),
+                                   np.empty(g * block, dtype), np.empty(g * block, dtype))
+        return self._values[dtype]
 
 
-def _count_block(bg: np.ndarray, x: np.ndarray, s: int, e: int, pad: int, buf: _Buffers):
-    """Counts for nodes ``s:e``: ``(L, unsure)``, (n_records, e - s) views, and the exact sorted table.
+def _view(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    return a.ravel()[: rows * cols].reshape(rows, cols)
 
-    The background rows are sorted into ``buf.table`` (padded with +inf to ``pad``, a power
-    of two > n). The search runs on float32 values: rounding to float32 keeps order
-    (``b < x`` implies ``f(b) <= f(x)``, and ``f(b) < f(x)`` implies ``b < x``), so the float32
-    count is exact wherever no background value rounds to the same float32 as x. Those
-    entries, and the ties of float32 input, are flagged ``unsure`` and counted again
-    exactly by the caller. Each halving step is one gather, one comparison and two
-    integer passes.
+
+def _sorted_block(bg: np.ndarray, x: np.ndarray, s: int, e: int, pad: int, buf: _Buffers, dtype):
+    """Background rows of nodes ``s:e`` sorted and padded with +inf to ``pad``, and the records, in ``dtype``.
+
+    Returns ``(table (e - s, pad), x (n_records, e - s), v)``, views of the thread's buffers.
     """
     n, g, b = bg.shape[0], x.shape[0], e - s
-    raw = buf.view("raw", (n, b))
-    raw[...] = bg[:, s:e]  # contiguous copy, then a small transpose (a strided transposed read is slower)
-    table = buf.table[:b]
+    raw, table, xs, v = buf.values(dtype)
+    raw, table, xs, v = _view(raw, n, b), table[:b], _view(xs, g, b), _view(v, g, b)
+    with np.errstate(over="ignore"):  # beyond float32's range: +-inf, still in order (and flagged unsure)
+        raw[...] = bg[:, s:e]  # contiguous copy, then a small transpose (a strided transposed read is slower)
+        xs[...] = x[:, s:e]
     table[:, :n] = raw.T
     table[:, n:] = np.inf
     table[:, :n].sort(axis=1)
-    table32 = buf.table32[:b]
-    xb = buf.view("x", (g, b))
-    with np.errstate(over="ignore"):  # beyond float32's range: +-inf, still in order (and flagged unsure)
-        if table32 is not table:
-            table32[...] = table  # rounding keeps the rows sorted
-        xb[...] = x[:, s:e]
-    flat = buf.table32.ravel()
-    v, pos, inc, hit = (buf.view(name, (g, b)) for name in ("v", "pos", "inc", "hit"))
-    offsets = np.arange(b, dtype=pos.dtype) * pad  # row starts in flat
+    return table, xs, v
+
+
+def _block_search(table: np.ndarray, xs: np.ndarray, v: np.ndarray, buf: _Buffers, inclusive: bool, ties: bool):
+    """Branchless binary search of every record in its node's sorted row: ``#{b < x}`` (``<=`` if inclusive).
+
+    ``table`` (b, pad) holds the sorted rows, ``xs`` (n_records, b) the records. Each halving
+    step is one gather, one comparison and two integer passes over all records x nodes.
+    Returns the counts (a view of ``buf.pos``) and, if ``ties``, where the first value
+    >= x equals x (a view of ``buf.hit``; only there may ``R > L``).
+    """
+    b, pad = table.shape
+    g = xs.shape[0]
+    flat = table.ravel()  # a view (the first rows of a C-contiguous buffer): rows start at node * pad
+    pos, inc, hit = _view(buf.pos, g, b), _view(buf.inc, g, b), _view(buf.hit, g, b)
+    cmp = np.less_equal if inclusive else np.less
+    offsets = np.arange(b, dtype=pos.dtype) * pad
     step = pad // 2
     shift = step.bit_length() - 1
-    pivot = np.ascontiguousarray(table32[:, step - 1])  # first step: one pivot per node, broadcast (no gather);
-    np.less(pivot, xb, out=hit)  # a strided broadcast operand would make numpy buffer every row
+    pivot = np.ascontiguousarray(table[:, step - 1])  # first step: one pivot per node, broadcast (no gather);
+    cmp(pivot, xs, out=hit)  # a strided broadcast operand would make numpy buffer every row
     np.copyto(pos, hit, casting="unsafe")
     np.left_shift(pos, shift, out=pos)
     pos += offsets
@@ -102,15 +113,16 @@ def _count_block(bg: np.ndarray, x: np.ndarray, s: int, e: int, pad: int, buf: _
         shift -= 1
         # mode="clip": every index is in range, no bounds check needed
         np.take(flat[step - 1 :], pos, out=v, mode="clip")  # offset view: no index arithmetic
-        np.less(v, xb, out=hit)
+        cmp(v, xs, out=hit)
         np.copyto(inc, hit, casting="unsafe")  # bool -> int, then a shift: cheaper than hit * step
         if shift:
             np.left_shift(inc, shift, out=inc)
         pos += inc
-    np.take(flat, pos, out=v, mode="clip")
-    np.equal(v, xb, out=hit)  # the first value >= x equals x (in float32): only there may R > L
+    if ties:
+        np.take(flat, pos, out=v, mode="clip")
+        np.equal(v, xs, out=hit)
     pos -= offsets
-    return pos, hit, buf.table.ravel()
+    return pos, hit
 
 
 def _search(flat: np.ndarray, rows: np.ndarray, q: np.ndarray, pad: int, inclusive: bool) -> np.ndarray:
@@ -125,7 +137,14 @@ def _search(flat: np.ndarray, rows: np.ndarray, q: np.ndarray, pad: int, inclusi
 
 
 def _counts(bg: np.ndarray, x: np.ndarray):
-    """``L`` (int32, (n_records, n_nodes)) and the ties: (records, nodes, R) where ``R > L``."""
+    """``L`` (int32, (n_records, n_nodes)) and the ties: (records, nodes, R) where ``R > L``.
+
+    The search runs on float32 values: rounding keeps order (``b < x`` implies
+    ``f(b) <= f(x)``, and ``f(b) < f(x)`` implies ``b < x``), so the float32 count is exact
+    wherever no background value rounds to the same float32 as x. Those entries (the
+    ties, for float32 input) are counted again in the input's precision: one by one
+    when they are few, by a search of the whole block when they are many (discrete data).
+    """
     n, m = bg.shape
     g = x.shape[0]
     pad = 1 << int(n).bit_length()  # power of two > n
@@ -139,28 +158,61 @@ def _counts(bg: np.ndarray, x: np.ndarray):
         with lock:
             return next(starts, None)
 
+    def recount(s: int, e: int, buf: _Buffers, unsure: np.ndarray, searched) -> None:
+        exact32 = bg.dtype == np.float32  # the float32 search was then exact: only R is missing
+        if np.count_nonzero(unsure) * _FEW > unsure.size:  # many: whole-block searches
+            table, xs, v = searched if exact32 else _sorted_block(bg, x, s, e, pad, buf, bg.dtype)
+            if not exact32:
+                L[:, s:e] = _block_search(table, xs, v, buf, inclusive=False, ties=False)[0]
+            hi = _block_search(table, xs, v, buf, inclusive=True, ties=False)[0]
+            r, c = np.nonzero(hi > L[:, s:e])
+            ties.append((r, c + s, hi[r, c]))  # list.append is atomic
+            return
+        r, c = np.nonzero(unsure)
+        if exact32:
+            exact, rows = searched[0].ravel(), c * pad
+        else:  # sort the float64 columns concerned
+            cols, which = np.unique(c, return_inverse=True)
+            exact = np.full((cols.size, pad), np.inf)
+            exact[:, :n] = bg[:, s + cols].T
+            exact[:, :n].sort(axis=1)
+            exact, rows = exact.ravel(), which.astype(np.intp) * pad
+        q = x[r, c + s]
+        lo = _search(exact, rows, q, pad, inclusive=False)
+        hi = _search(exact, rows, q, pad, inclusive=True)
+        L[r, c + s] = lo
+        tied = hi > lo
+        ties.append((r[tied], c[tied] + s, hi[tied]))
+
     def work(_: int) -> None:
-        buf = _Buffers(n, g, min(_BLOCK, m), pad, bg.dtype)
+        buf = _Buffers(n, g, min(_BLOCK, m), pad)
         # each thread takes the next block when it is free: a slowed core does fewer blocks;
         # blocks are disjoint, so their results need no lock
         while (s := next_block()) is not None:
             e = min(s + _BLOCK, m)
-            lo, unsure, flat = _count_block(bg, x, s, e, pad, buf)
+            searched = _sorted_block(bg, x, s, e, pad, buf, np.float32)
+            lo, unsure = _block_search(*searched, buf, inclusive=False, ties=True)
             L[:, s:e] = lo
-            if unsure.any():  # count these exactly, in the input's precision
-                r, c = np.nonzero(unsure)
-                q, rows = x[r, c + s], c * pad
-                exact_lo = _search(flat, rows, q, pad, inclusive=False)
-                exact_hi = _search(flat, rows, q, pad, inclusive=True)
-                L[r, c + s] = exact_lo
-                tied = exact_hi > exact_lo
-                ties.append((r[tied], c[tied] + s, exact_hi[tied]))  # list.append is atomic
+            if unsure.any():
+                recount(s, e, buf, unsure.copy(), searched)
 
     _in_threads(work, range(threads))
     if not ties:
         empty = np.empty(0, np.intp)
         return L, (empty, empty, empty)
     return L, tuple(np.concatenate(parts) for parts in zip(*ties))
+
+
+def _dense_R(L: np.ndarray, ties) -> np.ndarray:
+    """``R`` as a whole array (int32, like ``L``) from the ties of :func:`_counts`."""
+    r, c, hi = ties
+    R = L.copy()
+    R[r, c] = hi
+    return R
+
+
+def _many(ties, L: np.ndarray) -> bool:
+    return ties[0].size * _FEW > L.size
 
 
 def _prepare(background, records):
@@ -184,10 +236,8 @@ def rank_counts(background, records) -> tuple[np.ndarray, np.ndarray]:
     L, R : ndarray of int32, shape (n_records, n_nodes)
     """
     bg, x = _prepare(background, records)
-    L, (r, c, hi) = _counts(bg, x)
-    R = L.copy()
-    R[r, c] = hi
-    return L, R
+    L, ties = _counts(bg, x)
+    return L, _dense_R(L, ties)
 
 
 def _tables(n: int, tail: str, preset: str | None):
@@ -262,7 +312,10 @@ def counted_pvalues_node_major(background, records, tail: str, *, preset: str | 
     """
     bg, x = _prepare(background, records)
     n = bg.shape[0]
-    L, (r, c, hi) = _counts(bg, x)
+    L, ties = _counts(bg, x)
+    if _many(ties, L):
+        return np.ascontiguousarray(_ranges_block(L, _dense_R(L, ties), n, tail, preset)[column].T)
+    r, c, hi = ties
     out = np.empty((x.shape[1], x.shape[0]), np.float64)
     _gather_rows(np.ascontiguousarray(_untied_table(n, tail, preset)[:, column]), L.T, out)
     if r.size:
@@ -304,8 +357,12 @@ def pvalue_ranges(background, records, tail: str | None = None, *, preset: str |
         raise ValueError(f"preset {preset!r} fixes tail='lower', got tail={tail!r}; leave tail unset")
     bg, x = _prepare(background, records)
     n = bg.shape[0]
-    L, (r, c, hi) = _counts(bg, x)
+    L, ties = _counts(bg, x)
     out = np.empty(x.shape + (2,), np.float64)
+    if _many(ties, L):  # discrete data: the formula over whole arrays beats fixing entry by entry
+        out[..., 0], out[..., 1] = _ranges_block(L, _dense_R(L, ties), n, tail, preset)
+        return out
+    r, c, hi = ties
     # [pmin, pmax] pairs as one 16-byte item: the whole output is one contiguous gather
     pairs = _untied_table(n, tail, preset).view(np.complex128).ravel()
     _gather_rows(pairs, L, out.view(np.complex128).reshape(x.shape))
