@@ -95,9 +95,10 @@ def test_bad_input_raises_clear_errors():
         pvalue_ranges(bg, np.zeros((1, 3)), preset="ibm-2024")
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_blocks_threads_and_layouts_agree_with_brute_force(threads, monkeypatch):
-    """Several node blocks counted in threads, ties in some blocks only, every output layout."""
+@pytest.mark.parametrize("threads,dtype", [(1, np.float64), (2, np.float64), (2, np.float32)])
+def test_blocks_threads_and_layouts_agree_with_brute_force(threads, dtype, monkeypatch):
+    """Several node blocks counted in threads; a few ties (recounted one by one) in one block, many
+    (the whole block recounted) in another; every output layout."""
     import deepscan.pvalues as pv_mod
     from deepscan.pvalues import counted_pvalues_node_major
 
@@ -110,6 +111,7 @@ def test_blocks_threads_and_layouts_agree_with_brute_force(threads, monkeypatch)
     x[:, 300:340] = rng.integers(-3, 4, (g, 40))
     x[0, :256] = bg[5, :256]  # exact ties in the first block
     bg[1, 700], x[2, 700] = -0.0, 0.0  # -0.0 == 0.0: a tie, not "below"
+    bg, x = bg.astype(dtype), x.astype(dtype)
     L, R = rank_counts(bg, x)
     np.testing.assert_array_equal(L, (bg[None] < x[:, None]).sum(1))
     np.testing.assert_array_equal(R, (bg[None] <= x[:, None]).sum(1))
