@@ -1,13 +1,15 @@
 """Empirical p-value ranges of records against a background (docs/deepscan.md, section 1).
 
 For node j and value x: ``L = #{b < x}``, ``R = #{b <= x}`` over the background
-column. Nodes are counted in blocks: each block's background is sorted once per
-node, then a branchless binary search runs over all records x nodes of the block at
-once. Blocks are independent and run in threads, each reusing its own buffers (a
-fresh array per block costs page faults). Ties (``R > L``) are rare for continuous
-activations; they are found at the end of the search and only those entries are
-searched a second time. Every p-value is a function of (L, R), looked up in a table of
-the formula evaluated at 0..N, so a whole output is one gather.
+column. Nodes are counted in blocks, handed to threads as they come free, each
+thread reusing its own buffers (a fresh array per block costs page faults). A
+block's background is rounded to float32 and sorted once per node, then a
+branchless binary search runs over all records x nodes of the block at once.
+Rounding keeps order, so the float32 count is exact except where a background
+value rounds to the same float32 as x (the ties, for float32 input): those entries
+are flagged by the search and counted again in the input's precision. Every
+p-value is a function of (L, R), looked up in a table of the formula evaluated at
+0..N, so a whole output is one gather.
 """
 
 from __future__ import annotations
