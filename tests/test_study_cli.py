@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from personas.layers import analyse_layers, save_results, synthetic_activations
 from personas.report import build_comparison_report
 from personas.study import _parse_value, main, notebook_parameters, split_parameters, study_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_each_notebook_gets_only_the_parameters_its_cell_defines(tmp_path):
@@ -65,3 +69,19 @@ def test_comparison_report_puts_models_on_relative_depth(tmp_path):
     assert any("| deep | 6 | 0.750 |" in r for r in rows) and any("| shallow | 3 | 0.750 |" in r for r in rows)
     assert (tmp_path / "figures" / "metric_by_relative_depth_cluster_silhouette.png").stat().st_size > 0
     assert not (tmp_path / "figures" / "metric_by_relative_depth_persona_classifier_accuracy.png").exists()
+
+
+def test_papermill_reads_every_parameter_line(caplog):
+    """papermill inspects each parameters cell; a line it cannot parse (a '>=' in a comment did) is dropped."""
+    import logging
+
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    for nb, params in notebook_parameters().items():
+        cell = next(c for c in nbformat.read(ROOT / nb, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            seen = {p.name for p in PythonTranslator.inspect(cell)}
+        assert set(params) <= seen, (nb, sorted(set(params) - seen))
+        assert "Unable to parse" not in caplog.text
