@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
 import json
 import math
 import numbers
@@ -53,6 +52,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from .locking import FileLock
 
 __all__ = [
     "FORMAT_VERSION",
@@ -182,45 +183,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-class _WriterLock:
-    """Exclusive, non-blocking ``flock`` on a lock file, removed on release (no-op without fcntl)."""
-
-    def __init__(self, lock_file: Path, what: str):
-        self.lock_file, self._fd = Path(lock_file), None
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            return
-        while True:
-            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise
-                raise RuntimeError(
-                    f"{what} is being written by another process (lock {self.lock_file} is held); "
-                    "wait for it to finish, or write to another path"
-                ) from None
-            try:
-                same = os.stat(self.lock_file).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:  # else the previous holder removed the file we locked: lock the new one
-                self._fd = fd
-                return
-            os.close(fd)
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            self.lock_file.unlink()
-        os.close(self._fd)  # closing releases the lock
-        self._fd = None
 
 
 # --------------------------------------------------------------------------- node layout
@@ -620,7 +582,7 @@ class RunFileWriter:
     """
 
     def __init__(self, path: Path, header: dict, lines: dict[int, str] | None = None, flush_every: float = 1.0,
-                 _lock: _WriterLock | None = None):
+                 _lock: FileLock | None = None):
         self.path = Path(path)
         self.header = header
         self._lines: dict[int, str] = dict(lines or {})
@@ -721,7 +683,7 @@ def open_run_file(
     inputs = None if inputs is None else _jsonable(dict(inputs))
     versions = package_versions()
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = _WriterLock(path.parent / f".{path.name}.lock", f"run file {path}")
+    lock = FileLock(path.parent / f".{path.name}.lock", f"run file {path}")
     try:
         writer = _open_locked(path, config, inputs, versions, overwrite, flush_every, lock)
     except BaseException:

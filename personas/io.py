@@ -14,7 +14,6 @@ leave a stale temporary file; :func:`clean_temp_files` removes them.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
@@ -22,6 +21,8 @@ import secrets
 import stat
 from pathlib import Path
 from typing import Any, Iterator
+
+from deepscan.locking import FileLock
 
 __all__ = [
     "file_sha256",
@@ -128,13 +129,10 @@ def clean_temp_files(folder: str | os.PathLike, name_glob: str = "*") -> list[Pa
 
 @contextlib.contextmanager
 def exclusive_lock(lock_file: str | os.PathLike, what: str) -> Iterator[Path]:
-    """Hold an exclusive, non-blocking ``flock`` on ``lock_file`` while the block runs.
+    """Hold an exclusive, non-blocking lock on ``lock_file`` while the block runs (:class:`deepscan.locking.FileLock`).
 
     A second holder (another process, or another open in this one) gets a
-    ``RuntimeError`` at once instead of writing beside the first. The lock file is
-    removed on release; a holder checks after locking that the file it locked is
-    still the one at ``lock_file`` (else it retries), so the removal cannot let two
-    holders in. Where ``fcntl`` does not exist (Windows) no lock is taken.
+    ``RuntimeError`` at once instead of writing beside the first.
 
     Parameters
     ----------
@@ -143,37 +141,9 @@ def exclusive_lock(lock_file: str | os.PathLike, what: str) -> Iterator[Path]:
         What is locked, for the message (e.g. ``"the activation store <dir>"``).
     """
     lock_file = Path(lock_file)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield lock_file
-        return
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise
-            raise RuntimeError(
-                f"{what} is being written by another process (lock {lock_file} is held); "
-                "wait for it to finish, or write somewhere else"
-            ) from None
-        try:
-            same = os.stat(lock_file).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)  # the previous holder removed the file we locked: lock the new one
-    try:
+    with FileLock(lock_file, what):
         yield lock_file
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            lock_file.unlink()
-        os.close(fd)  # closing releases the lock
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
