@@ -5,23 +5,23 @@ module of the ``personas`` package, named on its import line, where the code and
 docstring live:
 
 - ``personas.statements``: persona statements and topics (``load_statements``, ``load_topics``)
-- ``personas.models``: model and tokenizer loading (``load_model``)
-- ``personas.prompts``: prompt formatting with chat templates
-- ``personas.hooks``: forward hooks on transformer blocks
-- ``personas.extraction``: batched per-layer activation extraction
+- ``personas.model.loading``: model and tokenizer loading (``load_model``)
+- ``personas.model.prompts``: prompt formatting with chat templates
+- ``personas.model.hooks``: forward hooks on transformer blocks
+- ``personas.model.extraction``: batched per-layer activation extraction
 - ``personas.store``: the on-disk activation store (safetensors + JSON manifest)
 - ``personas.layers``: which layers separate personas, with controls
-- ``personas.cluster``: the heavy loops on a Dask cluster (``dask_cluster``)
-- ``personas.interventions``: edit the residual stream at a layer (ablate nodes, add a vector)
-- ``personas.io``: atomic JSON and table writers shared by every notebook
+- ``personas._core.parallel``: the heavy loops on a Dask cluster (``dask_cluster``)
+- ``personas.model.interventions``: edit the residual stream at a layer (ablate nodes, add a vector)
+- ``personas._core.io``: atomic JSON and table writers shared by every notebook
 
 Layer convention everywhere: index 0 = embeddings, index i = output of block i
 (as in Hugging Face ``hidden_states``).
 """
 
-from personas.cluster import dask_cluster, parallel_jobs
-from personas.extraction import POSITIONS, extract_activations, tokenize_prompts
-from personas.hooks import (
+from personas._core.parallel import dask_cluster, parallel_jobs
+from personas.model.extraction import POSITIONS, extract_activations, tokenize_prompts
+from personas.model.hooks import (
     BLOCK_PATHS,
     DEFAULT_LAYERS_RULE,
     FINAL_NORM_NAMES,
@@ -34,8 +34,8 @@ from personas.hooks import (
     layer_info,
     resolve_layers,
 )
-from personas.interventions import ablate_nodes, add_vector, edit_layer
-from personas.io import read_json, write_json, write_table, write_text
+from personas.model.interventions import ablate_nodes, add_vector, edit_layer
+from personas._core.io import read_json, write_json, write_table, write_text
 from personas.layers import (
     CLASSIFIER_METRICS,
     CLASSIFIERS,
@@ -66,7 +66,7 @@ from personas.layers import (
     synthetic_activations,
     wording_store_dir,
 )
-from personas.models import (
+from personas.model.loading import (
     DEFAULT_MODEL,
     DTYPES,
     MODEL_ALIASES,
@@ -78,7 +78,7 @@ from personas.models import (
     resolve_model,
     resolve_model_path,
 )
-from personas.prompts import TEMPLATE_MODES, Prompts, format_prompts
+from personas.model.prompts import TEMPLATE_MODES, Prompts, format_prompts
 from personas.statements import (
     DATA_DIR,
     DIRECTIONS,
@@ -90,39 +90,29 @@ from personas.statements import (
     paper_personas,
     persona_counts,
 )
-from personas.store import (
-    STORE_FORMAT_VERSION,
-    extract_to_store,
-    list_stored,
-    load_activations,
-    load_layers,
-    model_fingerprint,
-    model_slug,
-    save_activations,
-    statements_fingerprint,
-    store_fingerprint,
-    store_manifest,
-    store_path,
-    verify_stored,
-)
+from personas.store.paths import STORE_FORMAT_VERSION, list_stored, model_slug, store_path
+from personas.model.extraction import extract_to_store
+from personas.store.read import load_activations, load_layers, store_manifest, verify_stored
+from personas.store.fingerprints import model_fingerprint, statements_fingerprint, store_fingerprint
+from personas.store.write import save_activations
 
 __all__ = [
-    # personas.cluster
+    # personas._core.parallel
     "dask_cluster", "parallel_jobs",
     # personas.statements
     "DATA_DIR", "STATEMENT_COLUMNS", "DIRECTIONS", "load_topics", "load_short_names", "paper_personas",
     "list_personas", "persona_counts", "load_statements",
-    # personas.models
+    # personas.model.loading
     "DEFAULT_MODEL", "MODEL_ALIASES", "DTYPES", "resolve_model", "resolve_model_path", "resolve_device", "load_model",
     "model_info", "is_encoder", "default_position",
-    # personas.prompts
+    # personas.model.prompts
     "TEMPLATE_MODES", "Prompts", "format_prompts",
-    # personas.hooks
+    # personas.model.hooks
     "LAYER_CONVENTION", "BLOCK_PATHS", "FINAL_NORM_NAMES", "find_blocks", "find_final_norm", "layer_info",
     "DEFAULT_LAYERS_RULE", "default_layers", "resolve_layers", "LayerCapture", "capture_layers",
-    # personas.interventions
+    # personas.model.interventions
     "edit_layer", "ablate_nodes", "add_vector",
-    # personas.extraction
+    # personas.model.extraction
     "POSITIONS", "tokenize_prompts", "extract_activations",
     # personas.store
     "STORE_FORMAT_VERSION", "model_slug", "store_path", "list_stored", "store_manifest", "load_activations",
@@ -136,6 +126,6 @@ __all__ = [
     "save_results", "load_results", "combine_results", "select_metric_rows", "most_divergent_layers",
     "choose_layer", "embed_2d", "synthetic_activations", "WORDING_STORE", "wording_store_dir",
     "load_wording_controls",
-    # personas.io
+    # personas._core.io
     "read_json", "write_json", "write_table", "write_text",
 ]

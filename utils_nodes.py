@@ -2,10 +2,10 @@
 
 The notebook API is exactly the names below (``__all__``), each defined in one module:
 
-- ``personas.scan_levels``: the paper's three levels of experiments as pools of statements,
+- ``personas.scans.driver``: the paper's three levels of experiments as pools of statements,
   scanned into run files (``run_persona_scans``)
-- ``personas.scan_settings``: pool and sample sizes of those experiments (``PoolSizes``, ``SampleSizes``)
-- ``personas.answers`` and ``personas.causal``: the model's own Yes/No answers, and whether ablating
+- ``personas.scans.settings``: pool and sample sizes of those experiments (``PoolSizes``, ``SampleSizes``)
+- ``personas.model.answers`` and ``personas.causal``: the model's own Yes/No answers, and whether ablating
   the salient nodes or steering along the persona direction moves them (against random controls)
 - ``personas.nodes``: run files -> node frequencies, salient sets (union, min_fraction, or
   calibrated against null runs), overlaps, their stability, overlap claims as tests, the node report
@@ -13,14 +13,10 @@ The notebook API is exactly the names below (``__all__``), each defined in one m
 Run files themselves are read with ``deepscan.read_run_file`` (format: ``docs/run-files.md``).
 """
 
-from personas.answers import answer_margins, answer_tokens, question_prompts
-from personas.causal import (
-    CausalResult,
-    causal_check,
-    causal_summary_markdown,
-    load_causal_result,
-    save_causal_result,
-)
+from personas.model.answers import answer_margins, answer_tokens, question_prompts
+from personas.causal.results import CausalResult, load_causal_result, save_causal_result
+from personas.causal.check import causal_check
+from personas.report.causal import causal_summary_markdown
 from personas.nodes import (
     SALIENT_METHODS,
     NodeSpace,
@@ -58,31 +54,23 @@ from personas.nodes import (
     save_node_report,
     set_sizes,
     shared_by_all,
-    summarise_runs,
     topic_sets,
 )
-from personas.scan_levels import (
-    LEVEL_NAMES,
-    ScanPools,
-    check_runs_current,
-    experiment_seed,
-    null_file_name,
-    run_file_name,
-    run_persona_scans,
-    scan_pools,
-    topic_pools,
-    topic_target,
-)
-from personas.scan_settings import PoolSizes, SampleSizes
+from personas.scans.pools import LEVEL_NAMES, ScanPools, topic_target
+from personas.scans.driver import check_runs_current, run_persona_scans
+from personas.scans.null_runs import null_file_name
+from personas.scans.pools import experiment_seed, run_file_name, scan_pools, topic_pools
+from personas.scans.summary import summarise_runs
+from personas.scans.settings import PoolSizes, SampleSizes
 
 __all__ = [
-    # personas.answers, personas.causal
+    # personas.model.answers, personas.causal
     "question_prompts", "answer_tokens", "answer_margins", "CausalResult", "causal_check", "save_causal_result",
     "load_causal_result", "causal_summary_markdown",
-    # personas.scan_levels
+    # personas.scans.driver
     "LEVEL_NAMES", "ScanPools", "scan_pools", "topic_pools", "topic_target", "experiment_seed", "run_file_name",
     "null_file_name", "run_persona_scans", "check_runs_current",
-    # personas.scan_settings
+    # personas.scans.settings
     "PoolSizes", "SampleSizes",
     # personas.nodes
     "NodeSpace", "load_runs", "node_space", "node_frequency", "node_frequencies", "salient_nodes",

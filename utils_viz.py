@@ -11,7 +11,7 @@ keyword-only; each function returns a ``matplotlib.figure.Figure`` built without
 ``<name>.png`` (``save_figure``).
 """
 
-from personas.io import save_figure
+from personas._core.io import save_figure
 from personas.viz import (
     persona_colors,
     plot_ablation_null,

@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from personas.extraction import _pad_batch, extract_activations, tokenize_prompts  # noqa: E402
-from personas.prompts import format_prompts  # noqa: E402
+from personas.model.extraction import _pad_batch, extract_activations, tokenize_prompts  # noqa: E402
+from personas.model.prompts import format_prompts  # noqa: E402
 from personas.statements import load_statements  # noqa: E402
 from tiny_models import make_model, make_tokenizer  # noqa: E402
 

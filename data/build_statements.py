@@ -88,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    # personas.io gives the atomic write; make the repository importable when run as a script
+    # personas._core.io gives the atomic write; make the repository importable when run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from personas.io import atomic_path
+    from personas._core.io import atomic_path
 
     table = build_table(args.raw_dir)
     out = Path(args.out)

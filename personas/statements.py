@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from personas.checks import check_float, check_int, check_seed
-from personas.provenance import derive_rng
+from personas._core.checks import check_float, check_int, check_seed
+from personas._core.provenance import derive_rng
 
 __all__ = [
     "statement_texts",
@@ -43,7 +43,7 @@ _DIRECTION_ALIASES = {"positive": "positive", "+": "positive", "negative": "nega
 
 
 def _read_paper_file(path: str | os.PathLike | None) -> dict:
-    from personas.io import read_json
+    from personas._core.io import read_json
 
     path = Path(_PAPER_FILE if path is None else path)
     if not path.exists():

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from personas.io import safe_name, write_json
+from personas._core.io import safe_name, write_json
 
 __all__ = [
     "NOTEBOOKS",
@@ -139,7 +139,7 @@ def study_parameters(
     layers : "default", "all" or list of int, optional
         Layers to extract (0 = embeddings, i = output of block i); None = the
         notebooks' default (``"default"``: the paper's pattern, see
-        ``personas.hooks.default_layers``).
+        ``personas.model.hooks.default_layers``).
     quick : bool
         Small parameters (module constant ``QUICK``) for a fast smoke run.
     **overrides

@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from personas.answers import (
+from personas.model.answers import (
     answer_is_matching,
     answer_margins,
     answer_tokens,
     prepare_answers,
     question_prompts,
 )
-from personas.interventions import ablate_nodes, add_vector, edit_layer
+from personas.model.interventions import ablate_nodes, add_vector, edit_layer
 from tests.tiny_models import make_model, make_tokenizer, tiny_statements
 
 PLANTED_UNITS = [5, 11]
@@ -193,7 +193,7 @@ def test_interventions_leave_the_model_unchanged(setup):
 
 
 def test_edit_layer_edits_what_capture_reads(setup):
-    from personas.hooks import capture_layers
+    from personas.model.hooks import capture_layers
 
     _, tok = setup
     model = make_model("llama", seed=5, causal_lm=True, vocab_size=len(tok))

@@ -12,18 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
-from personas.answers import answer_margins, question_prompts
-from personas.causal import (
-    causal_check,
-    causal_summary_markdown,
-    empirical_test,
-    load_causal_result,
-    random_node_draws,
-    random_unit_directions,
-    save_causal_result,
-    shift_summary,
-    split_statements,
-)
+from personas.model.answers import answer_margins, question_prompts
+from personas.causal.check import causal_check
+from personas.report.causal import causal_summary_markdown
+from personas.causal.stats import empirical_test, shift_summary
+from personas.causal.results import load_causal_result, save_causal_result
+from personas.causal.split import random_node_draws, random_unit_directions, split_statements
 from personas.statements import load_statements
 from personas.viz.causal import plot_ablation_null, plot_dose_response
 from tests.test_answers_interventions import PLANTED_UNITS, planted_model, planted_tokenizer, w_vector

@@ -1,4 +1,4 @@
-"""The shared array, label and statements-table checks, and renamed parameters, in personas.checks."""
+"""The shared array, label and statements-table checks, and renamed parameters, in personas._core.checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personas.checks import (
+from personas._core.checks import (
     NOT_GIVEN,
     check_classes,
     check_directions,
@@ -17,8 +17,8 @@ from personas.checks import (
     check_meta,
     renamed,
 )
-from personas.provenance import derive_seed
-from personas.scan_levels import experiment_seed
+from personas._core.provenance import derive_seed
+from personas.scans.driver import experiment_seed
 
 
 def test_check_matrix():

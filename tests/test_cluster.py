@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personas.cluster import dask_cluster, parallel_jobs
+from personas._core.parallel import dask_cluster, parallel_jobs
 from personas.layers import cluster_separation, synthetic_activations
-from personas.scan_levels import run_persona_scans
+from personas.scans.driver import run_persona_scans
 
 distributed = pytest.importorskip("distributed")
 

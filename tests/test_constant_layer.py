@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personas.extraction import extract_activations
+from personas.model.extraction import extract_activations
 from personas.layers import analyse_layers, cluster_scores
 from tests.tiny_models import make_model, make_tokenizer, tiny_statements
 

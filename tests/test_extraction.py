@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from personas.extraction import extract_activations, tokenize_prompts
-from personas.hooks import capture_layers, find_blocks, find_final_norm, layer_info, resolve_layers
-from personas.prompts import format_prompts
+from personas.model.extraction import extract_activations, tokenize_prompts
+from personas.model.hooks import capture_layers, find_blocks, find_final_norm, layer_info, resolve_layers
+from personas.model.prompts import format_prompts
 from tiny_models import ARCHITECTURES, make_model, make_tokenizer, tiny_statements
 
 N_BLOCKS = 3

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from personas.extraction import extract_activations
-from personas.models import default_position, is_encoder, load_model, model_info
+from personas.model.extraction import extract_activations
+from personas.model.loading import default_position, is_encoder, load_model, model_info
 
 MINILM = "all-MiniLM-L6-v2"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from personas.extraction import extract_activations, tokenize_prompts
-from personas.prompts import format_prompts
+from personas.model.extraction import extract_activations, tokenize_prompts
+from personas.model.prompts import format_prompts
 from tiny_models import make_model, make_tokenizer
 
 STATEMENTS = ["I like meeting new people", "  Rules are there to be broken  ", 'I say "no" {often}']

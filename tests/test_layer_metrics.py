@@ -36,7 +36,7 @@ from personas.layers import (
 from personas.layers import analyses
 from personas.layers.classifiers import _probe_features
 from personas.layers.pca import _pca_scores
-from personas.provenance import derive_seed
+from personas._core.provenance import derive_seed
 
 PLANTED = {3: 1.5, 4: 1.5}  # separation planted at layers 3 and 4 of 0..5
 N_BLOCKS = 5

@@ -14,7 +14,7 @@ import deepscan
 import utils_nodes as un
 from personas.nodes.calibration import _bh_reject, _fisher_table
 from personas.nodes.overlaps import adjust_p_values, intersection_p_value
-from personas.scan_levels import experiment_seed, run_persona_scans, scan_pools
+from personas.scans.driver import experiment_seed, run_persona_scans, scan_pools
 
 
 def simulate(seed, topics, *, n_nodes=300, n_runs=100, shared=None, own=12, p_planted=0.6):

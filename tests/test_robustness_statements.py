@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personas.extraction import extract_activations
+from personas.model.extraction import extract_activations
 from personas.statements import load_statements, persona_counts
 from tiny_models import make_model, make_tokenizer
 

@@ -11,22 +11,15 @@ import pandas as pd
 import pytest
 import torch
 
-import personas.store as store_mod
-from personas.extraction import extract_activations
-from personas.io import exclusive_lock
+import personas.store.write as store_mod
+from personas.model.extraction import extract_activations
+from personas._core.io import exclusive_lock
 from personas.statements import load_statements
-from personas.store import (
-    StoreError,
-    extract_to_store,
-    load_activations,
-    load_layers,
-    model_fingerprint,
-    save_activations,
-    store_fingerprint,
-    store_manifest,
-    store_path,
-    verify_stored,
-)
+from personas.store.paths import StoreError, store_path
+from personas.model.extraction import extract_to_store
+from personas.store.read import load_activations, load_layers, store_manifest, verify_stored
+from personas.store.fingerprints import model_fingerprint, store_fingerprint
+from personas.store.write import save_activations
 from tiny_models import make_model, make_tokenizer
 
 MODEL = "tiny/llama-3"

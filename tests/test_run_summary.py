@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 import deepscan
-from personas.nodes import precision_recall_summary, summarise_runs
+from personas.nodes import precision_recall_summary
+from personas.scans.summary import summarise_runs
 
 RUNS = pd.DataFrame({
     "precision": [1.0, 0.5, None, 0.25, 0.75],  # run 2 chose no records

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import deepscan
-from personas.baselines import baseline_runs
-from personas.scan_levels import experiment_seed, run_file_name, run_persona_scans, scan_pools
+from personas.scans.baselines import baseline_runs
+from personas.scans.driver import experiment_seed, run_file_name, run_persona_scans, scan_pools
 
 TOPICS = {"T1": ["a", "b"], "T2": ["c"]}
 

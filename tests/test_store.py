@@ -8,17 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personas.extraction import extract_activations
+from personas.model.extraction import extract_activations
 from personas.statements import load_statements
-from personas.store import (
-    extract_to_store,
-    list_stored,
-    load_activations,
-    load_layers,
-    model_slug,
-    store_manifest,
-    store_path,
-)
+from personas.model.extraction import extract_to_store
+from personas.store.paths import list_stored, model_slug, store_path
+from personas.store.read import load_activations, load_layers, store_manifest
 from tiny_models import make_model, make_tokenizer
 
 MODEL = "tiny/llama-3"

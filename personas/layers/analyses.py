@@ -18,14 +18,14 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from personas.checks import NOT_GIVEN, check_classes, check_int, check_meta, check_seed, renamed
+from personas._core.checks import NOT_GIVEN, check_classes, check_int, check_meta, check_seed, renamed
 from personas.layers.classifiers import CLASSIFIERS, _check_classifiers, cross_validate_classifier
 from personas.layers.clusters import _cluster_plan, direction_clusters
 from personas.layers.indices import _layer_matrix, _resolve_layers, relative_depth
 from personas.layers.pca import _one_blas_thread
 from personas.layers.results import RESULT_COLUMNS, _finish, _summarise
 from personas.layers.settings import LayerProtocol, ProbeSettings, _field_names, _with_overrides
-from personas.provenance import now_iso, package_versions
+from personas._core.provenance import now_iso, package_versions
 
 __all__ = ["cluster_separation", "persona_classification", "direction_classification", "analyse_layers"]
 
@@ -33,7 +33,7 @@ __all__ = ["cluster_separation", "persona_classification", "direction_classifica
 def _parallel(n_jobs: int | None, n_tasks: int) -> Parallel:
     # the active joblib backend: processes (loky, the default) for the many small per-persona
     # tasks, whose BLAS joblib limits to their share of the cores; or Dask inside
-    # personas.cluster.dask_cluster
+    # personas._core.parallel.dask_cluster
     return Parallel(n_jobs=1 if n_tasks <= 1 else n_jobs, prefer="processes")
 
 

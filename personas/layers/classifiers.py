@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from personas.checks import check_classes, check_int, check_labels, check_matrix, check_seed
+from personas._core.checks import check_classes, check_int, check_labels, check_matrix, check_seed
 from personas.layers.pca import _one_blas_thread, _pca_scores, _rng
-from personas.provenance import derive_seed
+from personas._core.provenance import derive_seed
 
 __all__ = ["CLASSIFIER_METRICS", "CLASSIFIERS", "cross_validate_classifier"]
 

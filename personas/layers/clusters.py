@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from personas.checks import (
+from personas._core.checks import (
     NOT_GIVEN,
     check_classes,
     check_directions,

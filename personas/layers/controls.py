@@ -73,7 +73,7 @@ def load_wording_controls(
     ValueError
         It was not made at position "mean", lacks layer 0 or token counts, or does not match ``meta``.
     """
-    from personas.store import load_layers, store_manifest
+    from personas.store.read import load_layers, store_manifest
 
     where = wording_store_dir(store_dir)
     personas = [personas] if isinstance(personas, str) else list(personas)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from personas.checks import check_matrix, check_seed
+from personas._core.checks import check_matrix, check_seed
 from personas.layers.pca import pca_projections
 
 __all__ = ["embed_2d"]

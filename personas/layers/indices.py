@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from personas.checks import check_int, check_matrix
+from personas._core.checks import check_int, check_matrix
 
 __all__ = ["check_layers", "relative_depth"]
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from personas.checks import check_int, check_matrix, check_seed
-from personas.provenance import derive_seed
+from personas._core.checks import check_int, check_matrix, check_seed
+from personas._core.provenance import derive_seed
 
 __all__ = ["pca_projections"]
 
@@ -152,7 +152,7 @@ def pca_projections(X: Any, n_components: int = 4, *, seed: int = 0) -> np.ndarr
 def _rng(seed: int, *keys: Any) -> np.random.Generator:
     """The generator of the layer analyses: ``default_rng(derive_seed(seed, *keys))``.
 
-    (Not :func:`personas.provenance.derive_rng`, whose stream differs: the published tables
+    (Not :func:`personas._core.provenance.derive_rng`, whose stream differs: the published tables
     were drawn with this one.)
     """
     return np.random.default_rng(derive_seed(seed, *keys))

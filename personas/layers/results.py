@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from personas.checks import check_int
-from personas.io import read_json, write_json, write_table
+from personas._core.checks import check_int
+from personas._core.io import read_json, write_json, write_table
 from personas.layers.clusters import CLUSTER_METRICS
 from personas.layers.indices import relative_depth
 

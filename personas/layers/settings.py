@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from personas.checks import check_float, check_int
+from personas._core.checks import check_float, check_int
 from personas.layers.classifiers import CLASSIFIERS, _check_classifiers
 
 __all__ = ["LayerProtocol", "ProbeSettings"]

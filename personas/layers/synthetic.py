@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from personas.checks import check_float, check_int, check_seed
+from personas._core.checks import check_float, check_int, check_seed
 from personas.layers.pca import _rng
 
 __all__ = ["synthetic_activations"]

@@ -76,10 +76,7 @@ from personas.nodes.stability import (
     shared_excess,
     stability_table,
 )
-from personas.nodes.summary import (
-    precision_recall_summary,
-    summarise_runs,
-)
+from personas.nodes.summary import precision_recall_summary
 
 __all__ = [
     "NodeSpace",
@@ -98,7 +95,6 @@ __all__ = [
     "intersection_p_value",
     "pairwise_overlaps",
     "precision_recall_summary",
-    "summarise_runs",
     "topic_sets",
     "overlap_table",
     "save_node_report",

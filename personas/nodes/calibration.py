@@ -2,7 +2,7 @@
 
 The paper's salient set (the union of the node subsets over runs) only grows with the number of
 runs, and a scan picks nodes even when nothing is anomalous. The *null runs* of an experiment
-(``personas.scan_levels`` writes them beside its run file, ``<stem>.null.json``) are clean-only
+(``personas.scans.driver`` writes them beside its run file, ``<stem>.null.json``) are clean-only
 scans with the same sample size and number of runs: they give each node's selection frequency
 under the null. Per node, a one-sided Fisher exact test asks whether the node was chosen in more
 of the persona's runs (``k`` of ``n``) than of the null runs (``k_null`` of ``n_null``);
@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from personas.checks import check_float
-from personas.io import read_json
+from personas._core.checks import check_float
+from personas._core.io import read_json
 from personas.nodes.runs import _flat_nodes, _layer_unit, _name, _runs, node_space
 
 __all__ = [

@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from personas.checks import check_choice, check_float, check_int, check_seed
+from personas._core.checks import check_choice, check_float, check_int, check_seed
 from personas.nodes.overlaps import _topics_dict
 from personas.nodes.stability import SetBootstrap, _interval, shared_excess
-from personas.provenance import derive_rng
+from personas._core.provenance import derive_rng
 
 __all__ = ["compare_shared", "topic_claims"]
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from personas.checks import check_choice
+from personas._core.checks import check_choice
 
 __all__ = [
     "set_sizes",

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from personas.io import write_json, write_table
+from personas._core.io import write_json, write_table
 from personas.nodes.frequencies import _check_fraction, flagged_statements, layer_counts, node_frequencies, salient_sets
 from personas.nodes.overlaps import _topics_dict, exclusive_intersections, overlap_table, pairwise_overlaps, set_sizes
 from personas.nodes.runs import _name, node_space
@@ -18,7 +18,7 @@ from personas.nodes.calibration import node_calibrations
 from personas.nodes.claims import topic_claims
 from personas.nodes.stability import bootstrap_sets, overlap_stability, pairwise_stability, stability_table
 from personas.nodes.summary import precision_recall_summary
-from personas.provenance import now_iso, package_versions
+from personas._core.provenance import now_iso, package_versions
 
 __all__ = ["save_node_report", "save_calibration_report"]
 

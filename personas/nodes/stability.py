@@ -31,12 +31,12 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from personas.checks import check_float, check_int, check_seed
+from personas._core.checks import check_float, check_int, check_seed
 from personas.nodes.calibration import SALIENT_METHODS, _check_q, _fisher_table, _method_sets, _null_for, selection_matrix
 from personas.nodes.frequencies import _check_fraction, _resolve_method
 from personas.nodes.overlaps import topic_sets
 from personas.nodes.runs import node_space
-from personas.provenance import derive_rng
+from personas._core.provenance import derive_rng
 
 __all__ = ["SetBootstrap", "bootstrap_sets", "stability_table", "overlap_stability", "pairwise_stability", "shared_excess"]
 

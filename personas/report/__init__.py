@@ -17,7 +17,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from personas.io import read_json, write_text
+from personas._core.io import read_json, write_text
 from personas.report.layers import (
     chosen_layer_text,
     final_third_claim,
@@ -65,7 +65,7 @@ def _configuration(study: dict, out: Path) -> str:
         text += ["", "Activation store: " + "; ".join(facts) + "."]
         if manifest.get("prompt_example"):
             text += ["", f"Prompt of the first statement: `{manifest['prompt_example']!r}`"]
-    from personas.hooks import DEFAULT_LAYERS_RULE
+    from personas.model.hooks import DEFAULT_LAYERS_RULE
 
     text += ["", f"Layers: `{p.get('layers')}`; the default rule is {DEFAULT_LAYERS_RULE}."]
     trims = _trims(p)
@@ -95,7 +95,7 @@ def _trims(p: dict) -> list[str]:
 
 
 def _first_manifest(params: dict) -> dict | None:
-    from personas.store import store_manifest
+    from personas.store.read import store_manifest
 
     try:
         personas = params.get("personas")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from personas.io import read_json
+from personas._core.io import read_json
 from personas.report.tables import figure_links, markdown_table, mean_std, missing
 
 __all__ = ["CLUSTER_SHORT", "read_layer_table", "persona_table", "layer_profile", "chosen_layer_text",

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from personas.io import read_json
+from personas._core.io import read_json
 from personas.report.tables import markdown_table, mean_std, missing
 
 __all__ = ["read_scan_summary", "subset_sizes", "precision_recall_table", "baselines_table"]

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from personas.causal import ABLATION_METRICS
-from personas.checks import check_choice
+from personas.causal.results import ABLATION_METRICS
+from personas._core.checks import check_choice
 from personas.viz.style import _finish
 
 __all__ = ["INTERVENTION_STYLES", "plot_dose_response", "plot_ablation_null"]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from personas.checks import NOT_GIVEN, renamed
+from personas._core.checks import NOT_GIVEN, renamed
 from personas.layers import (
     CLASSIFIER_METRICS,
     LOWER_IS_BETTER,

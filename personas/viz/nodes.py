@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from personas.checks import check_choice, check_int
+from personas._core.checks import check_choice, check_int
 from personas.nodes import exclusive_intersections
 from personas.nodes.overlaps import _check_sets
 from personas.viz.style import _file_stem, _finish, persona_colors

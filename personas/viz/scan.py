@@ -27,7 +27,7 @@ def plot_precision_recall(
     ----------
     summary : DataFrame
         Columns persona, level, method, precision_mean, precision_std,
-        recall_mean, recall_std (as ``personas.scan_levels.run_persona_scans`` returns).
+        recall_mean, recall_std (as ``personas.scans.driver.run_persona_scans`` returns).
     level : int, optional
         Keep one level; default: the only level present (error if several).
     title : str, optional

@@ -2,7 +2,7 @@
 
 - ``persona_colors``: one colour per label (personas, directions, models), from the data.
 - ``_file_stem`` / ``_slug``: descriptive, file-system-safe figure names.
-- ``_finish``: save a figure atomically as ``<out_dir>/<stem>.png`` (``personas.io.save_figure``)
+- ``_finish``: save a figure atomically as ``<out_dir>/<stem>.png`` (``personas._core.io.save_figure``)
   and return it.
 
 Figures are built without pyplot (``matplotlib.figure.Figure``), so nothing accumulates in
@@ -21,7 +21,7 @@ from matplotlib import colormaps
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 
-from personas.io import safe_name, save_figure
+from personas._core.io import safe_name, save_figure
 
 __all__ = ["persona_colors"]
 

@@ -1,6 +1,6 @@
 """Interventions on the residual stream at one layer, through the hook core's block finding.
 
-Context managers that edit what :func:`personas.hooks.capture_layers` reads at a
+Context managers that edit what :func:`personas.model.hooks.capture_layers` reads at a
 layer (same convention: 0 = embeddings, i = output of block i, ``n_blocks`` = the
 final norm's output when the model has one), at every token position or at the last
 one only, and remove their hooks on exit, even on error::
@@ -11,7 +11,7 @@ one only, and remove their hooks on exit, even on error::
         ...
 
 ``positions="last"`` edits the final column of the batch, which is every row's last
-prompt token under left padding (what :mod:`personas.answers` uses).
+prompt token under left padding (what :mod:`personas.model.answers` uses).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from personas.checks import check_choice, check_float
-from personas.hooks import find_blocks, find_final_norm, layer_info, resolve_layers
+from personas._core.checks import check_choice, check_float
+from personas.model.hooks import find_blocks, find_final_norm, layer_info, resolve_layers
 
 __all__ = ["POSITIONS", "edit_layer", "ablate_nodes", "add_vector", "check_nodes"]
 
@@ -55,7 +55,7 @@ def edit_layer(
     Parameters
     ----------
     model : torch.nn.Module
-        Any model ``personas.hooks.find_blocks`` understands.
+        Any model ``personas.model.hooks.find_blocks`` understands.
     layer : int
         0..n_blocks (0 = embeddings, i = output of block i).
     fn : callable
@@ -63,7 +63,7 @@ def edit_layer(
         ``positions="all"`` and ``(batch, hidden)`` with ``"last"``. Must not edit in place.
     positions : {"all", "last"}
     blocks_path, final_norm :
-        Overrides, see :mod:`personas.hooks`.
+        Overrides, see :mod:`personas.model.hooks`.
     """
     check_choice(positions, "positions", POSITIONS)
     path, blocks = find_blocks(model, blocks_path)

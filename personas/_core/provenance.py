@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from personas.checks import check_seed
+from personas._core.checks import check_seed
 
 __all__ = ["package_versions", "now_iso", "derive_seed", "derive_rng"]
 

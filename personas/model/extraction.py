@@ -18,18 +18,28 @@ Token position (from the attention mask, so left and right padding agree):
 from __future__ import annotations
 
 import inspect
+import os
 import warnings
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
-from personas.checks import check_bool, check_choice, check_int
-
-from personas.hooks import capture_layers, layer_info, resolve_layers
-from personas.models import model_info
-from personas.prompts import Prompts, format_prompts
+from personas._core.checks import check_bool, check_choice, check_int
+from personas._core.io import (
+    clean_temp_files,
+    exclusive_lock,
+)
+from personas.model.hooks import capture_layers, layer_info, resolve_layers
+from personas.model.loading import model_info
+from personas.model.prompts import Prompts, format_prompts
 from personas.statements import statement_texts
+from personas.store.fingerprints import model_fingerprint
+from personas.store.paths import _LOCK_NAME, _META_COLUMNS, StoreError, store_path
+from personas.store.read import _read_tensors, store_manifest
+from personas.store.write import _differences, _save
 
 __all__ = ["POSITIONS", "tokenize_prompts", "extract_activations"]
 
@@ -192,7 +202,7 @@ def extract_activations(
     Parameters
     ----------
     model : transformers model
-        Base or task model; its blocks are found by ``personas.hooks.find_blocks``.
+        Base or task model; its blocks are found by ``personas.model.hooks.find_blocks``.
     tokenizer : transformers tokenizer
         Needs a pad token (``load_model`` sets one); either padding side works.
     statements : sequence of str or DataFrame
@@ -202,7 +212,7 @@ def extract_activations(
     position : {"last", "last_statement_token", "mean"}
         Token position kept (see module docstring); paper: ``"last"``.
     template : {"auto", "system", "user", "raw"}
-        Prompt format (``personas.prompts.format_prompts``); paper: system message.
+        Prompt format (``personas.model.prompts.format_prompts``); paper: system message.
     wrap : str
         Format string applied to each statement first (default: the statement itself).
     batch_size : int
@@ -210,7 +220,7 @@ def extract_activations(
     progress : bool
         Show a progress bar over batches.
     blocks_path, final_norm :
-        Overrides for unusual architectures (``personas.hooks``).
+        Overrides for unusual architectures (``personas.model.hooks``).
     too_long : {"error", "truncate"}
         A prompt longer than the model's context (``max_position_embeddings``): an
         error naming the statement and the limit, or cut the statement's last tokens
@@ -298,3 +308,147 @@ def extract_activations(
         prompt_example=prompts.texts[0],
     )
     return out, info
+
+
+def extract_to_store(
+    model,
+    tokenizer,
+    statements: pd.DataFrame,
+    *,
+    model_name: str,
+    layers: Sequence[int] | str,
+    store_dir: str | os.PathLike,
+    position: str = "last",
+    template: str = "auto",
+    wrap: str = "{statement}",
+    batch_size: int = 16,
+    overwrite: bool = False,
+    progress: bool = True,
+    blocks_path: str | None = None,
+) -> pd.DataFrame:
+    """Extract and store activations persona by persona, reusing matching stores.
+
+    Parameters
+    ----------
+    model, tokenizer :
+        As for ``personas.model.extraction.extract_activations``.
+    statements : DataFrame
+        Columns ``id, persona, direction, statement`` (``load_statements`` output).
+    model_name : str
+        Name recorded in the manifests and used for the directory (``model_slug``).
+    layers : "all" or list of int
+        0 = embeddings, i = output of block i.
+    store_dir : path
+        Root of the store.
+    position, template, wrap, batch_size, blocks_path :
+        See ``extract_activations``.
+    overwrite : bool
+        Recompute and replace stored personas even if they match.
+    progress : bool
+        Progress bar over batches (one bar per persona).
+
+    Returns
+    -------
+    DataFrame
+        One row per persona: ``persona, status`` (``"computed"``, ``"reused"``,
+        ``"extended"``: missing layers added, or ``"recomputed"``: the stored tensor
+        file was broken, see the warning), ``n_statements, layers, path``.
+
+    Raises
+    ------
+    ValueError
+        A stored persona was made with other settings, statements or model weights
+        (the message names the differing fields); pass ``overwrite=True`` or another
+        ``store_dir``.
+    RuntimeError
+        Another process is writing this model's store.
+
+    Notes
+    -----
+    Reuse is verified on data: the model's fingerprint (:func:`model_fingerprint`) and
+    the statements must match, and the tensor file must match its manifest (header,
+    size, write id and per-tensor SHA-256; this reads the file). The writer holds an
+    exclusive lock on the model's folder and first removes temporary files a crashed
+    writer left there.
+    """
+
+    missing_cols = [c for c in _META_COLUMNS if c not in statements.columns]
+    if missing_cols:
+        raise ValueError(f"statements lacks columns {missing_cols}; use load_statements() output")
+    if statements["id"].duplicated().any():
+        raise ValueError("statement ids must be unique")
+    overwrite = check_bool(overwrite, "overwrite")
+    check_bool(progress, "progress")
+    try:
+        check_int(batch_size, "batch_size", min_val=1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r} ({exc})") from None
+    layers = _check_layers(layers)
+    where = layer_info(model, blocks_path)
+    layers = resolve_layers(layers, where["n_blocks"])
+    model_dir = store_path(store_dir, model_name, "x")[0].parent
+    with exclusive_lock(model_dir / _LOCK_NAME, f"the activation store {model_dir}"):
+        clean_temp_files(model_dir)  # left by a writer that crashed; nobody else writes here now
+        about = model_info(model)
+        about["model_fingerprint"] = model_fingerprint(model, cache_file=Path(store_dir) / ".model-fingerprints.json")
+        return _extract_locked(model, tokenizer, statements, about, where, model_name=model_name, layers=layers,
+                               store_dir=store_dir, position=position, template=template, wrap=wrap,
+                               batch_size=batch_size, overwrite=overwrite, progress=progress, blocks_path=blocks_path)
+
+
+def _check_layers(layers):
+    """``layers`` as ``"all"`` or a list of ints (no bools, floats or strings)."""
+
+    return layers if isinstance(layers, str) else _check_layer_list(layers)
+
+
+def _extract_locked(model, tokenizer, statements, about, where, *, model_name, layers, store_dir, position, template,
+                    wrap, batch_size, overwrite, progress, blocks_path) -> pd.DataFrame:
+
+    rows = []
+    for persona, group in statements.groupby("persona", sort=False):
+        group = group.reset_index(drop=True)
+        tensor_file, manifest_file = store_path(store_dir, model_name, persona)
+        todo, status, old = layers, "computed", None
+        if manifest_file.exists() and not overwrite:
+            manifest = store_manifest(store_dir, model_name, persona)
+            wanted = dict(
+                about,
+                model=model_name,
+                n_blocks=where["n_blocks"],
+                hidden_size=where["hidden_size"],
+                position=position,
+                template_mode=format_prompts(tokenizer, group["statement"][:1], template=template, wrap=wrap).mode,
+                wrap=wrap,
+                final_norm=where["final_norm"],
+            )
+            diffs = _differences(manifest, wanted, group)
+            if diffs:
+                raise ValueError(
+                    f"the stored activations {manifest_file} were made differently: " + "; ".join(diffs)
+                    + ". Pass overwrite=True to recompute them, or use another store_dir"
+                )
+            try:
+                # the whole file, checked against the manifest: reuse trusts data, not names
+                old = _read_tensors(tensor_file, manifest, manifest["layers"])
+            except StoreError as exc:
+                warnings.warn(f"recomputing persona {persona!r}: {exc}", RuntimeWarning, stacklevel=3)
+                # redo every layer the file should hold, not only those asked now
+                todo, old, status = sorted(set(layers) | set(manifest["layers"])), None, "recomputed"
+            else:
+                todo = [x for x in layers if x not in manifest["layers"]]
+                if not todo:
+                    rows.append(dict(persona=persona, status="reused", n_statements=len(group),
+                                     layers=manifest["layers"], path=str(tensor_file)))
+                    continue
+                status = "extended"
+        acts, info = extract_activations(
+            model, tokenizer, group["statement"].tolist(), todo, position=position, template=template, wrap=wrap,
+            batch_size=batch_size, progress=progress, blocks_path=blocks_path,
+        )
+        if old is not None:
+            acts = {**old, **acts}
+        _save(store_dir, acts, info, group, model_name=model_name, persona=persona,
+              model_fingerprint=about["model_fingerprint"])
+        rows.append(dict(persona=persona, status=status, n_statements=len(group), layers=sorted(acts), path=str(tensor_file)))
+    return pd.DataFrame(rows, columns=["persona", "status", "n_statements", "layers", "path"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from personas.checks import check_int
+from personas._core.checks import check_int
 
 __all__ = ["PoolSizes", "SampleSizes"]
 

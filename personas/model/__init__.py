@@ -1,0 +1,1 @@
+"""The model stage: loading, prompts, blocks and hooks, extraction, answers and interventions."""

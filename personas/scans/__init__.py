@@ -1,0 +1,1 @@
+"""DeepScan per persona and level: pools, the scan driver, null runs, baselines and their settings."""

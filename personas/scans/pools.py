@@ -1,0 +1,257 @@
+"""Pools of statements for DeepScan's levels 2, 1 and 0: background, clean and anomalous."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from personas._core.checks import check_int
+from personas._core.io import safe_name
+from personas._core.provenance import derive_seed
+
+
+LEVEL_NAMES = {2: "within persona", 1: "within topic", 0: "between topics"}
+
+
+@dataclass(frozen=True)
+class ScanPools:
+    """Row indices (into the activation matrix / statements table) of one experiment's pools.
+
+    Attributes
+    ----------
+    persona, level : the persona scanned and the level (2, 1 or 0).
+    background, clean, anomalous : int arrays of row indices.
+    description : one line saying what each pool holds.
+    """
+
+    persona: str
+    level: int
+    background: np.ndarray
+    clean: np.ndarray
+    anomalous: np.ndarray
+    description: str = field(default="")
+
+    def ids(self, meta: pd.DataFrame) -> dict[str, list[str]]:
+        """Statement ids of each pool, for the run file's metadata."""
+        col = meta["id"].to_numpy()
+        return {
+            "background_ids": col[self.background].tolist(),
+            "clean_pool_ids": col[self.clean].tolist(),
+            "anomalous_pool_ids": col[self.anomalous].tolist(),
+        }
+
+
+def _topic_of(persona: str, topics: dict[str, list[str]]) -> str:
+    for topic, members in topics.items():
+        if persona in members:
+            return topic
+    raise ValueError(
+        f"persona {persona!r} belongs to no topic in {sorted(topics)}; "
+        "levels 1 and 0 need a topic grouping that contains it (see data/paper_personas.json)"
+    )
+
+
+def scan_pools(
+    meta: pd.DataFrame,
+    persona: str,
+    *,
+    level: int = 2,
+    topics: dict[str, list[str]] | None = None,
+    background_size: int = 250,
+    clean_size: int = 50,
+    anomalous_size: int = 300,
+    seed: int = 0,
+) -> ScanPools:
+    """Choose the background, clean and anomalous rows of one experiment.
+
+    Parameters
+    ----------
+    meta : DataFrame, (n_statements, ...)
+        Statements aligned with the activation rows; needs columns ``id``,
+        ``persona`` and ``direction``.
+    persona : str
+        The persona whose ``+`` statements form the anomalous pool.
+    level : {2, 1, 0}
+        Within persona, within topic, between topics (module docstring).
+    topics : dict[str, list[str]], optional
+        Topic -> personas; required for levels 1 and 0. Only personas present in
+        ``meta`` are used.
+    background_size, clean_size, anomalous_size : int
+        Pool sizes (the paper: 250, 50, 300).
+    seed : int
+        Seed of the shuffles that split the pools.
+
+    Returns
+    -------
+    ScanPools
+    """
+    missing = {"id", "persona", "direction"} - set(meta.columns)
+    if missing:
+        raise ValueError(f"meta lacks columns {sorted(missing)}; pass the table returned by load_layers")
+    if level not in LEVEL_NAMES:
+        raise ValueError(f"level must be 2, 1 or 0 ({LEVEL_NAMES}), got {level!r}")
+    present = set(meta["persona"])
+    if persona not in present:
+        raise ValueError(f"persona {persona!r} is not among the loaded personas {sorted(present)}")
+    for name, size in [("background_size", background_size), ("clean_size", clean_size), ("anomalous_size", anomalous_size)]:
+        if int(size) < 1:
+            raise ValueError(f"{name} must be >= 1, got {size}")
+
+    rng = np.random.default_rng(seed)
+    persona_rows = meta["persona"].to_numpy() == persona
+    positive = meta["direction"].to_numpy() == "positive"
+    anomalous = np.flatnonzero(persona_rows & positive)
+
+    if level == 2:
+        reference = np.flatnonzero(persona_rows & ~positive)
+        source = f"'-' statements of {persona}"
+    else:
+        if topics is None:
+            raise ValueError(f"level {level} needs `topics` (topic -> personas), e.g. load_topics()")
+        topic = _topic_of(persona, topics)
+        if level == 1:
+            others = [p for p in topics[topic] if p != persona and p in present]
+            source = f"'+' statements of the other {topic} personas"
+        else:
+            others = [p for t, members in topics.items() if t != topic for p in members if p in present]
+            source = f"'+' statements of personas outside {topic}"
+        if not others:
+            raise ValueError(
+                f"level {level} for {persona!r} needs other personas ({source}) among the loaded ones {sorted(present)}"
+            )
+        reference = np.flatnonzero(meta["persona"].isin(others).to_numpy() & positive)
+
+    return _split_pools(rng, persona, level, reference, anomalous, source, f"'+' statements of {persona}",
+                        background_size, clean_size, anomalous_size)
+
+
+def _split_pools(rng, target, level, reference, anomalous, source, anomalous_source,
+                 background_size, clean_size, anomalous_size) -> ScanPools:
+    need = background_size + clean_size
+    if reference.size < need:
+        raise ValueError(
+            f"level {level} for {target!r}: {reference.size} {source} available, "
+            f"background_size + clean_size = {need}; lower the sizes or load more statements"
+        )
+    if anomalous.size < anomalous_size:
+        raise ValueError(
+            f"{target!r} has {anomalous.size} {anomalous_source}, anomalous_size = {anomalous_size}; "
+            "lower anomalous_size or load more statements"
+        )
+    reference = rng.permutation(reference)
+    anomalous = np.sort(rng.permutation(anomalous)[:anomalous_size])
+    return ScanPools(
+        persona=target,
+        level=level,
+        background=np.sort(reference[:background_size]),
+        clean=np.sort(reference[background_size:need]),
+        anomalous=anomalous,
+        description=(
+            f"level {level} ({LEVEL_NAMES[level]}): background and clean pool = {source}; "
+            f"anomalous pool = {anomalous_source}"
+        ),
+    )
+
+
+def topic_target(topic: str) -> str:
+    """The name a level-0 experiment of ``topic`` goes by: ``"<topic>+"`` (the paper's Table 2 rows)."""
+    return f"{topic}+"
+
+
+def topic_pools(
+    meta: pd.DataFrame,
+    topic: str,
+    topics: dict[str, list[str]],
+    *,
+    background_size: int = 250,
+    clean_size: int = 50,
+    anomalous_size: int = 300,
+    seed: int = 0,
+) -> ScanPools:
+    """Pools of the paper's level 0 for one topic.
+
+    Anomalous pool: ``anomalous_size`` of the ``+`` statements of every loaded persona
+    of ``topic``; background and clean pool: ``+`` statements of the loaded personas
+    of the other topics. The result's ``persona`` is :func:`topic_target` (``"Ethics+"``).
+
+    Parameters
+    ----------
+    meta : DataFrame, (n_statements, ...)
+        Columns ``id``, ``persona``, ``direction``.
+    topic : str
+        A key of ``topics``.
+    topics : dict[str, list[str]]
+        Topic -> personas.
+    background_size, clean_size, anomalous_size : int
+        Pool sizes.
+    seed : int
+        Seed of the shuffles that split the pools.
+    """
+    missing = {"id", "persona", "direction"} - set(meta.columns)
+    if missing:
+        raise ValueError(f"meta lacks columns {sorted(missing)}; pass the table returned by load_layers")
+    if topic not in topics:
+        raise ValueError(f"topic {topic!r} is not one of {sorted(topics)}")
+    for name, size in [("background_size", background_size), ("clean_size", clean_size), ("anomalous_size", anomalous_size)]:
+        check_int(size, name, min_val=1)
+    present = set(meta["persona"])
+    members = [p for p in topics[topic] if p in present]
+    others = [p for t, ps in topics.items() if t != topic for p in ps if p in present]
+    if not members:
+        raise ValueError(f"topic {topic!r}: none of its personas {topics[topic]} is loaded ({sorted(present)})")
+    if not others:
+        raise ValueError(f"level 0 for topic {topic!r} needs personas of other topics among the loaded ones {sorted(present)}")
+    positive = meta["direction"].to_numpy() == "positive"
+    anomalous = np.flatnonzero(meta["persona"].isin(members).to_numpy() & positive)
+    reference = np.flatnonzero(meta["persona"].isin(others).to_numpy() & positive)
+    rng = np.random.default_rng(seed)
+    return _split_pools(rng, topic_target(topic), 0, reference, anomalous,
+                        f"'+' statements of personas outside {topic}", f"'+' statements of the {topic} personas",
+                        background_size, clean_size, anomalous_size)
+
+
+def _level_targets(level: int, personas: Sequence[str], topics: dict[str, list[str]] | None) -> list[tuple[str, str | None]]:
+    """(target name, topic) pairs one level scans: personas at levels 2 and 1, topics at level 0.
+
+    A level has no experiment where it has no background: level 1 for a persona that is
+    the only one of its topic among ``personas``, level 0 when only one topic is present.
+    Those are skipped with a warning naming them, so the other levels still run.
+    """
+    if level == 2:
+        return [(p, None) for p in personas]
+    if topics is None:
+        raise ValueError(f"level {level} needs `topics` (topic -> personas), e.g. load_topics()")
+    chosen = set(personas)
+    if level == 1:
+        alone = [p for p in personas if not any(p in m and (chosen & set(m)) - {p} for m in topics.values())]
+        if alone:
+            warnings.warn(
+                f"level 1 (within topic) skipped for {alone}: no other persona of their topic is loaded",
+                stacklevel=3,
+            )
+        return [(p, None) for p in personas if p not in alone]
+    present = [t for t, members in topics.items() if chosen & set(members)]
+    if len(present) < 2:
+        warnings.warn(f"level 0 (between topics) skipped: only the topic(s) {present} are loaded", stacklevel=3)
+        return []
+    return [(topic_target(t), t) for t in present]
+
+
+def experiment_seed(seed: int, persona: str, level: int) -> int:
+    """Seed of one (persona, level) experiment, derived from the study seed.
+
+    Built from the persona's *name* (crc32), not its position in a list, so adding
+    or removing personas never changes another persona's runs.
+    """
+    return derive_seed(seed, int(level), persona)
+
+
+def run_file_name(persona: str, level: int, layer: int) -> str:
+    """File name of a run file: ``level<level>_layer<layer>_<persona>.jsonl`` (persona sanitised)."""
+    return f"level{level}_layer{layer}_{safe_name(persona, '_')}.jsonl"
+
+

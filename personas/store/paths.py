@@ -1,0 +1,126 @@
+"""Where the activation store keeps (model, persona): directory and file names, and what is there."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from personas._core.io import (
+    read_json,
+    safe_name,
+)
+
+
+
+STORE_FORMAT_VERSION = 2
+_LOCK_NAME = ".store.lock"
+_HASH_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
+# settings that must agree for a stored persona to be reused
+_MATCH_FIELDS = (
+    "model",
+    "revision",
+    "dtype",
+    "n_blocks",
+    "hidden_size",
+    "position",
+    "template_mode",
+    "wrap",
+    "final_norm",
+)
+_META_COLUMNS = ["id", "persona", "direction", "statement"]
+
+
+def model_slug(name: str) -> str:
+    """A directory name for a model: ``"meta-llama/Meta-Llama-3-8B"`` -> ``"meta-llama__Meta-Llama-3-8B"``.
+
+    Local paths (absolute, or starting with ``.`` or ``~``) use their last component.
+    Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``-``.
+    """
+    name = str(name).strip()
+    if not name:
+        raise ValueError("model name is empty")
+    if os.path.isabs(name) or name.startswith((".", "~")):
+        name = Path(name).expanduser().resolve().name or name
+    slug = safe_name(name.strip("/").replace("/", "__"))
+    if slug in ("", ".", ".."):
+        raise ValueError(f"model name {name!r} gives no usable directory name; pass model_name=")
+    return slug
+
+
+class StoreError(ValueError):
+    """A stored tensor file does not match its manifest (missing, truncated, damaged, replaced)."""
+
+
+def _persona_file(persona: str) -> str:
+    persona = str(persona)
+    stem = safe_name(persona)
+    if stem == persona and not _HASH_SUFFIX.search(persona):
+        return stem  # already a safe name (and cannot look like a hashed one): kept as is
+    if not stem:
+        stem = "persona"
+    return f"{stem}-{hashlib.sha256(persona.encode('utf-8')).hexdigest()[:8]}"
+
+
+def _locate(store_dir, model: str, persona: str) -> tuple[Path, Path]:
+    """The files of (model, persona) to read: the current name, else the name of store format 1."""
+    tensor_file, manifest_file = store_path(store_dir, model, persona)
+    if not manifest_file.exists():
+        legacy = safe_name(persona)
+        base = manifest_file.parent
+        old = base / f"{legacy}.json"
+        if legacy and old.exists():
+            try:
+                holds = read_json(old).get("persona")
+            except (ValueError, AttributeError):
+                holds = None
+            if holds == persona:  # only this persona's own file, never another's that shared the name
+                return base / f"{legacy}.safetensors", old
+    return tensor_file, manifest_file
+
+
+def store_path(store_dir: str | os.PathLike, model: str, persona: str) -> tuple[Path, Path]:
+    """Paths of the safetensors file and the manifest of (model, persona)."""
+    base = Path(store_dir) / model_slug(model)
+    stem = _persona_file(persona)
+    return base / f"{stem}.safetensors", base / f"{stem}.json"
+
+
+def list_stored(store_dir: str | os.PathLike, model: str | None = None) -> pd.DataFrame:
+    """What the store holds: one row per (model, persona) with its layers and size.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``model_slug, model, persona, n_statements, layers, position, template_mode, created``.
+    """
+    root = Path(store_dir)
+    dirs = [root / model_slug(model)] if model is not None else sorted(p for p in root.glob("*") if p.is_dir())
+    rows = []
+    for d in dirs:
+        for manifest_file in sorted(d.glob("*.json")):
+            m = read_json(manifest_file)
+            if not isinstance(m, dict) or m.get("kind") != "persona-activations":
+                continue
+            rows.append({k: m.get(k) for k in ("model_slug", "model", "persona", "n_statements", "layers",
+                                               "position", "template_mode", "created")})
+    return pd.DataFrame(rows, columns=["model_slug", "model", "persona", "n_statements", "layers",
+                                       "position", "template_mode", "created"])
+
+
+def _missing_message(store_dir, model: str, persona: str) -> str:
+    root = Path(store_dir)
+    model_dir = root / model_slug(model)
+    if not model_dir.is_dir():
+        models = sorted(p.name for p in root.glob("*") if p.is_dir()) if root.is_dir() else []
+        return f"no activations for model {model!r} in {root} (models there: {models or 'none'})"
+    personas = sorted(list_stored(store_dir, model)["persona"].astype(str))
+    return (
+        f"no activations for persona {persona!r} of model {model!r} in {root} "
+        f"(personas there: {personas or 'none'}); run extract_to_store first"
+    )
+
+
