@@ -30,6 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from personas.layers import (  # noqa: E402
+    LayerProtocol,
+    ProbeSettings,
     analyse_layers,
     cross_validate_classifier,
     most_divergent_layers,
@@ -98,8 +100,8 @@ def main() -> None:
           f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
 
     c0, t0 = cpu_seconds(), time.perf_counter()
-    table = analyse_layers(activations, meta, model="synthetic", n_blocks=args.n_blocks, n_jobs=args.n_jobs,
-                           n_per_cluster=min(100, args.per_direction))
+    table = analyse_layers(activations, meta, model_name="synthetic", n_blocks=args.n_blocks, n_jobs=args.n_jobs,
+                           protocol=LayerProtocol(n_per_cluster=min(100, args.per_direction)))
     t_full = time.perf_counter() - t0
     stop_workers()
     cpu_full = cpu_seconds() - c0
@@ -142,8 +144,9 @@ def main() -> None:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            direction_classification(activations, meta, model="synthetic", n_blocks=args.n_blocks, layers=[layer],
-                                     classifiers=("extra_trees",), controls=True, n_jobs=args.n_jobs, progress=False)
+            direction_classification(activations, meta, model_name="synthetic", n_blocks=args.n_blocks,
+                                     layers=[layer], probes=ProbeSettings(direction_classifiers=("extra_trees",)),
+                                     controls=True, n_jobs=args.n_jobs, progress=False)
         direction_trees[layer] = time.perf_counter() - t0
     if direction_trees:
         mean_dt = float(np.mean(list(direction_trees.values())))

@@ -1,24 +1,20 @@
-"""The shared array, label and statements-table checks, and renamed parameters, in personas._core.checks."""
+"""The shared array, label and statements-table checks in personas._core.checks, and the derived seeds."""
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from personas._core.checks import (
-    NOT_GIVEN,
     check_classes,
     check_directions,
     check_labels,
     check_matrix,
     check_meta,
-    renamed,
 )
-from personas._core.provenance import derive_seed
-from personas.scans.driver import experiment_seed
+from personas._core.provenance import derive_rng, derive_seed, seeded_rng
+from personas.scans.pools import experiment_seed
 
 
 def test_check_matrix():
@@ -59,16 +55,11 @@ def test_check_meta_and_directions():
         check_directions(np.array(["+", "positive"]))
 
 
-def test_renamed():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert renamed(5, NOT_GIVEN, new="n_new", old="n_old") == 5  # old name unused: no warning
-    with pytest.warns(DeprecationWarning, match="n_old= is deprecated; use n_new="):
-        assert renamed(None, 7, new="n_new", old="n_old") == 7
-    with pytest.warns(DeprecationWarning):
-        assert renamed(None, None, new="n_new", old="n_old") is None  # an explicit None counts
-    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="both n_new=3"):
-        renamed(3, 7, new="n_new", old="n_old")
+def test_the_two_seeded_generators():
+    # the layer analyses' stream: one derived 32-bit seed; derive_rng: the whole entropy
+    np.testing.assert_array_equal(seeded_rng(3, "cluster", "a", 1).random(4),
+                                  np.random.default_rng(derive_seed(3, "cluster", "a", 1)).random(4))
+    assert not np.allclose(seeded_rng(3, "x").random(4), derive_rng(3, "x").random(4))
 
 
 def test_experiment_seed_is_derive_seed_of_the_published_entropy():

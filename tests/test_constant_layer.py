@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from personas.model.extraction import extract_activations
-from personas.layers import analyse_layers, cluster_scores
+from personas.layers import LayerProtocol, ProbeSettings, analyse_layers, cluster_scores
 from tests.tiny_models import make_model, make_tokenizer, tiny_statements
 
 
@@ -37,8 +37,9 @@ def test_analyse_layers_scores_a_constant_layer_instead_of_crashing(last_token_l
     acts, meta, _ = last_token_layers
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = analyse_layers(acts, meta, model="tiny", n_blocks=3, n_reps=2, n_per_direction=20, n_folds=3,
-                               n_trees=5, n_jobs=1, progress=False)
+        table = analyse_layers(acts, meta, model_name="tiny", n_blocks=3,
+                               protocol=LayerProtocol(n_reps=2, n_per_cluster=20),
+                               probes=ProbeSettings(n_folds=3, n_trees=5), n_jobs=1, progress=False)
     assert any("constant" in str(w.message) or "identical" in str(w.message) for w in caught)
     zero = table[(table["layer"] == 0) & (table["control"] == "none")]
     zero = zero.groupby(["analysis", "classifier", "metric"])[["mean"]].mean()  # over personas

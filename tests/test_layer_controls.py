@@ -51,9 +51,10 @@ def test_analyse_layers_at_last_with_layer0_and_feature_controls(stores):
     wording, lengths = ul.load_wording_controls(store, MODEL, PERSONAS, meta)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = ul.analyse_layers(activations, meta, model=MODEL, n_blocks=3, n_reps=2, n_per_direction=10,
-                                  n_folds=3, classifiers=("logistic",), n_jobs=1, progress=False,
-                                  wording=wording, lengths=lengths)
+        table = ul.analyse_layers(activations, meta, model_name=MODEL, n_blocks=3,
+                                  protocol=ul.LayerProtocol(n_reps=2, n_per_cluster=10),
+                                  probes=ul.ProbeSettings(n_folds=3, classifiers=("logistic",)),
+                                  controls=ul.LayerControls(wording=wording, lengths=lengths), n_jobs=1, progress=False)
     assert any("constant" in str(w.message) for w in caught)
     assert {"none", "shuffled_labels", "wording", "length"} <= set(table["control"])
     layer0 = table[(table["layer"] == 0) & (table["control"] == "none")].set_index(["analysis", "persona", "metric"])
@@ -75,9 +76,11 @@ def test_feature_control_errors_and_the_plot_draws_them(stores, tmp_path):
     store, _, _ = stores
     activations, meta = ul.load_layers(store, MODEL, PERSONAS)
     with pytest.raises(ValueError, match="wording must be"):
-        ul.analyse_layers(activations, meta, model=MODEL, n_blocks=3, wording=np.zeros((3, 32)))
+        ul.analyse_layers(activations, meta, model_name=MODEL, n_blocks=3,
+                          controls=ul.LayerControls(wording=np.zeros((3, 32))))
     with pytest.raises(ValueError, match="lengths must be"):
-        ul.analyse_layers(activations, meta, model=MODEL, n_blocks=3, lengths=np.zeros((len(meta), 2)))
+        ul.analyse_layers(activations, meta, model_name=MODEL, n_blocks=3,
+                          controls=ul.LayerControls(lengths=np.zeros((len(meta), 2))))
     with pytest.raises(FileNotFoundError, match="position='mean'"):
         ul.load_wording_controls(tmp_path, MODEL, PERSONAS)
     import utils_viz as uv

@@ -18,7 +18,6 @@ from sklearn.preprocessing import StandardScaler
 from personas.layers import (
     RESULT_COLUMNS,
     analyse_layers,
-    check_layers,
     cluster_scores,
     cluster_separation,
     combine_results,
@@ -33,14 +32,16 @@ from personas.layers import (
     save_results,
     synthetic_activations,
 )
-from personas.layers import analyses
+from personas.layers import LayerProtocol, ProbeSettings, analyses
+from personas.model.hooks import resolve_layers
 from personas.layers.classifiers import _probe_features
-from personas.layers.pca import _pca_scores
+from personas.layers.pca import pca_scores
 from personas._core.provenance import derive_seed
 
 PLANTED = {3: 1.5, 4: 1.5}  # separation planted at layers 3 and 4 of 0..5
 N_BLOCKS = 5
-SMALL = dict(n_reps=2, n_per_cluster=20, n_folds=3, n_trees=10, n_jobs=1, progress=False)
+SMALL = dict(protocol=LayerProtocol(n_reps=2, n_per_cluster=20), probes=ProbeSettings(n_folds=3, n_trees=10),
+             n_jobs=1, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def planted():
 @pytest.fixture(scope="module")
 def table(planted):
     acts, meta = planted
-    return analyse_layers(acts, meta, model="toy", n_blocks=N_BLOCKS, **SMALL)
+    return analyse_layers(acts, meta, model_name="toy", n_blocks=N_BLOCKS, **SMALL)
 
 
 # ----------------------------------------------------------------------------- golden values and sklearn
@@ -100,7 +101,7 @@ def test_randomized_pca_path_is_accurate():
     rng = np.random.default_rng(2)
     X = (rng.normal(size=(300, 6)) * [9, 7, 5, 3, 2, 1]) @ rng.normal(size=(6, 200)) + rng.normal(size=(300, 200))
     Z = X - X.mean(0)
-    got, new = _pca_scores(Z, 3, Z_new=Z[:5], exact=False, n_iter=4)
+    got, new = pca_scores(Z, 3, Z_new=Z[:5], exact=False, n_iter=4)
     want = PCA(3, svd_solver="full").fit_transform(X)
     np.testing.assert_allclose(np.abs(got), np.abs(want), rtol=1e-6, atol=1e-6 * np.abs(want).max())
     np.testing.assert_allclose(np.abs(new), np.abs(want[:5]), rtol=1e-6, atol=1e-6 * np.abs(want).max())
@@ -112,7 +113,8 @@ def test_direction_clusters_equal_manual_pipeline():
     d = np.repeat(["positive", "negative"], 12)
     X[d == "positive", :5] += 2.0
     # all statements in one repetition: the sample is the whole set, in a shuffled order
-    got = direction_clusters(X, d, n_components=3, n_reps=1, n_per_cluster=None, shuffled_control=False)
+    got = direction_clusters(X, d, LayerProtocol(n_components=3, n_reps=1, n_per_cluster=None),
+                             shuffled_control=False)
     Z = PCA(3, svd_solver="full").fit_transform(X)
     want = {
         "silhouette": silhouette_score(Z, d),
@@ -135,7 +137,7 @@ def test_extra_trees_one_pass_equals_sklearn_cross_validate():
     X = rng.normal(size=(60, 12)).astype(np.float32)
     X[:, 0] += (y == "a") * 1.5
     X[:, 1] += (y == "b") * 1.5
-    got = cross_validate_classifier(X, y, classifiers=("extra_trees",), n_folds=4, seed=7, n_trees=8,
+    got = cross_validate_classifier(X, y, ProbeSettings(n_folds=4, n_trees=8), classifiers=("extra_trees",), seed=7,
                                     shuffled_control=False)
     # the published scorers, in scikit-learn's own cross-validation, with our folds and seed
     clf = ExtraTreesClassifier(n_estimators=8, random_state=derive_seed(7, "extra_trees", ""))
@@ -152,9 +154,9 @@ def test_probe_equals_sklearn_pipeline(components):
     y = np.repeat([0, 1, 2], 12)
     X = rng.normal(size=(36, 50))  # fewer statements than nodes: None uses the exact span reduction
     X[:, :3] += np.eye(3)[y] * 1.2
-    got = cross_validate_classifier(X, y, classifiers=("logistic",), n_folds=3, seed=2, shuffled_control=False,
-                                    probe_components=components, probe_C=0.5, probe_tol=1e-12,
-                                    probe_max_iter=20000)
+    probes = ProbeSettings(n_folds=3, probe_components=components, probe_C=0.5, probe_tol=1e-12,
+                           probe_max_iter=20000)
+    got = cross_validate_classifier(X, y, probes, classifiers=("logistic",), seed=2, shuffled_control=False)
     steps = [StandardScaler()] + ([PCA(components, svd_solver="full")] if components else [])
     pipe = make_pipeline(*steps, LogisticRegression(C=0.5, tol=1e-12, max_iter=20000))
     for i, (train, test) in enumerate(_folds(X, y, 3, 2)):
@@ -172,14 +174,15 @@ def test_seeds_reproduce_and_differ():
     rng = np.random.default_rng(6)
     X = rng.normal(size=(40, 10))
     d = np.repeat(["positive", "negative"], 20)
-    a = direction_clusters(X, d, n_per_cluster=10, n_reps=3, seed=1)
-    b = direction_clusters(X, d, n_per_cluster=10, n_reps=3, seed=1)
-    c = direction_clusters(X, d, n_per_cluster=10, n_reps=3, seed=2)
+    protocol = LayerProtocol(n_per_cluster=10, n_reps=3)
+    a = direction_clusters(X, d, protocol, seed=1)
+    b = direction_clusters(X, d, protocol, seed=1)
+    c = direction_clusters(X, d, protocol, seed=2)
     pd.testing.assert_frame_equal(a, b)
     assert not np.allclose(a["value"], c["value"])
-    k = dict(classifiers=("extra_trees", "logistic"), n_folds=4, n_trees=5)
-    e = cross_validate_classifier(X, d, seed=3, **k)
-    f = cross_validate_classifier(X, d, seed=3, **k)
+    probes = ProbeSettings(classifiers=("extra_trees", "logistic"), n_folds=4, n_trees=5)
+    e = cross_validate_classifier(X, d, probes, seed=3)
+    f = cross_validate_classifier(X, d, probes, seed=3)
     pd.testing.assert_frame_equal(e, f)
 
 
@@ -194,8 +197,8 @@ def test_table_columns_and_relative_depth(table, planted):
     np.testing.assert_allclose(table.relative_depth, table.layer / N_BLOCKS)
     assert set(table.loc[table.analysis == "persona_classifier", "persona"]) == {"ALL"}
     assert set(table.loc[table.analysis == "cluster", "persona"]) == set(planted[1].persona)
-    assert (table.loc[table.analysis == "cluster", "n"] == SMALL["n_reps"]).all()
-    assert (table.loc[table.analysis != "cluster", "n"] == SMALL["n_folds"]).all()
+    assert (table.loc[table.analysis == "cluster", "n"] == SMALL["protocol"].n_reps).all()
+    assert (table.loc[table.analysis != "cluster", "n"] == SMALL["probes"].n_folds).all()
     md = table.attrs["metadata"]
     assert md["model"] == "toy" and md["layers"] == list(range(6)) and md["parameters"]["n_folds"] == 3
 
@@ -257,10 +260,10 @@ def test_n_jobs_does_not_change_results(planted, monkeypatch):
 
     acts, meta = planted
     sub = {layer: acts[layer] for layer in (0, 4)}
-    kw = dict(model="toy", n_blocks=N_BLOCKS, progress=False)
-    for fn, extra in ((cluster_separation, dict(n_reps=2, n_per_cluster=20)),
-                      (direction_classification, dict(n_folds=3, classifiers=("extra_trees", "logistic"),
-                                                         n_trees=5))):
+    kw = dict(model_name="toy", n_blocks=N_BLOCKS, progress=False)
+    probes = ProbeSettings(n_folds=3, direction_classifiers=("extra_trees", "logistic"), n_trees=5)
+    for fn, extra in ((cluster_separation, dict(protocol=LayerProtocol(n_reps=2, n_per_cluster=20))),
+                      (direction_classification, dict(probes=probes))):
         one = fn(sub, meta, n_jobs=1, **kw, **extra)
         with parallel_config(backend="threading"):
             two = fn(sub, meta, n_jobs=2, **kw, **extra)
@@ -269,12 +272,13 @@ def test_n_jobs_does_not_change_results(planted, monkeypatch):
 
 def test_layer_zero_added_as_control_and_warned_when_missing(planted):
     acts, meta = planted
-    out = cluster_separation(acts, meta, model="toy", n_blocks=N_BLOCKS, layers=[4], n_reps=1,
-                                n_per_cluster=10, n_jobs=1, progress=False)
+    protocol = LayerProtocol(n_reps=1, n_per_cluster=10)
+    out = cluster_separation(acts, meta, model_name="toy", n_blocks=N_BLOCKS, layers=[4], protocol=protocol,
+                             n_jobs=1, progress=False)
     assert sorted(out.layer.unique()) == [0, 4]
     with pytest.warns(UserWarning, match="layer 0"):
-        cluster_separation({4: acts[4]}, meta, model="toy", n_blocks=N_BLOCKS, n_reps=1, n_per_cluster=10,
-                              n_jobs=1, progress=False)
+        cluster_separation({4: acts[4]}, meta, model_name="toy", n_blocks=N_BLOCKS, protocol=protocol,
+                           n_jobs=1, progress=False)
 
 
 # ----------------------------------------------------------------------------- tables
@@ -315,27 +319,41 @@ def test_combine_results_two_models(table):
 # ----------------------------------------------------------------------------- bad input
 
 
-def test_check_layers():
-    assert check_layers([4, 1, 4], {1: None, 4: None, 7: None}) == [4, 1]
-    assert check_layers(None, [7, 1]) == [1, 7]
+def test_resolve_layers_against_available_layers():
+    assert resolve_layers([4, 1, 4], available={1: None, 4: None, 7: None}) == [1, 4]
+    assert resolve_layers(None, available=[7, 1]) == [1, 7]
+    assert resolve_layers([4], available=[0, 4], add_control=True) == [0, 4]
+    with pytest.warns(UserWarning, match="layer 0"):
+        assert resolve_layers([4], available=[1, 4], add_control=True) == [4]
     with pytest.raises(ValueError, match=r"layers \[5\] are not in the store; available layers: \[1, 4, 7\]"):
-        check_layers([1, 5], {1: None, 4: None, 7: None})
-    with pytest.raises(ValueError, match="must be ints"):
-        check_layers(["1"], [1])
+        resolve_layers([1, 5], available={1: None, 4: None, 7: None})
+    with pytest.raises(ValueError, match="list of ints"):
+        resolve_layers(["1"], available=[1])
+    with pytest.raises(ValueError, match="list of ints"):
+        resolve_layers([True], available=[1])
+
+
+def test_resolve_layers_against_the_model():
+    assert resolve_layers([3, 1], 4, add_control=True) == [0, 1, 3]  # the notebook's extraction rule
+    assert resolve_layers("default", 4, add_control=True) == [0, 1, 3]
+    with pytest.raises(ValueError, match="out of range"):
+        resolve_layers([5], 4)
+    with pytest.raises(ValueError, match="list of ints"):
+        resolve_layers([2.0], 4)
 
 
 def test_missing_layers_in_analysis(planted):
     acts, meta = planted
     with pytest.raises(ValueError, match=r"available layers: \[0, 1, 2, 3, 4, 5\]"):
-        analyse_layers(acts, meta, model="toy", n_blocks=N_BLOCKS, layers=[2, 9], **SMALL)
+        cluster_separation(acts, meta, model_name="toy", n_blocks=N_BLOCKS, layers=[2, 9], progress=False)
 
 
 def test_one_class_only_is_an_error():
     X = np.random.default_rng(0).normal(size=(20, 5))
     with pytest.raises(ValueError, match="only one class"):
-        cross_validate_classifier(X, np.repeat("agreeableness", 20), n_folds=2)
+        cross_validate_classifier(X, np.repeat("agreeableness", 20), ProbeSettings(n_folds=2))
     with pytest.raises(ValueError, match="only one class"):
-        direction_clusters(X, np.repeat("positive", 20), n_per_cluster=5)
+        direction_clusters(X, np.repeat("positive", 20), LayerProtocol(n_per_cluster=5))
     with pytest.raises(ValueError, match="only one class"):
         cluster_scores(X[:, :2], np.zeros(20))
 
@@ -344,17 +362,17 @@ def test_fewer_samples_than_folds_is_an_error(planted):
     X = np.random.default_rng(0).normal(size=(12, 5))
     y = np.array(["a"] * 9 + ["b"] * 3)
     with pytest.raises(ValueError, match=r"'b' has only 3 statements.*fewer than n_folds=4"):
-        cross_validate_classifier(X, y, n_folds=4)
+        cross_validate_classifier(X, y, ProbeSettings(n_folds=4))
     acts, meta = planted
     with pytest.raises(ValueError, match="fewer than n_folds=40"):
-        analyse_layers(acts, meta, model="toy", n_blocks=N_BLOCKS, **{**SMALL, "n_folds": 40})
+        analyse_layers(acts, meta, model_name="toy", n_blocks=N_BLOCKS, **{**SMALL, "probes": ProbeSettings(n_folds=40)})
 
 
 def test_other_bad_input(planted):
     acts, meta = planted
-    kw = dict(model="toy", n_blocks=N_BLOCKS, **SMALL)
+    kw = dict(model_name="toy", n_blocks=N_BLOCKS, **SMALL)
     with pytest.raises(ValueError, match="n_per_cluster=100"):
-        analyse_layers(acts, meta, **{**kw, "n_per_cluster": 100})
+        analyse_layers(acts, meta, **{**kw, "protocol": LayerProtocol(n_per_cluster=100)})
     with pytest.raises(ValueError, match="meta has 10 rows"):
         analyse_layers(acts, meta.iloc[:10], **kw)
     with pytest.raises(ValueError, match="lacks columns"):
@@ -368,7 +386,7 @@ def test_other_bad_input(planted):
     with pytest.raises(ValueError, match="NaN"):
         analyse_layers(nan, meta, **kw)
     with pytest.raises(ValueError, match="unknown classifier"):
-        analyse_layers(acts, meta, **kw, classifiers=("svm",))
+        ProbeSettings(classifiers=("svm",))
     with pytest.raises(ValueError, match="2-D"):
         pca_projections(np.zeros(5))
     with pytest.raises(ValueError, match="n_components=9"):
@@ -404,6 +422,6 @@ def test_probe_iteration_cap_is_counted():
     y = np.repeat([0, 1], 20)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # convergence warnings are counted, not raised
-        out = cross_validate_classifier(X, y, classifiers=("logistic",), n_folds=2, probe_max_iter=1,
-                                        probe_components=None)
+        out = cross_validate_classifier(X, y, ProbeSettings(n_folds=2, probe_max_iter=1, probe_components=None),
+                                        classifiers=("logistic",))
     assert out.attrs["n_not_converged"] == 4  # 2 folds x (real + control)

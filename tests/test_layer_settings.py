@@ -1,11 +1,19 @@
-"""Settings objects of the layer analyses: same results as the keywords they replace, checked fields."""
+"""Settings objects of the layer analyses: the paper's defaults, passed down unchanged, checked fields."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from personas.layers import LayerProtocol, ProbeSettings, analyse_layers, direction_clusters, synthetic_activations
+from personas.layers import (
+    LayerControls,
+    LayerProtocol,
+    ProbeSettings,
+    analyse_layers,
+    cluster_separation,
+    direction_clusters,
+    synthetic_activations,
+)
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +24,7 @@ def data():
 
 def _run(data, **kw):
     acts, meta = data
-    table = analyse_layers(acts, meta, model="toy", n_blocks=2, n_jobs=1, progress=False, **kw)
+    table = analyse_layers(acts, meta, model_name="toy", n_blocks=2, n_jobs=1, progress=False, **kw)
     return table, table.attrs["metadata"]["parameters"]
 
 
@@ -27,30 +35,25 @@ def test_paper_defaults():
         ("extra_trees", "logistic"), ("logistic",), 10, 20)
 
 
-def test_settings_objects_equal_keywords(data):
-    by_objects, params_a = _run(data, protocol=LayerProtocol(n_components=3, n_reps=2, n_per_cluster=8),
-                                probes=ProbeSettings(classifiers=("logistic",), direction_classifiers=(), n_folds=3))
-    by_keywords, params_b = _run(data, n_components=3, n_reps=2, n_per_cluster=8, classifiers=["logistic"],
-                                 direction_classifiers=[], n_folds=3)
-    pd.testing.assert_frame_equal(by_objects, by_keywords)
-    assert params_a == params_b and params_a["n_per_cluster"] == 8 and params_a["n_folds"] == 3
-    # a keyword overrides one field of the object it belongs to
-    override, params_c = _run(data, protocol=LayerProtocol(n_components=3, n_reps=5, n_per_cluster=8), n_reps=2,
-                              classifiers=("logistic",), direction_classifiers=(), n_folds=3)
-    pd.testing.assert_frame_equal(override, by_objects)
-    assert set(by_objects["analysis"]) == {"cluster", "persona_classifier"}
-    assert set(by_objects.loc[by_objects["analysis"] == "cluster", "n"]) == {2}  # n_reps=2 repetitions
-
-
-def test_deprecated_n_per_direction_is_n_per_cluster(data):
+def test_settings_objects_reach_every_analysis(data):
+    protocol = LayerProtocol(n_components=3, n_reps=2, n_per_cluster=8)
+    probes = ProbeSettings(classifiers=("logistic",), direction_classifiers=(), n_folds=3)
+    table, params = _run(data, protocol=protocol, probes=probes, controls=LayerControls(baseline=False))
+    assert params["n_per_cluster"] == 8 and params["n_folds"] == 3 and params["controls"] is False
+    assert set(table["analysis"]) == {"cluster", "persona_classifier"}
+    assert set(table.loc[table["analysis"] == "cluster", "n"]) == {2}  # n_reps=2 repetitions
+    assert set(table.loc[table["analysis"] == "persona_classifier", "n"]) == {3}  # n_folds=3 folds
+    assert set(table["control"]) == {"none"} and set(table["layer"]) == {0, 1, 2}
+    # the driver's cluster rows are cluster_separation's, computed with the same protocol
     acts, meta = data
+    alone = cluster_separation(acts, meta, model_name="toy", n_blocks=2, protocol=protocol, controls=False,
+                               n_jobs=1, progress=False)
+    pd.testing.assert_frame_equal(table[table["analysis"] == "cluster"].reset_index(drop=True), alone)
     X, d = acts[2][meta.persona == "persona_00"], meta.direction[meta.persona == "persona_00"]
-    new = direction_clusters(X, d, n_per_cluster=6, n_reps=2, seed=3)
-    with pytest.warns(DeprecationWarning, match="n_per_direction= is deprecated; use n_per_cluster="):
-        old = direction_clusters(X, d, n_per_direction=6, n_reps=2, seed=3)
-    pd.testing.assert_frame_equal(new, old)
-    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="both n_per_cluster=5"):
-        direction_clusters(X, d, n_per_cluster=5, n_per_direction=6)
+    long = direction_clusters(X, d, protocol, seed=0, shuffled_control=False, sample_key="persona_00")
+    want = long.groupby("metric", sort=False)["value"].mean()
+    got = alone[(alone.layer == 2) & (alone.persona == "persona_00")].set_index("metric")["mean"]
+    pd.testing.assert_series_equal(got[want.index], want, check_names=False)
 
 
 def test_settings_are_checked():
@@ -69,7 +72,9 @@ def test_settings_are_checked():
 
 def test_unknown_setting_names_the_fields(data):
     acts, meta = data
-    with pytest.raises(TypeError, match=r"unexpected keyword\(s\) \['n_rep'\].*LayerProtocol"):
-        analyse_layers(acts, meta, model="toy", n_blocks=2, n_rep=2)
+    with pytest.raises(TypeError, match="n_reps"):
+        analyse_layers(acts, meta, model_name="toy", n_blocks=2, n_reps=2)  # settings only through objects
     with pytest.raises(TypeError, match="protocol must be a LayerProtocol"):
-        analyse_layers(acts, meta, model="toy", n_blocks=2, protocol={"n_reps": 2})
+        analyse_layers(acts, meta, model_name="toy", n_blocks=2, protocol={"n_reps": 2})
+    with pytest.raises(TypeError, match="controls must be a LayerControls"):
+        analyse_layers(acts, meta, model_name="toy", n_blocks=2, controls=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from personas.layers import analyse_layers, save_results, synthetic_activations
+from personas.layers import LayerProtocol, ProbeSettings, analyse_layers, save_results, synthetic_activations
 from personas.report import build_comparison_report
 from personas.study import _parse_value, main, notebook_parameters, split_parameters, study_parameters
 
@@ -57,8 +57,9 @@ def test_comparison_report_puts_models_on_relative_depth(tmp_path):
     for model, n_blocks, peak in (("deep", 8, 6), ("shallow", 4, 3)):
         acts, meta = synthetic_activations(n_personas=2, n_per_direction=30, hidden_size=12,
                                            layers=range(n_blocks + 1), direction_signal={peak: 2.0}, seed=1)
-        table = analyse_layers(acts, meta, model=model, n_blocks=n_blocks, n_reps=2, n_per_cluster=10,
-                               classifiers=(), direction_classifiers=(), n_jobs=1, progress=False)
+        table = analyse_layers(acts, meta, model_name=model, n_blocks=n_blocks,
+                               protocol=LayerProtocol(n_reps=2, n_per_cluster=10),
+                               probes=ProbeSettings(classifiers=(), direction_classifiers=()), n_jobs=1, progress=False)
         sub = tmp_path / model
         save_results(table, sub / "tables" / "layer_metrics.csv")
         studies[model] = sub

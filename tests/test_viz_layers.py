@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from personas.layers import analyse_layers, combine_results, embed_2d, synthetic_activations
+from personas.layers import LayerProtocol, ProbeSettings, analyse_layers, combine_results, embed_2d, synthetic_activations
 from personas.viz.layers import (
     plot_classifier_heatmap,
     plot_metric_by_layer,
@@ -28,8 +28,9 @@ def data():
 @pytest.fixture(scope="module")
 def table(data):
     acts, meta = data
-    return analyse_layers(acts, meta, model="toy/model v1", n_blocks=3, n_reps=2, n_per_cluster=10, n_folds=3,
-                          n_trees=5, n_jobs=1, progress=False)
+    return analyse_layers(acts, meta, model_name="toy/model v1", n_blocks=3,
+                          protocol=LayerProtocol(n_reps=2, n_per_cluster=10), probes=ProbeSettings(n_folds=3, n_trees=5),
+                          n_jobs=1, progress=False)
 
 
 def _png(path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -28,8 +27,6 @@ __all__ = [
     "check_classes",
     "check_directions",
     "check_meta",
-    "NOT_GIVEN",
-    "renamed",
 ]
 
 # the two directions of a persona's statements (as personas.statements.DIRECTIONS)
@@ -203,30 +200,3 @@ def check_meta(meta: Any, n: int, columns: Sequence[str]):
     if "direction" in columns:
         check_directions(meta["direction"].to_numpy())
     return meta
-
-
-# ----------------------------------------------------------------------------- renamed parameters
-
-
-class _NotGiven:
-    """Default of a deprecated parameter, so that an explicit ``None`` still counts as given."""
-
-    def __repr__(self) -> str:
-        return "NOT_GIVEN"
-
-
-NOT_GIVEN: Any = _NotGiven()
-
-
-def renamed(new_value: Any, old_value: Any, *, new: str, old: str, new_default: Any = None) -> Any:
-    """The value of parameter ``new``, accepting its deprecated name ``old`` (default ``NOT_GIVEN``).
-
-    Warns (``DeprecationWarning``) when ``old`` is used and raises ``TypeError`` when both
-    are given with different values.
-    """
-    if old_value is NOT_GIVEN:
-        return new_value
-    warnings.warn(f"{old}= is deprecated; use {new}= (same meaning)", DeprecationWarning, stacklevel=3)
-    if new_value is not new_default and new_value != old_value:
-        raise TypeError(f"got both {new}={new_value!r} and its deprecated name {old}={old_value!r}; pass only {new}=")
-    return old_value

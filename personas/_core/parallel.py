@@ -1,4 +1,8 @@
-"""Run the heavy loops on a Dask cluster: one context manager around joblib's Dask backend.
+"""Parallel work: the heavy loops on a Dask cluster (joblib's Dask backend), and one BLAS thread.
+
+- ``dask_cluster``: route joblib's parallel loops to a Dask scheduler while inside.
+- ``parallel_jobs``: the ``n_jobs`` to use with or without a scheduler.
+- ``one_blas_thread``: small linear algebra with one BLAS/OpenMP thread.
 
 Every parallel loop of the project (DeepScan runs in ``deepscan.run_experiment`` and
 ``detection_power``, the per-persona tasks of the layer analyses) goes through
@@ -19,7 +23,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-__all__ = ["dask_cluster", "parallel_jobs"]
+__all__ = ["dask_cluster", "parallel_jobs", "one_blas_thread"]
 
 
 @contextlib.contextmanager
@@ -68,3 +72,23 @@ def dask_cluster(scheduler: str | None = None, *, timeout: float = 30.0) -> Iter
 def parallel_jobs(n_jobs: int | None, scheduler: str | None) -> int | None:
     """``n_jobs`` to use: every worker (-1) when a scheduler is given, else ``n_jobs`` as it is."""
     return -1 if scheduler is not None else n_jobs
+
+
+_BLAS_CONTROLLER = None
+
+
+def one_blas_thread():
+    """Context manager limiting BLAS/OpenMP to one thread, for small linear algebra.
+
+    Many small BLAS calls (a few hundred rows, L-BFGS steps, small products) gain nothing from
+    threads that wake up for each of them; parallelism comes from processes instead. The
+    controller is built once, on first use: building one scans the loaded libraries.
+    """
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        import scipy.linalg  # noqa: F401  (load scipy's BLAS before looking for it)
+        import sklearn.linear_model  # noqa: F401
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1)

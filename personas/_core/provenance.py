@@ -1,7 +1,7 @@
 """What every artifact records about how it was made: package versions, time, derived seeds.
 
-One place for the three things each writer used to compute on its own, so every
-manifest, table sidecar and report says the same thing the same way.
+One place for them, so every manifest, table sidecar and report says the same thing the
+same way.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 from personas._core.checks import check_seed
 
-__all__ = ["package_versions", "now_iso", "derive_seed", "derive_rng"]
+__all__ = ["package_versions", "now_iso", "derive_seed", "derive_rng", "seeded_rng"]
 
 _PACKAGES = ("personas", "numpy", "scipy", "pandas", "scikit-learn", "torch", "transformers", "safetensors")
 
@@ -56,3 +56,13 @@ def derive_seed(seed: int, *keys: Any) -> int:
 def derive_rng(seed: int, *keys: Any) -> np.random.Generator:
     """A generator seeded with the same entropy as :func:`derive_seed` (``SeedSequence([seed, *keys])``)."""
     return np.random.default_rng(np.random.SeedSequence(_entropy(seed, keys)))
+
+
+def seeded_rng(seed: int, *keys: Any) -> np.random.Generator:
+    """``default_rng(derive_seed(seed, *keys))``: the generator of the layer analyses.
+
+    Its stream differs from :func:`derive_rng`'s (one 32-bit derived seed instead of the whole
+    entropy); the layer tables' samples, folds and shuffles are drawn from it, so moving them to
+    :func:`derive_rng` would redraw every layer table.
+    """
+    return np.random.default_rng(derive_seed(seed, *keys))

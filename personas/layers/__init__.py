@@ -32,11 +32,11 @@ Modules, one job each: ``indices`` (which layers), ``pca`` (principal components
 """
 
 from personas.layers.analyses import analyse_layers, cluster_separation, direction_classification, persona_classification
-from personas.layers.classifiers import CLASSIFIER_METRICS, CLASSIFIERS, cross_validate_classifier
+from personas.layers.classifiers import CLASSIFIER_METRICS, cross_validate_classifier
 from personas.layers.clusters import CLUSTER_METRICS, cluster_scores, direction_clusters
 from personas.layers.controls import WORDING_STORE, load_wording_controls, wording_store_dir
 from personas.layers.embedding import embed_2d
-from personas.layers.indices import check_layers, relative_depth
+from personas.layers.indices import relative_depth
 from personas.layers.pca import pca_projections
 from personas.layers.results import (
     LOWER_IS_BETTER,
@@ -48,7 +48,7 @@ from personas.layers.results import (
     save_results,
     select_metric_rows,
 )
-from personas.layers.settings import LayerProtocol, ProbeSettings
+from personas.layers.settings import CLASSIFIERS, LayerControls, LayerProtocol, ProbeSettings
 from personas.layers.synthetic import synthetic_activations
 
 __all__ = [
@@ -59,7 +59,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "LayerProtocol",
     "ProbeSettings",
-    "check_layers",
+    "LayerControls",
     "relative_depth",
     "pca_projections",
     "cluster_scores",

@@ -4,13 +4,17 @@
 - ``persona_classification``: predict the persona from each layer.
 - ``direction_classification``: predict ``+`` vs ``-`` within each persona, per layer.
 - ``analyse_layers``: all three, validated up front, with provenance in ``attrs["metadata"]``.
+
+The three share one prelude (``_prepare``: layers, statements table, personas) and one loop
+over layers (``_per_layer``); each says only what it scores on one layer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,14 +22,15 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from personas._core.checks import NOT_GIVEN, check_classes, check_int, check_meta, check_seed, renamed
-from personas.layers.classifiers import CLASSIFIERS, _check_classifiers, cross_validate_classifier
-from personas.layers.clusters import _cluster_plan, direction_clusters
-from personas.layers.indices import _layer_matrix, _resolve_layers, relative_depth
-from personas.layers.pca import _one_blas_thread
-from personas.layers.results import RESULT_COLUMNS, _finish, _summarise
-from personas.layers.settings import LayerProtocol, ProbeSettings, _field_names, _with_overrides
+from personas._core.checks import check_classes, check_int, check_meta, check_seed
+from personas._core.parallel import one_blas_thread
 from personas._core.provenance import now_iso, package_versions
+from personas.layers.classifiers import cross_validate_classifier
+from personas.layers.clusters import cluster_plan, direction_clusters
+from personas.layers.indices import layer_matrix, relative_depth
+from personas.layers.results import RESULT_COLUMNS, finish_table, summarise_long
+from personas.layers.settings import LayerControls, LayerProtocol, ProbeSettings
+from personas.model.hooks import resolve_layers
 
 __all__ = ["cluster_separation", "persona_classification", "direction_classification", "analyse_layers"]
 
@@ -37,15 +42,16 @@ def _parallel(n_jobs: int | None, n_tasks: int) -> Parallel:
     return Parallel(n_jobs=1 if n_tasks <= 1 else n_jobs, prefer="processes")
 
 
-def _cluster_task(X: np.ndarray, directions: np.ndarray, persona: str, kwargs: dict) -> pd.DataFrame:
-    out = direction_clusters(X, directions, sample_key=persona, **kwargs)
+def _cluster_task(X, directions, persona: str, protocol: LayerProtocol, seed: int, controls: bool) -> pd.DataFrame:
+    out = direction_clusters(X, directions, protocol, seed=seed, shuffled_control=controls, sample_key=persona)
     out.insert(0, "persona", persona)
     return out
 
 
-def _direction_task(X: np.ndarray, directions: np.ndarray, persona: str, kwargs: dict) -> pd.DataFrame:
-    with _one_blas_thread():  # one task per core: parallelism comes from the processes
-        out = cross_validate_classifier(X, directions, seed_key=persona, n_jobs=1, **kwargs)
+def _direction_task(X, directions, persona: str, probes: ProbeSettings, seed: int, controls: bool) -> pd.DataFrame:
+    with one_blas_thread():  # one task per core: parallelism comes from the processes
+        out = cross_validate_classifier(X, directions, probes, classifiers=probes.direction_classifiers, seed=seed,
+                                        shuffled_control=controls, seed_key=persona, n_jobs=1)
     n_nc = out.attrs.get("n_not_converged", 0)
     out.insert(0, "persona", persona)
     out.attrs["n_not_converged"] = n_nc
@@ -56,21 +62,131 @@ def _personas_in_order(meta: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(meta["persona"].astype(str)))
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """What every analysis needs before its first layer: checked layers, table and personas."""
+
+    layers: list[int]
+    meta: pd.DataFrame
+    n_blocks: int
+    groups: dict[str, np.ndarray]  # persona -> its rows
+    directions: np.ndarray | None  # "positive" / "negative" per row, when meta has them
+    hidden_size: int
+
+
+def _prepare(activations: Mapping[int, Any], meta: Any, layers, n_blocks: int, controls: bool,
+             columns: list[str]) -> _Prepared:
+    """The shared prelude: layers resolved (layer 0 added as a control), shapes, meta and depth checked."""
+    if not isinstance(activations, Mapping):
+        raise ValueError(
+            "activations must be a dict {layer: array (n_statements, hidden_size)} as load_layers returns; "
+            f"got {type(activations).__name__}"
+        )
+    layers = resolve_layers(layers, available=activations, add_control=controls)
+    shapes = {layer: np.shape(activations[layer]) for layer in layers}
+    first = shapes[layers[0]]
+    if len(first) != 2:
+        raise ValueError(f"activations[{layers[0]}] must be 2-D (n_statements, hidden_size); got shape {first}")
+    if any(s[0] != first[0] for s in shapes.values()):
+        raise ValueError(f"layers have different numbers of rows: {shapes}; all must be aligned with meta")
+    meta = check_meta(meta, first[0], columns)
+    n_blocks = check_int(n_blocks, "n_blocks", min_val=1)
+    relative_depth(np.array(layers), n_blocks)
+    persona = meta["persona"].astype(str).to_numpy()
+    groups = {p: np.flatnonzero(persona == p) for p in _personas_in_order(meta)}
+    directions = meta["direction"].astype(str).to_numpy() if "direction" in meta.columns else None
+    return _Prepared(layers, meta, n_blocks, groups, directions, int(first[1]))
+
+
+def _check_plans(prep: _Prepared, protocol: LayerProtocol | None, probes: ProbeSettings | None,
+                 personas: bool, directions: bool) -> None:
+    """Fail fast, before any heavy work, on a persona that cannot be sampled or folded."""
+    for p, idx in prep.groups.items():
+        if protocol is not None:
+            cluster_plan(prep.directions[idx], protocol.n_per_cluster, protocol.n_components, prep.hidden_size, p)
+        if directions:
+            check_classes(prep.directions[idx], "direction", min_count=probes.n_folds, what=f" for persona {p!r}")
+    if personas:
+        check_classes(prep.meta["persona"].astype(str).to_numpy(), "persona", min_count=probes.n_folds)
+
+
+def _per_layer(activations, prep: _Prepared, score: Callable[[np.ndarray], pd.DataFrame], *, by: list[str],
+               labels: dict[str, str], what: str, model_name: str, progress: bool) -> pd.DataFrame:
+    """The one loop over layers: ``score`` each layer's matrix, summarise, label, stack."""
+    frames, n_nc = [], 0
+    for layer in tqdm(prep.layers, desc=f"{what} ({model_name})", disable=not progress, unit="layer"):
+        long = score(layer_matrix(activations, layer, len(prep.meta)))
+        n_nc += long.attrs.get("n_not_converged", 0)
+        summary = summarise_long(long, by)
+        summary.insert(0, "layer", layer)
+        for column, value in labels.items():
+            summary[column] = value
+        frames.append(summary)
+    out = finish_table(frames, model_name, prep.n_blocks)
+    out.attrs["n_not_converged"] = n_nc
+    return out
+
+
+def _cluster_table(activations, prep: _Prepared, protocol: LayerProtocol, seed: int, controls: bool,
+                   n_jobs, progress: bool, model_name: str) -> pd.DataFrame:
+    with _parallel(n_jobs, len(prep.groups)) as parallel:
+        def score(X):
+            return pd.concat(parallel(delayed(_cluster_task)(X[idx], prep.directions[idx], p, protocol, seed, controls)
+                                      for p, idx in prep.groups.items()), ignore_index=True)
+
+        return _per_layer(activations, prep, score, by=["persona", "control", "metric"],
+                          labels={"analysis": "cluster", "classifier": "none"}, what="cluster metrics",
+                          model_name=model_name, progress=progress)
+
+
+def _persona_table(activations, prep: _Prepared, probes: ProbeSettings, seed: int, controls: bool,
+                   n_jobs, progress: bool, model_name: str) -> pd.DataFrame:
+    y = prep.meta["persona"].astype(str).to_numpy()
+
+    def score(X):
+        return cross_validate_classifier(X, y, probes, seed=seed, shuffled_control=controls, seed_key="persona",
+                                         n_jobs=n_jobs)
+
+    return _per_layer(activations, prep, score, by=["classifier", "control", "metric"],
+                      labels={"persona": "ALL", "analysis": "persona_classifier"}, what="persona classifiers",
+                      model_name=model_name, progress=progress)
+
+
+def _direction_table(activations, prep: _Prepared, probes: ProbeSettings, seed: int, controls: bool,
+                     n_jobs, progress: bool, model_name: str) -> pd.DataFrame:
+    with _parallel(n_jobs, len(prep.groups)) as parallel:
+        def score(X):
+            parts = parallel(delayed(_direction_task)(X[idx], prep.directions[idx], p, probes, seed, controls)
+                             for p, idx in prep.groups.items())
+            long = pd.concat(parts, ignore_index=True)
+            long.attrs["n_not_converged"] = sum(part.attrs.get("n_not_converged", 0) for part in parts)
+            return long
+
+        return _per_layer(activations, prep, score, by=["persona", "classifier", "control", "metric"],
+                          labels={"analysis": "direction_classifier"}, what="direction classifiers",
+                          model_name=model_name, progress=progress)
+
+
+def _settings(given: Any, cls: type, what: str) -> Any:
+    if given is None:
+        return cls()
+    if not isinstance(given, cls):
+        raise TypeError(f"{what} must be a {cls.__name__}; got {type(given).__name__}")
+    return given
+
+
 def cluster_separation(
     activations: Mapping[int, Any],
     meta: pd.DataFrame,
     *,
-    model: str,
+    model_name: str,
     n_blocks: int,
-    layers: Iterable[int] | None = None,
-    n_components: int = 4,
-    n_reps: int = 5,
-    n_per_cluster: int | None = 100,
+    layers=None,
+    protocol: LayerProtocol | None = None,
     seed: int = 0,
     controls: bool = True,
     n_jobs: int | None = -1,
     progress: bool = True,
-    n_per_direction: Any = NOT_GIVEN,
 ) -> pd.DataFrame:
     """The paper's cluster protocol (``direction_clusters``) for every persona and layer.
 
@@ -80,80 +196,50 @@ def cluster_separation(
         As ``personas.store.load_layers`` returns.
     meta : DataFrame
         Row-aligned, with columns ``persona`` and ``direction``.
-    model : str
+    model_name : str
         Model name for the table.
     n_blocks : int
         Number of transformer blocks (relative depth = layer / n_blocks).
     layers : iterable of int, optional
         Default: all in ``activations``. With ``controls``, layer 0 is added when available.
-    n_components, n_reps, n_per_cluster, seed
-        See ``direction_clusters``.
+    protocol : LayerProtocol, optional
+        Components, repetitions and statements per direction (default: the paper's).
+    seed : int
     controls : bool
         Add the layer-0 and shuffled-label controls.
     n_jobs : int or None
         Worker processes over personas (-1 = all cores).
     progress : bool
         Show a progress bar over layers.
-    n_per_direction : int or None
-        Deprecated alias of ``n_per_cluster``.
 
     Returns
     -------
     DataFrame
         Tidy table (``RESULT_COLUMNS``), analysis "cluster", classifier "none".
     """
-    n_per_cluster = renamed(n_per_cluster, n_per_direction, new="n_per_cluster", old="n_per_direction",
-                            new_default=100)
-    layers = _resolve_layers(layers, activations, controls)
-    meta = check_meta(meta, _layer_matrix(activations, layers[0]).shape[0], ["persona", "direction"])
-    n_blocks = check_int(n_blocks, "n_blocks", min_val=1)
-    relative_depth(np.array(layers), n_blocks)
-    personas = _personas_in_order(meta)
-    groups = {p: np.flatnonzero(meta["persona"].astype(str).to_numpy() == p) for p in personas}
-    directions = meta["direction"].astype(str).to_numpy()
-    kwargs = dict(
-        n_components=n_components, n_reps=n_reps, n_per_cluster=n_per_cluster, seed=check_seed(seed),
-        shuffled_control=controls,
-    )
-    hidden = _layer_matrix(activations, layers[0]).shape[1]
-    for p, idx in groups.items():  # fail fast, before any heavy work, on a persona that cannot be sampled
-        _cluster_plan(directions[idx], n_per_cluster, check_int(n_components, "n_components", min_val=1), hidden, p)
-    frames = []
-    with _parallel(n_jobs, len(personas)) as parallel:
-        for layer in tqdm(layers, desc=f"cluster metrics ({model})", disable=not progress, unit="layer"):
-            X = _layer_matrix(activations, layer, len(meta))
-            parts = parallel(delayed(_cluster_task)(X[idx], directions[idx], p, kwargs) for p, idx in groups.items())
-            long = pd.concat(parts, ignore_index=True)
-            summary = _summarise(long, ["persona", "control", "metric"])
-            summary.insert(0, "layer", layer)
-            summary["analysis"] = "cluster"
-            summary["classifier"] = "none"
-            frames.append(summary)
-    return _finish(frames, model, n_blocks)
+    protocol = _settings(protocol, LayerProtocol, "protocol")
+    prep = _prepare(activations, meta, layers, n_blocks, controls, ["persona", "direction"])
+    _check_plans(prep, protocol, None, personas=False, directions=False)
+    return _cluster_table(activations, prep, protocol, check_seed(seed), controls, n_jobs, progress, model_name)
 
 
 def persona_classification(
     activations: Mapping[int, Any],
     meta: pd.DataFrame,
     *,
-    model: str,
+    model_name: str,
     n_blocks: int,
-    layers: Iterable[int] | None = None,
-    classifiers: Sequence[str] = CLASSIFIERS,
-    n_folds: int = 10,
+    layers=None,
+    probes: ProbeSettings | None = None,
     seed: int = 0,
     controls: bool = True,
-    n_trees: int = 20,
-    probe_components: int | None = 128,
-    probe_C: float = 1.0,
-    probe_max_iter: int = 100,
-    control_folds: int | None = None,
     n_jobs: int | None = -1,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Predict the persona from each layer's activations (``cross_validate_classifier``).
 
-    Parameters are those of ``cluster_separation`` and ``cross_validate_classifier``; ``meta``
+    Parameters are those of ``cluster_separation``, with ``probes`` (``ProbeSettings``: the
+    classifiers ``probes.classifiers``, folds, forest, probe) instead of ``protocol``; ``meta``
     needs a ``persona`` column with at least two personas.
 
     Returns
@@ -162,145 +248,86 @@ def persona_classification(
         Tidy table, analysis "persona_classifier", persona "ALL"; ``attrs["n_not_converged"]``
         counts probe fits stopped by ``probe_max_iter``.
     """
-    layers = _resolve_layers(layers, activations, controls)
-    meta = check_meta(meta, _layer_matrix(activations, layers[0]).shape[0], ["persona"])
-    n_blocks = check_int(n_blocks, "n_blocks", min_val=1)
-    relative_depth(np.array(layers), n_blocks)
-    y = meta["persona"].astype(str).to_numpy()
-    check_classes(y, "persona", min_count=check_int(n_folds, "n_folds", min_val=2))
-    frames, n_nc = [], 0
-    for layer in tqdm(layers, desc=f"persona classifiers ({model})", disable=not progress, unit="layer"):
-        X = _layer_matrix(activations, layer, len(meta))
-        long = cross_validate_classifier(
-            X, y, classifiers=classifiers, n_folds=n_folds, seed=seed, shuffled_control=controls,
-            seed_key="persona", n_trees=n_trees, probe_components=probe_components, probe_C=probe_C,
-            probe_max_iter=probe_max_iter, control_folds=control_folds, n_jobs=n_jobs,
-        )
-        n_nc += long.attrs.get("n_not_converged", 0)
-        summary = _summarise(long, ["classifier", "control", "metric"])
-        summary.insert(0, "layer", layer)
-        summary["persona"] = "ALL"
-        summary["analysis"] = "persona_classifier"
-        frames.append(summary)
-    out = _finish(frames, model, n_blocks)
-    out.attrs["n_not_converged"] = n_nc
-    return out
+    probes = _settings(probes, ProbeSettings, "probes")
+    prep = _prepare(activations, meta, layers, n_blocks, controls, ["persona"])
+    _check_plans(prep, None, probes, personas=True, directions=False)
+    return _persona_table(activations, prep, probes, check_seed(seed), controls, n_jobs, progress, model_name)
 
 
 def direction_classification(
     activations: Mapping[int, Any],
     meta: pd.DataFrame,
     *,
-    model: str,
+    model_name: str,
     n_blocks: int,
-    layers: Iterable[int] | None = None,
-    classifiers: Sequence[str] = ("logistic",),
-    n_folds: int = 10,
+    layers=None,
+    probes: ProbeSettings | None = None,
     seed: int = 0,
     controls: bool = True,
-    n_trees: int = 20,
-    probe_components: int | None = 128,
-    probe_C: float = 1.0,
-    probe_max_iter: int = 100,
-    control_folds: int | None = None,
     n_jobs: int | None = -1,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Predict ``+`` vs ``-`` within each persona, per layer (``cross_validate_classifier``).
 
-    The default is the linear probe only: ExtraTrees here means ``n_folds`` x 2 controls forests
-    per persona and layer (thousands for the paper's 14 personas); pass
-    ``classifiers=("extra_trees", "logistic")`` for both. Personas run in ``n_jobs`` processes.
+    The classifiers are ``probes.direction_classifiers`` (default: the linear probe only, as
+    ExtraTrees here means ``n_folds`` x 2 controls forests per persona and layer). Personas run
+    in ``n_jobs`` processes. Other parameters as ``persona_classification``.
 
     Returns
     -------
     DataFrame
         Tidy table, analysis "direction_classifier", one persona per row group.
     """
-    layers = _resolve_layers(layers, activations, controls)
-    meta = check_meta(meta, _layer_matrix(activations, layers[0]).shape[0], ["persona", "direction"])
-    n_blocks = check_int(n_blocks, "n_blocks", min_val=1)
-    relative_depth(np.array(layers), n_blocks)
-    n_folds = check_int(n_folds, "n_folds", min_val=2)
-    personas = _personas_in_order(meta)
-    groups = {p: np.flatnonzero(meta["persona"].astype(str).to_numpy() == p) for p in personas}
-    directions = meta["direction"].astype(str).to_numpy()
-    for p, idx in groups.items():
-        check_classes(directions[idx], "direction", min_count=n_folds, what=f" for persona {p!r}")
-    kwargs = dict(
-        classifiers=_check_classifiers(classifiers), n_folds=n_folds, seed=seed, shuffled_control=controls,
-        n_trees=n_trees, probe_components=probe_components, probe_C=probe_C, probe_max_iter=probe_max_iter,
-        control_folds=control_folds,
-    )
-    frames, n_nc = [], 0
-    with _parallel(n_jobs, len(personas)) as parallel:
-        for layer in tqdm(layers, desc=f"direction classifiers ({model})", disable=not progress, unit="layer"):
-            X = _layer_matrix(activations, layer, len(meta))
-            parts = parallel(delayed(_direction_task)(X[idx], directions[idx], p, kwargs) for p, idx in groups.items())
-            n_nc += sum(part.attrs.get("n_not_converged", 0) for part in parts)
-            long = pd.concat(parts, ignore_index=True)
-            summary = _summarise(long, ["persona", "classifier", "control", "metric"])
-            summary.insert(0, "layer", layer)
-            summary["analysis"] = "direction_classifier"
-            frames.append(summary)
-    out = _finish(frames, model, n_blocks)
-    out.attrs["n_not_converged"] = n_nc
-    return out
+    probes = _settings(probes, ProbeSettings, "probes")
+    prep = _prepare(activations, meta, layers, n_blocks, controls, ["persona", "direction"])
+    _check_plans(prep, None, probes, personas=False, directions=True)
+    return _direction_table(activations, prep, probes, check_seed(seed), controls, n_jobs, progress, model_name)
 
 
 def analyse_layers(
     activations: Mapping[int, Any],
     meta: pd.DataFrame,
     *,
-    model: str,
+    model_name: str,
     n_blocks: int,
-    layers: Iterable[int] | None = None,
     protocol: LayerProtocol | None = None,
     probes: ProbeSettings | None = None,
+    controls: LayerControls | None = None,
     seed: int = 0,
-    controls: bool = True,
     n_jobs: int | None = -1,
     progress: bool = True,
-    wording: Any = None,
-    lengths: Any = None,
-    **settings: Any,
 ) -> pd.DataFrame:
     """Everything for a set of layers: cluster metrics, persona and direction classifiers, controls.
+
+        activations, meta = load_layers(store_dir, model_name, personas)
+        table = analyse_layers(activations, meta, model_name=model_name, n_blocks=30)
+        save_results(table, out / "tables" / "layer_metrics.csv")
+
+    Returns one tidy table (``RESULT_COLUMNS``): a row per layer, persona, analysis, classifier,
+    control and metric, with the settings and timings in ``table.attrs["metadata"]``.
 
     Parameters
     ----------
     activations : dict of int -> array (n_statements, hidden_size)
-        ``{layer: activations}`` as ``personas.store.load_layers`` returns (0 = embeddings).
+        ``{layer: activations}`` as ``personas.store.load_layers`` returns (0 = embeddings); every
+        layer in it is analysed (pass a smaller dict for fewer).
     meta : DataFrame
         Row-aligned, columns ``persona`` and ``direction`` ("positive" / "negative").
-    model : str
+    model_name : str
         Model name written in the table.
     n_blocks : int
         The model's number of transformer blocks (relative depth = layer / n_blocks).
-    layers : iterable of int, optional
-        Layers to analyse (default: all available); layer 0 is added as a control when available.
     protocol : LayerProtocol, optional
         The cluster protocol (default: the paper's, 5 repetitions of 100 + 100 statements, 4 components).
     probes : ProbeSettings, optional
         Classifiers, folds, forest and probe (default: the paper's, 10 folds, 20 trees).
+    controls : LayerControls, optional
+        Layer 0 and shuffled labels (``baseline``, default on), the wording and the length control.
     seed : int
-    controls : bool
-        Shuffled-label controls for every analysis, and layer 0 when available.
     n_jobs : int or None
         Cores to use (-1 = all): threads for the ExtraTrees fits, processes over personas.
     progress : bool
         Progress bars (one per analysis, over layers).
-    wording : array (n_statements, hidden_size), optional
-        The wording control: layer 0 averaged over each statement's own tokens (a bag of input
-        embeddings), whatever position the layers were taken at (``load_wording_controls``). At
-        position ``last`` layer 0 is the embedding of the template's final token, the same for
-        every statement, so the plain layer-0 control cannot fail; this one carries the words.
-    lengths : array (n_statements,), optional
-        The length control: each statement's token count, as a one-column feature.
-    **settings
-        Any field of ``LayerProtocol`` or ``ProbeSettings`` (``n_reps=2``, ``n_folds=3``, ...),
-        replacing that field of ``protocol`` / ``probes``. ``n_per_direction`` is a deprecated
-        alias of ``n_per_cluster``.
 
     Returns
     -------
@@ -312,70 +339,52 @@ def analyse_layers(
         the layer analysed: read them as horizontal reference lines beside every layer), every
         analysis, persona, classifier and metric as the real rows (no shuffled labels).
     """
-    if "n_per_direction" in settings:
-        settings["n_per_cluster"] = renamed(settings.pop("n_per_cluster", None), settings.pop("n_per_direction"),
-                                            new="n_per_cluster", old="n_per_direction")
-    protocol_fields, probe_fields = _field_names(LayerProtocol), _field_names(ProbeSettings)
-    unknown = sorted(set(settings) - protocol_fields - probe_fields)
-    if unknown:
-        raise TypeError(
-            f"analyse_layers got unexpected keyword(s) {unknown}; settings are the fields of "
-            f"LayerProtocol {sorted(protocol_fields)} and ProbeSettings {sorted(probe_fields)}"
-        )
-    protocol = _with_overrides(protocol, LayerProtocol, {k: v for k, v in settings.items() if k in protocol_fields}, "protocol")
-    probes = _with_overrides(probes, ProbeSettings, {k: v for k, v in settings.items() if k in probe_fields}, "probes")
-    classifiers, direction_classifiers = probes.classifiers, probes.direction_classifiers
-    n_components, n_reps, n_per_cluster = protocol.n_components, protocol.n_reps, protocol.n_per_cluster
-    n_folds = probes.n_folds
+    protocol = _settings(protocol, LayerProtocol, "protocol")
+    probes = _settings(probes, ProbeSettings, "probes")
+    controls = _settings(controls, LayerControls, "controls")
     seed = check_seed(seed)
-    n_blocks = check_int(n_blocks, "n_blocks", min_val=1)
-    chosen = _resolve_layers(layers, activations, controls)  # warns once if layer 0 is missing
-    control_features = _control_features(wording, lengths, np.shape(activations[chosen[0]])[0])
-    _validate_all(activations, meta, chosen, n_blocks=n_blocks, n_components=n_components,
-                  n_per_cluster=n_per_cluster, n_folds=n_folds, classifiers=classifiers,
-                  direction_classifiers=direction_classifiers)
-    common = dict(model=model, n_blocks=n_blocks, layers=chosen, seed=seed, controls=controls, n_jobs=n_jobs,
-                  progress=progress)
-    probe = probes.probe
+    prep = _prepare(activations, meta, None, n_blocks, controls.baseline, ["persona", "direction"])
+    control_features = _control_features(controls, len(prep.meta))
+    _check_plans(prep, protocol, probes, personas=bool(probes.classifiers),
+                 directions=bool(probes.direction_classifiers))
     timings: dict[str, float] = {}
     tables = []
-    n_nc = 0
-
-    def _run(name: str, fn, **kw) -> None:
-        nonlocal n_nc
+    steps = [("cluster", _cluster_table, protocol)]
+    if probes.classifiers:
+        steps.append(("persona_classifier", _persona_table, probes))
+    if probes.direction_classifiers:
+        steps.append(("direction_classifier", _direction_table, probes))
+    for name, table_of, settings in steps:
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"layer 0 \(embeddings\) is not in the activations")
-            table = fn(activations, meta, **common, **kw)
+        tables.append(table_of(activations, prep, settings, seed, controls.baseline, n_jobs, progress, model_name))
         timings[name] = round(time.perf_counter() - t0, 3)
-        n_nc += table.attrs.get("n_not_converged", 0)
-        tables.append(table)
-
-    _run("cluster", cluster_separation, n_components=n_components, n_reps=n_reps, n_per_cluster=n_per_cluster)
-    if classifiers:
-        _run("persona_classifier", persona_classification, classifiers=classifiers, n_folds=n_folds, **probe)
-    if direction_classifiers:
-        _run("direction_classifier", direction_classification, classifiers=direction_classifiers, n_folds=n_folds,
-             **probe)
     for name, X in control_features.items():
         t0 = time.perf_counter()
-        tables.extend(_feature_control(name, X, meta, common, classifiers, direction_classifiers, probe,
-                                       n_components=n_components, n_reps=n_reps, n_per_cluster=n_per_cluster,
-                                       n_folds=n_folds))
+        tables.extend(_feature_control(name, X, prep.meta, protocol, probes, seed=seed, n_jobs=n_jobs,
+                                       model_name=model_name, n_blocks=prep.n_blocks))
         timings[f"{name}_control"] = round(time.perf_counter() - t0, 3)
     table = pd.concat(tables, ignore_index=True)[RESULT_COLUMNS]
-    table.attrs["metadata"] = {
+    n_nc = sum(t.attrs.get("n_not_converged", 0) for t in tables)
+    table.attrs["metadata"] = _metadata(prep, protocol, probes, controls.baseline, seed, model_name, n_nc, timings,
+                                        control_features)
+    return table
+
+
+def _metadata(prep: _Prepared, protocol: LayerProtocol, probes: ProbeSettings, controls: bool, seed: int,
+              model_name: str, n_nc: int, timings: dict, control_features: dict) -> dict:
+    """The provenance ``analyse_layers`` writes beside its table."""
+    return {
         "kind": "layer-metrics",
-        "model": str(model),
-        "n_blocks": n_blocks,
-        "layers": chosen,
-        "personas": _personas_in_order(meta),
-        "n_statements": int(len(meta)),
-        "hidden_size": int(np.asarray(activations[chosen[0]]).shape[1]),
+        "model": str(model_name),
+        "n_blocks": prep.n_blocks,
+        "layers": prep.layers,
+        "personas": list(prep.groups),
+        "n_statements": int(len(prep.meta)),
+        "hidden_size": prep.hidden_size,
         "parameters": {
-            "n_components": n_components, "n_reps": n_reps, "n_per_cluster": n_per_cluster,
-            "n_folds": n_folds, "seed": seed, "classifiers": list(classifiers),
-            "direction_classifiers": list(direction_classifiers), "controls": controls, **probe,
+            "n_components": protocol.n_components, "n_reps": protocol.n_reps, "n_per_cluster": protocol.n_per_cluster,
+            "n_folds": probes.n_folds, "seed": seed, "classifiers": list(probes.classifiers),
+            "direction_classifiers": list(probes.direction_classifiers), "controls": controls, **probes.probe,
         },
         "probe_fits_at_max_iter": int(n_nc),
         "seconds": timings,
@@ -387,7 +396,6 @@ def analyse_layers(
         "versions": package_versions(("numpy", "scipy", "pandas", "scikit-learn", "joblib")),
         "created": now_iso(),
     }
-    return table
 
 
 #: The feature controls ``analyse_layers`` can add, in words.
@@ -397,8 +405,9 @@ CONTROL_DESCRIPTIONS = {
 }
 
 
-def _control_features(wording: Any, lengths: Any, n: int) -> dict[str, np.ndarray]:
+def _control_features(controls: LayerControls, n: int) -> dict[str, np.ndarray]:
     """The wording and length controls as row-aligned float matrices, checked before any work."""
+    wording, lengths = controls.wording, controls.lengths
     out: dict[str, np.ndarray] = {}
     if wording is not None:
         X = np.asarray(wording)
@@ -416,51 +425,17 @@ def _control_features(wording: Any, lengths: Any, n: int) -> dict[str, np.ndarra
     return out
 
 
-def _feature_control(name, X, meta, common, classifiers, direction_classifiers, probe, *, n_components, n_reps,
-                     n_per_cluster, n_folds) -> list[pd.DataFrame]:
+def _feature_control(name: str, X: np.ndarray, meta: pd.DataFrame, protocol: LayerProtocol,
+                     probes: ProbeSettings, *, seed: int, n_jobs, model_name: str, n_blocks: int) -> list[pd.DataFrame]:
     """Every analysis on one control's features (as layer 0, no shuffled labels), labelled control=name."""
-    kw = dict(common, layers=[0], controls=False, progress=False)
+    kw = dict(model_name=model_name, n_blocks=n_blocks, seed=seed, controls=False, n_jobs=n_jobs, progress=False)
     acts = {0: X}
-    parts = [cluster_separation(acts, meta, **kw, n_components=min(n_components, X.shape[1]), n_reps=n_reps,
-                                n_per_cluster=n_per_cluster)]
-    if classifiers:
-        parts.append(persona_classification(acts, meta, **kw, classifiers=classifiers, n_folds=n_folds, **probe))
-    if direction_classifiers:
-        parts.append(direction_classification(acts, meta, **kw, classifiers=direction_classifiers, n_folds=n_folds,
-                                              **probe))
+    small = dataclasses.replace(protocol, n_components=min(protocol.n_components, X.shape[1]))
+    parts = [cluster_separation(acts, meta, protocol=small, **kw)]
+    if probes.classifiers:
+        parts.append(persona_classification(acts, meta, probes=probes, **kw))
+    if probes.direction_classifiers:
+        parts.append(direction_classification(acts, meta, probes=probes, **kw))
     for part in parts:
         part["control"] = name
     return parts
-
-
-def _validate_all(
-    activations: Mapping[int, Any],
-    meta: Any,
-    layers: list[int],
-    *,
-    n_blocks: int,
-    n_components: int,
-    n_per_cluster: int | None,
-    n_folds: int,
-    classifiers: tuple[str, ...],
-    direction_classifiers: tuple[str, ...],
-) -> None:
-    """Every check ``analyse_layers`` can make before the heavy work, so bad input fails at once."""
-    shapes = {layer: np.shape(activations[layer]) for layer in layers}
-    first = shapes[layers[0]]
-    if len(first) != 2:
-        raise ValueError(f"activations[{layers[0]}] must be 2-D (n_statements, hidden_size); got shape {first}")
-    odd = {layer: s for layer, s in shapes.items() if s[0] != first[0]}
-    if odd:
-        raise ValueError(f"layers have different numbers of rows: {shapes}; all must be aligned with meta")
-    meta = check_meta(meta, first[0], ["persona", "direction"])
-    relative_depth(np.array(layers), n_blocks)
-    personas = meta["persona"].astype(str).to_numpy()
-    directions = meta["direction"].astype(str).to_numpy()
-    for p in _personas_in_order(meta):
-        idx = personas == p
-        _cluster_plan(directions[idx], n_per_cluster, n_components, first[1], p)
-        if direction_classifiers:
-            check_classes(directions[idx], "direction", min_count=n_folds, what=f" for persona {p!r}")
-    if classifiers:
-        check_classes(personas, "persona", min_count=n_folds)

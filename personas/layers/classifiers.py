@@ -1,6 +1,7 @@
 """Classifiers and probes: stratified k-fold cross-validation scoring three metrics in one pass.
 
-- ``CLASSIFIERS``: ``extra_trees`` (as published) and ``logistic`` (the linear probe).
+- the classifiers (``personas.layers.settings.CLASSIFIERS``): ``extra_trees`` (as published) and
+  ``logistic`` (the linear probe).
 - ``CLASSIFIER_METRICS``: accuracy, weighted precision, weighted F1.
 - ``cross_validate_classifier``: every classifier on the same seeded folds, with the
   shuffled-label control.
@@ -15,27 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from personas._core.checks import check_classes, check_int, check_labels, check_matrix, check_seed
-from personas.layers.pca import _one_blas_thread, _pca_scores, _rng
-from personas._core.provenance import derive_seed
+from personas._core.checks import check_classes, check_labels, check_matrix, check_seed
+from personas._core.parallel import one_blas_thread
+from personas._core.provenance import derive_seed, seeded_rng
+from personas.layers.pca import pca_scores
+from personas.layers.settings import ProbeSettings, check_classifiers
 
-__all__ = ["CLASSIFIER_METRICS", "CLASSIFIERS", "cross_validate_classifier"]
+__all__ = ["CLASSIFIER_METRICS", "cross_validate_classifier"]
 
 
 CLASSIFIER_METRICS: tuple[str, ...] = ("accuracy", "precision_weighted", "f1_weighted")
-
-
-CLASSIFIERS: tuple[str, ...] = ("extra_trees", "logistic")
-
-
-def _check_classifiers(classifiers: Any, name: str = "classifiers") -> tuple[str, ...]:
-    if isinstance(classifiers, str):
-        classifiers = (classifiers,)
-    classifiers = tuple(classifiers)
-    bad = [c for c in classifiers if c not in CLASSIFIERS]
-    if bad:
-        raise ValueError(f"{name}: unknown classifier(s) {bad}; choose from {list(CLASSIFIERS)}")
-    return classifiers
 
 
 def _fold_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -80,17 +70,17 @@ def _probe_features(
             # Exact reduction: an L2-penalised linear model's weights lie in the span of the
             # training rows, so fitting on their coordinates in that span (n dims instead of p)
             # gives the same predictions as fitting on all p nodes.
-            Ftr, Fte = _pca_scores(Ztr, n, Z_new=Zte, exact=True)
+            Ftr, Fte = pca_scores(Ztr, n, Z_new=Zte, exact=True)
         else:
             return Ztr, Zte
     else:
-        Ftr, Fte = _pca_scores(Ztr, n_components, Z_new=Zte, seed=seed, n_iter=svd_iter)
+        Ftr, Fte = pca_scores(Ztr, n_components, Z_new=Zte, seed=seed, n_iter=svd_iter)
     if Ftr.shape[1] == 0:
         return np.zeros((n, 1)), np.zeros((len(Zte), 1))
     return Ftr, np.asarray(Fte, dtype=np.float64)
 
 
-def _warn_if_constant(X: np.ndarray, key: str = "") -> bool:
+def warn_if_constant(X: np.ndarray, key: str = "") -> bool:
     """Warn (and return True) when every row of ``X`` is the same: nothing to learn, scores are chance."""
     constant = bool(len(X) and np.all(X == X[:1]))
     if constant:
@@ -112,161 +102,97 @@ def _label_sets(label_sets: dict, fold: int, control_folds: int | None):
 def cross_validate_classifier(
     X: Any,
     y: Any,
+    probes: ProbeSettings | None = None,
     *,
-    classifiers: Sequence[str] = CLASSIFIERS,
-    n_folds: int = 10,
+    classifiers: Sequence[str] | None = None,
     seed: int = 0,
     shuffled_control: bool = True,
     seed_key: str = "",
-    n_trees: int = 20,
-    probe_components: int | None = 128,
-    probe_C: float = 1.0,
-    probe_max_iter: int = 100,
-    probe_tol: float = 1e-4,
-    probe_svd_iter: int = 2,
     n_jobs: int | None = None,
-    control_folds: int | None = None,
 ) -> pd.DataFrame:
     """Stratified k-fold cross-validation of classifiers predicting ``y`` from ``X``, one pass each.
 
-    Every fold is fitted once per classifier and its predictions give all three metrics:
-    accuracy, weighted precision and weighted F1 (numerically the same as scikit-learn's
-    ``cross_validate`` with those three scorers, or three ``cross_val_score`` runs, at a third of
-    the fits).
+    Every fold is fitted once per classifier and its predictions give all three metrics
+    (accuracy, weighted precision and weighted F1: the numbers of scikit-learn's
+    ``cross_validate`` with those three scorers, at a third of the fits).
 
     Classifiers
     -----------
     ``extra_trees``
-        ``ExtraTreesClassifier(n_estimators=n_trees)`` as published (20 trees) with one seeded
-        ``random_state`` (as a fixed-seed estimator in ``cross_validate``), trees built in
-        ``n_jobs`` threads on a Fortran-ordered float32 copy of the training fold (the same trees,
-        built faster: the splitter reads columns).
+        ``ExtraTreesClassifier(n_estimators=probes.n_trees)`` as published, one seeded
+        ``random_state``, trees built in ``n_jobs`` threads.
     ``logistic``
-        Linear probe: standardise (mean/std of the training fold), project on the training fold's
-        top ``probe_components`` principal components, then L2 logistic regression
-        (``sklearn.linear_model.LogisticRegression(C=probe_C, max_iter=probe_max_iter, tol=probe_tol)``).
-        Scaler and PCA see only training rows, so nothing leaks from the test fold. Why PCA: on
-        a paper-sized training fold (thousands of statements x thousands of nodes) each
-        full-dimensional L-BFGS step is memory bound and a shuffled-label control needs hundreds
-        of steps to converge; in ``probe_components`` dimensions a step is cheap and the fits
-        converge within ``probe_max_iter``. The fold PCA (a seeded randomized SVD with
-        ``probe_svd_iter`` power iterations; fewer iterations are cheaper but, on the
-        benchmark's synthetic data, lowered the probe's accuracy on weakly separated layers) is
-        computed once per fold and shared by the real and the control fit
-        (``benchmarks/bench_layer_metrics.py`` measures all of this). With ``probe_components=None`` (or at least the
-        training fold's rank) the probe is the exact full-dimensional one: when the fold has fewer
-        rows than nodes it is fitted on the rows' coordinates in their span, which gives the same
-        predictions as all nodes (the weights of an L2-penalised linear model lie in that span).
-        Warm starts across folds are deliberately not used: a model trained on the previous fold
-        has seen this fold's test rows. Fits stopped by ``probe_max_iter`` are counted in
-        ``result.attrs["n_not_converged"]``.
+        Linear probe: standardise and project on the training fold's top ``probe_components``
+        principal components (scaler and PCA see only training rows), then L2 logistic
+        regression. The projection is there because full-dimensional L-BFGS on a paper-sized
+        fold is memory bound and slow to converge. With ``probe_components=None`` (or at least
+        the fold's rank) the probe is the exact full-dimensional one. No warm starts across
+        folds: a model trained on the previous fold has seen this fold's test rows. Fits
+        stopped by ``probe_max_iter`` are counted in ``result.attrs["n_not_converged"]``.
 
     Controls
     --------
     With ``shuffled_control``, the same folds are refitted with ``y`` randomly permuted (control
-    "shuffled_labels"), which should score at chance (accuracy about the largest class share);
-    ``control_folds`` limits that to the first folds (the chance level needs few estimates, and
-    each control fit costs as much as a real one).
+    "shuffled_labels"), which should score at chance; ``probes.control_folds`` limits that to the
+    first folds.
 
     Parameters
     ----------
     X : array (n_statements, hidden_size)
     y : array (n_statements,)
         Class of each row (persona names, directions ...); at least two classes, each with at
-        least ``n_folds`` rows.
-    classifiers : sequence of {"extra_trees", "logistic"}
-    n_folds : int
+        least ``probes.n_folds`` rows.
+    probes : ProbeSettings, optional
+        Folds, forest and probe settings (default: the paper's).
+    classifiers : sequence of {"extra_trees", "logistic"}, optional
+        Default: ``probes.classifiers``.
     seed : int
         Seeds folds (``StratifiedKFold(shuffle=True)``), permutation, trees and randomized SVD,
         together with ``seed_key``.
     shuffled_control : bool
     seed_key : str
         Extra seed key (e.g. a persona name); the same key gives the same folds on every layer.
-    n_trees : int
-    probe_components, probe_C, probe_max_iter, probe_tol, probe_svd_iter
-        Linear probe settings (see above).
     n_jobs : int or None
         Threads for the ExtraTrees fits (joblib convention: -1 = all cores).
-    control_folds : int or None
-        Folds the shuffled-label control is fitted on (the first ones); None: every fold.
 
     Returns
     -------
     DataFrame
         Long table, columns ``classifier, control, fold, metric, value`` (one row per fold and metric).
     """
-    from sklearn.ensemble import ExtraTreesClassifier
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
+    probes = ProbeSettings() if probes is None else _check_probes(probes)
     X = check_matrix(X)
     y = check_labels(y, X.shape[0], "y")
-    _warn_if_constant(X, seed_key)
-    classifiers = _check_classifiers(classifiers)
-    n_folds = check_int(n_folds, "n_folds", min_val=2)
+    warn_if_constant(X, seed_key)
+    classifiers = probes.classifiers if classifiers is None else check_classifiers(classifiers)
     seed = check_seed(seed)
-    n_trees = check_int(n_trees, "n_trees", min_val=1)
-    probe_max_iter = check_int(probe_max_iter, "probe_max_iter", min_val=1)
-    if probe_components is not None:
-        probe_components = check_int(probe_components, "probe_components", min_val=1)
-    if not probe_C > 0:
-        raise ValueError(f"probe_C must be > 0; got {probe_C!r}")
-    where = f" for {seed_key!r}" if seed_key else ""
-    check_classes(y, "y", min_count=n_folds, what=where)
+    check_classes(y, "y", min_count=probes.n_folds, what=f" for {seed_key!r}" if seed_key else "")
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float32)
-
-    if control_folds is not None:
-        control_folds = check_int(control_folds, "control_folds", min_val=1, max_val=n_folds)
-    folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=derive_seed(seed, "folds", seed_key)).split(X, y))
+    folds = list(StratifiedKFold(probes.n_folds, shuffle=True, random_state=derive_seed(seed, "folds", seed_key))
+                 .split(X, y))
     label_sets = {"none": y}
     if shuffled_control:
-        label_sets["shuffled_labels"] = _rng(seed, "shuffled-labels", seed_key).permutation(y)
-
+        label_sets["shuffled_labels"] = seeded_rng(seed, "shuffled-labels", seed_key).permutation(y)
     rows: list[tuple] = []
-    n_not_converged = 0
-    if "extra_trees" in classifiers:
-        # nodes x statements, C-ordered, once: each fold's Fortran-ordered training matrix is then
-        # a contiguous gather, much cheaper than a fancy-indexed Fortran copy
-        XT = np.ascontiguousarray(X.T, dtype=np.float32)  # sklearn trees work in float32
-    n_constant = 0
+    n_not_converged = n_constant = 0
+    # nodes x statements, C-ordered, once: each fold's Fortran-ordered training matrix is then
+    # a contiguous gather, much cheaper than a fancy-indexed Fortran copy (sklearn trees use float32)
+    XT = np.ascontiguousarray(X.T, dtype=np.float32) if "extra_trees" in classifiers else None
     for i, (train, test) in enumerate(folds):
-        if "extra_trees" in classifiers:
-            Xtr = np.take(XT, train, axis=1).T  # (n_train, hidden_size), Fortran order
-            Xte = X[test].astype(np.float32, copy=False)
-            for control, labels in _label_sets(label_sets, i, control_folds):
-                forest = ExtraTreesClassifier(
-                    n_estimators=n_trees, random_state=derive_seed(seed, "extra_trees", seed_key), n_jobs=n_jobs
-                )
-                forest.fit(Xtr, labels[train])
-                for metric, value in _fold_scores(labels[test], forest.predict(Xte)).items():
-                    rows.append(("extra_trees", control, i, metric, value))
-            del Xtr
+        sets = _label_sets(label_sets, i, probes.control_folds)
+        if XT is not None:
+            rows += _forest_rows(XT, X, train, test, sets, probes, derive_seed(seed, "extra_trees", seed_key),
+                                 n_jobs, i)
         if "logistic" in classifiers:
-            Ftr, Fte = _probe_features(
-                X, train, test, probe_components, derive_seed(seed, "probe-svd", seed_key, i), probe_svd_iter
-            )
-            for control, labels in _label_sets(label_sets, i, control_folds):
-                if Ftr.shape[1] == 0:
-                    # a constant layer (e.g. layer 0 at the chat template's last token): no feature
-                    # carries information, so the best any classifier can do is the training
-                    # fold's majority class; score that instead of failing
-                    n_constant += 1
-                    values, counts = np.unique(labels[train], return_counts=True)
-                    pred = np.full(len(test), values[np.argmax(counts)])
-                    for metric, value in _fold_scores(labels[test], pred).items():
-                        rows.append(("logistic", control, i, metric, value))
-                    continue
-                probe = LogisticRegression(C=probe_C, max_iter=probe_max_iter, tol=probe_tol)
-                # one BLAS thread: L-BFGS-B's many tiny BLAS calls are much slower with threads
-                # waking up for each of them, and the reduced problem gains nothing from threads
-                with warnings.catch_warnings(), _one_blas_thread():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    probe.fit(Ftr, labels[train])
-                n_not_converged += int(np.max(probe.n_iter_) >= probe_max_iter)
-                for metric, value in _fold_scores(labels[test], probe.predict(Fte)).items():
-                    rows.append(("logistic", control, i, metric, value))
+            Ftr, Fte = _probe_features(X, train, test, probes.probe_components,
+                                       derive_seed(seed, "probe-svd", seed_key, i), probes.probe_svd_iter)
+            fold_rows, n_nc, constant = _probe_rows(Ftr, Fte, train, test, sets, probes, i)
+            rows += fold_rows
+            n_not_converged += n_nc
+            n_constant += constant
     if n_constant:
         warnings.warn(
             f"the features are constant on the training folds ({seed_key!r}: no variance left after "
@@ -276,3 +202,51 @@ def cross_validate_classifier(
     out = pd.DataFrame(rows, columns=["classifier", "control", "fold", "metric", "value"])
     out.attrs["n_not_converged"] = n_not_converged
     return out
+
+
+def _check_probes(probes: Any) -> ProbeSettings:
+    if not isinstance(probes, ProbeSettings):
+        raise TypeError(f"probes must be a ProbeSettings; got {type(probes).__name__}")
+    return probes
+
+
+def _forest_rows(XT, X, train, test, sets, probes: ProbeSettings, random_state: int, n_jobs, fold: int) -> list:
+    """One fold of ExtraTrees, real labels and controls: rows ``(classifier, control, fold, metric, value)``."""
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    Xtr = np.take(XT, train, axis=1).T  # (n_train, hidden_size), Fortran order
+    Xte = X[test].astype(np.float32, copy=False)
+    rows = []
+    for control, labels in sets:
+        forest = ExtraTreesClassifier(n_estimators=probes.n_trees, random_state=random_state, n_jobs=n_jobs)
+        forest.fit(Xtr, labels[train])
+        for metric, value in _fold_scores(labels[test], forest.predict(Xte)).items():
+            rows.append(("extra_trees", control, fold, metric, value))
+    return rows
+
+
+def _probe_rows(Ftr, Fte, train, test, sets, probes: ProbeSettings, fold: int) -> tuple[list, int, int]:
+    """One fold of the linear probe: its rows, fits stopped at ``probe_max_iter``, constant-fold fits."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    rows, n_not_converged, n_constant = [], 0, 0
+    for control, labels in sets:
+        if Ftr.shape[1] == 0:
+            # a constant layer (e.g. layer 0 at the chat template's last token): no feature
+            # carries information, so the best any classifier can do is the training
+            # fold's majority class; score that instead of failing
+            n_constant += 1
+            values, counts = np.unique(labels[train], return_counts=True)
+            pred = np.full(len(test), values[np.argmax(counts)])
+        else:
+            probe = LogisticRegression(C=probes.probe_C, max_iter=probes.probe_max_iter, tol=probes.probe_tol)
+            # one BLAS thread: L-BFGS-B's many tiny BLAS calls gain nothing from threads
+            with warnings.catch_warnings(), one_blas_thread():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                probe.fit(Ftr, labels[train])
+            n_not_converged += int(np.max(probe.n_iter_) >= probes.probe_max_iter)
+            pred = probe.predict(Fte)
+        for metric, value in _fold_scores(labels[test], pred).items():
+            rows.append(("logistic", control, fold, metric, value))
+    return rows, n_not_converged, n_constant

@@ -15,17 +15,18 @@ import numpy as np
 import pandas as pd
 
 from personas._core.checks import (
-    NOT_GIVEN,
     check_classes,
     check_directions,
     check_int,
     check_labels,
     check_matrix,
     check_seed,
-    renamed,
 )
-from personas.layers.classifiers import _warn_if_constant
-from personas.layers.pca import _one_blas_thread, _rng, pca_projections
+from personas._core.parallel import one_blas_thread
+from personas._core.provenance import seeded_rng
+from personas.layers.classifiers import warn_if_constant
+from personas.layers.pca import pca_projections
+from personas.layers.settings import LayerProtocol
 
 __all__ = ["CLUSTER_METRICS", "cluster_scores", "direction_clusters"]
 
@@ -83,10 +84,13 @@ def cluster_scores(Z: Any, labels: Any) -> dict[str, float]:
     }
 
 
-def _cluster_plan(
+def cluster_plan(
     d: np.ndarray, n_per_cluster: int | None, n_components: int, hidden_size: int, key: str = ""
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Positive rows, negative rows and the per-direction sample size; clear errors if impossible."""
+    """Positive rows, negative rows and the per-direction sample size; clear errors if impossible.
+
+    ``d`` holds the directions of one persona's statements; ``key`` names it in the messages.
+    """
     pos, neg = np.flatnonzero(d == "positive"), np.flatnonzero(d == "negative")
     where = f" for {key!r}" if key else ""
     if len(pos) == 0 or len(neg) == 0:
@@ -117,21 +121,18 @@ def _cluster_plan(
 def direction_clusters(
     X: Any,
     directions: Any,
+    protocol: LayerProtocol | None = None,
     *,
-    n_components: int = 4,
-    n_reps: int = 5,
-    n_per_cluster: int | None = 100,
     seed: int = 0,
     shuffled_control: bool = True,
     sample_key: str = "",
-    n_per_direction: Any = NOT_GIVEN,
 ) -> pd.DataFrame:
     """The paper's protocol on one persona and one layer: PCA, then cluster metrics of ``+`` vs ``-``.
 
-    Each repetition draws ``n_per_cluster`` positive and as many negative statements without
-    replacement, fits PCA on those ``2 * n_per_cluster`` rows and scores the two directions as
-    clusters on the projections (``cluster_scores``). The shuffled-labels control scores the same
-    projections with the direction labels permuted.
+    Each of ``protocol.n_reps`` repetitions draws ``protocol.n_per_cluster`` positive and as many
+    negative statements without replacement, fits PCA (``protocol.n_components``) on those rows
+    and scores the two directions as clusters on the projections (``cluster_scores``). The
+    shuffled-labels control scores the same projections with the direction labels permuted.
 
     Parameters
     ----------
@@ -139,47 +140,41 @@ def direction_clusters(
         One persona's activations at one layer.
     directions : array (n_statements,)
         "positive" / "negative" per row.
-    n_components : int
-        PCA components (the paper's plots use 4).
-    n_reps : int
-        Repetitions with fresh samples (the paper: 5).
-    n_per_cluster : int or None
-        Statements per direction and repetition (the paper: 100); None uses all of the smaller direction.
+    protocol : LayerProtocol, optional
+        Components, repetitions and statements per direction (default: the paper's 4, 5, 100).
     seed : int
     shuffled_control : bool
         Also score with permuted direction labels (control "shuffled_labels").
     sample_key : str
         Extra seed key, e.g. the persona name; the samples depend on ``seed``, ``sample_key`` and
         the repetition only, so every layer is scored on the same statements.
-    n_per_direction : int or None
-        Deprecated alias of ``n_per_cluster``.
 
     Returns
     -------
     DataFrame
         Long table, columns ``control, rep, metric, value``.
     """
-    n_per_cluster = renamed(n_per_cluster, n_per_direction, new="n_per_cluster", old="n_per_direction",
-                            new_default=100)
+    if protocol is None:
+        protocol = LayerProtocol()
+    elif not isinstance(protocol, LayerProtocol):
+        raise TypeError(f"protocol must be a LayerProtocol; got {type(protocol).__name__}")
     X = check_matrix(X)
     d = check_labels(directions, X.shape[0], "directions").astype(str)
     check_directions(d, "directions")
-    n_components = check_int(n_components, "n_components", min_val=1)
-    n_reps = check_int(n_reps, "n_reps", min_val=1)
     seed = check_seed(seed)
-    pos, neg, m = _cluster_plan(d, n_per_cluster, n_components, X.shape[1], sample_key)
-    _warn_if_constant(X, sample_key)
+    pos, neg, m = cluster_plan(d, protocol.n_per_cluster, protocol.n_components, X.shape[1], sample_key)
+    warn_if_constant(X, sample_key)
     labels = np.repeat(np.array(["positive", "negative"]), m)
     rows = []
-    with _one_blas_thread():  # small matrices: BLAS threads cost more than they give 
-        for rep in range(n_reps):
-            rng = _rng(seed, "cluster", sample_key, rep)
+    with one_blas_thread():  # small matrices: BLAS threads cost more than they give
+        for rep in range(protocol.n_reps):
+            rng = seeded_rng(seed, "cluster", sample_key, rep)
             idx = np.concatenate([rng.choice(pos, m, replace=False), rng.choice(neg, m, replace=False)])
-            Z = pca_projections(X[idx], n_components)
+            Z = pca_projections(X[idx], protocol.n_components)
             for metric, value in cluster_scores(Z, labels).items():
                 rows.append(("none", rep, metric, value))
             if shuffled_control:
-                perm = _rng(seed, "cluster-shuffle", sample_key, rep).permutation(labels)
+                perm = seeded_rng(seed, "cluster-shuffle", sample_key, rep).permutation(labels)
                 for metric, value in cluster_scores(Z, perm).items():
                     rows.append(("shuffled_labels", rep, metric, value))
     return pd.DataFrame(rows, columns=["control", "rep", "metric", "value"])

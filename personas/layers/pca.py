@@ -2,8 +2,10 @@
 
 - ``pca_projections``: scores of statements on their first principal components (sklearn's PCA up
   to column signs, which are made deterministic).
-- ``_pca_scores``: the shared engine, which also scores held-out rows (a test fold) on the axes.
-- ``_one_blas_thread``: small linear algebra runs with one BLAS thread (see the comment below).
+- ``pca_scores``: the shared engine, which also scores held-out rows (a test fold) on the axes.
+
+Small linear algebra runs with one BLAS thread (``personas._core.parallel.one_blas_thread``):
+parallelism comes from joblib over personas instead.
 """
 
 from __future__ import annotations
@@ -11,37 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from personas._core.checks import check_int, check_matrix, check_seed
-from personas._core.provenance import derive_seed
+from personas._core.parallel import one_blas_thread
+from personas._core.provenance import seeded_rng
 
 __all__ = ["pca_projections"]
 
-# Small linear algebra (a few hundred rows) runs with one BLAS thread: on a busy machine, BLAS
-# threads waking up for each small call made the cluster protocol and L-BFGS many times slower
-# (benchmarks/bench_layer_metrics.py); parallelism comes from joblib over personas instead.
 # Above this many samples *and* features the fold PCA of the probe uses a seeded randomized SVD;
-# below it, an exact eigendecomposition of the smaller Gram matrix (as fast, and equal to sklearn).
-_EXACT_PCA_LIMIT = 1024
-
-
-_BLAS_CONTROLLER = None
-
-
-def _one_blas_thread():
-    """Context manager limiting BLAS/OpenMP to one thread.
-
-    The controller is built once: building one scans the loaded libraries, which at a few
-    hundred calls per layer would add up.
-    """
-    global _BLAS_CONTROLLER
-    if _BLAS_CONTROLLER is None:
-        import scipy.linalg  # noqa: F401  (load scipy's BLAS before looking for it)
-        import sklearn.linear_model  # noqa: F401
-
-        _BLAS_CONTROLLER = ThreadpoolController()
-    return _BLAS_CONTROLLER.limit(limits=1)
+# below it, an exact eigendecomposition of the smaller Gram matrix (equal to sklearn's PCA).
+EXACT_PCA_LIMIT = 1024
 
 
 def _flip_signs(scores: np.ndarray) -> np.ndarray:
@@ -52,7 +33,7 @@ def _flip_signs(scores: np.ndarray) -> np.ndarray:
     return scores * signs
 
 
-def _pca_scores(
+def pca_scores(
     Z: np.ndarray,
     k: int,
     *,
@@ -77,9 +58,9 @@ def _pca_scores(
     """
     n, p = Z.shape
     if exact is None:
-        exact = min(n, p) <= _EXACT_PCA_LIMIT
+        exact = min(n, p) <= EXACT_PCA_LIMIT
     if exact and n <= p:
-        with _one_blas_thread():
+        with one_blas_thread():
             G = Z @ Z.T
             K = None if Z_new is None else Z_new @ Z.T
             w, U = np.linalg.eigh(G.astype(np.float64))
@@ -90,7 +71,7 @@ def _pca_scores(
         scores = U * root
         return scores, None if K is None else (K.astype(np.float64) @ U) / root
     if exact:
-        with _one_blas_thread():
+        with one_blas_thread():
             w, V = np.linalg.eigh((Z.T @ Z).astype(np.float64))
         order = np.argsort(w)[::-1][:k]
         order = order[w[order] > max(w[order[0]], 0.0) * 1e-10] if w[order[0]] > 0 else order[:0]
@@ -98,15 +79,15 @@ def _pca_scores(
         return Z.astype(np.float64) @ V, None if Z_new is None else Z_new.astype(np.float64) @ V
     # randomized range finder (Halko, Martinsson & Tropp 2011, algorithm 4.4)
     width = min(k + 10, n, p)
-    Y = Z @ _rng(seed, "range").standard_normal((p, width)).astype(Z.dtype)
+    Y = Z @ seeded_rng(seed, "range").standard_normal((p, width)).astype(Z.dtype)
     for _ in range(n_iter):
-        with _one_blas_thread():
+        with one_blas_thread():
             Y = np.linalg.qr(Y)[0]
         Y = Z @ (Z.T @ Y)
-    with _one_blas_thread():
+    with one_blas_thread():
         Q = np.linalg.qr(Y)[0]
     B = Q.T @ Z  # (width, p); Z ~ Q B, so the SVD of B gives Z's axes
-    with _one_blas_thread():  # B = Ub S Vt via the small (width, width) matrix B B^T = Ub S^2 Ub^T
+    with one_blas_thread():  # B = Ub S Vt via the small (width, width) matrix B B^T = Ub S^2 Ub^T
         w, Ub = np.linalg.eigh((B @ B.T).astype(np.float64))
     order = np.argsort(w)[::-1][:k]
     order = order[w[order] > max(w[order[0]], 0.0) * 1e-10] if w[order[0]] > 0 else order[:0]
@@ -140,19 +121,10 @@ def pca_projections(X: Any, n_components: int = 4, *, seed: int = 0) -> np.ndarr
         raise ValueError(
             f"n_components={n_components} exceeds min(n_statements, hidden_size)={min(X.shape)} for X of shape {X.shape}"
         )
-    if X.dtype != np.float64 and min(X.shape) <= _EXACT_PCA_LIMIT:
+    if X.dtype != np.float64 and min(X.shape) <= EXACT_PCA_LIMIT:
         X = X.astype(np.float64)  # small exact case: full precision, cheap
     Z = X - X.mean(axis=0, dtype=np.float64).astype(X.dtype)
-    scores, _ = _pca_scores(Z, n_components, seed=check_seed(seed), n_iter=7)
+    scores, _ = pca_scores(Z, n_components, seed=check_seed(seed), n_iter=7)
     if scores.shape[1] < n_components:  # rank-deficient input: pad with zero projections
         scores = np.hstack([scores, np.zeros((scores.shape[0], n_components - scores.shape[1]))])
     return _flip_signs(np.asarray(scores, dtype=np.float64))
-
-
-def _rng(seed: int, *keys: Any) -> np.random.Generator:
-    """The generator of the layer analyses: ``default_rng(derive_seed(seed, *keys))``.
-
-    (Not :func:`personas._core.provenance.derive_rng`, whose stream differs: the published tables
-    were drawn with this one.)
-    """
-    return np.random.default_rng(derive_seed(seed, *keys))

@@ -57,14 +57,15 @@ RESULT_COLUMNS: list[str] = [
 _KEY_COLUMNS = ["model", "layer", "persona", "analysis", "classifier", "control", "metric"]
 
 
-def _summarise(long: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+def summarise_long(long: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Mean, std (ddof=0) and count of ``value`` per group of a long per-repetition/per-fold table."""
     g = long.groupby(by, sort=False, dropna=False)["value"]
     out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=0), "n": g.size()}).reset_index()
     return out
 
 
-def _finish(frames: list[pd.DataFrame], model: str, n_blocks: int) -> pd.DataFrame:
+def finish_table(frames: list[pd.DataFrame], model: str, n_blocks: int) -> pd.DataFrame:
+    """The per-layer summaries as one results table: model, relative depth, ``RESULT_COLUMNS`` order."""
     if not frames:
         return pd.DataFrame(columns=RESULT_COLUMNS)
     table = pd.concat(frames, ignore_index=True)

@@ -3,21 +3,36 @@
 - ``LayerProtocol``: the cluster protocol (PCA components, repetitions, statements per cluster).
 - ``ProbeSettings``: the classifiers, their folds, the forest and the linear probe.
 
+- ``LayerControls``: the controls every analysis is read against (layer 0 and shuffled labels,
+  the wording and the length control).
+- ``CLASSIFIERS`` and ``check_classifiers``: the classifier names the probes know.
+
 The notebook's parameters cell maps onto them one to one; ``analyse_layers`` takes them
-(``protocol=``, ``probes=``) and still accepts their fields as keywords.
+(``protocol=``, ``probes=``, ``controls=``) and passes them down to every analysis.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from personas._core.checks import check_float, check_int
-from personas.layers.classifiers import CLASSIFIERS, _check_classifiers
+from personas._core.checks import check_bool, check_float, check_int
 
-__all__ = ["LayerProtocol", "ProbeSettings"]
+__all__ = ["CLASSIFIERS", "check_classifiers", "LayerProtocol", "ProbeSettings", "LayerControls"]
+
+
+CLASSIFIERS: tuple[str, ...] = ("extra_trees", "logistic")
+
+
+def check_classifiers(classifiers: Any, name: str = "classifiers") -> tuple[str, ...]:
+    """``classifiers`` (a name or names of ``CLASSIFIERS``) as a tuple; unknown names are an error."""
+    if isinstance(classifiers, str):
+        classifiers = (classifiers,)
+    classifiers = tuple(classifiers)
+    bad = [c for c in classifiers if c not in CLASSIFIERS]
+    if bad:
+        raise ValueError(f"{name}: unknown classifier(s) {bad}; choose from {list(CLASSIFIERS)}")
+    return classifiers
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,10 @@ class ProbeSettings:
         Principal components of the training fold the linear probe sees; None: all (exact).
     probe_C, probe_max_iter : float, int
         Inverse L2 penalty and L-BFGS iteration cap of the logistic regression.
+    probe_tol : float
+        L-BFGS tolerance of the logistic regression.
+    probe_svd_iter : int
+        Power iterations of the fold's randomized SVD (``probe_components`` below the fold's rank).
     control_folds : int or None
         Folds the shuffled-label control is fitted on (the first ones); None: all ``n_folds``
         (the full protocol). Fewer halve the classifiers' cost and leave the chance level as it is.
@@ -81,12 +100,14 @@ class ProbeSettings:
     probe_C: float = 1.0
     probe_max_iter: int = 100
     control_folds: int | None = None
+    probe_tol: float = 1e-4
+    probe_svd_iter: int = 2
 
     def __post_init__(self) -> None:
         # tuples, so that settings are hashable and compare equal however they were given
-        object.__setattr__(self, "classifiers", _check_classifiers(self.classifiers))
+        object.__setattr__(self, "classifiers", check_classifiers(self.classifiers))
         object.__setattr__(
-            self, "direction_classifiers", _check_classifiers(self.direction_classifiers, "direction_classifiers")
+            self, "direction_classifiers", check_classifiers(self.direction_classifiers, "direction_classifiers")
         )
         check_int(self.n_folds, "n_folds", min_val=2)
         check_int(self.n_trees, "n_trees", min_val=1)
@@ -96,24 +117,39 @@ class ProbeSettings:
         check_int(self.probe_max_iter, "probe_max_iter", min_val=1)
         if self.control_folds is not None:
             check_int(self.control_folds, "control_folds", min_val=1, max_val=self.n_folds)
+        check_float(self.probe_tol, "probe_tol", min_val=0, include_min=False)
+        check_int(self.probe_svd_iter, "probe_svd_iter", min_val=0)
 
     @property
     def probe(self) -> dict[str, Any]:
-        """The keywords of the forest and the probe, as the per-analysis functions take them."""
+        """The forest and probe settings recorded in a table's metadata."""
         return {
             "n_trees": self.n_trees, "probe_components": self.probe_components, "probe_C": self.probe_C,
             "probe_max_iter": self.probe_max_iter, "control_folds": self.control_folds,
         }
 
 
-def _with_overrides(given: Any, cls: type, overrides: Mapping[str, Any], what: str) -> Any:
-    """``given`` (or the defaults) of type ``cls`` with the fields in ``overrides`` replaced."""
-    if given is None:
-        given = cls()
-    elif not isinstance(given, cls):
-        raise TypeError(f"{what} must be a {cls.__name__}; got {type(given).__name__}")
-    return dataclasses.replace(given, **overrides) if overrides else given
+@dataclass(frozen=True, eq=False)
+class LayerControls:
+    """The controls every layer analysis is read against.
 
+    Attributes
+    ----------
+    baseline : bool
+        Layer 0 (the embeddings) beside the layers, when available, and the shuffled-label
+        control of every analysis.
+    wording : array (n_statements, hidden_size), optional
+        The wording control: layer 0 averaged over each statement's own tokens (a bag of input
+        embeddings), whatever position the layers were taken at (``load_wording_controls``). At
+        position ``last`` layer 0 is the embedding of the template's final token, the same for
+        every statement, so the plain layer-0 control cannot fail; this one carries the words.
+    lengths : array (n_statements,), optional
+        The length control: each statement's token count, as a one-column feature.
+    """
 
-def _field_names(cls: type) -> frozenset[str]:
-    return frozenset(f.name for f in dataclasses.fields(cls))
+    baseline: bool = True
+    wording: Any = None
+    lengths: Any = None
+
+    def __post_init__(self) -> None:
+        check_bool(self.baseline, "controls.baseline")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from personas._core.checks import check_float, check_int, check_seed
-from personas.layers.pca import _rng
+from personas._core.provenance import seeded_rng
 
 __all__ = ["synthetic_activations"]
 
@@ -77,7 +77,7 @@ def synthetic_activations(
     def strength(spec, layer):
         return float(spec.get(layer, 0.0)) if isinstance(spec, Mapping) else float(spec)
 
-    rng = _rng(seed, "synthetic-vectors")
+    rng = seeded_rng(seed, "synthetic-vectors")
     n_sig = max(1, int(round(signal_fraction * hidden_size)))
 
     def vectors(count):
@@ -90,7 +90,7 @@ def synthetic_activations(
     persona_vec, direction_vec = vectors(n_personas), vectors(n_personas)
     activations = {}
     for layer in layers:
-        lr = _rng(seed, "synthetic-layer", layer)
+        lr = seeded_rng(seed, "synthetic-layer", layer)
         X = lr.standard_normal((len(meta), hidden_size), dtype=np.float32)
         if background_rank:
             basis = np.linalg.qr(lr.standard_normal((hidden_size, background_rank)))[0].T.astype(np.float32)

@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
+
+from personas._core.checks import check_int
 
 __all__ = [
     "LAYER_CONVENTION",
@@ -207,10 +212,8 @@ def default_layers(n_blocks: int, step: int = 3) -> list[int]:
     >>> default_layers(30)
     [0, 1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 29]
     """
-    if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 1:
-        raise ValueError(f"n_blocks must be an int >= 1; got {n_blocks!r}")
-    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
-        raise ValueError(f"step must be an int >= 1; got {step!r}")
+    n_blocks = check_int(n_blocks, "n_blocks", min_val=1)
+    step = check_int(step, "step", min_val=1)
     last = max(n_blocks - 1, 1)
     out = list(range(1, last + 1, step))
     if out[-1] != last:
@@ -218,33 +221,99 @@ def default_layers(n_blocks: int, step: int = 3) -> list[int]:
     return [0] + out
 
 
-def resolve_layers(layers, n_blocks: int) -> list[int]:
-    """Validate layer indices: ``"default"`` (:func:`default_layers`), ``"all"`` or ints in
-    ``0..n_blocks``; sorted, unique."""
-    if isinstance(layers, str):
-        if layers == "default":
-            return default_layers(n_blocks)
-        if layers != "all":
-            raise ValueError(f"layers must be 'default', 'all' or a list of ints, got {layers!r}")
-        return list(range(n_blocks + 1))
-    if isinstance(layers, (int,)) and not isinstance(layers, bool):
+def _layer_ints(layers, words: str) -> list[int]:
+    """``layers`` (an int or ints) as a sorted list of unique ints; ``True`` or ``2.0`` are not layers."""
+    if isinstance(layers, (int, np.integer)) and not isinstance(layers, (bool, np.bool_)):
         layers = [layers]
     try:
         items = list(layers)
-        if any(isinstance(x, (bool,)) or type(x).__name__ == "bool_" for x in items):
+        if any(isinstance(x, (bool, np.bool_)) for x in items):
             raise TypeError("bool is not a layer index")
         out = sorted({operator.index(x) for x in items})
     except TypeError as exc:
-        raise ValueError(f"layers must be 'default', 'all' or a list of ints, got {layers!r}") from exc
-    if not out:
-        raise ValueError("layers is empty; pass 'all' or a list of ints")
-    bad = [x for x in out if not 0 <= x <= n_blocks]
+        raise ValueError(f"layers must be {words}, got {layers!r}") from exc
+    return out
+
+
+def resolve_layers(
+    layers,
+    n_blocks: int | None = None,
+    *,
+    available: Mapping[int, Any] | Iterable[int] | None = None,
+    add_control: bool = False,
+) -> list[int]:
+    """The layers asked for, checked: the one layer validator of the project.
+
+    Parameters
+    ----------
+    layers : "default", "all", None, int or iterable of int
+        ``"default"``: :func:`default_layers` (needs ``n_blocks``); ``"all"`` or None: every
+        layer (``0..n_blocks``, or every one in ``available``).
+    n_blocks : int, optional
+        The model's number of blocks: valid layers are ``0..n_blocks``.
+    available : mapping or iterable of int, optional
+        The layers that exist (e.g. the activations dict ``load_layers`` returns); a layer
+        outside it is an error naming the available ones.
+    add_control : bool
+        Add layer 0 (the embeddings, the wording-only control). With ``available`` it is added
+        only when available, with a warning when it is not.
+
+    Returns
+    -------
+    list of int
+        Sorted and unique.
+    """
+    if available is not None:
+        avail = sorted(int(k) for k in (available.keys() if isinstance(available, Mapping) else available))
+        if not avail:
+            raise ValueError("no layers available: the activations are empty; extract some layers first")
+        if layers is None or (isinstance(layers, str) and layers == "all"):
+            out = avail
+        else:
+            out = _layer_ints(layers, "'all' or a list of ints")
+            if not out:
+                raise ValueError(f"no layers requested; available layers: {avail}")
+            missing = [x for x in out if x not in set(avail)]
+            if missing:
+                raise ValueError(
+                    f"layers {missing} are not in the store; available layers: {avail}. "
+                    "Extract those layers first or pick from the available ones."
+                )
+        if add_control and 0 not in avail:
+            warnings.warn(
+                "layer 0 (embeddings) is not in the activations, so the embedding-layer control is missing; "
+                "extract layer 0 too to compare every layer with the wording alone",
+                stacklevel=2,
+            )
+        elif add_control:
+            out = sorted({0, *out})
+        if n_blocks is not None:
+            _check_range(out, n_blocks)
+        return out
+    if n_blocks is None:
+        raise ValueError("resolve_layers needs n_blocks or available")
+    if isinstance(layers, str):
+        if layers == "default":
+            out = default_layers(n_blocks)
+        elif layers == "all":
+            out = list(range(n_blocks + 1))
+        else:
+            raise ValueError(f"layers must be 'default', 'all' or a list of ints, got {layers!r}")
+    else:
+        out = _layer_ints(layers, "'default', 'all' or a list of ints")
+        if not out:
+            raise ValueError("layers is empty; pass 'all' or a list of ints")
+    _check_range(out, n_blocks)
+    return sorted({0, *out}) if add_control else out
+
+
+def _check_range(layers: list[int], n_blocks: int) -> None:
+    bad = [x for x in layers if not 0 <= x <= n_blocks]
     if bad:
         raise ValueError(
             f"layers {bad} out of range: this model has {n_blocks} blocks, so valid layers are 0..{n_blocks} "
             f"({LAYER_CONVENTION})"
         )
-    return out
 
 
 def _first_tensor(output):

@@ -16,15 +16,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from personas._core.checks import NOT_GIVEN, renamed
 from personas.layers import (
     CLASSIFIER_METRICS,
     LOWER_IS_BETTER,
-    check_layers,
     embed_2d,
     pca_projections,
     select_metric_rows,
 )
+from personas.model.hooks import resolve_layers
 from personas.viz.style import _finish, _slug, persona_colors
 
 __all__ = [
@@ -119,7 +118,6 @@ def plot_pca_grid(
     model: str | None = None,
     out_dir: str | Path | None = None,
     name: str | None = None,
-    n_per_direction: Any = NOT_GIVEN,
 ) -> Figure:
     """The paper's PCA pair grid: per layer, PC0 against PC0..PC(n-1), ``+`` and ``-`` coloured.
 
@@ -139,7 +137,6 @@ def plot_pca_grid(
         Components per row (the paper: 4).
     n_points_per_direction : int, optional
         Plot a seeded sample of this many statements per direction (default: all).
-        (``n_per_direction=`` is accepted as a deprecated alias.)
     seed : int
     model : str, optional
         For the title and file name.
@@ -148,9 +145,7 @@ def plot_pca_grid(
     name : str, optional
         File stem instead of the descriptive default.
     """
-    n_points_per_direction = renamed(n_points_per_direction, n_per_direction, new="n_points_per_direction",
-                                     old="n_per_direction")
-    layers = check_layers(layers, activations)
+    layers = resolve_layers(layers, available=activations)
     n = np.shape(activations[layers[0]])[0]
     rows, persona = _rows_of_persona(meta, persona, n)
     directions = meta["direction"].astype(str).to_numpy()[rows]
