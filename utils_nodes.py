@@ -20,18 +20,15 @@ from personas.report.causal import causal_summary_markdown
 from personas.nodes import (
     SALIENT_METHODS,
     NodeSpace,
-    NullRuns,
     SalientSets,
     SetBootstrap,
     bootstrap_sets,
     calibrated_sets,
     compare_shared,
-    load_null_runs,
     node_calibration,
     node_calibrations,
     overlap_stability,
     pairwise_stability,
-    read_null_runs,
     save_calibration_report,
     selection_matrix,
     shared_excess,
@@ -58,7 +55,7 @@ from personas.nodes import (
 )
 from personas.scans.pools import LEVEL_NAMES, ScanPools, topic_target
 from personas.scans.driver import check_runs_current, run_persona_scans
-from personas.scans.null_runs import null_file_name
+from personas.scans.null_runs import NullRuns, load_null_runs, null_file_name, read_null_runs
 from personas.scans.pools import experiment_seed, run_file_name, scan_pools, topic_pools
 from personas.scans.summary import summarise_runs
 from personas.scans.settings import PoolSizes, SampleSizes

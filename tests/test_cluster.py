@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from personas._core.parallel import dask_cluster, parallel_jobs
-from personas.layers import cluster_separation, synthetic_activations
+from personas.layers import LayerProtocol, cluster_separation, synthetic_activations
 from personas.scans.driver import run_persona_scans
+from personas.scans.settings import PoolSizes, SampleSizes
 
 distributed = pytest.importorskip("distributed")
 
@@ -41,8 +42,8 @@ def test_deepscan_runs_on_dask_equal_serial_runs(scheduler, tmp_path):
     })
     X = rng.normal(size=(120, 40)).astype(np.float32)
     X[(meta["direction"] == "positive").to_numpy(), :5] += 2.0  # planted: + statements high on 5 nodes
-    kw = dict(layer=3, model="toy", levels=(2,), background_size=20, clean_size=10, anomalous_size=30,
-              clean_ssize=5, anom_ssize=5, n_runs=8, seed=1, detection=True, progress=False)
+    kw = dict(layer=3, model_name="toy", levels=(2,), pools=PoolSizes(background=20, clean=10, anomalous=30),
+              samples=SampleSizes(clean=5, anomalous=5, n_runs=8), seed=1, detection=True, progress=False)
     serial = run_persona_scans(X, meta, ["a", "b"], runs_dir=tmp_path / "serial", n_jobs=1, **kw)
     with dask_cluster(scheduler) as client:
         assert client is not None and len(client.scheduler_info()["workers"]) == 2
@@ -62,7 +63,8 @@ def test_deepscan_runs_on_dask_equal_serial_runs(scheduler, tmp_path):
 def test_layer_analysis_on_dask_equals_serial(scheduler):
     acts, meta = synthetic_activations(n_personas=3, n_per_direction=20, hidden_size=16, layers=range(3),
                                        direction_signal={2: 1.0}, seed=0)
-    kw = dict(model="toy", n_blocks=4, layers=[0, 2], n_reps=2, n_per_cluster=10, progress=False)
+    kw = dict(model_name="toy", n_blocks=4, layers=[0, 2], protocol=LayerProtocol(n_reps=2, n_per_cluster=10),
+              progress=False)
     serial = cluster_separation(acts, meta, n_jobs=1, **kw)
     with dask_cluster(scheduler):
         remote = cluster_separation(acts, meta, n_jobs=-1, **kw)

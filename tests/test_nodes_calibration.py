@@ -14,7 +14,9 @@ import deepscan
 import utils_nodes as un
 from personas.nodes.calibration import _bh_reject, _fisher_table
 from personas.nodes.overlaps import adjust_p_values, intersection_p_value
-from personas.scans.driver import experiment_seed, run_persona_scans, scan_pools
+from personas.scans.driver import run_persona_scans
+from personas.scans.pools import experiment_seed, scan_pools
+from personas.scans.settings import PoolSizes, SampleSizes
 
 
 def simulate(seed, topics, *, n_nodes=300, n_runs=100, shared=None, own=12, p_planted=0.6):
@@ -179,8 +181,8 @@ def test_run_persona_scans_writes_null_runs(tmp_path):
                          for p in ("a", "b") for d in ("positive", "negative") for i in range(40)])
     X = rng.normal(size=(len(meta), 12))
     X[np.flatnonzero((meta["persona"] == "a") & (meta["direction"] == "positive"))[:, None], np.arange(4)] += 4.0
-    kw = dict(layer=3, model="toy", runs_dir=tmp_path, levels=[2], background_size=30, clean_size=10,
-              anomalous_size=40, clean_ssize=10, anom_ssize=10, n_runs=6, seed=0, progress=False)
+    kw = dict(layer=3, model_name="toy", runs_dir=tmp_path, levels=[2], pools=PoolSizes(30, 10, 40),
+              samples=SampleSizes(clean=10, anomalous=10, n_runs=6), seed=0, progress=False)
     run_persona_scans(X, meta, ["a", "b"], **kw)
     index = json.loads((tmp_path / "index.json").read_text())
     assert index["levels"]["2"] == {"a": "level2_layer3_a.jsonl", "b": "level2_layer3_b.jsonl"}
@@ -189,7 +191,7 @@ def test_run_persona_scans_writes_null_runs(tmp_path):
     null = nulls["a"]
     assert null.n_runs == 6 and null.header["n_nodes"] == 12 and null.header["level"] == 2
     # the very clean-only scans of deepscan.detection_power on the experiment's pools
-    pools = scan_pools(meta, "a", level=2, background_size=30, clean_size=10, anomalous_size=40, seed=0)
+    pools = scan_pools(meta, "a", level=2, pools=PoolSizes(30, 10, 40), seed=0)
     power = deepscan.detection_power(X[pools.background], X[pools.clean], X[pools.anomalous], clean_ssize=10,
                                      anom_ssize=10, n_runs=6, seed=experiment_seed(0, "a", 2), progress=False)
     assert null.nodes_clean == [x.tolist() for x in power.nodes_clean]

@@ -223,16 +223,37 @@ def test_stored_persona_is_checked_on_load(tmp_path):
     _save(tmp_path, "a-b", _synthetic())
     _, manifest_file = store_path(tmp_path, "m", "a-b")
     manifest = json.loads(manifest_file.read_text())
-    manifest["persona"] = "a b"  # a file an older store shared between "a b" and "a-b"
+    manifest["persona"] = "a b"  # a manifest that holds another persona than its file name says
     manifest_file.write_text(json.dumps(manifest))
     with pytest.raises(StoreError, match=r"holds persona 'a b', not 'a-b'"):
         load_layers(tmp_path, "m", ["a-b"])
-    acts, meta = load_layers(tmp_path, "m", ["a b"])  # found under its old file name, and it is really "a b"
-    assert meta["persona"].tolist() == ["a b"] * 3
-    manifest["persona"] = "a-b"
-    manifest_file.write_text(json.dumps(manifest))
-    with pytest.raises(FileNotFoundError, match=r"persona 'a b'.*personas there: \['a-b'\]"):
-        load_layers(tmp_path, "m", ["a b"])  # another persona's file under the old name is not "a b"
+    with pytest.raises(FileNotFoundError, match=r"persona 'a b'.*personas there: \['a b'\]"):
+        load_layers(tmp_path, "m", ["a b"])  # "a b" has its own (hashed) file name, which is not there
+
+
+def test_a_store_without_fingerprints_is_refused_with_what_to_do(setup, tmp_path):
+    # store format 1: no format_version, no checksums or model fingerprint
+    _save(tmp_path, "p", _synthetic())
+    _, manifest_file = store_path(tmp_path, "m", "p")
+    manifest = json.loads(manifest_file.read_text())
+    old = {k: v for k, v in manifest.items() if k not in ("format_version", "checksums", "model_fingerprint",
+                                                          "statements_fingerprint")}
+    manifest_file.write_text(json.dumps(old))
+    for read in (lambda: load_layers(tmp_path, "m", ["p"]), lambda: store_manifest(tmp_path, "m", "p"),
+                 lambda: store_fingerprint(tmp_path, "m", ["p"]), lambda: verify_stored(tmp_path, "m", "p")):
+        with pytest.raises(StoreError, match=r"store format 1.*reads format 2 only.*re-extract.*overwrite=True"):
+            read()
+    # extract_to_store refuses it too (nothing overwritten), and overwrite=True re-extracts it
+    run(setup, tmp_path)
+    model_dir = tmp_path / "tiny__llama-3"
+    manifest_file = model_dir / "openness.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest_file.write_text(json.dumps({**manifest, "format_version": 1}))
+    with pytest.raises(StoreError, match="store format 1"):
+        run(setup, tmp_path)
+    assert json.loads(manifest_file.read_text())["format_version"] == 1
+    assert run(setup, tmp_path, overwrite=True)["status"].tolist() == ["computed", "computed"]
+    assert store_manifest(tmp_path, MODEL, "openness")["format_version"] == 2
 
 
 # --------------------------------------------------------------------------- one writer, readable files

@@ -1,4 +1,4 @@
-"""Pools of the paper's DeepScan levels, the experiment driver and the baselines."""
+"""Pools of the paper's DeepScan levels (per persona and per topic), the experiment driver, stale run files, baselines."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import pytest
 
 import deepscan
 from personas.scans.baselines import baseline_runs
-from personas.scans.driver import experiment_seed, run_file_name, run_persona_scans, scan_pools
+from personas.scans.driver import check_runs_current, run_persona_scans
+from personas.scans.pools import experiment_seed, run_file_name, scan_pools, topic_pools
+from personas.scans.settings import PoolSizes, SampleSizes
+from personas.store.fingerprints import store_fingerprint
+from personas.store.write import save_activations
 
 TOPICS = {"T1": ["a", "b"], "T2": ["c"]}
 
@@ -31,7 +35,7 @@ def _labels(meta, rows):
 @pytest.mark.parametrize("level", [2, 1, 0])
 def test_pools_hold_what_each_level_says(level):
     meta = _meta()
-    pools = scan_pools(meta, "a", level=level, topics=TOPICS, background_size=12, clean_size=5, anomalous_size=15, seed=3)
+    pools = scan_pools(meta, "a", level=level, topics=TOPICS, pools=PoolSizes(12, 5, 15), seed=3)
     assert (len(pools.background), len(pools.clean), len(pools.anomalous)) == (12, 5, 15)
     assert not set(pools.background) & set(pools.clean)  # the clean pool is never in its background
     assert _labels(meta, pools.anomalous) == {("a", "positive")}
@@ -43,9 +47,10 @@ def test_pools_hold_what_each_level_says(level):
 
 def test_pools_are_seeded():
     meta = _meta()
-    one = scan_pools(meta, "a", background_size=12, clean_size=5, anomalous_size=15, seed=1)
-    two = scan_pools(meta, "a", background_size=12, clean_size=5, anomalous_size=15, seed=1)
-    other = scan_pools(meta, "a", background_size=12, clean_size=5, anomalous_size=15, seed=2)
+    sizes = PoolSizes(background=12, clean=5, anomalous=15)
+    one = scan_pools(meta, "a", pools=sizes, seed=1)
+    two = scan_pools(meta, "a", pools=sizes, seed=1)
+    other = scan_pools(meta, "a", pools=sizes, seed=2)
     assert np.array_equal(one.clean, two.clean) and not np.array_equal(one.clean, other.clean)
 
 
@@ -55,13 +60,13 @@ def test_pools_are_seeded():
         ({"persona": "zz"}, "not among the loaded personas"),
         ({"level": 3}, "level must be"),
         ({"level": 1, "topics": None}, "needs `topics`"),
-        ({"background_size": 19, "clean_size": 5}, "20 '-' statements of a available"),
-        ({"anomalous_size": 21}, r"has 20 '\+' statements"),
+        ({"pools": PoolSizes(19, 5, 10)}, "20 '-' statements of a available"),
+        ({"pools": PoolSizes(10, 5, 21)}, r"has 20 '\+' statements"),
         ({"level": 0, "topics": {"T1": ["a", "b", "c"]}}, "needs other personas"),
     ],
 )
 def test_pool_errors_name_the_problem(kwargs, message):
-    args = {"persona": "a", "level": 2, "topics": TOPICS, "background_size": 10, "clean_size": 5, "anomalous_size": 10}
+    args = {"persona": "a", "level": 2, "topics": TOPICS, "pools": PoolSizes(10, 5, 10)}
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         scan_pools(_meta(), args.pop("persona"), **args)
@@ -86,10 +91,9 @@ def _planted(seed=0, n_nodes=30, shift=4.0):
 
 def test_run_persona_scans_finds_a_planted_persona(tmp_path):
     X, meta = _planted()
-    summary = run_persona_scans(
-        X, meta, ["a", "b"], layer=7, model="toy", runs_dir=tmp_path, levels=[2], background_size=30, clean_size=10,
-        anomalous_size=40, clean_ssize=10, anom_ssize=10, n_runs=5, seed=0, baselines=["kmeans"], progress=False,
-    )
+    kw = dict(layer=7, model_name="toy", runs_dir=tmp_path, levels=[2], pools=PoolSizes(30, 10, 40),
+              samples=SampleSizes(clean=10, anomalous=10, n_runs=5), seed=0, baselines=["kmeans"], progress=False)
+    summary = run_persona_scans(X, meta, ["a", "b"], **kw)
     ds = summary[summary["method"] == "deepscan"].set_index("persona")
     assert ds.loc["a", "precision_mean"] > 0.95 and ds.loc["a", "recall_mean"] > 0.95
     assert ds.loc["a", "detection_auc"] == pytest.approx(1.0)
@@ -106,11 +110,67 @@ def test_run_persona_scans_finds_a_planted_persona(tmp_path):
     nodes = set().union(*map(set, run_file.runs["nodes"]))
     assert set(range(10)) <= nodes  # the shifted nodes are found
     # rerun: resumed from the run files, the same summary
-    again = run_persona_scans(
-        X, meta, ["a", "b"], layer=7, model="toy", runs_dir=tmp_path, levels=[2], background_size=30, clean_size=10,
-        anomalous_size=40, clean_ssize=10, anom_ssize=10, n_runs=5, seed=0, baselines=["kmeans"], progress=False,
-    )
+    again = run_persona_scans(X, meta, ["a", "b"], **kw)
     pd.testing.assert_frame_equal(again, summary)
+    with pytest.raises(TypeError, match="pools must be a PoolSizes"):
+        run_persona_scans(X, meta, ["a"], **{**kw, "pools": {"background": 30}})
+    with pytest.raises(TypeError, match="background_size"):
+        run_persona_scans(X, meta, ["a"], **kw, background_size=30)  # sizes only through the settings objects
+
+
+def test_topic_pools_are_the_papers_level_0_rows():
+    meta = _meta()
+    topics = {"T1": ["a", "b"], "T2": ["c"], "T3": ["zz"]}  # zz is not loaded: ignored
+    pools = topic_pools(meta, "T1", topics, pools=PoolSizes(background=12, clean=5, anomalous=30), seed=3)
+    assert pools.persona == "T1+" and pools.level == 0
+    assert (len(pools.background), len(pools.clean), len(pools.anomalous)) == (12, 5, 30)
+    # anomalous: '+' of every T1 persona (40 rows, 30 drawn); reference: '+' of the other topics only
+    assert _labels(meta, pools.anomalous) == {("a", "positive"), ("b", "positive")}
+    assert _labels(meta, pools.background) | _labels(meta, pools.clean) == {("c", "positive")}
+    assert not set(pools.background) & set(pools.clean)
+    # the very rows: a permutation drawn from default_rng(seed), reference first, then the anomalous rows
+    rng = np.random.default_rng(3)
+    reference = rng.permutation(np.flatnonzero((meta.persona == "c") & (meta.direction == "positive")))
+    anomalous = rng.permutation(np.flatnonzero(meta.persona.isin(["a", "b"]) & (meta.direction == "positive")))
+    np.testing.assert_array_equal(pools.background, np.sort(reference[:12]))
+    np.testing.assert_array_equal(pools.clean, np.sort(reference[12:17]))
+    np.testing.assert_array_equal(pools.anomalous, np.sort(anomalous[:30]))
+    assert "outside T1" in pools.description
+    with pytest.raises(ValueError, match="is not one of"):
+        topic_pools(meta, "T9", topics)
+    with pytest.raises(ValueError, match="none of its personas"):
+        topic_pools(meta, "T3", topics, pools=PoolSizes(5, 5, 5))
+    with pytest.raises(ValueError, match="needs personas of other topics"):
+        topic_pools(meta, "T1", {"T1": ["a", "b", "c"]}, pools=PoolSizes(5, 5, 5))
+    with pytest.raises(ValueError, match=r"20 '\+' statements of personas outside T1 available"):
+        topic_pools(meta, "T1", topics, pools=PoolSizes(background=16, clean=5, anomalous=30))
+
+
+def _store(store_dir, meta, X, shift=0.0):
+    info = {"hidden_size": X.shape[1], "n_blocks": 8, "position": "last", "n_tokens": []}
+    for persona, group in meta.groupby("persona", sort=False):
+        rows = group.index.to_numpy()
+        statements = group.assign(statement=[f"statement {i}" for i in group["id"]])
+        save_activations(store_dir, {7: X[rows] + shift}, info, statements, model_name="toy", persona=persona)
+
+
+def test_check_runs_current_refuses_run_files_of_other_activations(tmp_path):
+    X, meta = _planted(n_nodes=12)
+    X = X.astype(np.float32)
+    _store(tmp_path / "store", meta, X)
+    fingerprint = store_fingerprint(tmp_path / "store", "toy", ["a", "b"], [7])
+    run_persona_scans(X, meta, ["a", "b"], layer=7, model_name="toy", runs_dir=tmp_path / "runs", levels=[2],
+                      pools=PoolSizes(30, 10, 40), samples=SampleSizes(5, 5, 2), detection=False, progress=False,
+                      store_fingerprint=fingerprint)
+    index = json.loads((tmp_path / "runs" / "index.json").read_text())
+    assert index["store_fingerprint"] == fingerprint and index["personas"] == ["a", "b"]
+    check_runs_current(index, tmp_path / "store", "toy")  # the store as it was: accepted
+    check_runs_current({**index, "store_fingerprint": None}, tmp_path / "store", "toy")  # nothing recorded
+    _store(tmp_path / "store", meta, X, shift=1.0)  # re-extracted: other activations, same names
+    with pytest.raises(ValueError, match="other activations than .* now holds for 'toy'"):
+        check_runs_current(index, tmp_path / "store", "toy")
+    with pytest.raises(ValueError, match="not the personas it covers"):
+        check_runs_current({**index, "personas": []}, tmp_path / "store", "toy")
 
 
 def test_baselines_count_precision_and_recall_exactly():

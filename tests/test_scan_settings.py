@@ -1,4 +1,4 @@
-"""Pool and sample sizes as settings objects: the same scans as the keywords, checked fields."""
+"""Pool and sample sizes as settings objects: the paper's defaults, checked fields, passed down to the pools and runs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personas.scans.driver import run_persona_scans, scan_pools
+from personas.scans.driver import run_persona_scans
+from personas.scans.pools import scan_pools
 from personas.scans.settings import PoolSizes, SampleSizes
 
 
@@ -25,20 +26,24 @@ def test_paper_defaults_and_checks():
         SampleSizes(n_runs=2.0)
 
 
-def test_objects_give_the_same_scans_as_keywords(tmp_path):
+def test_objects_reach_the_pools_and_the_runs(tmp_path):
     meta = _meta()
     rng = np.random.default_rng(0)
     X = rng.standard_normal((len(meta), 5))
     X[(meta.persona == "a") & (meta.direction == "positive")] += 3.0
-    common = dict(layer=1, model="toy", levels=[2], seed=0, detection=False, progress=False)
-    by_keywords = run_persona_scans(X, meta, ["a"], runs_dir=tmp_path / "kw", background_size=12, clean_size=8,
-                                    anomalous_size=20, clean_ssize=4, anom_ssize=4, n_runs=3, **common)
+    common = dict(layer=1, model_name="toy", levels=[2], seed=0, detection=False, progress=False)
     by_objects = run_persona_scans(X, meta, ["a"], runs_dir=tmp_path / "obj", pools=PoolSizes(12, 8, 20),
                                    samples=SampleSizes(4, 4, 3), **common)
-    pd.testing.assert_frame_equal(by_keywords, by_objects)
     assert by_objects.loc[0, "n_runs"] == 3
-    # the pools are the ones scan_pools draws with those sizes
-    pools = scan_pools(meta, "a", level=2, background_size=12, clean_size=8, anomalous_size=20, seed=0)
+    # the pools are the ones scan_pools draws with those sizes, and each run draws 4 + 4 records
+    pools = scan_pools(meta, "a", level=2, pools=PoolSizes(12, 8, 20), seed=0)
     assert (len(pools.background), len(pools.clean), len(pools.anomalous)) == (12, 8, 20)
-    with pytest.raises(TypeError, match="either pools= or its keywords"):
-        run_persona_scans(X, meta, ["a"], runs_dir=tmp_path / "x", pools=PoolSizes(12, 8, 20), clean_size=9, **common)
+    import deepscan
+
+    run_file = deepscan.read_run_file(tmp_path / "obj" / by_objects.loc[0, "run_file"])
+    meta_ids = run_file.header["config"]["metadata"]
+    assert meta_ids["clean_pool_ids"] == meta["id"].iloc[pools.clean].tolist()
+    assert meta_ids["anomalous_pool_ids"] == meta["id"].iloc[pools.anomalous].tolist()
+    assert run_file.header["config"]["clean_ssize"] == 4 and run_file.header["config"]["anom_ssize"] == 4
+    with pytest.raises(TypeError, match="samples must be a SampleSizes"):
+        run_persona_scans(X, meta, ["a"], runs_dir=tmp_path / "x", samples=(4, 4, 3), **common)

@@ -10,7 +10,8 @@ Benjamini-Hochberg over the nodes at level ``q`` gives the *calibrated* salient 
 frequency ratio (with a pseudo-count) its effect size.
 
 - ``SALIENT_METHODS``: "union" (the paper), "min_fraction", "calibrated".
-- ``NullRuns`` / ``read_null_runs`` / ``load_null_runs``: the null run files.
+- ``NullRuns`` / ``read_null_runs`` / ``load_null_runs``: the null run files (their format lives in
+  ``personas.scans.null_runs``, beside the writer; re-exported here).
 - ``selection_matrix``: runs -> boolean (n_runs, n_nodes) matrix, the shape every method works on.
 - ``node_calibration``: the per-node table of one persona; ``node_calibrations``: several.
 - ``calibrated_sets``: ``{persona: set of nodes}`` by the calibrated method.
@@ -19,9 +20,6 @@ frequency ratio (with a pseudo-count) its effect size.
 from __future__ import annotations
 
 import functools
-import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -29,8 +27,8 @@ import pandas as pd
 from scipy import special
 
 from personas._core.checks import check_float
-from personas._core.io import read_json
 from personas.nodes.runs import _flat_nodes, _layer_unit, _name, _runs, node_space
+from personas.scans.null_runs import NullRuns, load_null_runs, null_runs_of, read_null_runs
 
 __all__ = [
     "SALIENT_METHODS",
@@ -52,59 +50,6 @@ SALIENT_METHODS: tuple[str, ...] = ("union", "min_fraction", "calibrated")
 #: Pseudo-count added to both counts of the frequency ratio (a node never chosen under the null
 #: gets a finite ratio).
 PSEUDO_COUNT = 0.5
-
-
-@dataclass(frozen=True, eq=False)
-class NullRuns:
-    """The null runs of one experiment (``kind: deepscan-null-runs``).
-
-    Attributes
-    ----------
-    header : dict
-        Everything but the node lists: persona, level, layer, model, n_runs, clean_ssize,
-        anom_ssize, background_size, seed, n_nodes, node_layout, scheme, created, versions.
-    nodes_clean : list of list of int, one per run
-        Nodes chosen in each clean-only scan: the null.
-    nodes_anomalous : list of list of int, one per run
-        Nodes chosen in the paired mixed scan (same background).
-    path : Path or None
-    """
-
-    header: dict
-    nodes_clean: list
-    nodes_anomalous: list
-    path: Path | None = None
-
-    @property
-    def n_runs(self) -> int:
-        return len(self.nodes_clean)
-
-    @property
-    def n_nodes(self) -> int | None:
-        n = self.header.get("n_nodes")
-        return None if n is None else int(n)
-
-
-def read_null_runs(path: str | os.PathLike) -> NullRuns:
-    """Read a null run file written by ``run_persona_scans`` (``<run file stem>.null.json``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"null run file {path} does not exist; run run_persona_scans with detection=True")
-    data = read_json(path)
-    if not isinstance(data, dict) or data.get("kind") != "deepscan-null-runs":
-        raise ValueError(f"{path} is not a null run file (kind {data.get('kind') if isinstance(data, dict) else None!r})")
-    clean, mixed = data.get("nodes_clean"), data.get("nodes_anomalous")
-    if not isinstance(clean, list) or not clean:
-        raise ValueError(f"{path} holds no null runs (nodes_clean is empty or missing)")
-    header = {k: v for k, v in data.items() if k not in ("nodes_clean", "nodes_anomalous")}
-    return NullRuns(header=header, nodes_clean=clean, nodes_anomalous=mixed or [], path=path)
-
-
-def load_null_runs(paths: Mapping[str, str | os.PathLike]) -> dict[str, NullRuns]:
-    """``{persona: NullRuns}`` from ``{persona: path}`` (e.g. ``index["null"][level]`` of a runs directory)."""
-    if not isinstance(paths, Mapping) or not paths:
-        raise ValueError("paths must be a non-empty dict {persona: null run file}")
-    return {str(p): read_null_runs(path) for p, path in paths.items()}
 
 
 # ----------------------------------------------------------------------------- matrices
@@ -210,17 +155,6 @@ def _method_sets(k: np.ndarray, n: int, method: str, *, min_fraction: float | No
     return _calibrated_from_counts(k, n, k_null, n_null, q, table)[2]
 
 
-def _null_for(nulls: Mapping[str, NullRuns] | None, persona: str) -> NullRuns:
-    if nulls is None:
-        raise ValueError(
-            "method 'calibrated' needs the null runs of each persona (nulls={persona: NullRuns}, from "
-            "load_null_runs(index['null'][level])); rerun run_persona_scans with detection=True to write them"
-        )
-    if persona not in nulls:
-        raise ValueError(f"no null runs for persona {persona!r} (have: {sorted(nulls)}); rerun its scans with detection=True")
-    return nulls[persona]
-
-
 def node_calibration(
     run_file: Any,
     null: NullRuns | Any,
@@ -295,7 +229,7 @@ def node_calibrations(
     space = node_space(run_files, n_nodes=n_nodes, node_layout=node_layout)
     tables = []
     for persona, run_file in run_files.items():
-        table = node_calibration(run_file, _null_for(nulls, persona), n_nodes=space.n_nodes,
+        table = node_calibration(run_file, null_runs_of(nulls, persona), n_nodes=space.n_nodes,
                                  node_layout=space.node_layout, q=q, pseudo_count=pseudo_count)
         table.insert(0, "persona", persona)
         tables.append(table)
@@ -312,14 +246,14 @@ def calibrated_sets(
     """``{persona: nodes chosen significantly more often than under the null}`` (BH at ``q``)."""
     q = _check_q(q)
     for persona in run_files:  # a missing null is the likelier mistake: name it first
-        _null_for(nulls, persona)
+        null_runs_of(nulls, persona)
     space = node_space(run_files, n_nodes=n_nodes)
     if space.n_nodes is None:
         raise ValueError("the number of scanned nodes is unknown; pass n_nodes")
     out = {}
     for persona, run_file in run_files.items():
         observed = selection_matrix(run_file, space.n_nodes)
-        null_m = selection_matrix(_null_for(nulls, persona), space.n_nodes)
+        null_m = selection_matrix(null_runs_of(nulls, persona), space.n_nodes)
         _, _, salient = _calibrated_from_counts(observed.sum(0), len(observed), null_m.sum(0), len(null_m), q)
         out[persona] = set(np.flatnonzero(salient).tolist())
     return out

@@ -24,11 +24,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from personas._core.checks import check_choice, check_float, check_int, check_seed
 from personas.nodes.overlaps import _topics_dict
 from personas.nodes.stability import SetBootstrap, _interval, shared_excess
+from personas._core.parallel import one_blas_thread
 from personas._core.provenance import derive_rng
 
 __all__ = ["compare_shared", "topic_claims"]
@@ -136,7 +136,7 @@ def compare_shared(
         masks = np.zeros((n_perm, n_pool), dtype=bool)
         np.put_along_axis(masks, order[:, :n_a], True, axis=1)
         kind = "sampled"
-    with threadpool_limits(limits=1, user_api="blas"):  # small products: BLAS threads only cost
+    with one_blas_thread():  # small products: BLAS threads only cost
         perm = _split_excess(member, masks) - _split_excess(member, ~masks)
     tol = 1e-12  # the observed split itself must count as "at least as extreme"
     extreme = perm >= diff - tol if alternative == "greater" else np.abs(perm) >= abs(diff) - tol

@@ -29,13 +29,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from personas._core.checks import check_float, check_int, check_seed
-from personas.nodes.calibration import SALIENT_METHODS, _check_q, _fisher_table, _method_sets, _null_for, selection_matrix
+from personas.nodes.calibration import SALIENT_METHODS, _check_q, _fisher_table, _method_sets, selection_matrix
+from personas.scans.null_runs import null_runs_of
 from personas.nodes.frequencies import _check_fraction, _resolve_method
 from personas.nodes.overlaps import topic_sets
 from personas.nodes.runs import node_space
+from personas._core.parallel import one_blas_thread
 from personas._core.provenance import derive_rng
 
 __all__ = ["SetBootstrap", "bootstrap_sets", "stability_table", "overlap_stability", "pairwise_stability", "shared_excess"]
@@ -141,7 +142,7 @@ def bootstrap_sets(
     N = space.n_nodes
     personas = list(run_files)
     # one BLAS thread: the resampling products are small, and threads woken for each cost 100x more
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         parts = [_persona_sets(persona, run_files[persona], nulls, method, min_fraction, q, n_boot, seed, N)
                  for persona in personas]
     observed, first, second, reps, n_runs = zip(*parts)
@@ -165,7 +166,7 @@ def _persona_sets(persona, run_file, nulls, method, min_fraction, q, n_boot, see
             return _method_sets(k, n_obs, method, min_fraction=min_fraction)
         return (sets_of(runs.sum(0), n), sets_of(runs[:h].sum(0), h), sets_of(runs[h:].sum(0), n - h),
                 sets_of(counts, n), n)
-    null = selection_matrix(_null_for(nulls, persona), n_nodes)
+    null = selection_matrix(null_runs_of(nulls, persona), n_nodes)
     n0, h0 = null.shape[0], null.shape[0] // 2
     if n0 < 2:
         raise ValueError(f"persona {persona!r} has {n0} null run; split halves and the bootstrap need at least 2")

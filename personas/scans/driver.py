@@ -1,19 +1,54 @@
-"""The persona scans driver: DeepScan experiments per persona and level, run files, index."""
+"""The persona scans driver: DeepScan experiments per persona and level, run files, null runs, index.
+
+``run_persona_scans`` reads like the paper's Table 2: plan the experiments (level, persona or
+topic), choose each one's pools, scan them into a run file, compute the detection power from
+the null runs, run the baselines on the same samples, and write the index.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from personas._core.io import write_json
+from personas.scans.null_runs import null_file_name, reused_null_auc, write_null_runs
+from personas.scans.pools import ScanPools, experiment_seed, level_targets, run_file_name, scan_pools, topic_pools
+from personas.scans.settings import PoolSizes, SampleSizes
 from personas.scans.summary import summarise_runs
-from personas.scans.settings import PoolSizes, SampleSizes, _settings
-from personas.scans.null_runs import _reused_null_auc, _write_null_runs, null_file_name
-from personas.scans.pools import _level_targets, experiment_seed, run_file_name, scan_pools, topic_pools
+
+__all__ = ["run_persona_scans", "check_runs_current"]
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One experiment of the plan: a persona at level 2 or 1, or a topic (``"<topic>+"``) at level 0."""
+
+    level: int
+    name: str
+    topic: str | None
+
+
+@dataclass(frozen=True, eq=False)
+class _Study:
+    """What every experiment of one ``run_persona_scans`` call shares."""
+
+    activations: np.ndarray
+    meta: pd.DataFrame
+    layer: int
+    model_name: str
+    runs_dir: Path
+    config: Any
+    samples: SampleSizes
+    seed: int
+    n_jobs: int
+    progress: bool
+    store_fingerprint: str | None
+    node_layout: list
 
 
 def run_persona_scans(
@@ -22,38 +57,38 @@ def run_persona_scans(
     personas: Sequence[str],
     *,
     layer: int,
-    model: str,
+    model_name: str,
     runs_dir: str | Path,
     levels: Sequence[int] = (2, 1, 0),
     topics: dict[str, list[str]] | None = None,
     config=None,
-    background_size: int = 250,
-    clean_size: int = 50,
-    anomalous_size: int = 300,
-    clean_ssize: int = 50,
-    anom_ssize: int = 50,
-    n_runs: int = 100,
+    pools: PoolSizes | None = None,
+    samples: SampleSizes | None = None,
     seed: int = 0,
     detection: bool = True,
     baselines: Sequence[str] = (),
+    baseline_levels: Sequence[int] | None = None,
     n_jobs: int = 1,
     progress: bool = True,
-    pools: PoolSizes | None = None,
-    samples: SampleSizes | None = None,
     store_fingerprint: str | None = None,
-    baseline_levels: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """The paper's DeepScan experiments for every persona and level, with run files.
 
+        summary = run_persona_scans(X, meta, personas, layer=29, model_name=model_name, runs_dir=out / "runs",
+                                    topics=load_topics(), pools=PoolSizes(), samples=SampleSizes())
+        summary[["persona", "level", "method", "precision_mean", "recall_mean", "detection_auc"]]
+
+    Returns a table with one row per (persona or topic, level, method), and writes one run file
+    per experiment, its null runs (with ``detection``) and ``runs_dir/index.json``.
+
     For each (persona, level), and at level 0 for each *topic* with a loaded persona
     (:func:`topic_pools`, named ``"<topic>+"``): choose the pools (:func:`scan_pools`), run
-    ``deepscan.run_experiment`` into ``runs_dir/<run_file_name>`` (resumed when the
-    file exists with the same configuration), optionally the detection power
-    (ROC AUC of mixed vs clean-only samples) and the baselines of
-    :mod:`personas.scans.baselines` on the very samples of the runs. Writes
-    ``runs_dir/index.json`` (``{"levels": {level: {persona: file}}}``) for the node analysis; with
-    ``detection``, also each experiment's null runs (:func:`null_file_name`, the nodes chosen in
-    clean-only scans) and ``index["null"][level][persona]``.
+    ``deepscan.run_experiment`` into ``runs_dir/<run_file_name>`` (resumed when the file exists
+    with the same configuration), optionally the detection power (ROC AUC of mixed vs clean-only
+    samples, from the null runs :func:`null_file_name`, reused when made for the same
+    experiment) and the baselines of :mod:`personas.scans.baselines` on the very samples of the
+    runs. ``index.json`` holds ``{"levels": {level: {persona: file}}, "null": {...}}`` for the
+    node analysis.
 
     Parameters
     ----------
@@ -64,7 +99,7 @@ def run_persona_scans(
     personas : list of str
     layer : int
         The layer scanned (recorded in the run files' node layout).
-    model : str
+    model_name : str
     runs_dir : path
     levels : sequence of {2, 1, 0}
         Default: all three, as the paper's Table 2.
@@ -72,22 +107,21 @@ def run_persona_scans(
         Needed for levels 1 and 0.
     config : deepscan.ScanConfig, str or dict, optional
         Scan settings (default: deepscan's consistent method).
-    background_size, clean_size, anomalous_size : int
-        Pool sizes (paper: 250, 50, 300).
-    clean_ssize, anom_ssize, n_runs : int
-        Records per run from each pool and number of runs (paper: 50, 50, 100).
+    pools : PoolSizes, optional
+        Statements in the background, clean and anomalous pool (default: the paper's 250, 50, 300).
+    samples : SampleSizes, optional
+        Records per run from the clean and the anomalous pool, and runs (default: 50, 50, 100).
     seed : int
         Study seed; each experiment's seed is :func:`experiment_seed`.
     detection : bool
-        Also compute the detection power (``deepscan.detection_power``, n_runs pairs).
+        Also compute the detection power (``deepscan.detection_power``, ``samples.n_runs`` pairs).
     baselines : sequence of str
         Any of "lof", "iforest", "kmeans".
     baseline_levels : sequence of int, optional
         The levels the baselines run at (default: every level in ``levels``).
     n_jobs : int
         Parallel runs (joblib); results do not depend on it.
-    pools, samples : PoolSizes, SampleSizes, optional
-        The pool and sample sizes as settings objects (instead of the six keywords above).
+    progress : bool
     store_fingerprint : str, optional
         ``personas.store.store_fingerprint`` of the activations scanned: recorded in every
         run file's ``inputs`` (a rerun on a changed store is refused, never mixed), in
@@ -100,103 +134,136 @@ def run_persona_scans(
         or a baseline), then the columns of
         :func:`personas.scans.summary.summarise_runs` (n_runs, precision_mean,
         precision_std, precision_n_none, recall_mean, recall_std, recall_n_none;
-        std with ddof=0), detection_auc (deepscan rows), run_file.
+        std with ddof=0), detection_auc (deepscan rows), run_file, store_fingerprint.
     """
     import deepscan
 
-    from personas.scans.baselines import baseline_runs
-
-    pools = _settings(pools, PoolSizes, dict(background=background_size, clean=clean_size, anomalous=anomalous_size),
-                      dict(background=250, clean=50, anomalous=300), "pools")
-    samples = _settings(samples, SampleSizes, dict(clean=clean_ssize, anomalous=anom_ssize, n_runs=n_runs),
-                        dict(clean=50, anomalous=50, n_runs=100), "samples")
-    background_size, clean_size, anomalous_size = pools.background, pools.clean, pools.anomalous
-    clean_ssize, anom_ssize, n_runs = samples.clean, samples.anomalous, samples.n_runs
-
+    pool_sizes = _checked(pools, PoolSizes, "pools")
     activations = np.asarray(activations)
     if activations.ndim != 2 or len(activations) != len(meta):
         raise ValueError(
             f"activations must be (n_statements, hidden_size) aligned with meta ({len(meta)} rows), "
             f"got shape {activations.shape}"
         )
-    runs_dir = Path(runs_dir)
-    node_layout = deepscan.make_node_layout([layer], activations.shape[1])
-    index: dict[str, dict[str, str]] = {}
-    null_index: dict[str, dict[str, str]] = {}
+    study = _Study(activations, meta, layer, model_name, Path(runs_dir), config, _checked(samples, SampleSizes, "samples"),
+                   seed, n_jobs, progress, store_fingerprint, deepscan.make_node_layout([layer], activations.shape[1]))
+    index: dict[str, dict[str, dict[str, str]]] = {"levels": {}, "null": {}}
     timings: dict[str, dict[str, float]] = {}
     rows = []
-    for level in levels:
-        for persona, topic in _level_targets(level, personas, topics):
-            if topic is None:
-                pools = scan_pools(
-                    meta, persona, level=level, topics=topics, background_size=background_size,
-                    clean_size=clean_size, anomalous_size=anomalous_size, seed=seed,
-                )
-            else:
-                pools = topic_pools(
-                    meta, topic, topics, background_size=background_size, clean_size=clean_size,
-                    anomalous_size=anomalous_size, seed=seed,
-                )
-            bg, clean, anom = activations[pools.background], activations[pools.clean], activations[pools.anomalous]
-            exp_seed = experiment_seed(seed, persona, level)
-            path = runs_dir / run_file_name(persona, level, layer)
+    for target in scan_plan(levels, personas, topics):
+        chosen = _target_pools(meta, target, topics, pool_sizes, seed)
+        t0 = time.perf_counter()
+        result, path = _scan(study, target, chosen)
+        seconds = {"deepscan": time.perf_counter() - t0}
+        index["levels"].setdefault(str(target.level), {})[target.name] = path.name
+        auc = None
+        if detection:
             t0 = time.perf_counter()
-            result = deepscan.run_experiment(
-                bg, clean, anom, clean_ssize=clean_ssize, anom_ssize=anom_ssize, n_runs=n_runs, seed=exp_seed,
-                config=config, run_file=path, node_layout=node_layout, persona=persona, model=model,
-                layers=[layer], n_jobs=n_jobs, progress=progress,
-                metadata={"level": level, "pools": pools.description, "study_seed": seed, **pools.ids(meta)},
-                inputs=None if store_fingerprint is None else {"store": store_fingerprint},
-            )
-            index.setdefault(str(level), {})[persona] = path.name
-            seconds = {"deepscan": time.perf_counter() - t0}
-            auc = None
+            auc, null_path = _detection_auc(study, target, chosen, result)
+            index["null"].setdefault(str(target.level), {})[target.name] = null_path.name
+            seconds["detection"] = time.perf_counter() - t0
+        rows.append(_summary_row(target, "deepscan", result.runs, auc=auc, run_file=path.name))
+        if baselines and (baseline_levels is None or target.level in baseline_levels):
             t0 = time.perf_counter()
-            if detection:
-                null_path = runs_dir / null_file_name(persona, level, layer)
-                # the null runs of the same experiment on the same data are reused, like its run file
-                auc = _reused_null_auc(null_path, result.header)
-                if auc is None:
-                    power = deepscan.detection_power(
-                        bg, clean, anom, clean_ssize=clean_ssize, anom_ssize=anom_ssize, n_runs=n_runs,
-                        seed=exp_seed, config=config, n_jobs=n_jobs, progress=False,
-                    )
-                    auc = power.auc
-                    _write_null_runs(null_path, power, persona=persona, level=level, layer=layer, model=model,
-                                     n_nodes=activations.shape[1], node_layout=node_layout, run_file=path.name,
-                                     experiment=result.header)
-                null_index.setdefault(str(level), {})[persona] = null_path.name
-                seconds["detection"] = time.perf_counter() - t0
-            runs = result.runs
-            rows.append(_summary_row(persona, level, "deepscan", runs, auc=auc, run_file=path.name))
-            if baselines and (baseline_levels is None or level in baseline_levels):
-                t0 = time.perf_counter()
-                pairs = zip(runs["run_id"], runs["sample_clean"], runs["sample_anomalous"])
-                table = baseline_runs(bg, clean, anom, pairs, methods=baselines, seed=exp_seed)
-                for method, part in table.groupby("method", sort=False):
-                    rows.append(_summary_row(persona, level, method, part, auc=None, run_file=path.name))
-                seconds["baselines"] = time.perf_counter() - t0
-            # wall times stay out of the table (same inputs, same table), in the index instead
-            timings[f"level{level}/{persona}"] = {k: round(v, 3) for k, v in seconds.items()}
-    record = {"layer": layer, "model": model, "levels": index, "personas": list(personas),
-              "store_fingerprint": store_fingerprint}
-    if null_index:
-        record["null"] = null_index
-    record["seconds"] = timings  # per experiment: deepscan runs, detection (null runs), baselines
-    write_json(runs_dir / "index.json", record)
+            rows += _baseline_rows(study, target, chosen, result.runs, baselines, run_file=path.name)
+            seconds["baselines"] = time.perf_counter() - t0
+        # wall times stay out of the table (same inputs, same table), in the index instead
+        timings[f"level{target.level}/{target.name}"] = {k: round(v, 3) for k, v in seconds.items()}
+    _write_index(study, index, personas, timings)
     table = pd.DataFrame(rows)
     table["store_fingerprint"] = store_fingerprint
     return table
 
 
-def check_runs_current(index: dict, store_dir: str | Path, model: str) -> None:
+def _checked(given: Any, cls: type, what: str) -> Any:
+    if given is None:
+        return cls()
+    if not isinstance(given, cls):
+        raise TypeError(f"{what} must be a {cls.__name__}; got {type(given).__name__}")
+    return given
+
+
+def scan_plan(levels: Sequence[int], personas: Sequence[str], topics: dict[str, list[str]] | None) -> list[_Target]:
+    """The experiments, level by level: personas at levels 2 and 1, topics at level 0 (skips warned)."""
+    return [_Target(level, name, topic) for level in levels for name, topic in level_targets(level, personas, topics)]
+
+
+def _target_pools(meta: pd.DataFrame, target: _Target, topics, pools: PoolSizes, seed: int) -> ScanPools:
+    if target.topic is None:
+        return scan_pools(meta, target.name, level=target.level, topics=topics, pools=pools, seed=seed)
+    return topic_pools(meta, target.topic, topics, pools=pools, seed=seed)
+
+
+def _pool_arrays(study: _Study, chosen: ScanPools) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    X = study.activations
+    return X[chosen.background], X[chosen.clean], X[chosen.anomalous]
+
+
+def _scan(study: _Study, target: _Target, chosen: ScanPools):
+    """The DeepScan experiment of one target into its run file; returns the result and the file's path."""
+    import deepscan
+
+    path = study.runs_dir / run_file_name(target.name, target.level, study.layer)
+    result = deepscan.run_experiment(
+        *_pool_arrays(study, chosen), clean_ssize=study.samples.clean, anom_ssize=study.samples.anomalous,
+        n_runs=study.samples.n_runs, seed=experiment_seed(study.seed, target.name, target.level),
+        config=study.config, run_file=path, node_layout=study.node_layout, persona=target.name,
+        model=study.model_name, layers=[study.layer], n_jobs=study.n_jobs, progress=study.progress,
+        metadata={"level": target.level, "pools": chosen.description, "study_seed": study.seed,
+                  **chosen.ids(study.meta)},
+        inputs=None if study.store_fingerprint is None else {"store": study.store_fingerprint},
+    )
+    return result, path
+
+
+def _detection_auc(study: _Study, target: _Target, chosen: ScanPools, result) -> tuple[float, Path]:
+    """The detection power of one experiment: reused from its null runs when made for it, else computed."""
+    import deepscan
+
+    null_path = study.runs_dir / null_file_name(target.name, target.level, study.layer)
+    auc = reused_null_auc(null_path, result.header)
+    if auc is None:
+        power = deepscan.detection_power(
+            *_pool_arrays(study, chosen), clean_ssize=study.samples.clean, anom_ssize=study.samples.anomalous,
+            n_runs=study.samples.n_runs, seed=experiment_seed(study.seed, target.name, target.level),
+            config=study.config, n_jobs=study.n_jobs, progress=False,
+        )
+        auc = power.auc
+        write_null_runs(null_path, power, result.header, persona=target.name, level=target.level, layer=study.layer,
+                        model_name=study.model_name, node_layout=study.node_layout,
+                        run_file=run_file_name(target.name, target.level, study.layer))
+    return auc, null_path
+
+
+def _baseline_rows(study: _Study, target: _Target, chosen: ScanPools, runs: pd.DataFrame, methods, *,
+                   run_file: str) -> list[dict]:
+    """The baselines on the very samples of the runs, one summary row per method."""
+    from personas.scans.baselines import baseline_runs
+
+    pairs = zip(runs["run_id"], runs["sample_clean"], runs["sample_anomalous"])
+    table = baseline_runs(*_pool_arrays(study, chosen), pairs, methods=methods,
+                          seed=experiment_seed(study.seed, target.name, target.level))
+    return [_summary_row(target, method, part, auc=None, run_file=run_file)
+            for method, part in table.groupby("method", sort=False)]
+
+
+def _write_index(study: _Study, index: dict, personas: Sequence[str], timings: dict) -> None:
+    record = {"layer": study.layer, "model": study.model_name, "levels": index["levels"], "personas": list(personas),
+              "store_fingerprint": study.store_fingerprint}
+    if index["null"]:
+        record["null"] = index["null"]
+    record["seconds"] = timings  # per experiment: deepscan runs, detection (null runs), baselines
+    write_json(study.runs_dir / "index.json", record)
+
+
+def check_runs_current(index: dict, store_dir: str | Path, model_name: str) -> None:
     """Refuse run files made from other activations than the store now holds.
 
     Parameters
     ----------
     index : dict
         ``runs_dir/index.json`` as :func:`run_persona_scans` writes it.
-    store_dir, model :
+    store_dir, model_name :
         The activation store and model name the node analysis reads statements from.
 
     Raises
@@ -209,24 +276,20 @@ def check_runs_current(index: dict, store_dir: str | Path, model: str) -> None:
 
     recorded = index.get("store_fingerprint")
     if recorded is None:
-        return  # made without a fingerprint (older run files or a bare call): nothing to compare
+        return  # made without a fingerprint (a bare call): nothing to compare
     personas = index.get("personas")
     if not personas:
         raise ValueError("index.json records a store fingerprint but not the personas it covers; rerun the scans")
-    now = store_fingerprint(store_dir, model, personas, [int(index["layer"])])
+    now = store_fingerprint(store_dir, model_name, personas, [int(index["layer"])])
     if now != recorded:
         raise ValueError(
-            f"the run files were made from other activations than {store_dir} now holds for {model!r} "
+            f"the run files were made from other activations than {store_dir} now holds for {model_name!r} "
             f"(store fingerprint {recorded} then, {now} now): rerun run_deepscan.ipynb (or the study) so that "
             "run files, tables and the store agree"
         )
 
 
-
-
-def _summary_row(persona, level, method, runs: pd.DataFrame, *, auc, run_file) -> dict:
+def _summary_row(target: _Target, method: str, runs: pd.DataFrame, *, auc, run_file: str) -> dict:
     # the one summary of runs (population std, runs without a defined value left out)
-    return {"persona": persona, "level": level, "method": method, **summarise_runs(runs),
+    return {"persona": target.name, "level": target.level, "method": method, **summarise_runs(runs),
             "detection_auc": auc, "run_file": run_file}
-
-

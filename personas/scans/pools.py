@@ -9,12 +9,17 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from personas._core.checks import check_int
+from personas._core.checks import check_meta
 from personas._core.io import safe_name
 from personas._core.provenance import derive_seed
+from personas.scans.settings import PoolSizes
 
+
+__all__ = ["LEVEL_NAMES", "ScanPools", "scan_pools", "topic_pools", "topic_target", "level_targets",
+           "experiment_seed", "run_file_name"]
 
 LEVEL_NAMES = {2: "within persona", 1: "within topic", 0: "between topics"}
+_COLUMNS = ["id", "persona", "direction"]
 
 
 @dataclass(frozen=True)
@@ -55,15 +60,21 @@ def _topic_of(persona: str, topics: dict[str, list[str]]) -> str:
     )
 
 
+def _sizes(pools: PoolSizes | None) -> PoolSizes:
+    if pools is None:
+        return PoolSizes()
+    if not isinstance(pools, PoolSizes):
+        raise TypeError(f"pools must be a PoolSizes; got {type(pools).__name__}")
+    return pools
+
+
 def scan_pools(
     meta: pd.DataFrame,
     persona: str,
     *,
     level: int = 2,
     topics: dict[str, list[str]] | None = None,
-    background_size: int = 250,
-    clean_size: int = 50,
-    anomalous_size: int = 300,
+    pools: PoolSizes | None = None,
     seed: int = 0,
 ) -> ScanPools:
     """Choose the background, clean and anomalous rows of one experiment.
@@ -80,8 +91,8 @@ def scan_pools(
     topics : dict[str, list[str]], optional
         Topic -> personas; required for levels 1 and 0. Only personas present in
         ``meta`` are used.
-    background_size, clean_size, anomalous_size : int
-        Pool sizes (the paper: 250, 50, 300).
+    pools : PoolSizes, optional
+        Pool sizes (default: the paper's 250, 50, 300).
     seed : int
         Seed of the shuffles that split the pools.
 
@@ -89,23 +100,17 @@ def scan_pools(
     -------
     ScanPools
     """
-    missing = {"id", "persona", "direction"} - set(meta.columns)
-    if missing:
-        raise ValueError(f"meta lacks columns {sorted(missing)}; pass the table returned by load_layers")
+    check_meta(meta, len(meta), _COLUMNS)
+    sizes = _sizes(pools)
     if level not in LEVEL_NAMES:
         raise ValueError(f"level must be 2, 1 or 0 ({LEVEL_NAMES}), got {level!r}")
     present = set(meta["persona"])
     if persona not in present:
         raise ValueError(f"persona {persona!r} is not among the loaded personas {sorted(present)}")
-    for name, size in [("background_size", background_size), ("clean_size", clean_size), ("anomalous_size", anomalous_size)]:
-        if int(size) < 1:
-            raise ValueError(f"{name} must be >= 1, got {size}")
-
     rng = np.random.default_rng(seed)
     persona_rows = meta["persona"].to_numpy() == persona
     positive = meta["direction"].to_numpy() == "positive"
     anomalous = np.flatnonzero(persona_rows & positive)
-
     if level == 2:
         reference = np.flatnonzero(persona_rows & ~positive)
         source = f"'-' statements of {persona}"
@@ -124,31 +129,35 @@ def scan_pools(
                 f"level {level} for {persona!r} needs other personas ({source}) among the loaded ones {sorted(present)}"
             )
         reference = np.flatnonzero(meta["persona"].isin(others).to_numpy() & positive)
-
-    return _split_pools(rng, persona, level, reference, anomalous, source, f"'+' statements of {persona}",
-                        background_size, clean_size, anomalous_size)
+    return _split_pools(rng, persona, level, (reference, anomalous), (source, f"'+' statements of {persona}"), sizes)
 
 
-def _split_pools(rng, target, level, reference, anomalous, source, anomalous_source,
-                 background_size, clean_size, anomalous_size) -> ScanPools:
-    need = background_size + clean_size
+def _split_pools(rng: np.random.Generator, target: str, level: int, rows: tuple[np.ndarray, np.ndarray],
+                 sources: tuple[str, str], sizes: PoolSizes) -> ScanPools:
+    """Draw the pools: background and clean from the reference ``rows[0]``, anomalous from ``rows[1]``.
+
+    ``sources`` says in words where each comes from (for the description and the errors).
+    """
+    reference, anomalous = rows
+    source, anomalous_source = sources
+    need = sizes.background + sizes.clean
     if reference.size < need:
         raise ValueError(
             f"level {level} for {target!r}: {reference.size} {source} available, "
             f"background_size + clean_size = {need}; lower the sizes or load more statements"
         )
-    if anomalous.size < anomalous_size:
+    if anomalous.size < sizes.anomalous:
         raise ValueError(
-            f"{target!r} has {anomalous.size} {anomalous_source}, anomalous_size = {anomalous_size}; "
+            f"{target!r} has {anomalous.size} {anomalous_source}, anomalous_size = {sizes.anomalous}; "
             "lower anomalous_size or load more statements"
         )
     reference = rng.permutation(reference)
-    anomalous = np.sort(rng.permutation(anomalous)[:anomalous_size])
+    anomalous = np.sort(rng.permutation(anomalous)[: sizes.anomalous])
     return ScanPools(
         persona=target,
         level=level,
-        background=np.sort(reference[:background_size]),
-        clean=np.sort(reference[background_size:need]),
+        background=np.sort(reference[: sizes.background]),
+        clean=np.sort(reference[sizes.background : need]),
         anomalous=anomalous,
         description=(
             f"level {level} ({LEVEL_NAMES[level]}): background and clean pool = {source}; "
@@ -167,14 +176,12 @@ def topic_pools(
     topic: str,
     topics: dict[str, list[str]],
     *,
-    background_size: int = 250,
-    clean_size: int = 50,
-    anomalous_size: int = 300,
+    pools: PoolSizes | None = None,
     seed: int = 0,
 ) -> ScanPools:
     """Pools of the paper's level 0 for one topic.
 
-    Anomalous pool: ``anomalous_size`` of the ``+`` statements of every loaded persona
+    Anomalous pool: ``pools.anomalous`` of the ``+`` statements of every loaded persona
     of ``topic``; background and clean pool: ``+`` statements of the loaded personas
     of the other topics. The result's ``persona`` is :func:`topic_target` (``"Ethics+"``).
 
@@ -186,18 +193,15 @@ def topic_pools(
         A key of ``topics``.
     topics : dict[str, list[str]]
         Topic -> personas.
-    background_size, clean_size, anomalous_size : int
-        Pool sizes.
+    pools : PoolSizes, optional
+        Pool sizes (default: the paper's 250, 50, 300).
     seed : int
         Seed of the shuffles that split the pools.
     """
-    missing = {"id", "persona", "direction"} - set(meta.columns)
-    if missing:
-        raise ValueError(f"meta lacks columns {sorted(missing)}; pass the table returned by load_layers")
+    check_meta(meta, len(meta), _COLUMNS)
+    sizes = _sizes(pools)
     if topic not in topics:
         raise ValueError(f"topic {topic!r} is not one of {sorted(topics)}")
-    for name, size in [("background_size", background_size), ("clean_size", clean_size), ("anomalous_size", anomalous_size)]:
-        check_int(size, name, min_val=1)
     present = set(meta["persona"])
     members = [p for p in topics[topic] if p in present]
     others = [p for t, ps in topics.items() if t != topic for p in ps if p in present]
@@ -209,12 +213,11 @@ def topic_pools(
     anomalous = np.flatnonzero(meta["persona"].isin(members).to_numpy() & positive)
     reference = np.flatnonzero(meta["persona"].isin(others).to_numpy() & positive)
     rng = np.random.default_rng(seed)
-    return _split_pools(rng, topic_target(topic), 0, reference, anomalous,
-                        f"'+' statements of personas outside {topic}", f"'+' statements of the {topic} personas",
-                        background_size, clean_size, anomalous_size)
+    sources = (f"'+' statements of personas outside {topic}", f"'+' statements of the {topic} personas")
+    return _split_pools(rng, topic_target(topic), 0, (reference, anomalous), sources, sizes)
 
 
-def _level_targets(level: int, personas: Sequence[str], topics: dict[str, list[str]] | None) -> list[tuple[str, str | None]]:
+def level_targets(level: int, personas: Sequence[str], topics: dict[str, list[str]] | None) -> list[tuple[str, str | None]]:
     """(target name, topic) pairs one level scans: personas at levels 2 and 1, topics at level 0.
 
     A level has no experiment where it has no background: level 1 for a persona that is

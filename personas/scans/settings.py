@@ -11,7 +11,6 @@ what one run draws from the pools (``deepscan`` calls its sizes ``clean_ssize`` 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
 
 from personas._core.checks import check_int
 
@@ -62,15 +61,3 @@ class SampleSizes:
         check_int(self.clean, "samples.clean", min_val=0)
         check_int(self.anomalous, "samples.anomalous", min_val=0)
         check_int(self.n_runs, "samples.n_runs", min_val=1)
-
-
-def _settings(given: Any, cls: type, keywords: dict[str, Any], defaults: dict[str, Any], what: str) -> Any:
-    """``given`` (a ``cls``) or one built from the old keywords; both at once only if they agree."""
-    if given is None:
-        return cls(**keywords)
-    if not isinstance(given, cls):
-        raise TypeError(f"{what} must be a {cls.__name__}; got {type(given).__name__}")
-    changed = {k: v for k, v in keywords.items() if v != defaults[k] and v != getattr(given, k)}
-    if changed:
-        raise TypeError(f"pass either {what}= or its keywords, not both with different values; got {changed}")
-    return given

@@ -15,8 +15,8 @@ from personas._core.io import (
     read_json,
     write_json,
 )
-from personas.store.paths import _MATCH_FIELDS
-from personas.store.read import _sha256, store_manifest
+from personas.store.paths import MATCH_FIELDS
+from personas.store.read import sha256_digest, store_manifest
 
 
 
@@ -90,7 +90,7 @@ def model_fingerprint(model, cache_file: str | os.PathLike | None = None) -> str
     ``"params-sha256:<hex>"`` over its state dict.
 
     A retrained checkpoint therefore gets a new fingerprint. Hashing a checkpoint
-    reads it once (about 1 s per GB); file digests are remembered per (path, size,
+    reads it once; file digests are remembered per (path, size,
     modification time, inode) in this process and in ``cache_file``, so later calls
     only stat the files.
 
@@ -120,7 +120,7 @@ def model_fingerprint(model, cache_file: str | os.PathLike | None = None) -> str
 def statements_fingerprint(statements: pd.DataFrame) -> str:
     """SHA-256 of a persona's statements: ids, directions and texts, in row order."""
     payload = [statements[c].astype(str).tolist() for c in ("id", "direction", "statement")]
-    return _sha256(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    return sha256_digest(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
 def store_fingerprint(
@@ -147,15 +147,16 @@ def store_fingerprint(
         missing = [x for x in want if x not in m["layers"]]
         if missing:
             raise ValueError(f"persona {persona!r} lacks layers {missing} (stored: {m['layers']})")
-        checksums = m.get("checksums") or {}
+        checksums = m["checksums"]
         parts.append({
             "persona": persona,
-            # store format 1 has no checksums: its write id stands for the data
-            "write_id": None if checksums else m.get("write_id"),
-            **{k: m.get(k) for k in ("model_fingerprint", "statements_fingerprint", *_MATCH_FIELDS)},
+            # the checksums stand for the data; "write_id": None is part of the hashed payload, so
+            # that fingerprints recorded in run files stay what they were
+            "write_id": None,
+            **{k: m.get(k) for k in ("model_fingerprint", "statements_fingerprint", *MATCH_FIELDS)},
             "layers": {str(x): checksums.get(f"layer_{x}") for x in want},
         })
-    return _sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+    return sha256_digest(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode("utf-8"))
 
 
 

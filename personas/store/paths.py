@@ -9,18 +9,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from personas._core.io import (
-    read_json,
-    safe_name,
-)
+from personas._core.io import read_json, safe_name
 
+__all__ = ["STORE_FORMAT_VERSION", "StoreError", "model_slug", "store_path", "list_stored"]
 
-
+#: The manifest format: tensors with a SHA-256 each, model and statements fingerprints.
 STORE_FORMAT_VERSION = 2
-_LOCK_NAME = ".store.lock"
+LOCK_NAME = ".store.lock"
 _HASH_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
 # settings that must agree for a stored persona to be reused
-_MATCH_FIELDS = (
+MATCH_FIELDS = (
     "model",
     "revision",
     "dtype",
@@ -31,7 +29,7 @@ _MATCH_FIELDS = (
     "wrap",
     "final_norm",
 )
-_META_COLUMNS = ["id", "persona", "direction", "statement"]
+META_COLUMNS = ["id", "persona", "direction", "statement"]
 
 
 def model_slug(name: str) -> str:
@@ -65,23 +63,6 @@ def _persona_file(persona: str) -> str:
     return f"{stem}-{hashlib.sha256(persona.encode('utf-8')).hexdigest()[:8]}"
 
 
-def _locate(store_dir, model: str, persona: str) -> tuple[Path, Path]:
-    """The files of (model, persona) to read: the current name, else the name of store format 1."""
-    tensor_file, manifest_file = store_path(store_dir, model, persona)
-    if not manifest_file.exists():
-        legacy = safe_name(persona)
-        base = manifest_file.parent
-        old = base / f"{legacy}.json"
-        if legacy and old.exists():
-            try:
-                holds = read_json(old).get("persona")
-            except (ValueError, AttributeError):
-                holds = None
-            if holds == persona:  # only this persona's own file, never another's that shared the name
-                return base / f"{legacy}.safetensors", old
-    return tensor_file, manifest_file
-
-
 def store_path(store_dir: str | os.PathLike, model: str, persona: str) -> tuple[Path, Path]:
     """Paths of the safetensors file and the manifest of (model, persona)."""
     base = Path(store_dir) / model_slug(model)
@@ -111,7 +92,8 @@ def list_stored(store_dir: str | os.PathLike, model: str | None = None) -> pd.Da
                                        "position", "template_mode", "created"])
 
 
-def _missing_message(store_dir, model: str, persona: str) -> str:
+def missing_message(store_dir, model: str, persona: str) -> str:
+    """Why nothing is stored for (model, persona), with what the store holds instead."""
     root = Path(store_dir)
     model_dir = root / model_slug(model)
     if not model_dir.is_dir():
@@ -122,5 +104,3 @@ def _missing_message(store_dir, model: str, persona: str) -> str:
         f"no activations for persona {persona!r} of model {model!r} in {root} "
         f"(personas there: {personas or 'none'}); run extract_to_store first"
     )
-
-

@@ -11,12 +11,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from personas._core.io import (
-    read_json,
-)
-from personas.store.paths import StoreError, _META_COLUMNS, _locate, _missing_message, list_stored
-
-
+from personas._core.io import read_json
+from personas.store.paths import STORE_FORMAT_VERSION, META_COLUMNS, StoreError, list_stored, missing_message, store_path
 
 def store_manifest(store_dir: str | os.PathLike, model: str, persona: str) -> dict:
     """The manifest of (model, persona): how its activations were made.
@@ -30,16 +26,23 @@ def store_manifest(store_dir: str | os.PathLike, model: str, persona: str) -> di
     FileNotFoundError
         If nothing is stored for (model, persona); the message lists what is there.
     """
-    _, manifest_file = _locate(store_dir, model, persona)
+    _, manifest_file = store_path(store_dir, model, persona)
     if not manifest_file.exists():
-        raise FileNotFoundError(_missing_message(store_dir, model, persona))
+        raise FileNotFoundError(missing_message(store_dir, model, persona))
     manifest = read_json(manifest_file)
     if not isinstance(manifest, dict) or manifest.get("kind") != "persona-activations":
         raise ValueError(f"{manifest_file} is not an activation-store manifest")
+    version = manifest.get("format_version", 1)
+    if version != STORE_FORMAT_VERSION:
+        raise StoreError(
+            f"{manifest_file} is in store format {version}, and this version reads format {STORE_FORMAT_VERSION} "
+            "only (tensor checksums, model and statements fingerprints); re-extract these activations: "
+            "extract_to_store(..., overwrite=True), or another store_dir"
+        )
     if manifest.get("persona") != persona:
         raise StoreError(
-            f"{manifest_file} holds persona {manifest.get('persona')!r}, not {persona!r} (two names shared one file "
-            "in an older store); re-run extract_to_store(..., overwrite=True) for these personas"
+            f"{manifest_file} holds persona {manifest.get('persona')!r}, not {persona!r}; "
+            "re-run extract_to_store(..., overwrite=True) for these personas"
         )
     return manifest
 
@@ -93,10 +96,10 @@ def _tensor_header(tensor_file: Path, manifest: dict) -> tuple[dict, int]:
     return header, 8 + n
 
 
-def _read_tensors(tensor_file: Path, manifest: dict, layers: Sequence[int]) -> dict[int, np.ndarray]:
+def read_tensors(tensor_file: Path, manifest: dict, layers: Sequence[int]) -> dict[int, np.ndarray]:
     """Read ``layers`` from ``tensor_file``, verified against the manifest (header, write id, checksums)."""
     header, data_start = _tensor_header(tensor_file, manifest)
-    checksums = manifest.get("checksums") or {}  # absent in store format 1
+    checksums = manifest["checksums"]
     shape = (int(manifest["n_statements"]), int(manifest["hidden_size"]))
     out = {}
     with open(tensor_file, "rb") as fh:
@@ -107,7 +110,7 @@ def _read_tensors(tensor_file: Path, manifest: dict, layers: Sequence[int]) -> d
             arr = np.empty(shape, dtype="<f4")
             if fh.readinto(memoryview(arr).cast("B")) != stop - start:
                 raise StoreError(f"{tensor_file}: tensor {key} is cut short; re-run extract_to_store(..., overwrite=True)")
-            if key in checksums and _sha256(memoryview(arr).cast("B")) != checksums[key]:
+            if sha256_digest(memoryview(arr).cast("B")) != checksums.get(key):
                 raise StoreError(
                     f"{tensor_file}: tensor {key} does not match the checksum recorded when it was written (the file "
                     "was damaged or changed); re-run extract_to_store (it recomputes broken files) or pass overwrite=True"
@@ -120,7 +123,7 @@ def verify_stored(store_dir: str | os.PathLike, model: str, persona: str) -> dic
     """Check that the tensor file of (model, persona) matches its manifest; return the manifest.
 
     Reads the whole file: header, tensor shapes, ``write_id``, size and every tensor's
-    SHA-256 recorded at write time (store format 2).
+    SHA-256 recorded at write time.
 
     Raises
     ------
@@ -130,12 +133,13 @@ def verify_stored(store_dir: str | os.PathLike, model: str, persona: str) -> dic
         The tensor file is missing, truncated, damaged or from another write (named).
     """
     manifest = store_manifest(store_dir, model, persona)
-    tensor_file, _ = _locate(store_dir, model, persona)
-    _read_tensors(tensor_file, manifest, manifest["layers"])
+    tensor_file, _ = store_path(store_dir, model, persona)
+    read_tensors(tensor_file, manifest, manifest["layers"])
     return manifest
 
 
-def _sha256(data) -> str:
+def sha256_digest(data) -> str:
+    """``"sha256:<hex>"`` of bytes (the store's digest format)."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -168,8 +172,8 @@ def load_activations(
             f"layers {missing} are not stored for persona {persona!r} of model {model!r} (stored: {stored}); "
             "run extract_to_store with these layers to add them"
         )
-    tensor_file, _ = _locate(store_dir, model, persona)
-    return _read_tensors(tensor_file, manifest, layers), manifest
+    tensor_file, _ = store_path(store_dir, model, persona)
+    return read_tensors(tensor_file, manifest, layers), manifest
 
 
 def load_layers(
@@ -198,7 +202,7 @@ def load_layers(
     if personas is None:
         personas = list_stored(store_dir, model)["persona"].tolist()
         if not personas:
-            raise FileNotFoundError(_missing_message(store_dir, model, "<any>"))
+            raise FileNotFoundError(missing_message(store_dir, model, "<any>"))
     elif isinstance(personas, str):
         personas = [personas]
     personas = list(personas)
@@ -225,7 +229,4 @@ def load_layers(
             pd.DataFrame({"id": m["ids"], "persona": m["persona"], "direction": m["directions"], "statement": m["statements"]})
         )
     activations = {layer: np.concatenate(parts[layer], axis=0) for layer in layers}
-    return activations, pd.concat(metas, ignore_index=True)[_META_COLUMNS]
-
-
-
+    return activations, pd.concat(metas, ignore_index=True)[META_COLUMNS]

@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
-import platform
 import uuid
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from personas._core.io import (
-    atomic_path,
-    exclusive_lock,
-    write_json,
-)
+from personas._core.io import atomic_path, exclusive_lock, write_json
+from personas._core.provenance import now_iso, package_versions
 from personas.store.fingerprints import statements_fingerprint
-from personas.store.paths import STORE_FORMAT_VERSION, _LOCK_NAME, _MATCH_FIELDS, model_slug, store_path
-from personas.store.read import _sha256
+from personas.store.paths import LOCK_NAME, MATCH_FIELDS, STORE_FORMAT_VERSION, model_slug, store_path
+from personas.store.read import sha256_digest
 
+__all__ = ["save_activations", "save_persona", "manifest_differences"]
 
-
-def _versions() -> dict:
-    out = {"python": platform.python_version()}
-    for dist in ("personas", "torch", "transformers", "tokenizers", "numpy", "safetensors"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
+# the packages that make activations what they are, recorded in every manifest
+_VERSIONED = ("personas", "torch", "transformers", "tokenizers", "numpy", "safetensors")
 
 
 def save_activations(
@@ -59,12 +47,13 @@ def save_activations(
         :func:`model_fingerprint` of the model (recorded; ``extract_to_store`` passes it).
     """
     tensor_file, _ = store_path(store_dir, model_name, persona)
-    with exclusive_lock(tensor_file.parent / _LOCK_NAME, f"the activation store {tensor_file.parent}"):
-        return _save(store_dir, activations, info, statements, model_name=model_name, persona=persona,
+    with exclusive_lock(tensor_file.parent / LOCK_NAME, f"the activation store {tensor_file.parent}"):
+        return save_persona(store_dir, activations, info, statements, model_name=model_name, persona=persona,
                      model_fingerprint=model_fingerprint)
 
 
-def _save(store_dir, activations, info, statements, *, model_name, persona, model_fingerprint) -> Path:
+def save_persona(store_dir, activations, info, statements, *, model_name, persona, model_fingerprint) -> Path:
+    """``save_activations`` without taking the lock: for a writer that holds it already."""
     from safetensors.numpy import save_file
 
     n = len(statements)
@@ -86,16 +75,16 @@ def _save(store_dir, activations, info, statements, *, model_name, persona, mode
         "n_statements": n,
         "array_dtype": "float32",
         "keys": {str(layer): f"layer_{layer}" for layer in layers},
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": now_iso(),
         "write_id": write_id,
-        "versions": _versions(),
+        "versions": package_versions(_VERSIONED),
         **{k: v for k, v in info.items() if k not in ("n_tokens", "model", "n_statements", "layers")},
         "model_fingerprint": model_fingerprint,
         "layers": layers,
         "n_tokens": [int(x) for x in info.get("n_tokens", [])],
         "statements_fingerprint": statements_fingerprint(statements),
         # safetensors stores each tensor's raw little-endian bytes: these are the file's bytes
-        "checksums": {key: _sha256(memoryview(t).cast("B")) for key, t in tensors.items()},
+        "checksums": {key: sha256_digest(memoryview(t).cast("B")) for key, t in tensors.items()},
         "ids": statements["id"].astype(str).tolist(),
         "directions": statements["direction"].astype(str).tolist(),
         "statements": statements["statement"].astype(str).tolist(),
@@ -107,15 +96,16 @@ def _save(store_dir, activations, info, statements, *, model_name, persona, mode
     return manifest_file
 
 
-def _differences(manifest: dict, wanted: dict, statements: pd.DataFrame) -> list[str]:
+def manifest_differences(manifest: dict, wanted: dict, statements: pd.DataFrame) -> list[str]:
+    """How a stored persona differs from what is asked now (model weights, settings, statements); empty if not."""
     diffs = []
     if manifest.get("model_fingerprint") is None:
-        diffs.append("model_fingerprint: not recorded (a store from before model fingerprints), "
+        diffs.append("model_fingerprint: not recorded (saved without one), "
                      f"requested {wanted['model_fingerprint']!r}")
     elif manifest["model_fingerprint"] != wanted["model_fingerprint"]:
         diffs.append(f"model_fingerprint: stored {manifest['model_fingerprint']!r}, requested {wanted['model_fingerprint']!r} "
                      "(other weights, e.g. a checkpoint retrained in place)")
-    for key in _MATCH_FIELDS:
+    for key in MATCH_FIELDS:
         if key == "revision" and (manifest.get(key) is None or wanted.get(key) is None):
             continue  # unknown on one side: nothing to compare
         if manifest.get(key) != wanted.get(key):
@@ -126,7 +116,3 @@ def _differences(manifest: dict, wanted: dict, statements: pd.DataFrame) -> list
             n_diff = sum(a != b for a, b in zip(stored, asked)) + abs(len(stored) - len(asked))
             diffs.append(f"{key}: {n_diff} of {max(len(stored), len(asked))} differ (stored {len(stored)}, requested {len(asked)})")
     return diffs
-
-
-
-
