@@ -20,7 +20,8 @@ Layer convention everywhere: index 0 = embeddings, index i = output of block i
 """
 
 from personas._core.parallel import dask_cluster, parallel_jobs
-from personas.model.extraction import POSITIONS, extract_activations, tokenize_prompts
+from personas.model.batching import tokenize_prompts
+from personas.model.extraction import READ_POSITIONS, ExtractionSettings, extract_activations
 from personas.model.hooks import (
     BLOCK_PATHS,
     DEFAULT_LAYERS_RULE,
@@ -76,7 +77,6 @@ from personas.model.loading import (
     model_info,
     resolve_device,
     resolve_model,
-    resolve_model_path,
 )
 from personas.model.prompts import TEMPLATE_MODES, Prompts, format_prompts
 from personas.statements import (
@@ -103,7 +103,7 @@ __all__ = [
     "DATA_DIR", "STATEMENT_COLUMNS", "DIRECTIONS", "load_topics", "load_short_names", "paper_personas",
     "list_personas", "persona_counts", "load_statements",
     # personas.model.loading
-    "DEFAULT_MODEL", "MODEL_ALIASES", "DTYPES", "resolve_model", "resolve_model_path", "resolve_device", "load_model",
+    "DEFAULT_MODEL", "MODEL_ALIASES", "DTYPES", "resolve_model", "resolve_device", "load_model",
     "model_info", "is_encoder", "default_position",
     # personas.model.prompts
     "TEMPLATE_MODES", "Prompts", "format_prompts",
@@ -113,7 +113,7 @@ __all__ = [
     # personas.model.interventions
     "edit_layer", "ablate_nodes", "add_vector",
     # personas.model.extraction
-    "POSITIONS", "tokenize_prompts", "extract_activations",
+    "READ_POSITIONS", "ExtractionSettings", "tokenize_prompts", "extract_activations",
     # personas.store
     "STORE_FORMAT_VERSION", "model_slug", "store_path", "list_stored", "store_manifest", "load_activations",
     "load_layers", "save_activations", "extract_to_store", "model_fingerprint", "statements_fingerprint",

@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from personas.model.extraction import _pad_batch, extract_activations, tokenize_prompts  # noqa: E402
+from personas.model.batching import pad_batch, tokenize_prompts  # noqa: E402
+from personas.model.extraction import ExtractionSettings, extract_activations  # noqa: E402
 from personas.model.prompts import format_prompts  # noqa: E402
 from personas.statements import load_statements  # noqa: E402
 from tiny_models import make_model, make_tokenizer  # noqa: E402
@@ -106,7 +107,7 @@ def bare_batches(tok, statements, batch_size, device):
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     batches = []
     for k in range(0, len(order), batch_size):
-        input_ids, mask, _ = _pad_batch([ids[i] for i in order[k : k + batch_size]], tok.pad_token_id, tok.padding_side)
+        input_ids, mask, _ = pad_batch([ids[i] for i in order[k : k + batch_size]], tok.pad_token_id, tok.padding_side)
         positions = (mask.cumsum(1) - 1).clamp(min=0)
         batches.append({"input_ids": input_ids.to(device), "attention_mask": mask.to(device),
                         "position_ids": positions.to(device), "use_cache": False})
@@ -156,7 +157,7 @@ def child(args) -> int:
         if args.child == "published":  # one layer: memory per pass does not depend on the layer count
             published_layer(model, tok, statements, layers[-1], device)
         elif args.child == "ours":
-            extract_activations(model, tok, statements, layers, batch_size=args.batch_size, progress=False)
+            extract_activations(model, tok, statements, layers, ExtractionSettings(batch_size=args.batch_size), progress=False)
         else:
             bare(model, batches)
 
@@ -199,7 +200,7 @@ def main(argv=None) -> int:
           f"{len(layers)} layers {layers}; batch size {args.batch_size}")
 
     def run_ours():
-        return extract_activations(model, tok, statements, layers, batch_size=args.batch_size, progress=False)[0]
+        return extract_activations(model, tok, statements, layers, ExtractionSettings(batch_size=args.batch_size), progress=False)[0]
 
     # warm up both batched paths once (lazy imports, allocator)
     run_ours()

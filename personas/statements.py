@@ -272,10 +272,7 @@ def load_statements(
         ``n_per_direction`` after filtering (with the number available).
     """
     if n_per_direction is not None:
-        try:
-            n_per_direction = check_int(n_per_direction, "n_per_direction", min_val=1)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"n_per_direction must be a positive integer or None, got {n_per_direction!r} ({exc})") from None
+        n_per_direction = check_int(n_per_direction, "n_per_direction", min_val=1)
     min_confidence = _check_confidence(min_confidence)
     seed = check_seed(seed)
     df = _read_source(source)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personas.model.extraction import extract_activations
+from personas.model.extraction import ExtractionSettings, extract_activations
 from personas.layers import LayerProtocol, ProbeSettings, analyse_layers, cluster_scores
 from tests.tiny_models import make_model, make_tokenizer, tiny_statements
 
@@ -18,7 +18,7 @@ def last_token_layers():
     tok = make_tokenizer("chatml")
     model = make_model("llama")
     texts = list(tiny_statements(60, "agreeableness")) + list(tiny_statements(60, "narcissism"))
-    acts, info = extract_activations(model, tok, texts, [0, 1, 3], position="last", progress=False)
+    acts, info = extract_activations(model, tok, texts, [0, 1, 3], ExtractionSettings(position="last"), progress=False)
     meta = pd.DataFrame({
         "persona": ["agreeableness"] * 60 + ["narcissism"] * 60,
         "direction": (["positive"] * 30 + ["negative"] * 30) * 2,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from personas.model.extraction import extract_activations, tokenize_prompts
+from personas.model.batching import tokenize_prompts
+from personas.model.extraction import ExtractionSettings, extract_activations
 from personas.model.hooks import capture_layers, find_blocks, find_final_norm, layer_info, resolve_layers
 from personas.model.prompts import format_prompts
 from tiny_models import ARCHITECTURES, make_model, make_tokenizer, tiny_statements
@@ -59,7 +60,7 @@ def test_hooks_equal_hidden_states_batched_both_paddings(arch, models, tokenizer
     ref = reference(model, tokenizers["right"], statements, lambda i, ids: len(ids) - 1)
     assert len(ref) == N_BLOCKS + 1
     for side, tok in tokenizers.items():
-        acts, info = extract_activations(model, tok, statements, "all", batch_size=5, progress=False)
+        acts, info = extract_activations(model, tok, statements, "all", ExtractionSettings(batch_size=5), progress=False)
         assert info["padding_side"] == side and info["n_blocks"] == N_BLOCKS
         assert all(a.dtype == np.float32 and a.shape == (len(statements), 32) for a in acts.values())
         assert_close(acts, ref)
@@ -70,8 +71,8 @@ def test_hooks_equal_hidden_states_batched_both_paddings(arch, models, tokenizer
 @pytest.mark.parametrize("arch", ["llama", "gemma2", "gpt2"])
 def test_batched_equals_one_by_one(arch, models, tokenizers, statements):
     tok = tokenizers["left"]
-    batched, _ = extract_activations(models[arch], tok, statements, [0, 2, 3], batch_size=12, progress=False)
-    single, _ = extract_activations(models[arch], tok, statements, [0, 2, 3], batch_size=1, progress=False)
+    batched, _ = extract_activations(models[arch], tok, statements, [0, 2, 3], ExtractionSettings(batch_size=12), progress=False)
+    single, _ = extract_activations(models[arch], tok, statements, [0, 2, 3], ExtractionSettings(batch_size=1), progress=False)
     assert_close(batched, single)
 
 
@@ -97,7 +98,7 @@ def test_early_stop_skips_later_blocks_and_changes_nothing(models, tokenizers, s
     calls = []
     handle = blocks[2].register_forward_hook(lambda *a: calls.append(1))
     try:
-        stopped, _ = extract_activations(model, tok, statements, [0, 1], batch_size=4, progress=False)
+        stopped, _ = extract_activations(model, tok, statements, [0, 1], ExtractionSettings(batch_size=4), progress=False)
         assert calls == []  # block 3 (index 2) never ran
         enc = tok(format_prompts(tok, statements).texts, add_special_tokens=False, padding=True, return_tensors="pt")
         with torch.no_grad(), capture_layers(model, [0, 1], stop_early=False, reduce=lambda h: h[:, -1]) as cap:
@@ -105,7 +106,7 @@ def test_early_stop_skips_later_blocks_and_changes_nothing(models, tokenizers, s
         assert len(calls) == 1
     finally:
         handle.remove()
-    full, _ = extract_activations(model, tok, statements, "all", batch_size=4, progress=False)
+    full, _ = extract_activations(model, tok, statements, "all", ExtractionSettings(batch_size=4), progress=False)
     assert_close(stopped, {k: full[k] for k in (0, 1)})
 
 
@@ -132,9 +133,8 @@ def test_positions_statement_token_and_mean_match_brute_force(models, tokenizers
         assert tok.decode([enc["input_ids"][t] for t in idx]).strip() == text[start:end]
         assert idx == list(range(idx[0], idx[-1] + 1))  # contiguous
     for side, tk in tokenizers.items():
-        last_stmt, _ = extract_activations(model, tk, statements, "all", position="last_statement_token",
-                                           batch_size=5, progress=False)
-        mean, _ = extract_activations(model, tk, statements, "all", position="mean", batch_size=5, progress=False)
+        last_stmt, _ = extract_activations(model, tk, statements, "all", ExtractionSettings(position="last_statement_token", batch_size=5), progress=False)
+        mean, _ = extract_activations(model, tk, statements, "all", ExtractionSettings(position="mean", batch_size=5), progress=False)
         assert_close(last_stmt, reference(model, tk, statements, lambda i, ids: token_sets[i][-1]))
         assert_close(mean, reference(model, tk, statements, lambda i, ids: token_sets[i]))
     last, _ = extract_activations(model, tok, statements, [2], progress=False)
@@ -149,7 +149,7 @@ def test_causal_lm_model_and_manual_blocks_path(tokenizers, statements, models):
     acts, info = extract_activations(lm, tok, statements[:4], [1, 3], progress=False)
     ref = reference(lm.model, tok, statements[:4], lambda i, ids: len(ids) - 1)
     assert_close(acts, {k: ref[k] for k in (1, 3)})
-    manual, info2 = extract_activations(lm, tok, statements[:4], [1, 3], progress=False, blocks_path="model.layers")
+    manual, info2 = extract_activations(lm, tok, statements[:4], [1, 3], ExtractionSettings(blocks_path="model.layers"), progress=False)
     assert info2["blocks_path"] == "model.layers"
     assert_close(manual, acts)
 
@@ -190,9 +190,11 @@ def test_layer_info_per_architecture(arch, path, norm, models):
 def test_argument_errors(models, tokenizers, statements):
     model, tok = models["llama"], tokenizers["right"]
     with pytest.raises(ValueError, match="position must be one of"):
-        extract_activations(model, tok, statements, [1], position="first", progress=False)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
-        extract_activations(model, tok, statements, [1], batch_size=0, progress=False)
+        ExtractionSettings(position="first")
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        ExtractionSettings(batch_size=0)
+    with pytest.raises(TypeError, match="settings must be an ExtractionSettings"):
+        extract_activations(model, tok, statements, [1], {"batch_size": 2}, progress=False)
     with pytest.raises(ValueError, match="not one string"):
         extract_activations(model, tok, "I like tea", [1], progress=False)
     with pytest.raises(ValueError, match="out of range"):

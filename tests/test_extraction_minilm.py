@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from personas.model.extraction import extract_activations
+from personas.model.extraction import ExtractionSettings, extract_activations
 from personas.model.loading import default_position, is_encoder, load_model, model_info
 
 MINILM = "all-MiniLM-L6-v2"
@@ -38,7 +38,7 @@ def test_load_default_model(minilm):
 
 def test_hooks_equal_hidden_states_on_minilm(minilm):
     model, tok = minilm
-    acts, info = extract_activations(model, tok, STATEMENTS, "all", batch_size=3, progress=False)
+    acts, info = extract_activations(model, tok, STATEMENTS, "all", ExtractionSettings(batch_size=3), progress=False)
     assert (info["n_blocks"], info["hidden_size"], info["template_mode"], info["final_norm"]) == (6, 384, "raw", None)
     enc = tok(STATEMENTS, padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -50,7 +50,7 @@ def test_hooks_equal_hidden_states_on_minilm(minilm):
     # the paper's "last" token of a raw BERT prompt is [SEP]
     assert all(enc["input_ids"][i, n_tok[i] - 1] == tok.sep_token_id for i in range(len(STATEMENTS)))
 
-    mean, _ = extract_activations(model, tok, STATEMENTS, [6], position="mean", progress=False)
+    mean, _ = extract_activations(model, tok, STATEMENTS, [6], ExtractionSettings(position="mean"), progress=False)
     # brute force: mean over the statement's tokens = all real tokens but [CLS] and [SEP]
     ref = np.stack([hs[6][i, 1 : n_tok[i] - 1].mean(0).numpy() for i in range(len(STATEMENTS))])
     np.testing.assert_allclose(mean[6], ref, atol=1e-5, rtol=1e-4)
@@ -84,7 +84,7 @@ def test_device_map_without_accelerate_says_what_to_install(monkeypatch):
 def test_bfloat16_model_gives_float32_activations_close_to_float32(minilm):
     model32, tok = minilm
     model16, _ = load_model(MINILM, dtype="bfloat16", padding_side="left")
-    a32, _ = extract_activations(model32, tok, STATEMENTS, [3], position="mean", progress=False)
-    a16, info = extract_activations(model16, tok, STATEMENTS, [3], position="mean", progress=False)
+    a32, _ = extract_activations(model32, tok, STATEMENTS, [3], ExtractionSettings(position="mean"), progress=False)
+    a16, info = extract_activations(model16, tok, STATEMENTS, [3], ExtractionSettings(position="mean"), progress=False)
     assert info["dtype"] == "bfloat16" and a16[3].dtype == np.float32
     assert np.abs(a16[3] - a32[3]).max() < 0.1 * np.abs(a32[3]).max()

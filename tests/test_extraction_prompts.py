@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from personas.model.extraction import extract_activations, tokenize_prompts
+from personas.model.batching import tokenize_prompts
+from personas.model.extraction import ExtractionSettings, extract_activations
 from personas.model.prompts import format_prompts
 from tiny_models import make_model, make_tokenizer
 
@@ -105,6 +106,6 @@ def test_extraction_records_template_choice_and_fallback_changes_activations(tok
     a_user, info = extract_activations(model, toks["gemma"], STATEMENTS, [1], progress=False)
     assert info["template_mode"] == "user" and "System role" in info["template_fallback"]
     assert info["prompt_example"].startswith("<s><start_of_turn>user\n")
-    a_raw, info_raw = extract_activations(model, toks["gemma"], STATEMENTS, [1], template="raw", progress=False)
+    a_raw, info_raw = extract_activations(model, toks["gemma"], STATEMENTS, [1], ExtractionSettings(template="raw"), progress=False)
     assert info_raw["template_mode"] == "raw" and info_raw["add_special_tokens"]
     assert np.abs(a_user[1] - a_raw[1]).max() > 1e-3

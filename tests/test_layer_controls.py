@@ -20,10 +20,8 @@ def stores(tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
     model, tok = make_model("llama"), make_tokenizer("llama3")
     df = ul.load_statements(PERSONAS, n_per_direction=12, seed=0)
-    ul.extract_to_store(model, tok, df, model_name=MODEL, layers="all", store_dir=store, position="last",
-                        batch_size=8, progress=False)
-    ul.extract_to_store(model, tok, df, model_name=MODEL, layers=[0], store_dir=ul.wording_store_dir(store),
-                        position="mean", batch_size=8, progress=False)
+    ul.extract_to_store(model, tok, df, model_name=MODEL, layers="all", store_dir=store, progress=False, settings=ul.ExtractionSettings(position="last", batch_size=8))
+    ul.extract_to_store(model, tok, df, model_name=MODEL, layers=[0], store_dir=ul.wording_store_dir(store), progress=False, settings=ul.ExtractionSettings(position="mean", batch_size=8))
     return store, tok, df
 
 

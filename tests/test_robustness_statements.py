@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personas.model.extraction import extract_activations
+from personas.model.extraction import ExtractionSettings, extract_activations
 from personas.statements import load_statements, persona_counts
 from tiny_models import make_model, make_tokenizer
 
@@ -64,8 +64,9 @@ def test_none_and_nan_statements_in_a_frame_are_rejected():
         (dict(seed=-1), ValueError, "seed must be >= 0; got -1"),
         (dict(seed=1.5), TypeError, r"seed must be an int; got 1.5"),
         (dict(seed=True), TypeError, r"seed must be an int; got True"),
-        (dict(n_per_direction=True), ValueError, "n_per_direction must be a positive integer or None, got True"),
-        (dict(n_per_direction=2.0), ValueError, "n_per_direction must be a positive integer or None, got 2.0"),
+        (dict(n_per_direction=True), TypeError, "n_per_direction must be an int; got True"),
+        (dict(n_per_direction=2.0), TypeError, "n_per_direction must be an int; got 2.0"),
+        (dict(n_per_direction=0), ValueError, "n_per_direction must be >= 1; got 0"),
     ],
 )
 def test_parameters_are_validated_once(kwargs, error, message):
@@ -91,20 +92,23 @@ def test_none_and_nan_statements_are_not_embedded_as_words(gpt2):
     model, tok = gpt2
     for bad in (None, float("nan"), np.nan, pd.NA):
         with pytest.raises(ValueError, match=r"statement 1 is .*not text"):
-            extract_activations(model, tok, ["fine", bad], [0], template="raw", progress=False)
+            extract_activations(model, tok, ["fine", bad], [0], ExtractionSettings(template="raw"), progress=False)
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
-    [(dict(layers=[True]), r"layers\[0\] must be an int; got True"), (dict(layers=[1.0]), r"layers\[0\] must be an int"),
-     (dict(batch_size=None), "batch_size must be a positive integer, got None"),
-     (dict(batch_size=True), "batch_size must be a positive integer, got True"),
-     (dict(too_long="cut"), "too_long must be one of")],
+    "kwargs, error, message",
+    [(dict(layers=[True]), ValueError, r"layers must be .*a list of ints, got \[True\]"),
+     (dict(layers=[1.0]), ValueError, r"layers must be .*a list of ints, got \[1.0\]"),
+     (dict(batch_size=None), TypeError, "batch_size must be an int; got None"),
+     (dict(batch_size=True), TypeError, "batch_size must be an int; got True"),
+     (dict(batch_size=0), ValueError, "batch_size must be >= 1; got 0"),
+     (dict(too_long="cut"), ValueError, "too_long must be one of")],
 )
-def test_extraction_parameters(gpt2, kwargs, message):
+def test_extraction_parameters(gpt2, kwargs, error, message):
     model, tok = gpt2
-    with pytest.raises(ValueError, match=message):
-        extract_activations(model, tok, ["a statement"], **{"layers": [0], "progress": False, **kwargs})
+    layers = kwargs.pop("layers", [0])
+    with pytest.raises(error, match=message):
+        extract_activations(model, tok, ["a statement"], layers, ExtractionSettings(**kwargs), progress=False)
 
 
 def test_statement_longer_than_the_context(gpt2):
@@ -112,15 +116,14 @@ def test_statement_longer_than_the_context(gpt2):
     long = " ".join(["I like helping other people when they ask."] * 60)
     short = ["I am kind.", "I am rude."]
     with pytest.raises(ValueError, match=r"statement 1 \('I like helping.*\.\.\.'\) is \d+ tokens .* context of 256 tokens"):
-        extract_activations(model, tok, [short[0], long, short[1]], [0, 2], template="raw", progress=False)
+        extract_activations(model, tok, [short[0], long, short[1]], [0, 2], ExtractionSettings(template="raw"), progress=False)
     for position in ("last", "mean"):
         with pytest.warns(RuntimeWarning, match=r"1 statement\(s\) longer than the model's context of 256 tokens"):
-            acts, info = extract_activations(model, tok, [short[0], long, short[1]], [0, 2], template="raw",
-                                             position=position, too_long="truncate", progress=False)
+            acts, info = extract_activations(model, tok, [short[0], long, short[1]], [0, 2], ExtractionSettings(template="raw", position=position, too_long="truncate"), progress=False)
         assert info["context_limit"] == 256 and info["n_tokens"][1] == 256
         assert info["truncated"] == [{"index": 1, "n_tokens": info["truncated"][0]["n_tokens"], "kept_tokens": 256}]
         assert info["truncated"][0]["n_tokens"] > 256
-        alone, _ = extract_activations(model, tok, short, [0, 2], template="raw", position=position, progress=False)
+        alone, _ = extract_activations(model, tok, short, [0, 2], ExtractionSettings(template="raw", position=position), progress=False)
         for layer in (0, 2):
             assert np.isfinite(acts[layer]).all()
             np.testing.assert_allclose(acts[layer][[0, 2]], alone[layer], atol=1e-5)  # the others are untouched

@@ -16,13 +16,14 @@ from personas.model.extraction import extract_activations
 from personas._core.io import exclusive_lock
 from personas.statements import load_statements
 from personas.store.paths import StoreError, store_path
-from personas.model.extraction import extract_to_store
+from personas.model.extraction import ExtractionSettings, extract_to_store
 from personas.store.read import load_activations, load_layers, store_manifest, verify_stored
 from personas.store.fingerprints import model_fingerprint, store_fingerprint
 from personas.store.write import save_activations
 from tiny_models import make_model, make_tokenizer
 
 MODEL = "tiny/llama-3"
+SETTINGS = ("position", "template", "wrap", "batch_size", "blocks_path", "final_norm", "too_long")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,9 @@ def run(setup, store_dir, **kwargs):
     model, tok, df = setup
     kwargs = {"layers": [0, 2], "progress": False, "batch_size": 6, **kwargs}
     model = kwargs.pop("model", model)
-    return extract_to_store(model, tok, kwargs.pop("statements", df), model_name=MODEL, store_dir=store_dir, **kwargs)
+    settings = ExtractionSettings(**{k: kwargs.pop(k) for k in SETTINGS if k in kwargs})
+    return extract_to_store(model, tok, kwargs.pop("statements", df), model_name=MODEL, store_dir=store_dir,
+                            settings=settings, **kwargs)
 
 
 def _fresh(setup, persona, layers=(0, 2)):
@@ -284,9 +287,9 @@ def test_store_files_honour_the_umask(tmp_path):
 
 
 def test_parameter_checks(setup, tmp_path):
-    with pytest.raises(ValueError, match=r"layers\[0\] must be an int; got True"):
+    with pytest.raises(ValueError, match=r"layers must be .*list of ints, got \[True\]"):
         run(setup, tmp_path, layers=[True])
-    with pytest.raises(ValueError, match="batch_size must be a positive integer, got None"):
+    with pytest.raises(TypeError, match="batch_size must be an int; got None"):
         run(setup, tmp_path, batch_size=None)
     with pytest.raises(TypeError, match="overwrite must be True or False"):
         run(setup, tmp_path, overwrite="yes")

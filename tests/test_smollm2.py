@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from personas.model.extraction import extract_activations
+from personas.model.extraction import ExtractionSettings, extract_activations
 from personas.model.gguf import gguf_sha256, packaged_gguf
 from personas.model.hooks import capture_layers, default_layers
 from personas.model.loading import DEFAULT_MODEL, default_position, is_encoder, load_model, model_info
@@ -108,10 +108,10 @@ def test_left_padding_equals_right_padding(smol, position):
     old = tok.padding_side
     try:
         tok.padding_side = "right"
-        right, info_r = extract_activations(model, tok, STATEMENTS, layers, position=position, batch_size=5, progress=False)
+        right, info_r = extract_activations(model, tok, STATEMENTS, layers, ExtractionSettings(position=position, batch_size=5), progress=False)
         tok.padding_side = "left"
-        left, info_l = extract_activations(model, tok, STATEMENTS, layers, position=position, batch_size=5, progress=False)
-        one, _ = extract_activations(model, tok, STATEMENTS, layers, position=position, batch_size=1, progress=False)
+        left, info_l = extract_activations(model, tok, STATEMENTS, layers, ExtractionSettings(position=position, batch_size=5), progress=False)
+        one, _ = extract_activations(model, tok, STATEMENTS, layers, ExtractionSettings(position=position, batch_size=1), progress=False)
     finally:
         tok.padding_side = old
     assert (info_r["padding_side"], info_l["padding_side"]) == ("right", "left")

@@ -10,12 +10,13 @@ import pytest
 
 from personas.model.extraction import extract_activations
 from personas.statements import load_statements
-from personas.model.extraction import extract_to_store
+from personas.model.extraction import ExtractionSettings, extract_to_store
 from personas.store.paths import list_stored, model_slug, store_path
 from personas.store.read import load_activations, load_layers, store_manifest
 from tiny_models import make_model, make_tokenizer
 
 MODEL = "tiny/llama-3"
+SETTINGS = ("position", "template", "wrap", "batch_size", "blocks_path", "final_norm", "too_long")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,9 @@ def setup():
 def run(setup, store_dir, **kwargs):
     model, tok, df = setup
     kwargs = {"layers": [0, 2], "progress": False, "batch_size": 3, **kwargs}
-    return extract_to_store(model, tok, kwargs.pop("statements", df), model_name=MODEL, store_dir=store_dir, **kwargs)
+    settings = ExtractionSettings(**{k: kwargs.pop(k) for k in SETTINGS if k in kwargs})
+    return extract_to_store(model, tok, kwargs.pop("statements", df), model_name=MODEL, store_dir=store_dir,
+                            settings=settings, **kwargs)
 
 
 def test_round_trip_and_manifest(setup, tmp_path):

@@ -303,8 +303,7 @@ def analyse_layers(
         table = analyse_layers(activations, meta, model_name=model_name, n_blocks=30)
         save_results(table, out / "tables" / "layer_metrics.csv")
 
-    Returns one tidy table (``RESULT_COLUMNS``): a row per layer, persona, analysis, classifier,
-    control and metric, with the settings and timings in ``table.attrs["metadata"]``.
+    Returns a tidy table: a row per layer, persona, analysis, classifier, control and metric.
 
     Parameters
     ----------
@@ -332,12 +331,10 @@ def analyse_layers(
     Returns
     -------
     DataFrame
-        Tidy table with ``RESULT_COLUMNS``. ``attrs["metadata"]`` holds the parameters, package
-        versions, wall time per analysis and probe fits stopped by ``probe_max_iter``;
-        ``save_results`` writes it beside the table. The wording and length controls are rows
-        with ``control`` "wording" / "length" and ``layer`` 0 (their features do not depend on
-        the layer analysed: read them as horizontal reference lines beside every layer), every
-        analysis, persona, classifier and metric as the real rows (no shuffled labels).
+        ``RESULT_COLUMNS``; ``attrs["metadata"]`` (written beside it by ``save_results``) holds
+        the parameters, versions, wall times and probe fits stopped by ``probe_max_iter``. The
+        wording and length controls are rows with ``control`` "wording" / "length" at ``layer``
+        0 (reference lines beside every layer), no shuffled labels.
     """
     protocol = _settings(protocol, LayerProtocol, "protocol")
     probes = _settings(probes, ProbeSettings, "probes")

@@ -114,27 +114,15 @@ def cross_validate_classifier(
 
     Every fold is fitted once per classifier and its predictions give all three metrics
     (accuracy, weighted precision and weighted F1: the numbers of scikit-learn's
-    ``cross_validate`` with those three scorers, at a third of the fits).
-
-    Classifiers
-    -----------
-    ``extra_trees``
-        ``ExtraTreesClassifier(n_estimators=probes.n_trees)`` as published, one seeded
-        ``random_state``, trees built in ``n_jobs`` threads.
-    ``logistic``
-        Linear probe: standardise and project on the training fold's top ``probe_components``
-        principal components (scaler and PCA see only training rows), then L2 logistic
-        regression. The projection is there because full-dimensional L-BFGS on a paper-sized
-        fold is memory bound and slow to converge. With ``probe_components=None`` (or at least
-        the fold's rank) the probe is the exact full-dimensional one. No warm starts across
-        folds: a model trained on the previous fold has seen this fold's test rows. Fits
-        stopped by ``probe_max_iter`` are counted in ``result.attrs["n_not_converged"]``.
-
-    Controls
-    --------
-    With ``shuffled_control``, the same folds are refitted with ``y`` randomly permuted (control
-    "shuffled_labels"), which should score at chance; ``probes.control_folds`` limits that to the
-    first folds.
+    ``cross_validate`` with those three scorers, at a third of the fits). ``extra_trees`` is
+    ``ExtraTreesClassifier(n_estimators=probes.n_trees)`` as published, one seeded
+    ``random_state``. ``logistic`` is the linear probe: standardise and project on the training
+    fold's top ``probe_components`` principal components (scaler and PCA see only training
+    rows), then L2 logistic regression; the projection is there because full-dimensional L-BFGS
+    on a paper-sized fold is memory bound and slow to converge (``probe_components=None``: the
+    exact full-dimensional probe). No warm starts across folds: a model trained on the previous
+    fold has seen this fold's test rows. With ``shuffled_control`` the folds are refitted with
+    ``y`` permuted (control "shuffled_labels", at chance), on the first ``probes.control_folds``.
 
     Parameters
     ----------
@@ -158,7 +146,8 @@ def cross_validate_classifier(
     Returns
     -------
     DataFrame
-        Long table, columns ``classifier, control, fold, metric, value`` (one row per fold and metric).
+        Long table, columns ``classifier, control, fold, metric, value`` (one row per fold and
+        metric); ``attrs["n_not_converged"]`` counts probe fits stopped by ``probe_max_iter``.
     """
     from sklearn.model_selection import StratifiedKFold
 

@@ -10,9 +10,9 @@ Both are extracted into a store of their own, ``<store_dir>/wording-control`` (l
 forward pass stops after the embeddings, so it costs next to nothing):
 
     ul.extract_to_store(model, tokenizer, statements, model_name=model_name, layers=[0],
-                        store_dir=ul.wording_store_dir(store_dir), position="mean")
+                        store_dir=ul.wording_store_dir(store_dir), settings=ul.ExtractionSettings(position="mean"))
     wording, lengths = ul.load_wording_controls(store_dir, model_name, personas, meta)
-    table = ul.analyse_layers(activations, meta, ..., wording=wording, lengths=lengths)
+    table = ul.analyse_layers(activations, meta, ..., controls=ul.LayerControls(wording=wording, lengths=lengths))
 
 - ``WORDING_STORE``, ``wording_store_dir``: where the controls live.
 - ``load_wording_controls``: the two controls, row-aligned with the activations' ``meta``.
@@ -82,7 +82,7 @@ def load_wording_controls(
     except FileNotFoundError as exc:
         raise FileNotFoundError(
             f"no wording control in {where}: extract it with extract_to_store(..., layers=[0], "
-            f"store_dir=wording_store_dir(store_dir), position='mean') ({exc})"
+            f"store_dir=wording_store_dir(store_dir), settings=ExtractionSettings(position='mean')) ({exc})"
         ) from None
     for p, m in zip(personas, manifests):
         if m.get("position") != "mean":

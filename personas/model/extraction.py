@@ -17,9 +17,9 @@ Token position (from the attention mask, so left and right padding agree):
 
 from __future__ import annotations
 
-import inspect
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -27,23 +27,70 @@ import numpy as np
 import pandas as pd
 import torch
 
-from personas._core.checks import check_bool, check_choice, check_int
-from personas._core.io import (
-    clean_temp_files,
-    exclusive_lock,
-)
+from personas._core.checks import check_bool, check_choice, check_int, check_meta, check_str
+from personas._core.io import clean_temp_files, exclusive_lock
+from personas.model.batching import longest_first, model_inputs, pad_batch, pad_token_id, tokenize_prompts
 from personas.model.hooks import capture_layers, layer_info, resolve_layers
 from personas.model.loading import model_info
-from personas.model.prompts import Prompts, format_prompts
+from personas.model.prompts import TEMPLATE_MODES, Prompts, format_prompts
 from personas.statements import statement_texts
 from personas.store.fingerprints import model_fingerprint
-from personas.store.paths import _LOCK_NAME, _META_COLUMNS, StoreError, store_path
-from personas.store.read import _read_tensors, store_manifest
-from personas.store.write import _differences, _save
+from personas.store.paths import LOCK_NAME, META_COLUMNS, StoreError, store_path
+from personas.store.read import read_tensors, store_manifest
+from personas.store.write import manifest_differences, save_persona
 
-__all__ = ["POSITIONS", "tokenize_prompts", "extract_activations"]
+__all__ = ["READ_POSITIONS", "ExtractionSettings", "extract_activations", "extract_to_store"]
 
-POSITIONS = ("last", "last_statement_token", "mean")
+#: The token (or tokens) whose hidden state is read: see the module docstring.
+READ_POSITIONS = ("last", "last_statement_token", "mean")
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """How activations are read from the model, checked once.
+
+    Attributes
+    ----------
+    position : {"last", "last_statement_token", "mean"}
+        Token position read (``READ_POSITIONS``, module docstring); paper: ``"last"``.
+    template : {"auto", "system", "user", "raw"}
+        Prompt format (``personas.model.prompts.format_prompts``); paper: system message.
+    wrap : str
+        Format string applied to each statement first (default: the statement itself).
+    batch_size : int
+        Statements per forward pass.
+    blocks_path, final_norm : str or None
+        Overrides for unusual architectures (``personas.model.hooks``).
+    too_long : {"error", "truncate"}
+        A prompt longer than the model's context (``max_position_embeddings``): an error naming
+        the statement and the limit, or cut the statement's last tokens to fit, with a warning
+        and a record in ``info["truncated"]``.
+    """
+
+    position: str = "last"
+    template: str = "auto"
+    wrap: str = "{statement}"
+    batch_size: int = 16
+    blocks_path: str | None = None
+    final_norm: str | None = "auto"
+    too_long: str = "error"
+
+    def __post_init__(self) -> None:
+        check_choice(self.position, "position", READ_POSITIONS)
+        check_choice(self.template, "template", TEMPLATE_MODES)
+        check_str(self.wrap, "wrap")
+        check_int(self.batch_size, "batch_size", min_val=1)
+        if self.blocks_path is not None:
+            check_str(self.blocks_path, "blocks_path")
+        check_choice(self.too_long, "too_long", ("error", "truncate"))
+
+
+def _settings(settings) -> ExtractionSettings:
+    if settings is None:
+        return ExtractionSettings()
+    if not isinstance(settings, ExtractionSettings):
+        raise TypeError(f"settings must be an ExtractionSettings; got {type(settings).__name__}")
+    return settings
 
 
 def _context_limit(model) -> int | None:
@@ -56,7 +103,7 @@ def _context_limit(model) -> int | None:
     return None
 
 
-def _fit_context(ids, token_sets, limit: int, too_long: str, statements, tokenizer, prompts) -> list[dict]:
+def _fit_context(ids, token_sets, limit: int, too_long: str, statements, tokenizer, prompts: Prompts) -> list[dict]:
     """Error on prompts longer than ``limit`` tokens, or cut their statements' last tokens.
 
     Truncation drops the last tokens of the statement itself (the template around it
@@ -98,69 +145,6 @@ def _fit_context(ids, token_sets, limit: int, too_long: str, statements, tokeniz
     return truncated
 
 
-def tokenize_prompts(tokenizer, prompts: Prompts, need_spans: bool) -> tuple[list[list[int]], list[list[int]] | None]:
-    """Token ids per prompt, and (if ``need_spans``) the indices of the statement's tokens.
-
-    A token belongs to the statement when its character offsets overlap the
-    statement's span (zero-width special tokens never do).
-
-    Returns
-    -------
-    (list of list of int, list of list of int or None)
-        ``input_ids`` per prompt (no padding) and statement token indices per prompt.
-    """
-    kwargs = {"add_special_tokens": prompts.add_special_tokens, "padding": False, "truncation": False}
-    if need_spans:
-        try:
-            enc = tokenizer(prompts.texts, return_offsets_mapping=True, **kwargs)
-        except (NotImplementedError, TypeError, ValueError) as exc:
-            raise ValueError(
-                "positions 'last_statement_token' and 'mean' need a fast tokenizer with offset mappings; "
-                f"{type(tokenizer).__name__} has none ({exc}); use position='last'"
-            ) from exc
-    else:
-        enc = tokenizer(prompts.texts, **kwargs)
-    ids = [list(x) for x in enc["input_ids"]]
-    if not need_spans:
-        return ids, None
-    token_sets = []
-    for i, (offsets, (start, end)) in enumerate(zip(enc["offset_mapping"], prompts.spans)):
-        idx = [t for t, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
-        if not idx:
-            raise ValueError(f"no token of prompt {i} overlaps its statement {prompts.texts[i][start:end]!r}")
-        token_sets.append(idx)
-    return ids, token_sets
-
-
-def _check_layer_list(layers) -> list[int]:
-    """A list of layer ints; ``True`` or ``2.0`` are not layers."""
-    if isinstance(layers, (int, np.integer)) and not isinstance(layers, (bool, np.bool_)):
-        return [int(layers)]
-    try:
-        return [check_int(x, f"layers[{i}]") for i, x in enumerate(list(layers))]
-    except TypeError as exc:  # a ValueError, as resolve_layers raises for bad layers
-        raise ValueError(f"layers must be 'all' or a list of ints, got {layers!r} ({exc})") from None
-
-
-def _accepts(model, name: str) -> bool:
-    params = inspect.signature(model.forward).parameters
-    return name in params
-
-
-def _pad_batch(ids: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pad to a rectangle; return input_ids, attention_mask and each row's first real column."""
-    width = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    first = torch.zeros(len(ids), dtype=torch.long)
-    for r, x in enumerate(ids):
-        start = width - len(x) if side == "left" else 0
-        input_ids[r, start : start + len(x)] = torch.tensor(x, dtype=torch.long)
-        mask[r, start : start + len(x)] = 1
-        first[r] = start
-    return input_ids, mask, first
-
-
 def _reducer(position: str, mask: torch.Tensor, first: torch.Tensor, token_sets, device):
     """A function (batch, seq, hidden) -> (batch, hidden) float32 picking the position.
 
@@ -187,15 +171,9 @@ def extract_activations(
     tokenizer,
     statements,
     layers: Sequence[int] | str = "all",
+    settings: ExtractionSettings | None = None,
     *,
-    position: str = "last",
-    template: str = "auto",
-    wrap: str = "{statement}",
-    batch_size: int = 16,
     progress: bool = True,
-    blocks_path: str | None = None,
-    final_norm: str | None = "auto",
-    too_long: str = "error",
 ) -> tuple[dict[int, np.ndarray], dict]:
     """Hidden states of ``statements`` at ``layers``, one batched forward pass per batch.
 
@@ -207,24 +185,13 @@ def extract_activations(
         Needs a pad token (``load_model`` sets one); either padding side works.
     statements : sequence of str or DataFrame
         Statements (a DataFrame's ``statement`` column).
-    layers : "all" or list of int
+    layers : "all", "default" or list of int
         0 = embeddings, i = output of block i (as ``hidden_states``), up to ``n_blocks``.
-    position : {"last", "last_statement_token", "mean"}
-        Token position kept (see module docstring); paper: ``"last"``.
-    template : {"auto", "system", "user", "raw"}
-        Prompt format (``personas.model.prompts.format_prompts``); paper: system message.
-    wrap : str
-        Format string applied to each statement first (default: the statement itself).
-    batch_size : int
-        Statements per forward pass.
+    settings : ExtractionSettings, optional
+        Position, template, wrap, batch size, architecture overrides, too-long rule (default:
+        the paper's: last token, system template).
     progress : bool
         Show a progress bar over batches.
-    blocks_path, final_norm :
-        Overrides for unusual architectures (``personas.model.hooks``).
-    too_long : {"error", "truncate"}
-        A prompt longer than the model's context (``max_position_embeddings``): an
-        error naming the statement and the limit, or cut the statement's last tokens
-        to fit, with a warning and a record in ``info["truncated"]``.
 
     Returns
     -------
@@ -239,73 +206,38 @@ def extract_activations(
     """
     from tqdm.auto import tqdm
 
-    if position not in POSITIONS:
-        raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
-    try:
-        batch_size = check_int(batch_size, "batch_size", min_val=1)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r} ({exc})") from None
-    check_choice(too_long, "too_long", ("error", "truncate"))
+    settings = _settings(settings)
     check_bool(progress, "progress")
-    if not isinstance(layers, str):
-        layers = _check_layer_list(layers)
     statements = statement_texts(statements)
-    where = layer_info(model, blocks_path, final_norm)
+    where = layer_info(model, settings.blocks_path, settings.final_norm)
     layers = resolve_layers(layers, where["n_blocks"])
-
-    prompts = format_prompts(tokenizer, statements, template=template, wrap=wrap)
-    ids, token_sets = tokenize_prompts(tokenizer, prompts, need_spans=(position != "last"))
+    prompts = format_prompts(tokenizer, statements, template=settings.template, wrap=settings.wrap)
+    ids, token_sets = tokenize_prompts(tokenizer, prompts, need_spans=(settings.position != "last"))
     limit = _context_limit(model)
-    truncated = [] if limit is None else _fit_context(ids, token_sets, limit, too_long, statements, tokenizer, prompts)
-    pad_id = tokenizer.pad_token_id
-    if pad_id is None:  # any id works: padded positions are masked out
-        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
-    side = getattr(tokenizer, "padding_side", "right")
+    truncated = [] if limit is None else _fit_context(ids, token_sets, limit, settings.too_long, statements,
+                                                            tokenizer, prompts)
+    pad_id, side = pad_token_id(tokenizer), getattr(tokenizer, "padding_side", "right")
     device = model.get_input_embeddings().weight.device
-    # explicit positions from the mask make left padding equal right padding
-    pass_positions = _accepts(model, "position_ids")
-    extra = {"use_cache": False} if _accepts(model, "use_cache") else {}
-
-    n = len(statements)
-    out = {layer: np.empty((n, where["hidden_size"]), dtype=np.float32) for layer in layers}
-    # longest first: similar lengths share a batch, and memory trouble shows at once
-    order = sorted(range(n), key=lambda i: -len(ids[i]))
-    batches = [order[k : k + batch_size] for k in range(0, n, batch_size)]
-
+    out = {layer: np.empty((len(ids), where["hidden_size"]), dtype=np.float32) for layer in layers}
     with torch.inference_mode(), capture_layers(
         model, layers, blocks_path=where["blocks_path"], final_norm=where["final_norm"]
     ) as cap:
-        for rows in tqdm(batches, desc="extract", unit="batch", disable=not progress):
-            input_ids, mask, first = _pad_batch([ids[i] for i in rows], pad_id, side)
+        for rows in tqdm(longest_first(ids, settings.batch_size), desc="extract", unit="batch", disable=not progress):
+            input_ids, mask, first = pad_batch([ids[i] for i in rows], pad_id, side)
             sets = None if token_sets is None else [token_sets[i] for i in rows]
-            cap.reduce = _reducer(position, mask, first, sets, device)
-            inputs = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
-            if pass_positions:
-                inputs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0).to(device)
-            got = cap.run(**inputs, **extra)
+            cap.reduce = _reducer(settings.position, mask, first, sets, device)
+            # explicit positions from the mask make left padding equal right padding
+            got = cap.run(**model_inputs(model, input_ids, mask, device))
             for layer in layers:
                 out[layer][rows] = got[layer].cpu().numpy()
-
     info = model_info(model)
     info.update(
-        n_blocks=where["n_blocks"],
-        hidden_size=where["hidden_size"],
-        layers=layers,
-        layer_convention=where["layer_convention"],
-        position=position,
-        template=template,
-        template_mode=prompts.mode,
-        template_fallback=prompts.fallback_reason,
-        wrap=wrap,
-        add_special_tokens=prompts.add_special_tokens,
-        padding_side=side,
-        blocks_path=where["blocks_path"],
-        final_norm=where["final_norm"],
-        n_statements=n,
-        n_tokens=[len(x) for x in ids],
-        context_limit=limit,
-        truncated=truncated,
-        prompt_example=prompts.texts[0],
+        n_blocks=where["n_blocks"], hidden_size=where["hidden_size"], layers=layers,
+        layer_convention=where["layer_convention"], position=settings.position, template=settings.template,
+        template_mode=prompts.mode, template_fallback=prompts.fallback_reason, wrap=settings.wrap,
+        add_special_tokens=prompts.add_special_tokens, padding_side=side, blocks_path=where["blocks_path"],
+        final_norm=where["final_norm"], n_statements=len(ids), n_tokens=[len(x) for x in ids],
+        context_limit=limit, truncated=truncated, prompt_example=prompts.texts[0],
     )
     return out, info
 
@@ -318,30 +250,33 @@ def extract_to_store(
     model_name: str,
     layers: Sequence[int] | str,
     store_dir: str | os.PathLike,
-    position: str = "last",
-    template: str = "auto",
-    wrap: str = "{statement}",
-    batch_size: int = 16,
+    settings: ExtractionSettings | None = None,
     overwrite: bool = False,
     progress: bool = True,
-    blocks_path: str | None = None,
 ) -> pd.DataFrame:
     """Extract and store activations persona by persona, reusing matching stores.
+
+        model, tokenizer = load_model(model_name)
+        stored = extract_to_store(model, tokenizer, load_statements(personas), model_name=model_name,
+                                  layers="default", store_dir="output/activations")
+
+    Returns one row per persona saying whether its activations were computed, reused or
+    extended; ``load_layers(store_dir, model_name, personas)`` then reads them.
 
     Parameters
     ----------
     model, tokenizer :
-        As for ``personas.model.extraction.extract_activations``.
+        As for :func:`extract_activations`.
     statements : DataFrame
         Columns ``id, persona, direction, statement`` (``load_statements`` output).
     model_name : str
         Name recorded in the manifests and used for the directory (``model_slug``).
-    layers : "all" or list of int
+    layers : "all", "default" or list of int
         0 = embeddings, i = output of block i.
     store_dir : path
         Root of the store.
-    position, template, wrap, batch_size, blocks_path :
-        See ``extract_activations``.
+    settings : ExtractionSettings, optional
+        See :func:`extract_activations`; a stored persona is reused only when made the same way.
     overwrite : bool
         Recompute and replace stored personas even if they match.
     progress : bool
@@ -365,90 +300,64 @@ def extract_to_store(
 
     Notes
     -----
-    Reuse is verified on data: the model's fingerprint (:func:`model_fingerprint`) and
-    the statements must match, and the tensor file must match its manifest (header,
-    size, write id and per-tensor SHA-256; this reads the file). The writer holds an
-    exclusive lock on the model's folder and first removes temporary files a crashed
-    writer left there.
+    Reuse is verified on data: model fingerprint (:func:`model_fingerprint`), statements, and
+    the tensor file against its manifest (header, size, write id, per-tensor SHA-256). The
+    writer holds the model folder's lock and first removes a crashed writer's temporary files.
     """
-
-    missing_cols = [c for c in _META_COLUMNS if c not in statements.columns]
-    if missing_cols:
-        raise ValueError(f"statements lacks columns {missing_cols}; use load_statements() output")
+    check_meta(statements, len(statements), META_COLUMNS)
     if statements["id"].duplicated().any():
         raise ValueError("statement ids must be unique")
+    settings = _settings(settings)
     overwrite = check_bool(overwrite, "overwrite")
     check_bool(progress, "progress")
-    try:
-        check_int(batch_size, "batch_size", min_val=1)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r} ({exc})") from None
-    layers = _check_layers(layers)
-    where = layer_info(model, blocks_path)
+    where = layer_info(model, settings.blocks_path, settings.final_norm)
     layers = resolve_layers(layers, where["n_blocks"])
     model_dir = store_path(store_dir, model_name, "x")[0].parent
-    with exclusive_lock(model_dir / _LOCK_NAME, f"the activation store {model_dir}"):
+    with exclusive_lock(model_dir / LOCK_NAME, f"the activation store {model_dir}"):
         clean_temp_files(model_dir)  # left by a writer that crashed; nobody else writes here now
         about = model_info(model)
         about["model_fingerprint"] = model_fingerprint(model, cache_file=Path(store_dir) / ".model-fingerprints.json")
-        return _extract_locked(model, tokenizer, statements, about, where, model_name=model_name, layers=layers,
-                               store_dir=store_dir, position=position, template=template, wrap=wrap,
-                               batch_size=batch_size, overwrite=overwrite, progress=progress, blocks_path=blocks_path)
-
-
-def _check_layers(layers):
-    """``layers`` as ``"all"`` or a list of ints (no bools, floats or strings)."""
-
-    return layers if isinstance(layers, str) else _check_layer_list(layers)
-
-
-def _extract_locked(model, tokenizer, statements, about, where, *, model_name, layers, store_dir, position, template,
-                    wrap, batch_size, overwrite, progress, blocks_path) -> pd.DataFrame:
-
-    rows = []
-    for persona, group in statements.groupby("persona", sort=False):
-        group = group.reset_index(drop=True)
-        tensor_file, manifest_file = store_path(store_dir, model_name, persona)
-        todo, status, old = layers, "computed", None
-        if manifest_file.exists() and not overwrite:
-            manifest = store_manifest(store_dir, model_name, persona)
-            wanted = dict(
-                about,
-                model=model_name,
-                n_blocks=where["n_blocks"],
-                hidden_size=where["hidden_size"],
-                position=position,
-                template_mode=format_prompts(tokenizer, group["statement"][:1], template=template, wrap=wrap).mode,
-                wrap=wrap,
-                final_norm=where["final_norm"],
-            )
-            diffs = _differences(manifest, wanted, group)
-            if diffs:
-                raise ValueError(
-                    f"the stored activations {manifest_file} were made differently: " + "; ".join(diffs)
-                    + ". Pass overwrite=True to recompute them, or use another store_dir"
-                )
-            try:
-                # the whole file, checked against the manifest: reuse trusts data, not names
-                old = _read_tensors(tensor_file, manifest, manifest["layers"])
-            except StoreError as exc:
-                warnings.warn(f"recomputing persona {persona!r}: {exc}", RuntimeWarning, stacklevel=3)
-                # redo every layer the file should hold, not only those asked now
-                todo, old, status = sorted(set(layers) | set(manifest["layers"])), None, "recomputed"
-            else:
-                todo = [x for x in layers if x not in manifest["layers"]]
-                if not todo:
-                    rows.append(dict(persona=persona, status="reused", n_statements=len(group),
-                                     layers=manifest["layers"], path=str(tensor_file)))
-                    continue
-                status = "extended"
-        acts, info = extract_activations(
-            model, tokenizer, group["statement"].tolist(), todo, position=position, template=template, wrap=wrap,
-            batch_size=batch_size, progress=progress, blocks_path=blocks_path,
-        )
-        if old is not None:
-            acts = {**old, **acts}
-        _save(store_dir, acts, info, group, model_name=model_name, persona=persona,
-              model_fingerprint=about["model_fingerprint"])
-        rows.append(dict(persona=persona, status=status, n_statements=len(group), layers=sorted(acts), path=str(tensor_file)))
+        about.update(model=model_name, n_blocks=where["n_blocks"], hidden_size=where["hidden_size"],
+                     position=settings.position, wrap=settings.wrap, final_norm=where["final_norm"])
+        rows = []
+        for persona, group in statements.groupby("persona", sort=False):
+            group = group.reset_index(drop=True)
+            rows.append(_extract_persona(model, tokenizer, group, about, layers, settings, store_dir=store_dir,
+                                         overwrite=overwrite, progress=progress))
     return pd.DataFrame(rows, columns=["persona", "status", "n_statements", "layers", "path"])
+
+
+def _extract_persona(model, tokenizer, group: pd.DataFrame, about: dict, layers: list[int],
+                     settings: ExtractionSettings, *, store_dir, overwrite: bool, progress: bool) -> dict:
+    """One persona under the store's lock: reuse, extend or (re)compute its activations."""
+    model_name, persona = about["model"], group["persona"].iloc[0]
+    tensor_file, manifest_file = store_path(store_dir, model_name, persona)
+    todo, status, old = layers, "computed", None
+    if manifest_file.exists() and not overwrite:
+        manifest = store_manifest(store_dir, model_name, persona)
+        mode = format_prompts(tokenizer, group["statement"][:1], template=settings.template, wrap=settings.wrap).mode
+        diffs = manifest_differences(manifest, dict(about, template_mode=mode), group)
+        if diffs:
+            raise ValueError(
+                f"the stored activations {manifest_file} were made differently: " + "; ".join(diffs)
+                + ". Pass overwrite=True to recompute them, or use another store_dir"
+            )
+        try:
+            # the whole file, checked against the manifest: reuse trusts data, not names
+            old = read_tensors(tensor_file, manifest, manifest["layers"])
+        except StoreError as exc:
+            warnings.warn(f"recomputing persona {persona!r}: {exc}", RuntimeWarning, stacklevel=4)
+            # redo every layer the file should hold, not only those asked now
+            todo, old, status = sorted(set(layers) | set(manifest["layers"])), None, "recomputed"
+        else:
+            todo = [x for x in layers if x not in manifest["layers"]]
+            if not todo:
+                return dict(persona=persona, status="reused", n_statements=len(group), layers=manifest["layers"],
+                            path=str(tensor_file))
+            status = "extended"
+    acts, info = extract_activations(model, tokenizer, group["statement"].tolist(), todo, settings, progress=progress)
+    if old is not None:
+        acts = {**old, **acts}
+    save_persona(store_dir, acts, info, group, model_name=model_name, persona=persona,
+                 model_fingerprint=about["model_fingerprint"])
+    return dict(persona=persona, status=status, n_statements=len(group), layers=sorted(acts), path=str(tensor_file))

@@ -124,6 +124,51 @@ def _umask() -> int:
     return mask
 
 
+def _dequantise(gguf_path: Path, progress: bool):
+    """The GGUF model (causal LM, float32) and its tokenizer, dequantised by ``transformers``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    directory, name = str(gguf_path.parent), gguf_path.name
+    verbosity = hf_logging.get_verbosity()
+    if not progress:
+        hf_logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
+        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=torch.float32)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model, tokenizer
+
+
+def _write_checkpoint(directory: Path, model, tokenizer, about: dict) -> None:
+    """Config, float32 safetensors weights, tokenizer and ``personas-gguf.json`` into ``directory``."""
+    from safetensors.torch import save_file
+
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        # the weights we write are plain float32; a GGUF quantisation entry would make
+        # from_pretrained look for a GGUF file again
+        del config.quantization_config
+    config.save_pretrained(directory)
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    # safetensors refuses shared storage: with tied embeddings keep the input embedding
+    # (what the headless model needs) and let from_pretrained re-tie the head to it
+    tensors = {
+        k: v.detach().contiguous().clone()
+        for k, v in model.state_dict().items()
+        if not (tied and k == "lm_head.weight")
+    }
+    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(directory)
+    (directory / "personas-gguf.json").write_text(json.dumps(about, indent=2), encoding="utf-8")
+    mode = 0o777 & ~_umask()
+    os.chmod(directory, mode)
+    for f in directory.iterdir():
+        os.chmod(f, mode & 0o666)
+
+
 def dequantised_checkpoint(
     gguf_path: str | os.PathLike,
     *,
@@ -164,48 +209,12 @@ def dequantised_checkpoint(
             return target, about
         shutil.rmtree(target, ignore_errors=True)  # an older or foreign layout: rebuild it
 
-    import torch
-    from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
     about["quantisation"] = gguf_quantisation(gguf_path)
-    directory, name = str(gguf_path.parent), gguf_path.name
-    verbosity = hf_logging.get_verbosity()
-    if not progress:
-        hf_logging.set_verbosity_error()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=torch.float32)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    model, tokenizer = _dequantise(gguf_path, progress)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{sha[:16]}.", suffix=".tmp"))
     try:
-        config = model.config
-        if hasattr(config, "quantization_config"):
-            # the weights we write are plain float32; a GGUF quantisation entry would make
-            # from_pretrained look for a GGUF file again
-            del config.quantization_config
-        config.save_pretrained(tmp)
-        state = model.state_dict()
-        tied = bool(getattr(config, "tie_word_embeddings", False))
-        # safetensors refuses shared storage: with tied embeddings keep the input embedding
-        # (what the headless model needs) and let from_pretrained re-tie the head to it
-        tensors = {
-            k: v.detach().contiguous().clone()
-            for k, v in state.items()
-            if not (tied and k == "lm_head.weight")
-        }
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        tokenizer.save_pretrained(tmp)
-        (tmp / "personas-gguf.json").write_text(
-            json.dumps(dict(about, format=_CACHE_FORMAT, source=str(gguf_path.resolve())), indent=2), encoding="utf-8"
-        )
-        mode = 0o777 & ~_umask()
-        os.chmod(tmp, mode)
-        for f in tmp.iterdir():
-            os.chmod(f, mode & 0o666)
+        _write_checkpoint(tmp, model, tokenizer, dict(about, format=_CACHE_FORMAT, source=str(gguf_path.resolve())))
         try:
             os.rename(tmp, target)
         except OSError:

