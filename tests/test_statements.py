@@ -95,13 +95,14 @@ def test_too_few_statements_says_how_many():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
-    [(dict(n_per_direction=0), "positive integer"), (dict(n_per_direction=2.5), "positive integer"),
-     (dict(min_confidence=1.5), r"\[0, 1\]"), (dict(personas=[]), "empty"),
-     (dict(personas=["openness", "openness"]), "listed twice")],
+    "kwargs, error, message",
+    [(dict(n_per_direction=0), ValueError, "n_per_direction must be >= 1; got 0"),
+     (dict(n_per_direction=2.5), TypeError, "n_per_direction must be an int; got 2.5"),
+     (dict(min_confidence=1.5), ValueError, r"\[0, 1\]"), (dict(personas=[]), ValueError, "empty"),
+     (dict(personas=["openness", "openness"]), ValueError, "listed twice")],
 )
-def test_argument_errors(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_argument_errors(kwargs, error, message):
+    with pytest.raises(error, match=message):
         load_statements(**kwargs)
 
 

@@ -124,9 +124,9 @@ def statements_fingerprint(statements: pd.DataFrame) -> str:
 
 
 def store_fingerprint(
-    store_dir: str | os.PathLike, model: str, personas: Sequence[str] | str, layers: Sequence[int] | None = None
+    store_dir: str | os.PathLike, model_name: str, personas: Sequence[str] | str, layers: Sequence[int] | None = None
 ) -> str:
-    """One fingerprint of what ``load_layers(store_dir, model, personas, layers)`` returns.
+    """One fingerprint of what ``load_layers(store_dir, model_name, personas, layers)`` returns.
 
     Built from the manifests (model fingerprint, settings, statements fingerprint and
     the checksums of the layers), so it is cheap (no tensor is read) and changes
@@ -142,7 +142,7 @@ def store_fingerprint(
     personas = [personas] if isinstance(personas, str) else list(personas)
     parts = []
     for persona in personas:
-        m = store_manifest(store_dir, model, persona)
+        m = store_manifest(store_dir, model_name, persona)
         want = m["layers"] if layers is None else [int(x) for x in layers]
         missing = [x for x in want if x not in m["layers"]]
         if missing:

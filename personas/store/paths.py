@@ -63,14 +63,14 @@ def _persona_file(persona: str) -> str:
     return f"{stem}-{hashlib.sha256(persona.encode('utf-8')).hexdigest()[:8]}"
 
 
-def store_path(store_dir: str | os.PathLike, model: str, persona: str) -> tuple[Path, Path]:
+def store_path(store_dir: str | os.PathLike, model_name: str, persona: str) -> tuple[Path, Path]:
     """Paths of the safetensors file and the manifest of (model, persona)."""
-    base = Path(store_dir) / model_slug(model)
+    base = Path(store_dir) / model_slug(model_name)
     stem = _persona_file(persona)
     return base / f"{stem}.safetensors", base / f"{stem}.json"
 
 
-def list_stored(store_dir: str | os.PathLike, model: str | None = None) -> pd.DataFrame:
+def list_stored(store_dir: str | os.PathLike, model_name: str | None = None) -> pd.DataFrame:
     """What the store holds: one row per (model, persona) with its layers and size.
 
     Returns
@@ -79,7 +79,7 @@ def list_stored(store_dir: str | os.PathLike, model: str | None = None) -> pd.Da
         Columns ``model_slug, model, persona, n_statements, layers, position, template_mode, created``.
     """
     root = Path(store_dir)
-    dirs = [root / model_slug(model)] if model is not None else sorted(p for p in root.glob("*") if p.is_dir())
+    dirs = [root / model_slug(model_name)] if model_name is not None else sorted(p for p in root.glob("*") if p.is_dir())
     rows = []
     for d in dirs:
         for manifest_file in sorted(d.glob("*.json")):
@@ -92,15 +92,15 @@ def list_stored(store_dir: str | os.PathLike, model: str | None = None) -> pd.Da
                                        "position", "template_mode", "created"])
 
 
-def missing_message(store_dir, model: str, persona: str) -> str:
+def missing_message(store_dir, model_name: str, persona: str) -> str:
     """Why nothing is stored for (model, persona), with what the store holds instead."""
     root = Path(store_dir)
-    model_dir = root / model_slug(model)
+    model_dir = root / model_slug(model_name)
     if not model_dir.is_dir():
         models = sorted(p.name for p in root.glob("*") if p.is_dir()) if root.is_dir() else []
-        return f"no activations for model {model!r} in {root} (models there: {models or 'none'})"
-    personas = sorted(list_stored(store_dir, model)["persona"].astype(str))
+        return f"no activations for model {model_name!r} in {root} (models there: {models or 'none'})"
+    personas = sorted(list_stored(store_dir, model_name)["persona"].astype(str))
     return (
-        f"no activations for persona {persona!r} of model {model!r} in {root} "
+        f"no activations for persona {persona!r} of model {model_name!r} in {root} "
         f"(personas there: {personas or 'none'}); run extract_to_store first"
     )

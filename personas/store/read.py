@@ -14,7 +14,7 @@ import pandas as pd
 from personas._core.io import read_json
 from personas.store.paths import STORE_FORMAT_VERSION, META_COLUMNS, StoreError, list_stored, missing_message, store_path
 
-def store_manifest(store_dir: str | os.PathLike, model: str, persona: str) -> dict:
+def store_manifest(store_dir: str | os.PathLike, model_name: str, persona: str) -> dict:
     """The manifest of (model, persona): how its activations were made.
 
     Includes ``model, model_slug, revision, n_blocks, hidden_size, layers,
@@ -26,9 +26,9 @@ def store_manifest(store_dir: str | os.PathLike, model: str, persona: str) -> di
     FileNotFoundError
         If nothing is stored for (model, persona); the message lists what is there.
     """
-    _, manifest_file = store_path(store_dir, model, persona)
+    _, manifest_file = store_path(store_dir, model_name, persona)
     if not manifest_file.exists():
-        raise FileNotFoundError(missing_message(store_dir, model, persona))
+        raise FileNotFoundError(missing_message(store_dir, model_name, persona))
     manifest = read_json(manifest_file)
     if not isinstance(manifest, dict) or manifest.get("kind") != "persona-activations":
         raise ValueError(f"{manifest_file} is not an activation-store manifest")
@@ -119,7 +119,7 @@ def read_tensors(tensor_file: Path, manifest: dict, layers: Sequence[int]) -> di
     return out
 
 
-def verify_stored(store_dir: str | os.PathLike, model: str, persona: str) -> dict:
+def verify_stored(store_dir: str | os.PathLike, model_name: str, persona: str) -> dict:
     """Check that the tensor file of (model, persona) matches its manifest; return the manifest.
 
     Reads the whole file: header, tensor shapes, ``write_id``, size and every tensor's
@@ -132,8 +132,8 @@ def verify_stored(store_dir: str | os.PathLike, model: str, persona: str) -> dic
     StoreError
         The tensor file is missing, truncated, damaged or from another write (named).
     """
-    manifest = store_manifest(store_dir, model, persona)
-    tensor_file, _ = store_path(store_dir, model, persona)
+    manifest = store_manifest(store_dir, model_name, persona)
+    tensor_file, _ = store_path(store_dir, model_name, persona)
     read_tensors(tensor_file, manifest, manifest["layers"])
     return manifest
 
@@ -144,14 +144,14 @@ def sha256_digest(data) -> str:
 
 
 def load_activations(
-    store_dir: str | os.PathLike, model: str, persona: str, layers: Sequence[int] | None = None
+    store_dir: str | os.PathLike, model_name: str, persona: str, layers: Sequence[int] | None = None
 ) -> tuple[dict[int, np.ndarray], dict]:
     """Stored activations of one persona.
 
     Parameters
     ----------
     store_dir : path
-    model : str
+    model_name : str
         Model name as given at extraction (or its slug).
     persona : str
     layers : list of int, optional
@@ -163,28 +163,28 @@ def load_activations(
         ``{layer: float32 array (n_statements, hidden_size)}``, rows in manifest order.
     manifest : dict
     """
-    manifest = store_manifest(store_dir, model, persona)
+    manifest = store_manifest(store_dir, model_name, persona)
     stored = manifest["layers"]
     layers = stored if layers is None else [int(x) for x in layers]
     missing = [x for x in layers if x not in stored]
     if missing:
         raise ValueError(
-            f"layers {missing} are not stored for persona {persona!r} of model {model!r} (stored: {stored}); "
+            f"layers {missing} are not stored for persona {persona!r} of model {model_name!r} (stored: {stored}); "
             "run extract_to_store with these layers to add them"
         )
-    tensor_file, _ = store_path(store_dir, model, persona)
+    tensor_file, _ = store_path(store_dir, model_name, persona)
     return read_tensors(tensor_file, manifest, layers), manifest
 
 
 def load_layers(
-    store_dir: str | os.PathLike, model: str, personas: Sequence[str] | str | None, layers: Sequence[int] | None = None
+    store_dir: str | os.PathLike, model_name: str, personas: Sequence[str] | str | None, layers: Sequence[int] | None = None
 ) -> tuple[dict[int, np.ndarray], pd.DataFrame]:
     """Activations of several personas stacked row-wise, with a row-aligned table.
 
     Parameters
     ----------
     store_dir : path
-    model : str
+    model_name : str
         Model name (or slug).
     personas : list of str, str or None
         Personas in the order to stack (None: all stored for the model, sorted).
@@ -200,15 +200,15 @@ def load_layers(
         Columns ``id, persona, direction, statement``, aligned row for row.
     """
     if personas is None:
-        personas = list_stored(store_dir, model)["persona"].tolist()
+        personas = list_stored(store_dir, model_name)["persona"].tolist()
         if not personas:
-            raise FileNotFoundError(missing_message(store_dir, model, "<any>"))
+            raise FileNotFoundError(missing_message(store_dir, model_name, "<any>"))
     elif isinstance(personas, str):
         personas = [personas]
     personas = list(personas)
     if not personas:
         raise ValueError("personas is empty")
-    manifests = [store_manifest(store_dir, model, p) for p in personas]
+    manifests = [store_manifest(store_dir, model_name, p) for p in personas]
     if layers is None:
         layers = manifests[0]["layers"]
     layers = [int(x) for x in layers]
@@ -218,11 +218,11 @@ def load_layers(
             raise ValueError(f"persona {p!r} lacks layers {missing} (stored: {m['layers']}); pass layers= or extract them")
     sizes = {m["hidden_size"] for m in manifests}
     if len(sizes) > 1:
-        raise ValueError(f"stored personas of {model!r} have different hidden sizes {sorted(sizes)}")
+        raise ValueError(f"stored personas of {model_name!r} have different hidden sizes {sorted(sizes)}")
     parts = {layer: [] for layer in layers}
     metas = []
     for p, m in zip(personas, manifests):
-        acts, _ = load_activations(store_dir, model, p, layers)
+        acts, _ = load_activations(store_dir, model_name, p, layers)
         for layer in layers:
             parts[layer].append(acts[layer])
         metas.append(
