@@ -25,9 +25,9 @@ Seeds: every random choice (samples, folds, permutations, trees, randomized SVD)
 and a stable key (analysis, persona, repetition or fold), never from the layer, so all layers are
 compared on the same statements, folds and permutations, and results do not depend on ``n_jobs``.
 
-Modules, one job each: ``indices`` (which layers), ``pca`` (principal components),
+Modules, one job each: ``indices`` (relative depth, one layer's matrix), ``pca`` (principal components),
 ``clusters`` (the cluster protocol), ``classifiers`` (cross-validated classifiers and probes),
-``analyses`` (the drivers over personas and layers), ``settings`` (``LayerProtocol``, ``ProbeSettings``), ``controls`` (the wording and length controls), ``results`` (tables and choosing a layer),
+``analyses`` (the drivers over personas and layers), ``settings`` (``LayerProtocol``, ``ProbeSettings``, ``LayerControls``), ``controls`` (the wording and length controls), ``results`` (tables and choosing a layer),
 ``embedding`` (2-D views), ``synthetic`` (planted test data).
 """
 

@@ -323,10 +323,8 @@ def analyse_layers(
     controls : LayerControls, optional
         Layer 0 and shuffled labels (``baseline``, default on), the wording and the length control.
     seed : int
-    n_jobs : int or None
-        Cores to use (-1 = all): threads for the ExtraTrees fits, processes over personas.
-    progress : bool
-        Progress bars (one per analysis, over layers).
+    n_jobs, progress : int or None, bool
+        Cores (-1 = all: ExtraTrees threads, processes over personas); progress bars over layers.
 
     Returns
     -------

@@ -165,6 +165,22 @@ def cross_validate_classifier(
     label_sets = {"none": y}
     if shuffled_control:
         label_sets["shuffled_labels"] = seeded_rng(seed, "shuffled-labels", seed_key).permutation(y)
+    rows, n_not_converged, n_constant = _fold_rows(X, folds, label_sets, classifiers, probes, (seed, seed_key), n_jobs)
+    if n_constant:
+        warnings.warn(
+            f"the features are constant on the training folds ({seed_key!r}: no variance left after "
+            "standardisation), so the linear probe is scored as the majority-class predictor",
+            stacklevel=2,
+        )
+    out = pd.DataFrame(rows, columns=["classifier", "control", "fold", "metric", "value"])
+    out.attrs["n_not_converged"] = n_not_converged
+    return out
+
+
+def _fold_rows(X, folds, label_sets: dict, classifiers, probes: ProbeSettings, seeds: tuple[int, str],
+               n_jobs) -> tuple[list, int, int]:
+    """Every fold of every classifier: rows, probe fits at ``probe_max_iter``, constant-fold fits."""
+    seed, seed_key = seeds
     rows: list[tuple] = []
     n_not_converged = n_constant = 0
     # nodes x statements, C-ordered, once: each fold's Fortran-ordered training matrix is then
@@ -182,15 +198,7 @@ def cross_validate_classifier(
             rows += fold_rows
             n_not_converged += n_nc
             n_constant += constant
-    if n_constant:
-        warnings.warn(
-            f"the features are constant on the training folds ({seed_key!r}: no variance left after "
-            "standardisation), so the linear probe is scored as the majority-class predictor",
-            stacklevel=2,
-        )
-    out = pd.DataFrame(rows, columns=["classifier", "control", "fold", "metric", "value"])
-    out.attrs["n_not_converged"] = n_not_converged
-    return out
+    return rows, n_not_converged, n_constant
 
 
 def _check_probes(probes: Any) -> ProbeSettings:

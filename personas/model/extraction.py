@@ -272,15 +272,11 @@ def extract_to_store(
     model_name : str
         Name recorded in the manifests and used for the directory (``model_slug``).
     layers : "all", "default" or list of int
-        0 = embeddings, i = output of block i.
     store_dir : path
-        Root of the store.
     settings : ExtractionSettings, optional
         See :func:`extract_activations`; a stored persona is reused only when made the same way.
-    overwrite : bool
-        Recompute and replace stored personas even if they match.
-    progress : bool
-        Progress bar over batches (one bar per persona).
+    overwrite, progress : bool
+        Recompute and replace stored personas even if they match; progress bars (per persona).
 
     Returns
     -------

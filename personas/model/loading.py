@@ -162,13 +162,11 @@ def load_model(
     revision : str, optional
         Hub revision (branch, tag or commit); recorded in every artifact.
     trust_remote_code : bool
-        Run code shipped with the checkpoint; off unless you trust the source.
+        Run code shipped with the checkpoint (only if you trust the source).
     padding_side : {"left", "right"}, optional
         Override the tokenizer's padding side (results do not depend on it).
-    cache_dir : path, optional
-        Root of the dequantised-GGUF cache.
-    progress : bool
-        Show transformers' progress bars while a GGUF file is dequantised.
+    cache_dir, progress : path or None, bool
+        Root of the dequantised-GGUF cache; progress bars while a GGUF file is dequantised.
 
     Returns
     -------
