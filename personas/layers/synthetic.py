@@ -14,6 +14,21 @@ from personas._core.provenance import seeded_rng
 __all__ = ["synthetic_activations"]
 
 
+def _synthetic_meta(n_personas: int, n_per_direction: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The statements table of the synthetic personas, each row's persona index and sign (+1 / -1)."""
+    names = [f"persona_{i:02d}" for i in range(n_personas)]
+    per = 2 * n_per_direction
+    persona_idx = np.repeat(np.arange(n_personas), per)
+    sign = np.tile(np.repeat([1.0, -1.0], n_per_direction), n_personas)
+    meta = pd.DataFrame({
+        "id": [f"{names[p]}/{j:04d}" for p in range(n_personas) for j in range(per)],
+        "persona": [names[p] for p in persona_idx],
+        "direction": np.where(sign > 0, "positive", "negative"),
+        "statement": [f"synthetic statement {j} of {names[p]}" for p in range(n_personas) for j in range(per)],
+    })
+    return meta, persona_idx, sign
+
+
 def synthetic_activations(
     *,
     n_personas: int = 3,
@@ -63,16 +78,7 @@ def synthetic_activations(
     seed = check_seed(seed)
     signal_fraction = check_float(signal_fraction, "signal_fraction", min_val=0, include_min=False, max_val=1)
     layers = [int(layer) for layer in layers]
-    names = [f"persona_{i:02d}" for i in range(n_personas)]
-    per = 2 * n_per_direction
-    persona_idx = np.repeat(np.arange(n_personas), per)
-    sign = np.tile(np.repeat([1.0, -1.0], n_per_direction), n_personas)
-    meta = pd.DataFrame({
-        "id": [f"{names[p]}/{j:04d}" for p in range(n_personas) for j in range(per)],
-        "persona": [names[p] for p in persona_idx],
-        "direction": np.where(sign > 0, "positive", "negative"),
-        "statement": [f"synthetic statement {j} of {names[p]}" for p in range(n_personas) for j in range(per)],
-    })
+    meta, persona_idx, sign = _synthetic_meta(n_personas, n_per_direction)
 
     def strength(spec, layer):
         return float(spec.get(layer, 0.0)) if isinstance(spec, Mapping) else float(spec)
