@@ -19,7 +19,7 @@ import os
 
 __all__ = ["available", "block_counts", "block_pairs", "block_column", "UPPER", "LOWER", "TWO"]
 
-# How a pair is made from the two tables ``ta``, ``tb`` (docs/deepscan.md, section 1):
+# How a pair is made from the two tables ``ta, tb = tables`` (docs/deepscan.md, section 1):
 UPPER = 0  # pmin = ta[R], pmax = tb[L]
 LOWER = 1  # pmin = ta[L], pmax = tb[R] (the lower tail and the ibm-2025 preset)
 TWO = 2  # upper-tail pmin = ta[R], pmax = tb[L], then folded at 0.5
@@ -74,7 +74,8 @@ if numba is not None:
             lo[j] = p - start
 
     @_jit
-    def _pair(L, R, ta, tb, mode):
+    def _pair(L, R, tables, mode):
+        ta, tb = tables[0], tables[1]
         if mode == UPPER:
             return ta[R], tb[L]
         if mode == LOWER:
@@ -87,8 +88,12 @@ if numba is not None:
         return 2 * min(pmin, 1 - pmax), 1.0
 
     @_jit
-    def block_counts(flat, pad, x, s, e, L, R, lo, hi):
-        """Counts of nodes ``s:e`` of every record into ``L[:, s:e]``, ``R[:, s:e]`` (int32, (G, M))."""
+    def block_counts(flat, pad, x, s, e, L, R, scratch):
+        """Counts of nodes ``s:e`` of every record into ``L[:, s:e]``, ``R[:, s:e]`` (int32, (G, M)).
+
+        ``scratch`` is int64 (2, >= e - s): the per-node counts of one record.
+        """
+        lo, hi = scratch[0], scratch[1]
         for r in range(x.shape[0]):
             _row_counts(flat, pad, x, r, s, e, lo, hi)
             for j in range(e - s):
@@ -96,20 +101,25 @@ if numba is not None:
                 R[r, s + j] = hi[j]
 
     @_jit
-    def block_pairs(flat, pad, x, s, e, ta, tb, mode, out, lo, hi):
-        """``out[:, s:e, 0] = pmin``, ``out[:, s:e, 1] = pmax`` (out float64 (G, M, 2))."""
+    def block_pairs(flat, pad, x, s, e, tables, mode, out, scratch):
+        """``out[:, s:e, 0] = pmin``, ``out[:, s:e, 1] = pmax`` (out float64 (G, M, 2)).
+
+        ``tables`` float64 (2, n + 1): the values by count that ``mode`` combines.
+        """
+        lo, hi = scratch[0], scratch[1]
         for r in range(x.shape[0]):
             _row_counts(flat, pad, x, r, s, e, lo, hi)
             for j in range(e - s):
-                a, b = _pair(lo[j], hi[j], ta, tb, mode)
+                a, b = _pair(lo[j], hi[j], tables, mode)
                 out[r, s + j, 0] = a
                 out[r, s + j, 1] = b
 
     @_jit
-    def block_column(flat, pad, x, s, e, ta, tb, mode, column, out, lo, hi):
+    def block_column(flat, pad, x, s, e, tables, mode, column, out, scratch):
         """``out[s:e, :]`` = end ``column`` (0 pmin, 1 pmax) of the ranges, node-major (out float64 (M, G))."""
+        lo, hi = scratch[0], scratch[1]
         for r in range(x.shape[0]):
             _row_counts(flat, pad, x, r, s, e, lo, hi)
             for j in range(e - s):
-                a, b = _pair(lo[j], hi[j], ta, tb, mode)
+                a, b = _pair(lo[j], hi[j], tables, mode)
                 out[s + j, r] = a if column == 0 else b

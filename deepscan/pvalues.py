@@ -241,10 +241,10 @@ def _use_compiled(engine: str | None) -> bool:
 
 
 def _compiled_blocks(bg: np.ndarray, x: np.ndarray, kernel) -> None:
-    """``kernel(flat, pad, x, s, e, lo, hi)`` for every block ``s:e`` of ``_CBLOCK`` nodes, in threads.
+    """``kernel(flat, pad, x, s, e, scratch)`` for every block ``s:e`` of ``_CBLOCK`` nodes, in threads.
 
     Each thread sorts its block's background rows into its own buffer, padded with +inf to
-    ``pad`` (a power of two > n); ``lo``, ``hi`` are the kernel's per-node scratch counts.
+    ``pad`` (a power of two > n); ``scratch`` (int64 (2, _CBLOCK)) holds the kernel's per-node counts.
     """
     n, m = bg.shape
     pad = 1 << int(n).bit_length()
@@ -254,46 +254,45 @@ def _compiled_blocks(bg: np.ndarray, x: np.ndarray, kernel) -> None:
         e = min(s + _CBLOCK, m)
         if not hasattr(local, "table"):
             local.table = np.empty((_CBLOCK, pad), bg.dtype)
-            local.lo, local.hi = np.empty(_CBLOCK, np.int64), np.empty(_CBLOCK, np.int64)
+            local.scratch = np.empty((2, _CBLOCK), np.int64)
         table = local.table[: e - s]
         table[:, :n] = bg[:, s:e].T
         table[:, n:] = np.inf
         table[:, :n].sort(axis=1)
-        kernel(table.ravel(), pad, x, s, e, local.lo, local.hi)
+        kernel(table.ravel(), pad, x, s, e, local.scratch)
 
     _in_threads(work, range(0, m, _CBLOCK))
 
 
 def _kernel_tables(n: int, tail: str, preset: str | None):
-    """``(ta, tb, mode)`` for the compiled kernels: the same tables as :func:`_ranges_block` uses."""
+    """``(tables (2, n + 1), mode)`` for the compiled kernels: the same values as :func:`_ranges_block` uses."""
     tables = _tables(n, tail, preset)
     if tables is None:
         k = np.arange(n + 1, dtype=np.float64)
-        return (n - k) / (n + 1), (n - k + 1) / (n + 1), _compiled.TWO
+        return np.stack([(n - k) / (n + 1), (n - k + 1) / (n + 1)]), _compiled.TWO
     tmin, imin, tmax, _ = tables
-    return tmin, tmax, (_compiled.UPPER if imin == "R" else _compiled.LOWER)
+    return np.stack([tmin, tmax]), (_compiled.UPPER if imin == "R" else _compiled.LOWER)
 
 
 def _compiled_counts(bg: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     L = np.empty(x.shape, np.int32)
     R = np.empty(x.shape, np.int32)
-    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, lo, hi: _compiled.block_counts(f, pad, x_, s, e, L, R, lo, hi))
+    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w: _compiled.block_counts(f, pad, x_, s, e, L, R, w))
     return L, R
 
 
 def _compiled_ranges(bg: np.ndarray, x: np.ndarray, tail: str, preset: str | None) -> np.ndarray:
-    ta, tb, mode = _kernel_tables(bg.shape[0], tail, preset)
+    tables, mode = _kernel_tables(bg.shape[0], tail, preset)
     out = np.empty(x.shape + (2,), np.float64)
-    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, lo, hi:
-                     _compiled.block_pairs(f, pad, x_, s, e, ta, tb, mode, out, lo, hi))
+    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w: _compiled.block_pairs(f, pad, x_, s, e, tables, mode, out, w))
     return out
 
 
 def _compiled_column(bg: np.ndarray, x: np.ndarray, tail: str, preset: str | None, column: int) -> np.ndarray:
-    ta, tb, mode = _kernel_tables(bg.shape[0], tail, preset)
+    tables, mode = _kernel_tables(bg.shape[0], tail, preset)
     out = np.empty((x.shape[1], x.shape[0]), np.float64)
-    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, lo, hi:
-                     _compiled.block_column(f, pad, x_, s, e, ta, tb, mode, column, out, lo, hi))
+    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w:
+                     _compiled.block_column(f, pad, x_, s, e, tables, mode, column, out, w))
     return out
 
 
