@@ -37,6 +37,8 @@ def available() -> bool:
     return numba is not None
 
 
+block_counts = block_pairs = block_column = None  # replaced below when numba imports
+
 if numba is not None:
     # cache=True: compiled code is kept on disk, so only the first process pays the compile time;
     # no fastmath: the float64 operations must round exactly as numpy's.

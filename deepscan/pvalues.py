@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import _compiled
+from ._compiled import LOWER, TWO, UPPER, available, block_column, block_counts, block_pairs
 from ._checks import as_activations, check_same_width
 from ._conventions import TAILS, canonical_preset, canonical_tail
 
@@ -226,15 +226,15 @@ def _many(ties, L: np.ndarray) -> bool:
 
 def compiled_available() -> bool:
     """Whether the compiled (numba) counting path can run; False without numba or with ``DEEPSCAN_NUMBA=0``."""
-    return _compiled.available()
+    return available()
 
 
 def _use_compiled(engine: str | None) -> bool:
     if engine is None:
-        return _compiled.available()
+        return available()
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; use 'numpy', 'numba' or None (numba when available)")
-    if engine == "numba" and not _compiled.available():
+    if engine == "numba" and not available():
         raise ValueError("engine='numba' needs numba, which is not importable here (or DEEPSCAN_NUMBA=0 "
                          "switched it off); use engine='numpy' or None: the results are the same")
     return engine == "numba"
@@ -269,22 +269,22 @@ def _kernel_tables(n: int, tail: str, preset: str | None):
     tables = _tables(n, tail, preset)
     if tables is None:
         k = np.arange(n + 1, dtype=np.float64)
-        return np.stack([(n - k) / (n + 1), (n - k + 1) / (n + 1)]), _compiled.TWO
+        return np.stack([(n - k) / (n + 1), (n - k + 1) / (n + 1)]), TWO
     tmin, imin, tmax, _ = tables
-    return np.stack([tmin, tmax]), (_compiled.UPPER if imin == "R" else _compiled.LOWER)
+    return np.stack([tmin, tmax]), (UPPER if imin == "R" else LOWER)
 
 
 def _compiled_counts(bg: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     L = np.empty(x.shape, np.int32)
     R = np.empty(x.shape, np.int32)
-    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w: _compiled.block_counts(f, pad, x_, s, e, L, R, w))
+    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w: block_counts(f, pad, x_, s, e, L, R, w))
     return L, R
 
 
 def _compiled_ranges(bg: np.ndarray, x: np.ndarray, tail: str, preset: str | None) -> np.ndarray:
     tables, mode = _kernel_tables(bg.shape[0], tail, preset)
     out = np.empty(x.shape + (2,), np.float64)
-    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w: _compiled.block_pairs(f, pad, x_, s, e, tables, mode, out, w))
+    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w: block_pairs(f, pad, x_, s, e, tables, mode, out, w))
     return out
 
 
@@ -292,7 +292,7 @@ def _compiled_column(bg: np.ndarray, x: np.ndarray, tail: str, preset: str | Non
     tables, mode = _kernel_tables(bg.shape[0], tail, preset)
     out = np.empty((x.shape[1], x.shape[0]), np.float64)
     _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w:
-                     _compiled.block_column(f, pad, x_, s, e, tables, mode, column, out, w))
+                     block_column(f, pad, x_, s, e, tables, mode, column, out, w))
     return out
 
 
