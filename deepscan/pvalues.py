@@ -1,14 +1,20 @@
 """Empirical p-value ranges of records against a background (docs/deepscan.md, section 1).
 
 For node j and value x: ``L = #{b < x}``, ``R = #{b <= x}`` over the background
-column. Nodes are counted in blocks, handed to threads as they come free, each
-thread reusing its own buffers (a fresh array per block costs page faults). A
-block's background is rounded to float32 and sorted once per node, then a
-branchless binary search runs over all records x nodes of the block at once.
-Rounding keeps order, so the float32 count is exact except where a background
-value rounds to the same float32 as x (the ties, for float32 input): those entries
-are flagged by the search and counted again in the input's precision. Every
-p-value is a function of (L, R), looked up in a table of the formula evaluated at
+column. Two paths count them, with identical results (``engine=``; None takes the
+compiled one when numba imports, see :mod:`deepscan._compiled`):
+
+- compiled: each block of nodes is sorted by numpy, then a numba kernel searches every
+  record in each node's sorted column in the input's precision and writes the p-values;
+- numpy: nodes are counted in blocks, handed to threads as they come free, each thread
+  reusing its own buffers (a fresh array per block costs page faults). A block's
+  background is rounded to float32 and sorted once per node, then a branchless binary
+  search runs over all records x nodes of the block at once. Rounding keeps order, so
+  the float32 count is exact except where a background value rounds to the same float32
+  as x (the ties, for float32 input): those entries are flagged by the search and counted
+  again in the input's precision.
+
+Every p-value is a function of (L, R), looked up in a table of the formula evaluated at
 0..N, so a whole output is one gather.
 """
 
@@ -20,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._compiled import LOWER, TWO, UPPER, available, block_column, block_counts, block_pairs
+from ._compiled import LOWER, SUB, TWO, UPPER, available, block_column, block_counts, block_pairs
 from ._checks import as_activations, check_same_width
 from ._conventions import TAILS, canonical_preset, canonical_tail
 
@@ -33,7 +39,7 @@ ENGINES = ("numpy", "numba")
 
 _BLOCK = 256  # nodes per block: fewer numpy calls than smaller blocks, buffers still near L2
 _CHUNK = 1 << 16  # entries per output gather
-_CBLOCK = 32  # nodes per block of the compiled path: its sorted rows (32 x pad values) stay near L1
+_CBLOCK = 256  # nodes per block of the compiled path (sorted by numpy at once; the kernel takes SUB at a time)
 _FEW = 16  # unsure entries above 1/_FEW of a block: recount the whole block (discrete data)
 # numpy's gathers, comparisons and sorts release the GIL, so blocks run in threads (at most
 # this many; the results do not depend on it).
@@ -244,7 +250,7 @@ def _compiled_blocks(bg: np.ndarray, x: np.ndarray, kernel) -> None:
     """``kernel(flat, pad, x, s, e, scratch)`` for every block ``s:e`` of ``_CBLOCK`` nodes, in threads.
 
     Each thread sorts its block's background rows into its own buffer, padded with +inf to
-    ``pad`` (a power of two > n); ``scratch`` (int64 (2, _CBLOCK)) holds the kernel's per-node counts.
+    ``pad`` (a power of two > n); ``scratch`` (int64 (2, SUB)) holds the kernel's per-node counts.
     """
     n, m = bg.shape
     pad = 1 << int(n).bit_length()
@@ -254,7 +260,7 @@ def _compiled_blocks(bg: np.ndarray, x: np.ndarray, kernel) -> None:
         e = min(s + _CBLOCK, m)
         if not hasattr(local, "table"):
             local.table = np.empty((_CBLOCK, pad), bg.dtype)
-            local.scratch = np.empty((2, _CBLOCK), np.int64)
+            local.scratch = np.empty((2, SUB), np.int64)
         table = local.table[: e - s]
         table[:, :n] = bg[:, s:e].T
         table[:, n:] = np.inf
