@@ -2,7 +2,7 @@
 
 For node j and value x: ``L = #{b < x}``, ``R = #{b <= x}`` over the background
 column. Two paths count them, with identical results (``engine=``; None takes the
-compiled one when numba imports, see :mod:`deepscan._compiled`):
+compiled one when numba imports, see :mod:`deepscan._kernels`):
 
 - compiled: each block of nodes is sorted by numpy, then a numba kernel searches every
   record in each node's sorted column in the input's precision and writes the p-values;
@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._compiled import LOWER, SUB, TWO, UPPER, available, block_column, block_counts, block_pairs
+from ._compiled import available, kernels
 from ._checks import as_activations, check_same_width
 from ._conventions import TAILS, canonical_preset, canonical_tail
 
@@ -254,13 +254,14 @@ def _compiled_blocks(bg: np.ndarray, x: np.ndarray, kernel) -> None:
     """
     n, m = bg.shape
     pad = 1 << int(n).bit_length()
+    sub = kernels().SUB
     local = threading.local()
 
     def work(s: int) -> None:
         e = min(s + _CBLOCK, m)
         if not hasattr(local, "table"):
             local.table = np.empty((_CBLOCK, pad), bg.dtype)
-            local.scratch = np.empty((2, SUB), np.int64)
+            local.scratch = np.empty((2, sub), np.int64)
         table = local.table[: e - s]
         table[:, :n] = bg[:, s:e].T
         table[:, n:] = np.inf
@@ -272,33 +273,35 @@ def _compiled_blocks(bg: np.ndarray, x: np.ndarray, kernel) -> None:
 
 def _kernel_tables(n: int, tail: str, preset: str | None):
     """``(tables (2, n + 1), mode)`` for the compiled kernels: the same values as :func:`_ranges_block` uses."""
-    tables = _tables(n, tail, preset)
+    tables, kern = _tables(n, tail, preset), kernels()
     if tables is None:
         k = np.arange(n + 1, dtype=np.float64)
-        return np.stack([(n - k) / (n + 1), (n - k + 1) / (n + 1)]), TWO
+        return np.stack([(n - k) / (n + 1), (n - k + 1) / (n + 1)]), kern.TWO
     tmin, imin, tmax, _ = tables
-    return np.stack([tmin, tmax]), (UPPER if imin == "R" else LOWER)
+    return np.stack([tmin, tmax]), (kern.UPPER if imin == "R" else kern.LOWER)
 
 
 def _compiled_counts(bg: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     L = np.empty(x.shape, np.int32)
     R = np.empty(x.shape, np.int32)
-    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w: block_counts(f, pad, x_, s, e, L, R, w))
+    kern = kernels()
+    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w: kern.block_counts(f, pad, x_, s, e, L, R, w))
     return L, R
 
 
 def _compiled_ranges(bg: np.ndarray, x: np.ndarray, tail: str, preset: str | None) -> np.ndarray:
     tables, mode = _kernel_tables(bg.shape[0], tail, preset)
     out = np.empty(x.shape + (2,), np.float64)
-    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w: block_pairs(f, pad, x_, s, e, tables, mode, out, w))
+    kern = kernels()
+    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w: kern.block_pairs(f, pad, x_, s, e, tables, mode, out, w))
     return out
 
 
 def _compiled_column(bg: np.ndarray, x: np.ndarray, tail: str, preset: str | None, column: int) -> np.ndarray:
     tables, mode = _kernel_tables(bg.shape[0], tail, preset)
     out = np.empty((x.shape[1], x.shape[0]), np.float64)
-    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w:
-                     block_column(f, pad, x_, s, e, tables, mode, column, out, w))
+    kern = kernels()
+    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w: kern.block_column(f, pad, x_, s, e, tables, mode, column, out, w))
     return out
 
 

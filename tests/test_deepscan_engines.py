@@ -144,3 +144,12 @@ def test_deepscan_imports_and_runs_without_numba():
 def test_environment_switch_turns_the_kernels_off():
     code = "import deepscan as ds; print(ds.pvalues.compiled_available())"
     assert _run(code, {"DEEPSCAN_NUMBA": "0"}) == "False"
+
+
+def test_numba_is_imported_only_when_a_kernel_is_needed():
+    code = ("import sys, numpy as np, deepscan as ds\n"
+            "print('numba' in sys.modules)\n"
+            "ds.pvalue_ranges(np.zeros((2, 1)), np.ones((1, 1)), engine='numpy')\n"
+            "print('numba' in sys.modules)\n"
+            "print(ds.pvalues.compiled_available() == ('numba' in sys.modules))\n")
+    assert _run(code, {}).splitlines() == ["False", "False", "True"]
