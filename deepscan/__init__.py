@@ -1,4 +1,4 @@
-"""DeepScan: exact, vectorised, reproducible subset scanning (numpy only).
+"""DeepScan: exact, vectorised, reproducible subset scanning (numpy; numba, when installed, speeds up the p-values).
 
 Find the subset of records (statements) x nodes (activation units) whose
 activations diverge most from a background, as in Speakman et al. 2018 and the
