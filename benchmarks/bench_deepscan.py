@@ -27,8 +27,9 @@ script
    and for p-values the cost per (record, node) entry beside one ``np.searchsorted``
    pass over the same entries (one sorted background column, every entry a query).
 
-The published p-values start from a sorted background (its pipeline sorts it with
-``np.sort(axis=0)``); that sort is timed with them, as ``deepscan`` sorts internally.
+The published p-values start from a background its pipeline has sorted once per
+experiment (``np.sort(axis=0)``); that sort is left out of its time (which favours it:
+``deepscan`` sorts internally, inside its time).
 In the default mode the published code computes its own conventions (lower tail, pmin
 counting, grid thresholds) on the same inputs: its time is the cost of its job, and there
 is nothing to compare bit for bit. Data are synthetic Gaussian activations with a planted
@@ -89,12 +90,12 @@ def load_published(checkout: str | os.PathLike):
 
 
 def published_sides(checkout):
-    """``(pvalues(bg, x), group_scan(p_published_layout, restarts))`` calling the published code."""
+    """``(pvalues(sorted_bg, x), group_scan(p_published_layout, restarts))`` calling the published code."""
     calculator, scanner = load_published(checkout)
 
-    def pvalues(bg, x):
+    def pvalues(sorted_bg, x):
         # [..., 0] = 1 - upper pmin = lower pmax, [..., 1] = lower pmin: our layout reversed
-        return calculator(np.sort(bg, axis=0)).get_pvalue_ranges(x)
+        return calculator(sorted_bg).get_pvalue_ranges(x)
 
     def group_scan(p_pub, restarts):
         np.random.seed(0)  # its restarts from 2 on draw from the global generator
@@ -219,7 +220,8 @@ def pvalue_rows(table, raw, widths, dtype, preset, pub, args):
         sides = {"ours": lambda: ds.pvalue_ranges(bg, recs, preset=preset),
                  "reference": lambda: ref.pvalue_ranges(bg, recs, preset=preset)}
         if pub:
-            sides["published"] = lambda: pub[0](bg, recs)
+            sorted_bg = np.sort(bg, axis=0)  # outside the timing: its pipeline sorts once per experiment
+            sides["published"] = lambda: pub[0](sorted_bg, recs)
         res = interleaved(sides, args.repeat)
         p = pv[m] = res["ours"][2]
         same = f"ref {np.array_equal(res['reference'][2], p)}"
@@ -305,7 +307,7 @@ def main() -> None:
         ref.pvalue_ranges(bg, recs, preset=preset)
         ds.group_scan(p, ds.ScanConfig(preset=preset, restarts=3))
         if pub:
-            pub[0](bg, recs)
+            pub[0](np.sort(bg, axis=0), recs)
             pub[1](np.ascontiguousarray(p[:50, :, ::-1]), 1)
 
     table = Table(bool(pub), recorded_factors())
