@@ -1,10 +1,32 @@
-"""Input validation shared by the deepscan modules: clear ValueErrors before any work."""
+"""Input validation shared by the deepscan modules: clear ValueErrors before any work.
+
+- :func:`as_activations`, :func:`check_same_width`, :func:`check_pools`: activation arrays;
+- :func:`as_pvalue_ranges`: p-value ranges as ``pvalue_ranges`` returns them;
+- :func:`check_int`, :func:`check_n_jobs`: integer parameters.
+"""
 
 from __future__ import annotations
 
+import numbers
+from typing import Any
+
 import numpy as np
 
-__all__ = ["as_activations", "check_same_width", "as_pvalue_ranges"]
+__all__ = ["as_activations", "check_same_width", "check_pools", "as_pvalue_ranges", "check_int", "check_n_jobs"]
+
+
+def check_int(value: Any, name: str, minimum: int) -> int:
+    """``value`` as an int, if it is an integer (not a bool) >= ``minimum``; else a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_n_jobs(n_jobs: Any) -> int:
+    """joblib's worker count: a non-zero integer (1 = serial, -1 = all cores)."""
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a non-zero integer (1 = serial, -1 = all cores), got {n_jobs!r}")
+    return int(n_jobs)
 
 
 def as_activations(x, name: str) -> np.ndarray:
@@ -43,6 +65,16 @@ def check_same_width(background: np.ndarray, records: np.ndarray, names=("backgr
             f"{names[1]} have {records.shape[1]} nodes but {names[0]} has {background.shape[1]}; "
             "both must come from the same layer(s) in the same node order"
         )
+
+
+def check_pools(background, clean_pool, anomalous_pool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three pools of an experiment as activation arrays of the same width."""
+    bg = as_activations(background, "background")
+    cl = as_activations(clean_pool, "clean_pool")
+    an = as_activations(anomalous_pool, "anomalous_pool")
+    check_same_width(bg, cl, ("background", "clean_pool"))
+    check_same_width(bg, an, ("background", "anomalous_pool"))
+    return bg, cl, an
 
 
 def as_pvalue_ranges(pvalues, name: str = "pvalues") -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Callable
 from ._conventions import PRESET_DEFAULTS, PRESETS, canonical_preset, canonical_tail
 from .scores import get_score, score_name
 
-__all__ = ["ScanConfig", "PRESETS", "canonical_preset", "THRESHOLD_MODES", "GRID_SIZE"]
+__all__ = ["ScanConfig", "PRESETS", "canonical_preset", "THRESHOLD_MODES", "GRID_SIZE", "as_scan_config"]
 
 THRESHOLD_MODES = ("exact", "grid")
 GRID_SIZE = 50
@@ -117,3 +117,16 @@ class ScanConfig:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["score"] = self.score_name
         return d
+
+
+def as_scan_config(config) -> ScanConfig:
+    """A :class:`ScanConfig` from None (the defaults), a ScanConfig, a preset name or a dict of its fields."""
+    if config is None:
+        return ScanConfig()
+    if isinstance(config, ScanConfig):
+        return config
+    if isinstance(config, str):
+        return ScanConfig(preset=config)
+    if isinstance(config, dict):
+        return ScanConfig(**config)
+    raise ValueError(f"config must be a ScanConfig, a preset name or a dict of its fields, got {type(config).__name__}")

@@ -9,20 +9,14 @@ and each run line stores its own seed.
 Parallelism. Runs are grouped in chunks handed to ``joblib.Parallel``; the parent
 process is the only writer of the run file (see :mod:`deepscan.runfile`).
 
-Fingerprints. The run file's header records ``inputs``: a SHA-256 of each array
-(background, clean and anomalous pools: dtype, shape and bytes, see
-:func:`array_fingerprint`), of a custom score (:func:`score_fingerprint`) and any
-fingerprint the caller passes (e.g. of the activation store the arrays came
-from). A run file is resumed only when they are equal, so runs on other data are
-never mixed in.
+Fingerprints. The run file's header records ``inputs`` (:mod:`deepscan.fingerprint`):
+hashes of the three pools, of a custom score and any fingerprint the caller passes. A
+run file is resumed only when they are equal, so runs on other data are never mixed in.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import math
-import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -30,110 +24,27 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ._checks import as_activations, check_same_width
-from .config import ScanConfig
+from ._checks import check_int, check_n_jobs, check_pools
+from ._util import jsonable
+from .config import ScanConfig, as_scan_config
+from .fingerprint import array_fingerprint, input_fingerprints, score_fingerprint
+from .layout import layout_arrays
 from .pvalues import counted_pvalues_node_major
-from .runfile import _jsonable, _layout_arrays, open_run_file, package_versions, read_run_file, runs_frame
-from .scan import _config, scan_node_major
+from .runfile import new_header, open_run_file, read_run_file, runs_frame
+from .scan import scan_node_major
 
 __all__ = [
     "ExperimentResult",
     "DetectionPower",
+    "SampleSpec",
     "run_experiment",
     "detection_power",
+    "one_run",
     "run_seed",
     "roc_auc",
     "array_fingerprint",
     "score_fingerprint",
 ]
-
-
-def array_fingerprint(a: np.ndarray) -> str:
-    """``"sha256:<hex>"`` of an array's dtype, shape and bytes (C order)."""
-    a = np.ascontiguousarray(a)
-    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(memoryview(a).cast("B") if a.size else b"")
-    return "sha256:" + h.hexdigest()
-
-
-def _value_digest(h, value: Any, depth: int = 0) -> None:
-    """Feed a stable description of a callable's constant, default or closure value to ``h``."""
-    if depth > 20:
-        h.update(b"<deep>")
-    elif inspect.iscode(value):
-        _code_digest(h, value, depth + 1)
-    elif callable(value) and hasattr(value, "__code__"):
-        _function_digest(h, value, depth + 1)
-    elif isinstance(value, np.ndarray):
-        h.update(array_fingerprint(value).encode())
-    elif isinstance(value, (tuple, list, frozenset, set)):
-        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-        h.update(f"{type(value).__name__}[".encode())
-        for v in items:
-            _value_digest(h, v, depth + 1)
-            h.update(b",")
-        h.update(b"]")
-    elif isinstance(value, dict):
-        h.update(b"{")
-        for k in sorted(value, key=repr):
-            h.update(repr(k).encode())
-            _value_digest(h, value[k], depth + 1)
-        h.update(b"}")
-    else:
-        h.update(repr(value).encode())  # numbers, strings, None: stable across processes
-
-
-def _code_digest(h, code, depth: int) -> None:
-    h.update(code.co_code)
-    h.update(repr((code.co_names, code.co_varnames, code.co_freevars)).encode())
-    for const in code.co_consts:
-        _value_digest(h, const, depth + 1)
-
-
-def _function_digest(h, fn, depth: int) -> None:
-    _code_digest(h, fn.__code__, depth)
-    _value_digest(h, fn.__defaults__, depth + 1)
-    _value_digest(h, fn.__kwdefaults__, depth + 1)
-    for cell in fn.__closure__ or ():
-        try:
-            _value_digest(h, cell.cell_contents, depth + 1)
-        except ValueError:  # an empty cell
-            h.update(b"<empty>")
-
-
-def score_fingerprint(score: Any, name: str | None = None) -> str | None:
-    """What identifies a custom score function in a run file's ``inputs`` (None for a built-in score).
-
-    ``name`` (or the function's ``deepscan_id`` attribute) is used as given:
-    ``"name:<name>"``; choose one that changes when the function does. Otherwise
-    ``"code-sha256:<hex>"`` over the function's bytecode, constants, defaults and
-    closure values (functools.partial and callable objects: their function and
-    arguments). Globals the function reads are not included: give a name when the
-    behaviour depends on them, or when the hash is not stable across processes
-    (a closure over an object without a stable ``repr``).
-    """
-    if name is None:
-        name = getattr(score, "deepscan_id", None)
-    if name is not None:
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"a score's name (score_id or deepscan_id) must be a non-empty string, got {name!r}")
-        return f"name:{name}"
-    if not callable(score):
-        return None
-    import functools
-
-    h = hashlib.sha256()
-    if isinstance(score, functools.partial):
-        _value_digest(h, (score.func, score.args, score.keywords))
-    elif hasattr(score, "__code__"):
-        _function_digest(h, score, 0)
-    else:  # a callable object: its class's __call__ and its attributes
-        call = getattr(type(score), "__call__", None)
-        h.update(f"{type(score).__module__}.{type(score).__qualname__}".encode())
-        if hasattr(call, "__code__"):
-            _function_digest(h, call, 0)
-        _value_digest(h, getattr(score, "__dict__", {}))
-    return "code-sha256:" + h.hexdigest()
 
 
 def run_seed(seed: int, run_id: int, stream: int = 0) -> int:
@@ -164,6 +75,48 @@ def roc_auc(scores_anomalous, scores_clean) -> float:
     ranks[order] = np.repeat(avg, ends - starts)
     u = ranks[c.size :].sum() - a.size * (a.size + 1) / 2.0
     return float(u / (a.size * c.size))
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """What the runs of an experiment draw: ``clean_ssize`` clean and ``anom_ssize`` anomalous
+    records per sample, ``n_runs`` samples, from the experiment ``seed``.
+
+    Build it with :meth:`checked`, which validates every field against the pools.
+    """
+
+    clean_ssize: int
+    anom_ssize: int
+    n_runs: int
+    seed: int
+
+    @classmethod
+    def checked(cls, clean_ssize, anom_ssize, n_runs, seed, n_clean: int, n_anom: int) -> "SampleSpec":
+        """The spec, after checking the sizes against pools of ``n_clean`` and ``n_anom`` records.
+
+        Raises
+        ------
+        ValueError
+            On a size that is not an integer >= 0, an empty sample, a size larger than its
+            pool, ``n_runs`` < 1 or ``seed`` < 0.
+        """
+        clean_ssize = check_int(clean_ssize, "clean_ssize", 0)
+        anom_ssize = check_int(anom_ssize, "anom_ssize", 0)
+        if clean_ssize + anom_ssize < 1:
+            raise ValueError("clean_ssize + anom_ssize must be >= 1: a sample needs at least one record")
+        if clean_ssize > n_clean:
+            raise ValueError(f"clean_ssize={clean_ssize} is larger than the clean pool ({n_clean} records); lower it or add records")
+        if anom_ssize > n_anom:
+            raise ValueError(f"anom_ssize={anom_ssize} is larger than the anomalous pool ({n_anom} records); lower it or add records")
+        return cls(clean_ssize, anom_ssize, check_int(n_runs, "n_runs", 1), check_int(seed, "seed", 0))
+
+    @property
+    def size(self) -> int:
+        """Records per sample."""
+        return self.clean_ssize + self.anom_ssize
+
+    def to_dict(self) -> dict:
+        return {"clean_ssize": self.clean_ssize, "anom_ssize": self.anom_ssize, "n_runs": self.n_runs, "seed": self.seed}
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,48 +172,26 @@ class DetectionPower:
     nodes_clean: list | None = None
 
 
-# ----------------------------------------------------------------------------- validation
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_pools(background, clean_pool, anomalous_pool):
-    bg = as_activations(background, "background")
-    cl = as_activations(clean_pool, "clean_pool")
-    an = as_activations(anomalous_pool, "anomalous_pool")
-    check_same_width(bg, cl, ("background", "clean_pool"))
-    check_same_width(bg, an, ("background", "anomalous_pool"))
-    return bg, cl, an
-
-
-def _check_sizes(clean_ssize, anom_ssize, n_clean, n_anom):
-    clean_ssize = _check_int(clean_ssize, "clean_ssize", 0)
-    anom_ssize = _check_int(anom_ssize, "anom_ssize", 0)
-    if clean_ssize + anom_ssize < 1:
-        raise ValueError("clean_ssize + anom_ssize must be >= 1: a sample needs at least one record")
-    if clean_ssize > n_clean:
-        raise ValueError(f"clean_ssize={clean_ssize} is larger than the clean pool ({n_clean} records); lower it or add records")
-    if anom_ssize > n_anom:
-        raise ValueError(f"anom_ssize={anom_ssize} is larger than the anomalous pool ({n_anom} records); lower it or add records")
-    return clean_ssize, anom_ssize
-
-
 # ----------------------------------------------------------------------------- one run
 
 
-def _one_run(run_id: int, seed: int, p_t: np.ndarray, n_clean: int, clean_ssize: int, anom_ssize: int, config: ScanConfig) -> dict:
-    """One run; ``p_t`` holds the counted p-values of both pools, node-major (n_nodes, n_clean + n_anomalous)."""
-    rs = run_seed(seed, run_id)
+def _counted_column(config: ScanConfig) -> int:
+    """Which end of the p-value ranges the group scan counts: 0 (pmin, ibm-2025) or 1 (pmax)."""
+    return 0 if config.count_with == "pmin" else 1
+
+
+def one_run(run_id: int, p_t: np.ndarray, n_clean: int, spec: SampleSpec, config: ScanConfig) -> dict:
+    """Run ``run_id`` of an experiment, as its run-file line (a dict).
+
+    ``p_t`` holds the counted p-values of both pools, node-major (n_nodes, n_clean + n_anomalous).
+    """
+    rs = run_seed(spec.seed, run_id)
     rng = np.random.default_rng(rs)
-    sc = rng.choice(n_clean, size=clean_ssize, replace=False)
-    sa = rng.choice(p_t.shape[1] - n_clean, size=anom_ssize, replace=False)
+    sc = rng.choice(n_clean, size=spec.clean_ssize, replace=False)
+    sa = rng.choice(p_t.shape[1] - n_clean, size=spec.anom_ssize, replace=False)
     res = scan_node_major(p_t.take(np.concatenate([sc, n_clean + sa]), axis=1), config, seed=rng)
     records = res.records
-    anomalous = records >= clean_ssize
+    anomalous = records >= spec.clean_ssize
     pool_index = np.concatenate([sc, sa])[records]  # each sample position's index in its own pool
     hits = int(anomalous.sum())
     return {
@@ -276,12 +207,12 @@ def _one_run(run_id: int, seed: int, p_t: np.ndarray, n_clean: int, clean_ssize:
         "records_anomalous": anomalous.tolist(),
         "nodes": res.nodes.tolist(),
         "precision": hits / records.size if records.size else None,
-        "recall": hits / anom_ssize if anom_ssize else None,
+        "recall": hits / spec.anom_ssize if spec.anom_ssize else None,
     }
 
 
-def _run_chunk(run_ids, seed, p_t, n_clean, clean_ssize, anom_ssize, config) -> list[dict]:
-    return [_one_run(i, seed, p_t, n_clean, clean_ssize, anom_ssize, config) for i in run_ids]
+def _run_chunk(run_ids, p_t, n_clean, spec, config) -> list[dict]:
+    return [one_run(i, p_t, n_clean, spec, config) for i in run_ids]
 
 
 def _chunks(ids: Sequence[int], n_jobs: int) -> list[list[int]]:
@@ -322,41 +253,74 @@ def _execute(fn, chunks, args, n_jobs, progress, total, desc):
 # ----------------------------------------------------------------------------- experiment
 
 
-def run_experiment(
-    background,
-    clean_pool,
-    anomalous_pool,
-    *,
-    clean_ssize: int,
-    anom_ssize: int,
-    n_runs: int,
-    seed: int,
-    config: ScanConfig | str | dict | None = None,
-    run_file: str | Path | None = None,
-    metadata: Mapping | None = None,
-    node_layout: Sequence | None = None,
-    persona: str | None = None,
-    model: str | None = None,
-    layers: Sequence[int] | None = None,
-    n_jobs: int = 1,
-    progress: bool = True,
-    overwrite: bool = False,
-    inputs: Mapping[str, Any] | None = None,
-    score_id: str | None = None,
-) -> ExperimentResult:
+def _layout_entries(node_layout: Sequence | None, n_nodes: int) -> list[dict] | None:
+    """The layout as ``[{"layer", "n_units"}, ...]``, checked to cover ``n_nodes``."""
+    if node_layout is None:
+        return None
+    _, sizes = layout_arrays(node_layout)
+    if int(sizes.sum()) != n_nodes:
+        raise ValueError(f"node_layout covers {int(sizes.sum())} nodes but the activations have {n_nodes}; fix the layout")
+    return [{"layer": int(d["layer"]), "n_units": int(d["n_units"])} if isinstance(d, Mapping)
+            else {"layer": int(d[0]), "n_units": int(d[1])} for d in node_layout]
+
+
+def _header_config(pools, spec: SampleSpec, config: ScanConfig, metadata, described: Mapping) -> dict:
+    """The header's ``config``; ``described`` holds the caller's persona, model, layers and node_layout."""
+    bg, cl, an = pools
+    metadata = dict(metadata or {})
+    node_layout = _layout_entries(described["node_layout"], bg.shape[1])
+    given = {k: described[k] if described[k] is not None else metadata.get(k) for k in ("persona", "model", "layers")}
+    layers = given["layers"]
+    if layers is None and node_layout is not None:
+        layers = [d["layer"] for d in node_layout]
+    out = {
+        "persona": given["persona"],
+        "model": given["model"],
+        "layers": None if layers is None else [int(x) for x in layers],
+        "node_layout": node_layout,
+        "n_nodes": int(bg.shape[1]),
+        "background_size": int(bg.shape[0]),
+        "clean_pool_size": int(cl.shape[0]),
+        "anomalous_pool_size": int(an.shape[0]),
+        **spec.to_dict(),
+        **config.to_dict(),
+        "metadata": metadata,
+    }
+    try:
+        return jsonable(out)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metadata must be JSON serialisable: {exc}") from None
+
+
+def _compute_runs(pools, spec: SampleSpec, config: ScanConfig, n_jobs: int, progress: bool, todo: list[int]):
+    """Yield the runs ``todo``, in order; p-values of both pools against the background are counted once."""
+    if not todo:
+        return
+    bg, cl, an = pools
+    # node-major, as the scan reads them
+    p_t = counted_pvalues_node_major(bg, np.concatenate([cl, an], axis=0), config.tail, preset=config.preset,
+                                     column=_counted_column(config))
+    args = (p_t, cl.shape[0], spec, config)
+    for out in _execute(_run_chunk, _chunks(todo, n_jobs), args, n_jobs, progress, len(todo), "deepscan runs"):
+        yield from out
+
+
+def run_experiment(background, clean_pool, anomalous_pool, *, clean_ssize: int, anom_ssize: int, n_runs: int,
+                   seed: int, config: ScanConfig | str | dict | None = None, run_file: str | Path | None = None,
+                   metadata: Mapping | None = None, node_layout: Sequence | None = None, persona: str | None = None,
+                   model: str | None = None, layers: Sequence[int] | None = None, n_jobs: int = 1,
+                   progress: bool = True, overwrite: bool = False, inputs: Mapping[str, Any] | None = None,
+                   score_id: str | None = None) -> ExperimentResult:
     """Run ``n_runs`` seeded group scans of samples drawn from a clean and an anomalous pool.
 
-    Each run draws ``clean_ssize`` records from the clean pool and ``anom_ssize``
-    from the anomalous pool without replacement (sample positions: clean first),
-    scans them against the background and records score, alpha*, the chosen
-    records and nodes, precision and recall. p-values of both pools are computed
-    once against the background (the background is sorted once).
+    Each run draws ``clean_ssize`` records from the clean pool and ``anom_ssize`` from the
+    anomalous pool without replacement (sample positions: clean first), scans them against
+    the background and records score, alpha*, the chosen records and nodes, precision and
+    recall. p-values of both pools are computed once against the background.
 
     Parameters
     ----------
-    background : array (n_background, n_nodes)
-    clean_pool : array (n_clean, n_nodes)
-    anomalous_pool : array (n_anomalous, n_nodes)
+    background, clean_pool, anomalous_pool : arrays (n_background | n_clean | n_anomalous, n_nodes)
     clean_ssize, anom_ssize : int
         Records per sample from each pool.
     n_runs : int
@@ -364,34 +328,32 @@ def run_experiment(
         Experiment seed; run i uses ``run_seed(seed, i)``.
     config : ScanConfig, preset name or dict, optional
     run_file : path, optional
-        JSON Lines run file. If it exists with the same configuration and inputs,
-        the runs it holds are kept and only the missing ones computed; a different
-        configuration or different inputs (other arrays, another custom score, other
-        ``inputs``) raise ValueError naming what differs, and leave the file
-        untouched (use a new path or ``overwrite=True``). While running, the file
-        is locked: a second writer gets a RuntimeError.
+        JSON Lines run file. If it exists with the same configuration and inputs, its runs
+        are kept and only the missing ones computed; otherwise a ValueError names what
+        differs and the file is left untouched (use a new path or ``overwrite=True``).
+        While running, the file is locked: a second writer gets a RuntimeError.
     metadata : mapping, optional
-        Free JSON metadata stored in the header (e.g. ``clean_pool_ids``). Keys
-        ``persona``, ``model``, ``layers`` fill those header fields if not given.
+        Free JSON metadata for the header (e.g. ``clean_pool_ids``); its keys ``persona``,
+        ``model``, ``layers`` fill those header fields if not given.
     node_layout : list of {"layer", "n_units"}, optional
         How several concatenated layers map to nodes; must cover n_nodes.
     persona, model : str, optional
     layers : list of int, optional
         Defaults to the layers of ``node_layout``.
     n_jobs : int
-        joblib workers (1 = in process; -1 = all cores). Results do not depend on it.
-        Use ``with joblib.parallel_config(backend=...)`` to run on e.g. a Dask cluster.
+        joblib workers (1 = in process; -1 = all cores); results do not depend on it. Use
+        ``with joblib.parallel_config(backend=...)`` to run on e.g. a Dask cluster.
     progress : bool
         Show a tqdm progress bar.
     overwrite : bool
         Replace an existing run file instead of resuming it.
     inputs : mapping, optional
-        More fingerprints of where the arrays came from, recorded in the header's
-        ``inputs`` and compared on resume (e.g. ``{"store": personas.store.store_fingerprint(...)}``).
-        Keys ``background``, ``clean_pool``, ``anomalous_pool`` and ``score`` are reserved.
+        More fingerprints of where the arrays came from, recorded in the header's ``inputs``
+        and compared on resume (keys ``background``, ``clean_pool``, ``anomalous_pool``, ``score``
+        are reserved).
     score_id : str, optional
         A name for a custom (callable) score, recorded instead of a hash of its code
-        (see :func:`score_fingerprint`); the function's ``deepscan_id`` attribute works too.
+        (:func:`score_fingerprint`; the function's ``deepscan_id`` attribute works too).
 
     Returns
     -------
@@ -401,153 +363,55 @@ def run_experiment(
     Raises
     ------
     ValueError
-        Before any work, on bad arrays (NaN/inf, width mismatch, empty pools),
-        sizes larger than the pools, bad n_runs/seed/n_jobs, a node layout that
-        does not cover the nodes, or a run file with another configuration.
+        Before any work, on bad arrays, sizes larger than the pools, bad n_runs/seed/n_jobs,
+        a node layout that does not cover the nodes, or a run file with another configuration.
     """
-    config = _config(config)
-    bg, cl, an = _check_pools(background, clean_pool, anomalous_pool)
-    clean_ssize, anom_ssize = _check_sizes(clean_ssize, anom_ssize, cl.shape[0], an.shape[0])
-    n_runs = _check_int(n_runs, "n_runs", 1)
-    seed = _check_int(seed, "seed", 0)
-    n_jobs = _check_n_jobs(n_jobs)
-    metadata = dict(metadata or {})
-    if node_layout is not None:
-        _, sizes = _layout_arrays(node_layout)
-        if int(sizes.sum()) != bg.shape[1]:
-            raise ValueError(f"node_layout covers {int(sizes.sum())} nodes but the activations have {bg.shape[1]}; fix the layout")
-        node_layout = [{"layer": int(d["layer"]), "n_units": int(d["n_units"])} if isinstance(d, Mapping)
-                       else {"layer": int(d[0]), "n_units": int(d[1])} for d in node_layout]
-    persona = persona if persona is not None else metadata.get("persona")
-    model = model if model is not None else metadata.get("model")
-    layers = layers if layers is not None else metadata.get("layers")
-    if layers is None and node_layout is not None:
-        layers = [d["layer"] for d in node_layout]
-    header_config = {
-        "persona": persona,
-        "model": model,
-        "layers": None if layers is None else [int(x) for x in layers],
-        "node_layout": node_layout,
-        "n_nodes": int(bg.shape[1]),
-        "background_size": int(bg.shape[0]),
-        "clean_pool_size": int(cl.shape[0]),
-        "anomalous_pool_size": int(an.shape[0]),
-        "clean_ssize": clean_ssize,
-        "anom_ssize": anom_ssize,
-        "n_runs": n_runs,
-        "seed": seed,
-        **config.to_dict(),
-        "metadata": metadata,
-    }
-
-    try:
-        header_config = _jsonable(header_config)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"metadata must be JSON serialisable: {exc}") from None
-    fingerprints = _input_fingerprints(bg, cl, an, config, inputs, score_id)
-    writer = open_run_file(run_file, header_config, inputs=fingerprints, overwrite=overwrite) if run_file is not None else None
-    new_runs: list[dict] = []
-    try:
-        done = writer.done if writer is not None else set()
-        todo = [i for i in range(n_runs) if i not in done]
-        if writer is not None:
-            writer.flush()  # the header is on disk from the start
-        if todo:
-            # both pools against the background once (sorted once), node-major as the scan reads them
-            p_t = counted_pvalues_node_major(bg, np.concatenate([cl, an], axis=0), config.tail, preset=config.preset,
-                                             column=0 if config.count_with == "pmin" else 1)
-            args = (seed, p_t, cl.shape[0], clean_ssize, anom_ssize, config)
-            chunks = _chunks(todo, n_jobs)
-            for out in _execute(_run_chunk, chunks, args, n_jobs, progress, len(todo), "deepscan runs"):
-                for run in out:
-                    new_runs.append(run)
-                    if writer is not None:
-                        writer.add(run)
-    finally:
-        if writer is not None:
-            writer.close()  # finished runs survive an error or an interrupt; the lock is released
-    if writer is not None:
-        rf = read_run_file(run_file)
-        return ExperimentResult(header=rf.header, runs=rf.runs, run_file=Path(run_file))
-    header = {"kind": "deepscan-run-file", "format_version": 1, "config": header_config, "inputs": fingerprints,
-              "versions": package_versions(), "created": _now()}
-    return ExperimentResult(header=header, runs=runs_frame(new_runs), run_file=None)
-
-
-_RESERVED_INPUTS = ("background", "clean_pool", "anomalous_pool", "score")
-
-
-def _input_fingerprints(bg, cl, an, config: ScanConfig, inputs, score_id) -> dict:
-    """The header's ``inputs``: what the runs were computed from, beyond the configuration."""
-    if not isinstance(inputs, (Mapping, type(None))):
-        raise ValueError(f"inputs must be a mapping of fingerprints, got {type(inputs).__name__}")
-    extra = {} if inputs is None else dict(inputs)
-    clash = [k for k in extra if k in _RESERVED_INPUTS]
-    if clash:
-        raise ValueError(f"inputs keys {clash} are reserved (deepscan fills {list(_RESERVED_INPUTS)}); rename them")
-    if score_id is not None and not callable(config.score):
-        raise ValueError(f"score_id names a custom score function, but the score is the built-in {config.score!r}")
-    out = {
-        "background": array_fingerprint(bg),
-        "clean_pool": array_fingerprint(cl),
-        "anomalous_pool": array_fingerprint(an),
-        "score": score_fingerprint(config.score, score_id) if callable(config.score) else None,
-        **extra,
-    }
-    try:
-        return _jsonable(out)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"inputs must be JSON serialisable: {exc}") from None
-
-
-def _now() -> str:
-    from .runfile import _now as now
-
-    return now()
-
-
-def _check_n_jobs(n_jobs: Any) -> int:
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
-        raise ValueError(f"n_jobs must be a non-zero integer (1 = serial, -1 = all cores), got {n_jobs!r}")
-    return int(n_jobs)
+    config = as_scan_config(config)
+    pools = check_pools(background, clean_pool, anomalous_pool)
+    spec = SampleSpec.checked(clean_ssize, anom_ssize, n_runs, seed, pools[1].shape[0], pools[2].shape[0])
+    n_jobs = check_n_jobs(n_jobs)
+    described = {"persona": persona, "model": model, "layers": layers, "node_layout": node_layout}
+    header_config = _header_config(pools, spec, config, metadata, described)
+    fingerprints = input_fingerprints(*pools, config, inputs, score_id)
+    if run_file is None:
+        runs = list(_compute_runs(pools, spec, config, n_jobs, progress, list(range(spec.n_runs))))
+        return ExperimentResult(header=new_header(header_config, fingerprints), runs=runs_frame(runs), run_file=None)
+    # closing flushes: finished runs survive an error or an interrupt; the lock is released
+    with open_run_file(run_file, header_config, inputs=fingerprints, overwrite=overwrite) as writer:
+        todo = [i for i in range(spec.n_runs) if i not in writer.done]
+        writer.flush()  # the header is on disk from the start
+        for run in _compute_runs(pools, spec, config, n_jobs, progress, todo):
+            writer.add(run)
+    rf = read_run_file(run_file)
+    return ExperimentResult(header=rf.header, runs=rf.runs, run_file=Path(run_file))
 
 
 # ----------------------------------------------------------------------------- detection power
 
 
-def _one_detection(run_id, seed, h0, anomalous, clean_ssize, anom_ssize, config) -> tuple:
+def _one_detection(run_id: int, h0: np.ndarray, anomalous: np.ndarray, spec: SampleSpec, config: ScanConfig) -> tuple:
     """Scores and chosen nodes of one mixed and one clean-only sample scanned against the same background."""
-    rng = np.random.default_rng(run_seed(seed, run_id, stream=1))
-    n = clean_ssize + anom_ssize
+    rng = np.random.default_rng(run_seed(spec.seed, run_id, stream=1))
+    n = spec.size
     perm = rng.permutation(h0.shape[0])
     null_idx, bg_idx = perm[:n], perm[n:]
-    anom_idx = rng.choice(anomalous.shape[0], size=anom_ssize, replace=False)
+    anom_idx = rng.choice(anomalous.shape[0], size=spec.anom_ssize, replace=False)
     evaluated = np.concatenate([h0[null_idx], anomalous[anom_idx]], axis=0)
     p_t = counted_pvalues_node_major(h0[bg_idx], evaluated, config.tail, preset=config.preset,
-                                     column=0 if config.count_with == "pmin" else 1)
-    mixed = np.r_[0:clean_ssize, n : n + anom_ssize]
+                                     column=_counted_column(config))
+    mixed = np.r_[0 : spec.clean_ssize, n : n + spec.anom_ssize]
     r_mixed = scan_node_major(p_t.take(mixed, axis=1), config, seed=rng)
     r_null = scan_node_major(np.ascontiguousarray(p_t[:, :n]), config, seed=rng)
     return r_mixed.score, r_null.score, np.sort(r_mixed.nodes).astype(np.int64), np.sort(r_null.nodes).astype(np.int64)
 
 
-def _detection_chunk(run_ids, seed, h0, anomalous, clean_ssize, anom_ssize, config):
-    return [_one_detection(i, seed, h0, anomalous, clean_ssize, anom_ssize, config) for i in run_ids]
+def _detection_chunk(run_ids, h0, anomalous, spec, config):
+    return [_one_detection(i, h0, anomalous, spec, config) for i in run_ids]
 
 
-def detection_power(
-    background,
-    clean_pool,
-    anomalous_pool,
-    *,
-    clean_ssize: int,
-    anom_ssize: int,
-    n_runs: int,
-    seed: int,
-    config: ScanConfig | str | dict | None = None,
-    n_jobs: int = 1,
-    progress: bool = True,
-) -> DetectionPower:
+def detection_power(background, clean_pool, anomalous_pool, *, clean_ssize: int, anom_ssize: int, n_runs: int,
+                    seed: int, config: ScanConfig | str | dict | None = None, n_jobs: int = 1,
+                    progress: bool = True) -> DetectionPower:
     """Detection power: ROC AUC of scores of samples with anomalous records vs clean-only samples.
 
     Scheme (paired, no record is ever scanned against a background containing it):
@@ -575,26 +439,22 @@ def detection_power(
     ValueError
         On bad inputs (as run_experiment), or if fewer than one H0 record would be left as background.
     """
-    config = _config(config)
-    bg, cl, an = _check_pools(background, clean_pool, anomalous_pool)
+    config = as_scan_config(config)
+    bg, cl, an = check_pools(background, clean_pool, anomalous_pool)
     h0 = np.concatenate([bg, cl], axis=0)
-    clean_ssize, anom_ssize = _check_sizes(clean_ssize, anom_ssize, h0.shape[0], an.shape[0])
-    n = clean_ssize + anom_ssize
-    if h0.shape[0] - n < 1:
+    spec = SampleSpec.checked(clean_ssize, anom_ssize, n_runs, seed, h0.shape[0], an.shape[0])
+    if h0.shape[0] - spec.size < 1:
         raise ValueError(
             f"background ({bg.shape[0]}) + clean pool ({cl.shape[0]}) records leave no background after taking "
-            f"a clean-only sample of {n}; use smaller samples or more H0 records"
+            f"a clean-only sample of {spec.size}; use smaller samples or more H0 records"
         )
-    n_runs = _check_int(n_runs, "n_runs", 1)
-    seed = _check_int(seed, "seed", 0)
-    n_jobs = _check_n_jobs(n_jobs)
-    args = (seed, h0, an, clean_ssize, anom_ssize, config)
+    n_jobs = check_n_jobs(n_jobs)
     pairs: list[tuple] = []
-    for out in _execute(_detection_chunk, _chunks(list(range(n_runs)), n_jobs), args, n_jobs, progress, n_runs, "detection power"):
+    chunks = _chunks(list(range(spec.n_runs)), n_jobs)
+    for out in _execute(_detection_chunk, chunks, (h0, an, spec, config), n_jobs, progress, spec.n_runs, "detection power"):
         pairs.extend(out)
     s_mixed = np.array([p[0] for p in pairs])
     s_null = np.array([p[1] for p in pairs])
-    cfg = {"clean_ssize": clean_ssize, "anom_ssize": anom_ssize, "n_runs": n_runs, "seed": seed,
-           "background_size": int(h0.shape[0] - n), **config.to_dict()}
+    cfg = {**spec.to_dict(), "background_size": int(h0.shape[0] - spec.size), **config.to_dict()}
     return DetectionPower(auc=roc_auc(s_mixed, s_null), scores_anomalous=s_mixed, scores_clean=s_null, config=cfg,
                           nodes_anomalous=[p[2] for p in pairs], nodes_clean=[p[3] for p in pairs])

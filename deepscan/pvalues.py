@@ -1,14 +1,20 @@
 """Empirical p-value ranges of records against a background (docs/deepscan.md, section 1).
 
 For node j and value x: ``L = #{b < x}``, ``R = #{b <= x}`` over the background
-column. Nodes are counted in blocks, handed to threads as they come free, each
-thread reusing its own buffers (a fresh array per block costs page faults). A
-block's background is rounded to float32 and sorted once per node, then a
-branchless binary search runs over all records x nodes of the block at once.
-Rounding keeps order, so the float32 count is exact except where a background
-value rounds to the same float32 as x (the ties, for float32 input): those entries
-are flagged by the search and counted again in the input's precision. Every
-p-value is a function of (L, R), looked up in a table of the formula evaluated at
+column. Two paths count them, with identical results (``engine=``; None takes the
+compiled one when numba imports, see :mod:`deepscan._kernels`):
+
+- compiled: each block of nodes is sorted by numpy, then a numba kernel searches every
+  record in each node's sorted column in the input's precision and writes the p-values;
+- numpy: nodes are counted in blocks, handed to threads as they come free, each thread
+  reusing its own buffers (a fresh array per block costs page faults). A block's
+  background is rounded to float32 and sorted once per node, then a branchless binary
+  search runs over all records x nodes of the block at once. Rounding keeps order, so
+  the float32 count is exact except where a background value rounds to the same float32
+  as x (the ties, for float32 input): those entries are flagged by the search and counted
+  again in the input's precision.
+
+Every p-value is a function of (L, R), looked up in a table of the formula evaluated at
 0..N, so a whole output is one gather.
 """
 
@@ -20,13 +26,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ._compiled import available, kernels
 from ._checks import as_activations, check_same_width
 from ._conventions import TAILS, canonical_preset, canonical_tail
 
-__all__ = ["TAILS", "pvalue_ranges", "rank_counts", "ranges_from_counts", "counted_pvalues_node_major", "canonical_tail"]
+__all__ = ["TAILS", "ENGINES", "pvalue_ranges", "rank_counts", "ranges_from_counts", "counted_pvalues_node_major",
+           "canonical_tail", "compiled_available"]
+
+#: How the counts are made: 'numba' (compiled kernels, when numba imports) or 'numpy'; both give identical
+#: bits. None (the default) takes 'numba' when it is available, else 'numpy'.
+ENGINES = ("numpy", "numba")
 
 _BLOCK = 256  # nodes per block: fewer numpy calls than smaller blocks, buffers still near L2
 _CHUNK = 1 << 16  # entries per output gather
+_CBLOCK = 256  # nodes per block of the compiled path (sorted by numpy at once; the kernel takes SUB at a time)
 _FEW = 16  # unsure entries above 1/_FEW of a block: recount the whole block (discrete data)
 # numpy's gathers, comparisons and sorts release the GIL, so blocks run in threads (at most
 # this many; the results do not depend on it).
@@ -217,27 +230,106 @@ def _many(ties, L: np.ndarray) -> bool:
     return ties[0].size * _FEW > L.size
 
 
+def compiled_available() -> bool:
+    """Whether the compiled (numba) counting path can run; False without numba or with ``DEEPSCAN_NUMBA=0``."""
+    return available()
+
+
+def _use_compiled(engine: str | None) -> bool:
+    if engine is None:
+        return available()
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; use 'numpy', 'numba' or None (numba when available)")
+    if engine == "numba" and not available():
+        raise ValueError("engine='numba' needs numba, which is not importable here (or DEEPSCAN_NUMBA=0 "
+                         "switched it off); use engine='numpy' or None: the results are the same")
+    return engine == "numba"
+
+
+def _compiled_blocks(bg: np.ndarray, x: np.ndarray, kernel) -> None:
+    """``kernel(flat, pad, x, s, e, scratch)`` for every block ``s:e`` of ``_CBLOCK`` nodes, in threads.
+
+    Each thread sorts its block's background rows into its own buffer, padded with +inf to
+    ``pad`` (a power of two > n); ``scratch`` (int64 (2, SUB)) holds the kernel's per-node counts.
+    """
+    n, m = bg.shape
+    pad = 1 << int(n).bit_length()
+    sub = kernels().SUB
+    local = threading.local()
+
+    def work(s: int) -> None:
+        e = min(s + _CBLOCK, m)
+        if not hasattr(local, "table"):
+            local.table = np.empty((_CBLOCK, pad), bg.dtype)
+            local.scratch = np.empty((2, sub), np.int64)
+        table = local.table[: e - s]
+        table[:, :n] = bg[:, s:e].T
+        table[:, n:] = np.inf
+        table[:, :n].sort(axis=1)
+        kernel(table.ravel(), pad, x, s, e, local.scratch)
+
+    _in_threads(work, range(0, m, _CBLOCK))
+
+
+def _kernel_tables(n: int, tail: str, preset: str | None):
+    """``(tables (2, n + 1), mode)`` for the compiled kernels: the same values as :func:`_ranges_block` uses."""
+    tables, kern = _tables(n, tail, preset), kernels()
+    if tables is None:
+        k = np.arange(n + 1, dtype=np.float64)
+        return np.stack([(n - k) / (n + 1), (n - k + 1) / (n + 1)]), kern.TWO
+    tmin, imin, tmax, _ = tables
+    return np.stack([tmin, tmax]), (kern.UPPER if imin == "R" else kern.LOWER)
+
+
+def _compiled_counts(bg: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    L = np.empty(x.shape, np.int32)
+    R = np.empty(x.shape, np.int32)
+    kern = kernels()
+    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w: kern.block_counts(f, pad, x_, s, e, L, R, w))
+    return L, R
+
+
+def _compiled_ranges(bg: np.ndarray, x: np.ndarray, tail: str, preset: str | None) -> np.ndarray:
+    tables, mode = _kernel_tables(bg.shape[0], tail, preset)
+    out = np.empty(x.shape + (2,), np.float64)
+    kern = kernels()
+    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w: kern.block_pairs(f, pad, x_, s, e, tables, mode, out, w))
+    return out
+
+
+def _compiled_column(bg: np.ndarray, x: np.ndarray, tail: str, preset: str | None, column: int) -> np.ndarray:
+    tables, mode = _kernel_tables(bg.shape[0], tail, preset)
+    out = np.empty((x.shape[1], x.shape[0]), np.float64)
+    kern = kernels()
+    _compiled_blocks(bg, x, lambda f, pad, x_, s, e, w: kern.block_column(f, pad, x_, s, e, tables, mode, column, out, w))
+    return out
+
+
 def _prepare(background, records):
     bg = as_activations(background, "background")
     x = as_activations(records, "records")
     check_same_width(bg, x)
     dtype = np.result_type(bg.dtype, x.dtype)  # compare in a common exact type
-    return bg.astype(dtype, copy=False), x.astype(dtype, copy=False)
+    return bg.astype(dtype, copy=False), np.ascontiguousarray(x, dtype=dtype)
 
 
-def rank_counts(background, records) -> tuple[np.ndarray, np.ndarray]:
+def rank_counts(background, records, *, engine: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Counts ``L = #{b < x}`` and ``R = #{b <= x}`` per record and node.
 
     Parameters
     ----------
     background : array (n_background, n_nodes)
     records : array (n_records, n_nodes)
+    engine : {None, 'numpy', 'numba'}
+        How the counts are made (identical results); None: numba when available.
 
     Returns
     -------
     L, R : ndarray of int32, shape (n_records, n_nodes)
     """
     bg, x = _prepare(background, records)
+    if _use_compiled(engine):
+        return _compiled_counts(bg, x)
     L, ties = _counts(bg, x)
     return L, _dense_R(L, ties)
 
@@ -307,13 +399,19 @@ def ranges_from_counts(L: np.ndarray, R: np.ndarray, n_background: int, tail: st
     return out
 
 
-def counted_pvalues_node_major(background, records, tail: str, *, preset: str | None = None, column: int = 1) -> np.ndarray:
+def counted_pvalues_node_major(background, records, tail: str, *, preset: str | None = None, column: int = 1,
+                               engine: str | None = None) -> np.ndarray:
     """One end of the p-value ranges (``column`` 0 = pmin, 1 = pmax), node-major ``(n_nodes, n_records)``.
 
-    What the group scan counts, in the layout it scans.
+    What the group scan counts, in the layout it scans. ``engine`` as in :func:`pvalue_ranges`.
     """
+    if column not in (0, 1):
+        raise ValueError(f"column must be 0 (pmin) or 1 (pmax), got {column!r}")
+    tail = canonical_tail(tail)
     bg, x = _prepare(background, records)
     n = bg.shape[0]
+    if _use_compiled(engine):
+        return _compiled_column(bg, x, tail, preset, column)
     L, ties = _counts(bg, x)
     if _many(ties, L):
         return np.ascontiguousarray(_ranges_block(L, _dense_R(L, ties), n, tail, preset)[column].T)
@@ -325,7 +423,8 @@ def counted_pvalues_node_major(background, records, tail: str, *, preset: str | 
     return out
 
 
-def pvalue_ranges(background, records, tail: str | None = None, *, preset: str | None = None) -> np.ndarray:
+def pvalue_ranges(background, records, tail: str | None = None, *, preset: str | None = None,
+                  engine: str | None = None) -> np.ndarray:
     """Empirical p-value ranges of each record's activations against the background.
 
     Parameters
@@ -340,6 +439,9 @@ def pvalue_ranges(background, records, tail: str | None = None, *, preset: str |
     preset : {None, 'ibm-2025'}
         'ibm-2025' computes the lower tail as ``1 - upper`` in float64, exactly as the
         published code did (it differs in the last bit from ``L/(N+1)``).
+    engine : {None, 'numpy', 'numba'}
+        How the counts are made: compiled kernels (numba) or numpy; the results are identical
+        bit for bit. None takes numba when it imports and ``DEEPSCAN_NUMBA`` is not 0.
 
     Returns
     -------
@@ -349,7 +451,7 @@ def pvalue_ranges(background, records, tail: str | None = None, *, preset: str |
     Raises
     ------
     ValueError
-        On NaN/inf values, empty arrays, a node-count mismatch, an unknown tail or preset.
+        On NaN/inf values, empty arrays, a node-count mismatch, an unknown tail, preset or engine.
     """
     preset = canonical_preset(preset)
     if tail is None:
@@ -359,6 +461,8 @@ def pvalue_ranges(background, records, tail: str | None = None, *, preset: str |
         raise ValueError(f"preset {preset!r} fixes tail='lower', got tail={tail!r}; leave tail unset")
     bg, x = _prepare(background, records)
     n = bg.shape[0]
+    if _use_compiled(engine):
+        return _compiled_ranges(bg, x, tail, preset)
     L, ties = _counts(bg, x)
     out = np.empty(x.shape + (2,), np.float64)
     if _many(ties, L):  # discrete data: the formula over whole arrays beats fixing entry by entry

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import as_pvalue_ranges
-from .config import ScanConfig
+from .config import ScanConfig, as_scan_config
 from .scores import apply_score
 from .thresholds import distinct_at_most, levels_and_thresholds, threshold_levels, threshold_values
 
@@ -72,18 +72,6 @@ class ScanResult:
 def _empty() -> ScanResult:
     z = np.zeros(0, np.int64)
     return ScanResult(0.0, math.nan, z, z)
-
-
-def _config(config) -> ScanConfig:
-    if config is None:
-        return ScanConfig()
-    if isinstance(config, ScanConfig):
-        return config
-    if isinstance(config, str):
-        return ScanConfig(preset=config)
-    if isinstance(config, dict):
-        return ScanConfig(**config)
-    raise ValueError(f"config must be a ScanConfig, a preset name or a dict of its fields, got {type(config).__name__}")
 
 
 def _first_max(scores: np.ndarray) -> tuple[int, float]:
@@ -254,7 +242,7 @@ def scan_pvalues(p: np.ndarray, config: ScanConfig | None = None, *, seed=0) -> 
 
     :func:`group_scan` validates the ranges and picks the column (pmax, or pmin under ibm-2025).
     """
-    config = _config(config)
+    config = as_scan_config(config)
     lev, thr = levels_and_thresholds(p, config.thresholds, config.a_max)
     return _scan_levels(np.ascontiguousarray(lev.T), thr, config, seed)
 
@@ -264,7 +252,7 @@ def scan_node_major(p_t: np.ndarray, config: ScanConfig | None = None, *, seed=0
 
     The experiment's path: no transposition at all.
     """
-    config = _config(config)
+    config = as_scan_config(config)
     lev_t, thr = levels_and_thresholds(p_t, config.thresholds, config.a_max)
     return _scan_levels(lev_t, thr, config, seed)
 
@@ -287,7 +275,7 @@ def group_scan(pvalues, config: ScanConfig | str | dict | None = None, *, seed: 
         Score 0 and empty sets when nothing scores above 0 (the ibm-2025 preset
         returns a one-element set at the first threshold instead, as the published code did).
     """
-    config = _config(config)
+    config = as_scan_config(config)
     p = as_pvalue_ranges(pvalues)
     return scan_pvalues(p[..., 0 if config.count_with == "pmin" else 1], config, seed=seed)
 
@@ -312,7 +300,7 @@ def individual_scan(pvalues, config: ScanConfig | str | dict | None = None) -> S
         those with pmin <= alpha*, and when no pmax is <= a_max the result is score 0,
         alpha 0, node [0].
     """
-    config = _config(config)
+    config = as_scan_config(config)
     p = as_pvalue_ranges(pvalues)
     if p.shape[0] != 1:
         raise ValueError(f"individual_scan scans one record, got {p.shape[0]}; use group_scan for several")

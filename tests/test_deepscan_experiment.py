@@ -87,20 +87,20 @@ def test_same_seed_same_runs_and_serial_equals_parallel(tmp_path):
 def test_killed_experiment_resumes_without_duplicates_or_losses(tmp_path, monkeypatch):
     bg, clean, anom = _pools()
     full = run_experiment(bg, clean, anom, **KW, run_file=tmp_path / "full.jsonl")
-    orig = exp_mod._one_run
+    orig = exp_mod.one_run
 
     def dies_at_7(run_id, *a, **k):
         if run_id == 7:
             raise KeyboardInterrupt("killed")
         return orig(run_id, *a, **k)
 
-    monkeypatch.setattr(exp_mod, "_one_run", dies_at_7)
+    monkeypatch.setattr(exp_mod, "one_run", dies_at_7)
     path = tmp_path / "r.jsonl"
     with pytest.raises(KeyboardInterrupt):
         run_experiment(bg, clean, anom, **KW, run_file=path)
     partial = read_run_file(path)
     assert partial.runs["run_id"].tolist() == list(range(7))  # whole runs, nothing torn
-    monkeypatch.setattr(exp_mod, "_one_run", orig)
+    monkeypatch.setattr(exp_mod, "one_run", orig)
     resumed = run_experiment(bg, clean, anom, **KW, run_file=path)
     pd.testing.assert_frame_equal(resumed.runs, full.runs)
     assert resumed.header["created"] == partial.header["created"]

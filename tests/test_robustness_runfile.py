@@ -11,7 +11,7 @@ import pytest
 
 import deepscan.experiment as exp_mod
 from deepscan import ScanConfig, open_run_file, read_published_run_file, read_run_file, run_experiment
-from deepscan.experiment import array_fingerprint, score_fingerprint
+from deepscan.fingerprint import array_fingerprint, score_fingerprint
 
 M = 12
 KW = dict(clean_ssize=4, anom_ssize=4, n_runs=5, seed=3, progress=False)
@@ -58,18 +58,18 @@ def test_same_shape_other_data_is_refused_and_the_file_untouched(tmp_path):
 
 def test_interrupted_on_data_a_is_not_resumed_on_data_b(tmp_path, monkeypatch):
     bg, clean, anom = _pools(0)
-    orig = exp_mod._one_run
+    orig = exp_mod.one_run
 
     def dies_at_3(run_id, *a, **k):
         if run_id == 3:
             raise KeyboardInterrupt("killed")
         return orig(run_id, *a, **k)
 
-    monkeypatch.setattr(exp_mod, "_one_run", dies_at_3)
+    monkeypatch.setattr(exp_mod, "one_run", dies_at_3)
     path = tmp_path / "r.jsonl"
     with pytest.raises(KeyboardInterrupt):
         run_experiment(bg, clean, anom, **KW, run_file=path)
-    monkeypatch.setattr(exp_mod, "_one_run", orig)
+    monkeypatch.setattr(exp_mod, "one_run", orig)
     assert read_run_file(path).runs["run_id"].tolist() == [0, 1, 2]
     bg_b, clean_b, anom_b = _pools(1)
     with pytest.raises(ValueError, match="background.*clean_pool"):
