@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import utils_layers as ul
+from personas.model.prompts import format_prompts
 from tiny_models import make_model, make_tokenizer
 
 MODEL = "tiny/llama-3"
@@ -38,7 +39,7 @@ def test_old_control_is_constant_and_the_wording_control_is_not(stores):
     text = meta["statement"].iloc[0]
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert np.linalg.norm(wording[0] - emb[ids].mean(0)) < 0.5 * np.linalg.norm(emb[ids].mean(0))
-    prompts = ul.format_prompts(tok, list(meta["statement"]))
+    prompts = format_prompts(tok, list(meta["statement"]))
     assert lengths.tolist() == [len(tok(t, add_special_tokens=prompts.add_special_tokens)["input_ids"])
                                 for t in prompts.texts]
 

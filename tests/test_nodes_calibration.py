@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 import deepscan
-import utils_nodes as un
+import personas.nodes as pn
 from personas.nodes.calibration import _bh_reject, _fisher_table
 from personas.nodes.overlaps import adjust_p_values, intersection_p_value
 from personas.scans.driver import run_persona_scans
@@ -68,8 +68,8 @@ def test_calibrated_recovers_planted_sets_where_union_does_not():
     recalls, fdps, union_precision = [], [], []
     for seed in range(5):
         runs, nulls, planted = simulate(seed, TOPICS)
-        cal = un.salient_sets(runs, method="calibrated", nulls=nulls, q=0.05, n_nodes=300)
-        union = un.salient_sets(runs, n_nodes=300)
+        cal = pn.salient_sets(runs, method="calibrated", nulls=nulls, q=0.05, n_nodes=300)
+        union = pn.salient_sets(runs, n_nodes=300)
         assert cal.method == "calibrated" and union.method == "union"
         for persona in ("a", "b", "c"):
             found, truth = cal[persona], planted[persona]
@@ -84,7 +84,7 @@ def test_calibrated_recovers_planted_sets_where_union_does_not():
 
 def test_node_calibration_table_by_brute_force():
     runs, nulls, planted = simulate(0, TOPICS)
-    table = un.node_calibration(runs["a"], nulls["a"], n_nodes=300, q=0.05)
+    table = pn.node_calibration(runs["a"], nulls["a"], n_nodes=300, q=0.05)
     assert list(table.columns) == ["node", "layer", "unit", "k", "n_runs", "freq", "k_null", "n_null", "null_freq",
                                    "ratio", "p", "q", "salient"]
     node = sorted(planted["a"])[0]
@@ -95,65 +95,65 @@ def test_node_calibration_table_by_brute_force():
     assert row["p"] == pytest.approx(stats.fisher_exact([[k, 100 - k], [k0, 100 - k0]], alternative="greater").pvalue)
     assert row["ratio"] == pytest.approx(((k + 0.5) / 101) / ((k0 + 0.5) / 101))
     np.testing.assert_allclose(table["q"], adjust_p_values(table["p"].to_numpy()))
-    assert set(table.loc[table["salient"], "node"]) == un.salient_sets(
+    assert set(table.loc[table["salient"], "node"]) == pn.salient_sets(
         runs, method="calibrated", nulls=nulls, n_nodes=300)["a"]
 
 
 def test_methods_are_explicit_and_recorded():
     runs, nulls, _ = simulate(0, TOPICS)
-    sets = un.salient_sets(runs, method="calibrated", nulls=nulls, n_nodes=300)
-    assert set(un.overlap_table(sets, 300, topics=TOPICS)["method"]) == {"calibrated"}
-    assert set(un.pairwise_overlaps(sets, 300)["method"]) == {"calibrated"}
-    assert set(un.set_sizes(un.salient_sets(runs, 0.5), 300)["method"]) == {"min_fraction"}
-    assert un.set_sizes({"x": {1}}, 10)["method"].iloc[0] == "unspecified"
+    sets = pn.salient_sets(runs, method="calibrated", nulls=nulls, n_nodes=300)
+    assert set(pn.overlap_table(sets, 300, topics=TOPICS)["method"]) == {"calibrated"}
+    assert set(pn.pairwise_overlaps(sets, 300)["method"]) == {"calibrated"}
+    assert set(pn.set_sizes(pn.salient_sets(runs, 0.5), 300)["method"]) == {"min_fraction"}
+    assert pn.set_sizes({"x": {1}}, 10)["method"].iloc[0] == "unspecified"
     with pytest.raises(ValueError, match="needs the null runs"):
-        un.salient_sets(runs, method="calibrated")
+        pn.salient_sets(runs, method="calibrated")
     with pytest.raises(ValueError, match="needs min_fraction"):
-        un.salient_sets(runs, method="min_fraction")
+        pn.salient_sets(runs, method="min_fraction")
     with pytest.raises(ValueError, match="method must be one of"):
-        un.salient_sets(runs, method="intersection")
+        pn.salient_sets(runs, method="intersection")
 
 
 def test_split_half_and_bootstrap():
     runs, nulls, planted = simulate(2, TOPICS)
-    boot = un.bootstrap_sets(runs, nulls, method="calibrated", n_boot=50, seed=3, n_nodes=300)
-    again = un.bootstrap_sets(runs, nulls, method="calibrated", n_boot=50, seed=3, n_nodes=300)
+    boot = pn.bootstrap_sets(runs, nulls, method="calibrated", n_boot=50, seed=3, n_nodes=300)
+    again = pn.bootstrap_sets(runs, nulls, method="calibrated", n_boot=50, seed=3, n_nodes=300)
     np.testing.assert_array_equal(boot.replicates, again.replicates)  # seeded
-    table = un.stability_table(boot).set_index("persona")
+    table = pn.stability_table(boot).set_index("persona")
     assert table.loc["a", "split_half_jaccard"] >= 0.8  # planted sets are found in both halves
     noise = table.loc["noise", "split_half_jaccard"]
     assert np.isnan(noise) or noise < 0.2
     # halves by brute force: runs 0-49 and 50-99
-    half = un.salient_sets({"a": runs["a"].iloc[:50]}, method="calibrated", nulls={"a": nulls["a"][:50]}, n_nodes=300)
+    half = pn.salient_sets({"a": runs["a"].iloc[:50]}, method="calibrated", nulls={"a": nulls["a"][:50]}, n_nodes=300)
     assert set(np.flatnonzero(boot.first_half[0])) == half["a"]
     lo, hi = table.loc["a", ["size_low", "size_high"]]
     assert lo - 3 <= len(planted["a"]) <= hi and hi - lo <= 10  # a tight interval around the planted size
     # union: split halves agree on noise too (both halves cover nearly everything): not a stability measure
-    union = un.stability_table(un.bootstrap_sets(runs, method="union", n_boot=20, n_nodes=300)).set_index("persona")
+    union = pn.stability_table(pn.bootstrap_sets(runs, method="union", n_boot=20, n_nodes=300)).set_index("persona")
     assert union.loc["noise", "split_half_jaccard"] > 0.8
 
 
 def test_shared_excess_and_overlap_stability():
     member = np.zeros((3, 20), dtype=bool)
     member[0, :10] = member[1, 5:15] = member[2, [5, 6, 7, 19]] = True
-    shared, expected, excess = un.shared_excess(member)
+    shared, expected, excess = pn.shared_excess(member)
     assert shared == 3
     assert expected == pytest.approx(intersection_p_value([10, 10, 4], 20, 3)[0])
     assert excess == pytest.approx((3 - expected) / 20)
     runs, nulls, _ = simulate(0, {"T1": ["a", "b"], "T2": ["c", "d"]}, shared={"T1": 20, "T2": 0})
-    boot = un.bootstrap_sets(runs, nulls, method="calibrated", n_boot=100, n_nodes=300)
-    table = un.overlap_stability(boot, {"T1": ["a", "b"], "T2": ["c", "d"]}).set_index("group")
+    boot = pn.bootstrap_sets(runs, nulls, method="calibrated", n_boot=100, n_nodes=300)
+    table = pn.overlap_stability(boot, {"T1": ["a", "b"], "T2": ["c", "d"]}).set_index("group")
     assert table.loc["T1", "stable"] and table.loc["T1", "verdict"] == "above chance"
     assert table.loc["T1", "excess_low"] > 0
-    pairs = un.pairwise_stability(boot).set_index(["persona_a", "persona_b"])
+    pairs = pn.pairwise_stability(boot).set_index(["persona_a", "persona_b"])
     assert pairs.loc[("a", "b"), "jaccard_low"] > pairs.loc[("c", "d"), "jaccard_high"]
 
 
 def test_claims_planted_difference_and_equal_sets():
     topics = {"A": ["a1", "a2", "a3", "a4"], "B": ["b1", "b2", "b3", "b4"]}
     runs, nulls, _ = simulate(4, topics, shared={"A": 25, "B": 3})
-    boot = un.bootstrap_sets(runs, nulls, method="calibrated", n_boot=100, n_nodes=300)
-    row = un.compare_shared(boot, topics, "A", "B").iloc[0]
+    boot = pn.bootstrap_sets(runs, nulls, method="calibrated", n_boot=100, n_nodes=300)
+    row = pn.compare_shared(boot, topics, "A", "B").iloc[0]
     assert row["permutation"] == "exact" and row["n_splits"] == 70
     assert row["p_permutation"] <= 1 / 70 + 1e-12 and row["ci_low"] > 0 and row["supported"]
     assert row["p_bootstrap"] < 0.05
@@ -163,16 +163,16 @@ def test_claims_planted_difference_and_equal_sets():
 
     def excess(group):
         member = np.array([[n in sets[p] for n in range(300)] for p in group])
-        return un.shared_excess(member)[2]
+        return pn.shared_excess(member)[2]
     observed = excess(topics["A"]) - excess(topics["B"])
     diffs = [excess(c) - excess([p for p in pool if p not in c]) for c in itertools.combinations(pool, 4)]
     assert row["p_permutation"] == pytest.approx(np.mean(np.array(diffs) >= observed - 1e-12))
     # equal planted overlaps: no supported difference
     runs, nulls, _ = simulate(5, topics, shared={"A": 15, "B": 15})
-    boot = un.bootstrap_sets(runs, nulls, method="calibrated", n_boot=100, n_nodes=300)
-    row = un.compare_shared(boot, topics, "A", "B", alternative="two-sided").iloc[0]
+    boot = pn.bootstrap_sets(runs, nulls, method="calibrated", n_boot=100, n_nodes=300)
+    row = pn.compare_shared(boot, topics, "A", "B", alternative="two-sided").iloc[0]
     assert row["p_permutation"] > 0.05 and row["ci_low"] < 0 < row["ci_high"] and not row["supported"]
-    assert len(un.topic_claims(boot, topics)) == 1
+    assert len(pn.topic_claims(boot, topics)) == 1
 
 
 def test_run_persona_scans_writes_null_runs(tmp_path):
@@ -187,7 +187,7 @@ def test_run_persona_scans_writes_null_runs(tmp_path):
     index = json.loads((tmp_path / "index.json").read_text())
     assert index["levels"]["2"] == {"a": "level2_layer3_a.jsonl", "b": "level2_layer3_b.jsonl"}
     assert index["null"]["2"] == {"a": "level2_layer3_a.null.json", "b": "level2_layer3_b.null.json"}
-    nulls = un.load_null_runs({p: tmp_path / f for p, f in index["null"]["2"].items()})
+    nulls = pn.load_null_runs({p: tmp_path / f for p, f in index["null"]["2"].items()})
     null = nulls["a"]
     assert null.n_runs == 6 and null.header["n_nodes"] == 12 and null.header["level"] == 2
     # the very clean-only scans of deepscan.detection_power on the experiment's pools
@@ -197,10 +197,10 @@ def test_run_persona_scans_writes_null_runs(tmp_path):
     assert null.nodes_clean == [x.tolist() for x in power.nodes_clean]
     assert null.nodes_anomalous == [x.tolist() for x in power.nodes_anomalous]
     assert null.header["scores_clean"] == pytest.approx(power.scores_clean.tolist())
-    run_files = un.load_runs({p: tmp_path / f for p, f in index["levels"]["2"].items()})
-    table = un.node_calibrations(run_files, nulls)
+    run_files = pn.load_runs({p: tmp_path / f for p, f in index["levels"]["2"].items()})
+    table = pn.node_calibrations(run_files, nulls)
     assert table["n_null"].eq(6).all() and len(table) == 24
-    written = un.save_calibration_report(run_files, nulls, tmp_path / "tables", topics={"T": ["a", "b"]}, n_boot=20)
+    written = pn.save_calibration_report(run_files, nulls, tmp_path / "tables", topics={"T": ["a", "b"]}, n_boot=20)
     assert {"calibrated_sizes", "node_calibration", "stability", "overlap_stability", "pairwise_stability",
             "metadata"} <= set(written)
     assert "claims" not in written  # one topic: nothing to compare it with
