@@ -11,7 +11,7 @@ import pytest
 from personas._core.parallel import dask_cluster, parallel_jobs
 from personas.layers import LayerProtocol, cluster_separation, synthetic_activations
 from personas.scans.driver import run_persona_scans
-from personas.scans.settings import PoolSizes, SampleSizes
+from personas.scans.settings import PoolSizes, SampleSizes, ScanPlan, ScanSettings
 
 distributed = pytest.importorskip("distributed")
 
@@ -42,12 +42,14 @@ def test_deepscan_runs_on_dask_equal_serial_runs(scheduler, tmp_path):
     })
     X = rng.normal(size=(120, 40)).astype(np.float32)
     X[(meta["direction"] == "positive").to_numpy(), :5] += 2.0  # planted: + statements high on 5 nodes
-    kw = dict(layer=3, model_name="toy", levels=(2,), pools=PoolSizes(background=20, clean=10, anomalous=30),
-              samples=SampleSizes(clean=5, anomalous=5, n_runs=8), seed=1, detection=True, progress=False)
-    serial = run_persona_scans(X, meta, ["a", "b"], runs_dir=tmp_path / "serial", n_jobs=1, **kw)
+    settings = ScanSettings(pools=PoolSizes(background=20, clean=10, anomalous=30),
+                            samples=SampleSizes(clean=5, anomalous=5, n_runs=8), detection=True)
+    kw = dict(model_name="toy", settings=settings, seed=1, progress=False)
+    plan = ScanPlan(["a", "b"], layer=3, levels=(2,))
+    serial = run_persona_scans(X, meta, plan, runs_dir=tmp_path / "serial", n_jobs=1, **kw)
     with dask_cluster(scheduler) as client:
         assert client is not None and len(client.scheduler_info()["workers"]) == 2
-        remote = run_persona_scans(X, meta, ["a", "b"], runs_dir=tmp_path / "dask",
+        remote = run_persona_scans(X, meta, plan, runs_dir=tmp_path / "dask",
                                    n_jobs=parallel_jobs(1, scheduler), **kw)
     cols = [c for c in serial.columns if c != "run_file"]
     pd.testing.assert_frame_equal(serial[cols], remote[cols])

@@ -453,7 +453,7 @@ def test_adjust_p_values():
     rng = np.random.default_rng(3)
     q = rng.uniform(size=50) ** 3
     np.testing.assert_allclose(N.adjust_p_values(q), stats.false_discovery_control(q, method="bh"), rtol=1e-12)
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(ValueError, match="correction"):
         N.adjust_p_values(p, "holm")
 
 
@@ -578,7 +578,7 @@ def test_flagged_statements_index_outside_ids(tmp_path):
 
 def test_save_node_report(run_files, tmp_path):
     out = tmp_path / "report"
-    written = N.save_node_report(run_files, out, topics=TOPICS, min_fraction=None)
+    written = N.save_node_report(run_files, out, N.salient_sets(run_files), topics=TOPICS)
     names = {p.name for p in out.iterdir()}
     assert names == {
         "precision_recall.csv", "node_frequency.csv", "set_sizes.csv", "exclusive_intersections.csv",
@@ -591,6 +591,8 @@ def test_save_node_report(run_files, tmp_path):
     meta = json.loads((out / "node_report.json").read_text())
     assert meta["n_nodes"] == 12 and meta["personas"] == list(RUNS) and meta["salient_rule"] == "union over runs"
     assert not any(name.startswith(".") for name in names)  # no temporary files left behind
+    with pytest.raises(ValueError, match="sets cover"):
+        N.save_node_report(run_files, out, N.salient_sets(dict(list(run_files.items())[:1])))
 
 
 def test_save_node_report_published_needs_n_nodes(tmp_path):

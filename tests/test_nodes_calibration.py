@@ -16,7 +16,7 @@ from personas.nodes.calibration import _bh_reject, _fisher_table
 from personas.nodes.overlaps import adjust_p_values, intersection_p_value
 from personas.scans.driver import run_persona_scans
 from personas.scans.pools import experiment_seed, scan_pools
-from personas.scans.settings import PoolSizes, SampleSizes
+from personas.scans.settings import PoolSizes, SampleSizes, ScanPlan, ScanSettings
 
 
 def simulate(seed, topics, *, n_nodes=300, n_runs=100, shared=None, own=12, p_planted=0.6):
@@ -181,9 +181,9 @@ def test_run_persona_scans_writes_null_runs(tmp_path):
                          for p in ("a", "b") for d in ("positive", "negative") for i in range(40)])
     X = rng.normal(size=(len(meta), 12))
     X[np.flatnonzero((meta["persona"] == "a") & (meta["direction"] == "positive"))[:, None], np.arange(4)] += 4.0
-    kw = dict(layer=3, model_name="toy", runs_dir=tmp_path, levels=[2], pools=PoolSizes(30, 10, 40),
-              samples=SampleSizes(clean=10, anomalous=10, n_runs=6), seed=0, progress=False)
-    run_persona_scans(X, meta, ["a", "b"], **kw)
+    settings = ScanSettings(pools=PoolSizes(30, 10, 40), samples=SampleSizes(clean=10, anomalous=10, n_runs=6))
+    run_persona_scans(X, meta, ScanPlan(["a", "b"], layer=3, levels=[2]), model_name="toy", runs_dir=tmp_path,
+                      settings=settings, seed=0, progress=False)
     index = json.loads((tmp_path / "index.json").read_text())
     assert index["levels"]["2"] == {"a": "level2_layer3_a.jsonl", "b": "level2_layer3_b.jsonl"}
     assert index["null"]["2"] == {"a": "level2_layer3_a.null.json", "b": "level2_layer3_b.null.json"}

@@ -12,7 +12,7 @@ import deepscan
 from personas.scans.baselines import baseline_runs
 from personas.scans.driver import check_runs_current, run_persona_scans
 from personas.scans.pools import experiment_seed, run_file_name, scan_pools, topic_pools
-from personas.scans.settings import PoolSizes, SampleSizes
+from personas.scans.settings import PoolSizes, SampleSizes, ScanPlan, ScanSettings
 from personas.store.fingerprints import store_fingerprint
 from personas.store.write import save_activations
 
@@ -91,9 +91,11 @@ def _planted(seed=0, n_nodes=30, shift=4.0):
 
 def test_run_persona_scans_finds_a_planted_persona(tmp_path):
     X, meta = _planted()
-    kw = dict(layer=7, model_name="toy", runs_dir=tmp_path, levels=[2], pools=PoolSizes(30, 10, 40),
-              samples=SampleSizes(clean=10, anomalous=10, n_runs=5), seed=0, baselines=["kmeans"], progress=False)
-    summary = run_persona_scans(X, meta, ["a", "b"], **kw)
+    settings = ScanSettings(pools=PoolSizes(30, 10, 40), samples=SampleSizes(clean=10, anomalous=10, n_runs=5),
+                            baselines=["kmeans"])
+    plan = ScanPlan(["a", "b"], layer=7, levels=[2])
+    kw = dict(model_name="toy", runs_dir=tmp_path, settings=settings, seed=0, progress=False)
+    summary = run_persona_scans(X, meta, plan, **kw)
     ds = summary[summary["method"] == "deepscan"].set_index("persona")
     assert ds.loc["a", "precision_mean"] > 0.95 and ds.loc["a", "recall_mean"] > 0.95
     assert ds.loc["a", "detection_auc"] == pytest.approx(1.0)
@@ -110,12 +112,12 @@ def test_run_persona_scans_finds_a_planted_persona(tmp_path):
     nodes = set().union(*map(set, run_file.runs["nodes"]))
     assert set(range(10)) <= nodes  # the shifted nodes are found
     # rerun: resumed from the run files, the same summary
-    again = run_persona_scans(X, meta, ["a", "b"], **kw)
+    again = run_persona_scans(X, meta, plan, **kw)
     pd.testing.assert_frame_equal(again, summary)
     with pytest.raises(TypeError, match="pools must be a PoolSizes"):
-        run_persona_scans(X, meta, ["a"], **{**kw, "pools": {"background": 30}})
-    with pytest.raises(TypeError, match="background_size"):
-        run_persona_scans(X, meta, ["a"], **kw, background_size=30)  # sizes only through the settings objects
+        ScanSettings(pools={"background": 30})
+    with pytest.raises(TypeError, match="pools"):
+        run_persona_scans(X, meta, plan, **kw, pools=PoolSizes())  # sizes only through the settings objects
 
 
 def test_topic_pools_are_the_papers_level_0_rows():
@@ -159,9 +161,10 @@ def test_check_runs_current_refuses_run_files_of_other_activations(tmp_path):
     X = X.astype(np.float32)
     _store(tmp_path / "store", meta, X)
     fingerprint = store_fingerprint(tmp_path / "store", "toy", ["a", "b"], [7])
-    run_persona_scans(X, meta, ["a", "b"], layer=7, model_name="toy", runs_dir=tmp_path / "runs", levels=[2],
-                      pools=PoolSizes(30, 10, 40), samples=SampleSizes(5, 5, 2), detection=False, progress=False,
-                      store_fingerprint=fingerprint)
+    run_persona_scans(X, meta, ScanPlan(["a", "b"], layer=7, levels=[2]), model_name="toy",
+                      runs_dir=tmp_path / "runs", settings=ScanSettings(PoolSizes(30, 10, 40), SampleSizes(5, 5, 2),
+                                                                        detection=False),
+                      progress=False, store_fingerprint=fingerprint)
     index = json.loads((tmp_path / "runs" / "index.json").read_text())
     assert index["store_fingerprint"] == fingerprint and index["personas"] == ["a", "b"]
     check_runs_current(index, tmp_path / "store", "toy")  # the store as it was: accepted

@@ -8,7 +8,7 @@ import pytest
 
 from personas.scans.driver import run_persona_scans
 from personas.scans.pools import scan_pools
-from personas.scans.settings import PoolSizes, SampleSizes
+from personas.scans.settings import PoolSizes, SampleSizes, ScanPlan, ScanSettings
 
 
 def _meta(n: int = 20) -> pd.DataFrame:
@@ -31,9 +31,10 @@ def test_objects_reach_the_pools_and_the_runs(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((len(meta), 5))
     X[(meta.persona == "a") & (meta.direction == "positive")] += 3.0
-    common = dict(layer=1, model_name="toy", levels=[2], seed=0, detection=False, progress=False)
-    by_objects = run_persona_scans(X, meta, ["a"], runs_dir=tmp_path / "obj", pools=PoolSizes(12, 8, 20),
-                                   samples=SampleSizes(4, 4, 3), **common)
+    common = dict(model_name="toy", seed=0, progress=False)
+    plan = ScanPlan(["a"], layer=1, levels=[2])
+    settings = ScanSettings(pools=PoolSizes(12, 8, 20), samples=SampleSizes(4, 4, 3), detection=False)
+    by_objects = run_persona_scans(X, meta, plan, runs_dir=tmp_path / "obj", settings=settings, **common)
     assert by_objects.loc[0, "n_runs"] == 3
     # the pools are the ones scan_pools draws with those sizes, and each run draws 4 + 4 records
     pools = scan_pools(meta, "a", level=2, pools=PoolSizes(12, 8, 20), seed=0)
@@ -46,4 +47,10 @@ def test_objects_reach_the_pools_and_the_runs(tmp_path):
     assert meta_ids["anomalous_pool_ids"] == meta["id"].iloc[pools.anomalous].tolist()
     assert run_file.header["config"]["clean_ssize"] == 4 and run_file.header["config"]["anom_ssize"] == 4
     with pytest.raises(TypeError, match="samples must be a SampleSizes"):
-        run_persona_scans(X, meta, ["a"], runs_dir=tmp_path / "x", samples=(4, 4, 3), **common)
+        ScanSettings(samples=(4, 4, 3))
+    with pytest.raises(TypeError, match="settings must be a ScanSettings"):
+        run_persona_scans(X, meta, plan, runs_dir=tmp_path / "x", settings={"detection": False}, **common)
+    with pytest.raises(ValueError, match=r"levels: unknown level\(s\) \[3\]"):
+        ScanPlan(["a"], layer=1, levels=[2, 3])
+    with pytest.raises(TypeError, match="list of names"):
+        ScanPlan("a", layer=1)

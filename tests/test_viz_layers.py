@@ -160,7 +160,7 @@ def test_scatter_umap_seeded(tmp_path):
     b = embed_2d(acts[1], "umap", seed=5, n_neighbors=8)
     np.testing.assert_array_equal(a, b)
     assert a.shape == (60, 2)
-    fig = plot_scatter_2d(acts[1], meta, method="umap", color_by="direction", layer=1, seed=5, n_neighbors=8,
+    fig = plot_scatter_2d(acts[1], meta, embedding="umap", color_by="direction", layer=1, seed=5, n_neighbors=8,
                           out_dir=tmp_path)
     assert fig.axes[0].get_xlabel() == "UMAP 1" and "UMAP of statements by direction" in fig.axes[0].get_title()
     _png(tmp_path / "scatter_umap_layer1_direction.png")

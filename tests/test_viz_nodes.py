@@ -117,7 +117,7 @@ def test_heatmap_shows_the_pairwise_values(tmp_path):
 def test_heatmap_neg_log10_p_and_significance_marks():
     sets = {"a": set(range(20)), "b": set(range(20)), "c": set(range(40, 60))}
     pairwise = N.pairwise_overlaps(sets, 100)
-    fig = V.plot_overlap_heatmap(pairwise, value="neg_log10_p", alpha=0.05)
+    fig = V.plot_overlap_heatmap(pairwise, value="neg_log10_p", significance=0.05)
     shown = fig.axes[0].images[0].get_array()
     expected = -np.log10(pairwise["p_adjusted"].to_numpy())
     assert shown[0, 1] == pytest.approx(expected[0])

@@ -39,12 +39,15 @@ from personas.layers.embedding import embed_2d
 from personas.layers.indices import relative_depth
 from personas.layers.pca import pca_projections
 from personas.layers.results import (
+    CHOSEN_LAYER_FILE,
     LOWER_IS_BETTER,
     RESULT_COLUMNS,
     choose_layer,
     combine_results,
     load_results,
     most_divergent_layers,
+    read_chosen_layer,
+    save_chosen_layer,
     save_results,
     select_metric_rows,
 )
@@ -75,6 +78,9 @@ __all__ = [
     "select_metric_rows",
     "most_divergent_layers",
     "choose_layer",
+    "CHOSEN_LAYER_FILE",
+    "save_chosen_layer",
+    "read_chosen_layer",
     "embed_2d",
     "synthetic_activations",
     "WORDING_STORE",

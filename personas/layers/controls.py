@@ -9,33 +9,26 @@ analysed layers were taken at; the length control is the statement's token count
 Both are extracted into a store of their own, ``<store_dir>/wording-control`` (layer 0 only: the
 forward pass stops after the embeddings, so it costs next to nothing):
 
-    ul.extract_to_store(model, tokenizer, statements, model_name=model_name, layers=[0],
-                        store_dir=ul.wording_store_dir(store_dir), settings=ul.ExtractionSettings(position="mean"))
+    ul.extract_with_controls(model, tokenizer, statements, model_name=model_name, layers=plan.layers,
+                             store_dir=store_dir, settings=settings)     # wording_control=True
     wording, lengths = ul.load_wording_controls(store_dir, model_name, personas, meta)
     table = ul.analyse_layers(activations, meta, ..., controls=ul.LayerControls(wording=wording, lengths=lengths))
 
-- ``WORDING_STORE``, ``wording_store_dir``: where the controls live.
+- ``WORDING_STORE``, ``wording_store_dir``: where the controls live (``personas.store.paths``).
 - ``load_wording_controls``: the two controls, row-aligned with the activations' ``meta``.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from personas.store.paths import WORDING_STORE, wording_store_dir
+
 __all__ = ["WORDING_STORE", "wording_store_dir", "load_wording_controls"]
-
-#: Sub-directory of a store that holds the wording control (layer 0, position "mean").
-WORDING_STORE = "wording-control"
-
-
-def wording_store_dir(store_dir: str | os.PathLike) -> Path:
-    """``<store_dir>/wording-control``: the store of layer 0 averaged over each statement's tokens."""
-    return Path(store_dir) / WORDING_STORE
 
 
 def load_wording_controls(

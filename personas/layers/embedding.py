@@ -15,7 +15,7 @@ __all__ = ["embed_2d"]
 
 def embed_2d(
     X: Any,
-    method: str = "pca",
+    embedding: str = "pca",
     *,
     seed: int = 0,
     n_neighbors: int = 15,
@@ -27,7 +27,7 @@ def embed_2d(
     Parameters
     ----------
     X : array (n_statements, hidden_size)
-    method : {"pca", "umap"}
+    embedding : {"pca", "umap"}
         PCA (first two components, see ``pca_projections``) or UMAP (seeded; run on the first
         ``pca_dims`` principal components, the usual denoising step, which also makes it fast).
     seed : int
@@ -39,12 +39,12 @@ def embed_2d(
     """
     X = check_matrix(X)
     seed = check_seed(seed)
-    if method == "pca":
+    if embedding == "pca":
         if min(X.shape) < 2:
             raise ValueError(f"a 2-D PCA view needs at least 2 statements and 2 nodes; X has shape {X.shape}")
         return pca_projections(X, 2, seed=seed)
-    if method != "umap":
-        raise ValueError(f"method must be 'pca' or 'umap'; got {method!r}")
+    if embedding != "umap":
+        raise ValueError(f"embedding must be 'pca' or 'umap'; got {embedding!r}")
     if X.shape[0] < 4:
         raise ValueError(f"UMAP needs at least 4 statements; X has {X.shape[0]}")
     import umap

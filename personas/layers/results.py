@@ -29,6 +29,9 @@ __all__ = [
     "select_metric_rows",
     "most_divergent_layers",
     "choose_layer",
+    "CHOSEN_LAYER_FILE",
+    "save_chosen_layer",
+    "read_chosen_layer",
 ]
 
 
@@ -287,3 +290,23 @@ def choose_layer(table: pd.DataFrame, metric: str = "silhouette", *, k: int = 3,
         "metric": metric,
         "ranking": ranking.to_dict(orient="records"),
     }
+
+
+#: The file in a study's output folder that hands the chosen layer to the scans.
+CHOSEN_LAYER_FILE = "chosen_layer.json"
+
+
+def save_chosen_layer(chosen: dict, out_dir: str | Path) -> Path:
+    """Write :func:`choose_layer`'s record to ``out_dir/chosen_layer.json`` (atomically); returns the path."""
+    path = Path(out_dir) / CHOSEN_LAYER_FILE
+    write_json(path, chosen)
+    return path
+
+
+def read_chosen_layer(out_dir: str | Path) -> int:
+    """The layer :func:`save_chosen_layer` recorded in ``out_dir`` (what the scans read by default)."""
+    path = Path(out_dir) / CHOSEN_LAYER_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no {CHOSEN_LAYER_FILE} in {out_dir}: run representation_extraction.ipynb with "
+                                "this out_dir first, or give the layer explicitly")
+    return int(read_json(path)["layer"])

@@ -60,8 +60,8 @@ def compare_shared(
     alternative: str = "greater",
     n_perm: int = 10000,
     seed: int = 0,
-    level: float = 0.95,
-    alpha: float = 0.05,
+    ci: float = 0.95,
+    significance: float = 0.05,
 ) -> pd.DataFrame:
     """Test "``topic_a``'s personas share more nodes, beyond chance, than ``topic_b``'s".
 
@@ -79,9 +79,9 @@ def compare_shared(
         Permutation splits: all of them when there are at most ``n_perm``, else ``n_perm`` random ones.
     seed : int
         Seed of the random splits.
-    level : float
-        Bootstrap interval level.
-    alpha : float
+    ci : float
+        Confidence level of the bootstrap interval.
+    significance : float
         Significance level of the ``supported`` column.
 
     Returns
@@ -89,14 +89,39 @@ def compare_shared(
     pandas.DataFrame
         One row: ``topic_a, topic_b, method, n_personas_a, n_personas_b, excess_a, excess_b,
         difference, ci_low, ci_high, p_bootstrap, p_permutation, n_splits, permutation ("exact" |
-        "sampled"), n_boot, alternative, supported`` (``p_permutation <= alpha`` and an interval
-        excluding 0 on the claimed side).
+        "sampled"), n_boot, alternative, supported`` (``p_permutation <= significance`` and an
+        interval excluding 0 on the claimed side).
     """
     alternative = check_choice(alternative, "alternative", _ALTERNATIVES)
     n_perm = check_int(n_perm, "n_perm", min_val=1)
     seed = check_seed(seed)
-    level = check_float(level, "level", min_val=0.0, max_val=1.0, include_min=False, include_max=False)
-    alpha = check_float(alpha, "alpha", min_val=0.0, max_val=1.0, include_min=False)
+    ci = check_float(ci, "ci", min_val=0.0, max_val=1.0, include_min=False, include_max=False)
+    significance = check_float(significance, "significance", min_val=0.0, max_val=1.0, include_min=False)
+    a, b = _claim_members(boot, topics, topic_a, topic_b)
+    ia, ib = boot.index(a), boot.index(b)
+    _, _, ex_a = shared_excess(boot.observed[ia])
+    _, _, ex_b = shared_excess(boot.observed[ib])
+    diff = float(ex_a - ex_b)
+    reps = shared_excess(boot.replicates[:, ia])[2] - shared_excess(boot.replicates[:, ib])[2]
+    lo, hi = _interval(reps, ci)
+    if alternative == "greater":
+        p_boot = (1 + np.count_nonzero(reps <= 0)) / (1 + reps.size)
+    else:
+        p_boot = min(1.0, 2 * (1 + min(np.count_nonzero(reps <= 0), np.count_nonzero(reps >= 0))) / (1 + reps.size))
+    p_perm, n_splits, kind = _permutation_test(boot.observed, ia, ib, diff, alternative, n_perm,
+                                               derive_rng(seed, "claims", topic_a, topic_b))
+    side_ok = lo > 0 if alternative == "greater" else (lo > 0 or hi < 0)
+    return pd.DataFrame([{
+        "topic_a": topic_a, "topic_b": topic_b, "method": boot.method, "n_personas_a": len(a),
+        "n_personas_b": len(b), "excess_a": float(ex_a), "excess_b": float(ex_b), "difference": diff,
+        "ci_low": float(lo), "ci_high": float(hi), "p_bootstrap": float(p_boot), "p_permutation": float(p_perm),
+        "n_splits": n_splits, "permutation": kind, "n_boot": boot.n_boot, "alternative": alternative,
+        "supported": bool(p_perm <= significance and side_ok),
+    }])
+
+
+def _claim_members(boot: SetBootstrap, topics, topic_a: str, topic_b: str) -> tuple[list[str], list[str]]:
+    """The personas of the two topics present in ``boot``, checked: two each, none shared."""
     groups = _topics_dict(topics)
     for t in (topic_a, topic_b):
         if t not in groups:
@@ -110,19 +135,17 @@ def compare_shared(
             raise ValueError(f"topic {t!r} has {len(members)} persona(s) in the bootstrap; shared-by-all needs >= 2")
     if set(a) & set(b):
         raise ValueError(f"topics {topic_a!r} and {topic_b!r} share personas {sorted(set(a) & set(b))}")
-    ia, ib = boot.index(a), boot.index(b)
-    _, _, ex_a = shared_excess(boot.observed[ia])
-    _, _, ex_b = shared_excess(boot.observed[ib])
-    diff = float(ex_a - ex_b)
-    reps = shared_excess(boot.replicates[:, ia])[2] - shared_excess(boot.replicates[:, ib])[2]
-    lo, hi = _interval(reps, level)
-    if alternative == "greater":
-        p_boot = (1 + np.count_nonzero(reps <= 0)) / (1 + reps.size)
-    else:
-        p_boot = min(1.0, 2 * (1 + min(np.count_nonzero(reps <= 0), np.count_nonzero(reps >= 0))) / (1 + reps.size))
+    return a, b
 
+
+def _permutation_test(observed: np.ndarray, ia: np.ndarray, ib: np.ndarray, diff: float, alternative: str,
+                      n_perm: int, rng: np.random.Generator) -> tuple[float, int, str]:
+    """P-value of the observed difference over splits of the pooled personas: (p, n_splits, "exact" | "sampled").
+
+    ``rng`` is used only when there are more than ``n_perm`` splits (then ``n_perm`` random ones).
+    """
     pool = np.concatenate([ia, ib])
-    member = boot.observed[pool]
+    member = observed[pool]
     n_pool, n_a = len(pool), len(ia)
     total = math.comb(n_pool, n_a)
     if total <= n_perm:
@@ -131,7 +154,6 @@ def compare_shared(
             masks[row, list(chosen)] = True
         kind = "exact"
     else:
-        rng = derive_rng(seed, "claims", topic_a, topic_b)
         order = np.argsort(rng.random((n_perm, n_pool)), axis=1)
         masks = np.zeros((n_perm, n_pool), dtype=bool)
         np.put_along_axis(masks, order[:, :n_a], True, axis=1)
@@ -142,14 +164,7 @@ def compare_shared(
     extreme = perm >= diff - tol if alternative == "greater" else np.abs(perm) >= abs(diff) - tol
     hits = int(np.count_nonzero(extreme))
     p_perm = hits / total if kind == "exact" else (1 + hits) / (1 + n_perm)
-    side_ok = lo > 0 if alternative == "greater" else (lo > 0 or hi < 0)
-    return pd.DataFrame([{
-        "topic_a": topic_a, "topic_b": topic_b, "method": boot.method, "n_personas_a": len(a),
-        "n_personas_b": len(b), "excess_a": float(ex_a), "excess_b": float(ex_b), "difference": diff,
-        "ci_low": float(lo), "ci_high": float(hi), "p_bootstrap": float(p_boot), "p_permutation": float(p_perm),
-        "n_splits": int(masks.shape[0]), "permutation": kind, "n_boot": boot.n_boot, "alternative": alternative,
-        "supported": bool(p_perm <= alpha and side_ok),
-    }])
+    return p_perm, int(masks.shape[0]), kind
 
 
 def topic_claims(

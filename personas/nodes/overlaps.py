@@ -160,14 +160,14 @@ def shared_by_all(sets: Mapping[str, Iterable[int]]) -> np.ndarray:
     return np.array(sorted(common), dtype=np.int64)
 
 
-def adjust_p_values(p_values: Sequence[float] | np.ndarray, method: str = "fdr_bh") -> np.ndarray:
+def adjust_p_values(p_values: Sequence[float] | np.ndarray, correction: str = "fdr_bh") -> np.ndarray:
     """Correct p-values for multiple testing.
 
     Parameters
     ----------
     p_values : array-like of float, shape (n_tests,)
         NaN entries are left as NaN and not counted as tests.
-    method : {"fdr_bh", "bonferroni", "none"}
+    correction : {"fdr_bh", "bonferroni", "none"}
         Benjamini-Hochberg false discovery rate (adjusted p-values, monotone in
         p), Bonferroni family-wise error, or no correction.
 
@@ -175,7 +175,7 @@ def adjust_p_values(p_values: Sequence[float] | np.ndarray, method: str = "fdr_b
     -------
     ndarray of float, shape (n_tests,)
     """
-    check_choice(method, "method", _CORRECTIONS)
+    check_choice(correction, "correction", _CORRECTIONS)
     p = np.asarray(p_values, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = ~np.isnan(p)
@@ -183,9 +183,9 @@ def adjust_p_values(p_values: Sequence[float] | np.ndarray, method: str = "fdr_b
     if q.size and (q.min() < 0 or q.max() > 1):
         raise ValueError("p-values must lie in [0, 1]")
     m = q.size
-    if method == "none" or m == 0:
+    if correction == "none" or m == 0:
         out[ok] = q
-    elif method == "bonferroni":
+    elif correction == "bonferroni":
         out[ok] = np.minimum(q * m, 1.0)
     else:
         order = np.argsort(q, kind="stable")

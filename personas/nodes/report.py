@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from personas._core.io import write_json, write_table
-from personas.nodes.frequencies import _check_fraction, flagged_statements, layer_counts, node_frequencies, salient_sets
+from personas.nodes.frequencies import SalientSets, _check_fraction, flagged_statements, layer_counts, node_frequencies, salient_sets
 from personas.nodes.overlaps import _topics_dict, exclusive_intersections, overlap_table, pairwise_overlaps, set_sizes
 from personas.nodes.runs import _name, node_space
 from personas.nodes.calibration import node_calibrations
@@ -40,19 +40,20 @@ def _checked_space(run_files, min_fraction, *, n_nodes=None, node_layout=None):
 def save_node_report(
     run_files: Mapping[str, Any],
     out_dir: str | os.PathLike,
+    sets: SalientSets | None = None,
     *,
-    n_nodes: int | None = None,
-    node_layout: Sequence[Mapping] | None = None,
-    min_fraction: float | None = None,
     topics: Mapping[str, Sequence[str]] | None = None,
     correction: str = "fdr_bh",
     statements: pd.DataFrame | None = None,
     top: int | None = 20,
-    method: str | None = None,
-    nulls: Mapping[str, Any] | None = None,
-    q: float = 0.05,
+    n_nodes: int | None = None,
+    node_layout: Sequence[Mapping] | None = None,
 ) -> dict[str, Path]:
     """Compute every node table for a set of personas and write them atomically.
+
+        sets = salient_sets(run_files, method="calibrated", nulls=nulls)
+        written = save_node_report(run_files, out / "tables" / "nodes", sets, topics=topics)
+        written["overlap_table"]        # the path of overlap_table.csv
 
     Writes into ``out_dir``: ``precision_recall.csv``, ``node_frequency.csv``
     (long, with persona), ``salient_sets.json`` (``{persona: [node, ...]}``),
@@ -67,10 +68,9 @@ def save_node_report(
     run_files : dict
         ``{persona: RunFile}``, e.g. from :func:`load_runs`.
     out_dir : path
-    n_nodes, node_layout : optional
-        See :func:`node_space`; needed for published text files.
-    min_fraction : float, optional
-        See :func:`salient_nodes`.
+    sets : SalientSets, optional
+        The salient sets of ``run_files`` (:func:`salient_sets`; their method is recorded in every
+        overlap table's ``method`` column and in ``node_report.json``); default: the union over runs.
     topics : dict, optional
         ``{topic: [persona, ...]}`` for per-topic rows of the overlap table.
     correction : {"fdr_bh", "bonferroni", "none"}
@@ -78,23 +78,17 @@ def save_node_report(
         Statements table to attach text to flagged statements.
     top : int or None
         Flagged statements kept per persona.
-    method : {"union", "min_fraction", "calibrated"}, optional
-        How the salient sets are made (see :func:`salient_sets`; default "union", or
-        "min_fraction" when ``min_fraction`` is given); recorded in every overlap table's
-        ``method`` column and in ``node_report.json``.
-    nulls : dict, optional
-        ``{persona: NullRuns}`` for method "calibrated".
-    q : float
-        False discovery rate of method "calibrated".
+    n_nodes, node_layout : optional
+        See :func:`node_space`; needed for published text files.
 
     Returns
     -------
     dict
         ``{table name: path written}``.
     """
-    space = _checked_space(run_files, min_fraction, n_nodes=n_nodes, node_layout=node_layout)
+    space = _checked_space(run_files, None, n_nodes=n_nodes, node_layout=node_layout)
+    sets = salient_sets(run_files, n_nodes=space.n_nodes) if sets is None else _checked_sets(sets, run_files)
     out = Path(out_dir)
-    sets = salient_sets(run_files, min_fraction, method=method, nulls=nulls, q=q, n_nodes=space.n_nodes)
     tables: dict[str, pd.DataFrame] = {
         "precision_recall": precision_recall_summary(run_files),
         "node_frequency": node_frequencies(run_files, space.n_nodes, space.node_layout),
@@ -106,19 +100,9 @@ def save_node_report(
         tables["pairwise_overlaps"] = pairwise_overlaps(sets, space.n_nodes, correction=correction)
     if space.node_layout is not None and len(space.node_layout) > 1:
         tables["layer_counts"] = layer_counts(sets, space.node_layout)
-    flagged_note = None
-    try:
-        flagged = []
-        for persona, run_file in run_files.items():
-            table = flagged_statements(run_file, statements=statements, top=top)
-            table.insert(0, "persona", persona)
-            flagged.append(table)
-        tables["flagged_statements"] = pd.concat(flagged, ignore_index=True)
-    except ValueError as exc:
-        flagged_note = f"flagged_statements not written: {exc}"
-        if statements is not None:
-            warnings.warn(flagged_note, stacklevel=2)
-
+    flagged, flagged_note = _flagged_table(run_files, statements, top)
+    if flagged is not None:
+        tables["flagged_statements"] = flagged
     written: dict[str, Path] = {}
     for name, table in tables.items():
         written[name] = write_table(table, out / f"{name}.csv")
@@ -132,18 +116,45 @@ def save_node_report(
         "node_layout": space.node_layout,
         "salient_method": sets.method,
         "salient_rule": sets.rule,
-        "min_fraction": min_fraction,
+        "min_fraction": sets.min_fraction,
         "q": sets.q,
         "topics": None if topics is None else _topics_dict(topics),
         "correction": correction,
         "overlap_test": "hypergeometric P(overlap >= observed) under independent uniform random sets",
         "tables": {name: path.name for name, path in written.items()},
         "notes": [flagged_note] if flagged_note else [],
-        "created": now_iso(),
-        "versions": package_versions(("personas", "numpy", "pandas", "scipy")),
+        **_provenance(),
     }
     written["metadata"] = write_json(out / "node_report.json", json.loads(json.dumps(metadata, default=str)))
     return written
+
+
+def _checked_sets(sets: Any, run_files: Mapping[str, Any]) -> SalientSets:
+    if not isinstance(sets, SalientSets):
+        raise TypeError(f"sets must be the SalientSets of salient_sets(run_files, ...), got {type(sets).__name__}")
+    if list(sets) != list(run_files):
+        raise ValueError(f"sets cover {list(sets)} but the run files {list(run_files)}: make them from these run files")
+    return sets
+
+
+def _flagged_table(run_files: Mapping[str, Any], statements, top) -> tuple[pd.DataFrame | None, str | None]:
+    """The most-flagged statements of every persona, or (None, why not) when a file has no pool indices."""
+    try:
+        flagged = []
+        for persona, run_file in run_files.items():
+            table = flagged_statements(run_file, statements=statements, top=top)
+            table.insert(0, "persona", persona)
+            flagged.append(table)
+        return pd.concat(flagged, ignore_index=True), None
+    except ValueError as exc:
+        note = f"flagged_statements not written: {exc}"
+        if statements is not None:
+            warnings.warn(note, stacklevel=3)
+        return None, note
+
+
+def _provenance() -> dict:
+    return {"created": now_iso(), "versions": package_versions(("personas", "numpy", "pandas", "scipy"))}
 
 
 def save_calibration_report(
@@ -157,10 +168,13 @@ def save_calibration_report(
     n_boot: int = 200,
     seed: int = 0,
     claims: Sequence[tuple[str, str]] | None = None,
-    n_perm: int = 10000,
-    level: float = 0.95,
+    ci: float = 0.95,
 ) -> dict[str, Path]:
     """The calibrated salient sets beside the paper's union, their stability and the overlap claims.
+
+        nulls = load_null_runs({p: runs_dir / name for p, name in index["null"]["2"].items()})
+        written = save_calibration_report(run_files, nulls, out / "tables" / "nodes", topics=topics, seed=seed)
+        written["stability"]            # the path of stability.csv
 
     Writes into ``out_dir`` (e.g. ``tables/nodes/``):
 
@@ -174,9 +188,9 @@ def save_calibration_report(
     - ``overlap_stability.csv``: per topic (and ALL) and method (``overlap_stability``): shared by
       all, expected, excess with its interval, ``stable`` and ``verdict``;
     - ``pairwise_stability.csv``: per pair and method, the Jaccard index with its interval;
-    - ``claims.csv``: per pair of topics and method (``topic_claims``): the difference of the
-      shared-by-all excess, its bootstrap interval, bootstrap and permutation p-values (only when
-      two topics have at least two personas each);
+    - ``claims.csv``: per pair of topics and method (``topic_claims``, ``N_PERMUTATIONS`` label
+      splits): the difference of the shared-by-all excess, its bootstrap interval, bootstrap and
+      permutation p-values (only when two topics have at least two personas each);
     - ``calibration_report.json``: parameters, sources, versions.
 
     Parameters
@@ -190,12 +204,11 @@ def save_calibration_report(
         False discovery rate of the calibrated method.
     min_fraction : float, optional
         Also report method "min_fraction" at this threshold.
-    n_boot, seed, level :
-        Bootstrap replicates over runs, its seed and the interval level.
+    n_boot, seed, ci :
+        Bootstrap replicates over runs, its seed (also of the permutation splits) and the
+        confidence level of the intervals.
     claims : list of (topic_a, topic_b), optional
         Claims "topic_a shares more than topic_b" tested one-sided; default every pair two-sided.
-    n_perm : int
-        Permutation splits of persona labels (all of them when fewer).
 
     Returns
     -------
@@ -203,36 +216,21 @@ def save_calibration_report(
         ``{table name: path written}``.
     """
     space = _checked_space(run_files, min_fraction)
-    out = Path(out_dir)
     methods = [("union", None), *([("min_fraction", min_fraction)] if min_fraction is not None else []),
                ("calibrated", None)]
     boots = {m: bootstrap_sets(run_files, nulls, method=m, min_fraction=f, q=q, n_boot=n_boot, seed=seed,
                                n_nodes=space.n_nodes) for m, f in methods}
     per_node = node_calibrations(run_files, nulls, n_nodes=space.n_nodes, node_layout=space.node_layout, q=q)
-    sizes = pd.DataFrame({"persona": list(run_files), "n_nodes": space.n_nodes,
-                          "n_runs": boots["union"].n_runs,
-                          "n_null": [per_node.loc[per_node["persona"] == p, "n_null"].iloc[0] for p in run_files]})
-    for m, boot in boots.items():
-        size = boot.observed.sum(-1)
-        sizes[f"{m}_size"] = size
-        sizes[f"{m}_fraction"] = size / space.n_nodes
-    sizes["q"] = q
-    tables: dict[str, pd.DataFrame] = {
-        "calibrated_sizes": sizes,
-        "node_calibration": per_node,
-        "stability": pd.concat([stability_table(b, level=level) for b in boots.values()], ignore_index=True),
-        "overlap_stability": pd.concat([overlap_stability(b, topics, level=level) for b in boots.values()],
-                                       ignore_index=True),
-        "pairwise_stability": pd.concat([pairwise_stability(b, level=level) for b in boots.values()],
-                                        ignore_index=True),
-    }
+    tables = {"calibrated_sizes": _calibrated_sizes(run_files, boots, per_node, space.n_nodes, q),
+              "node_calibration": per_node, **_stability_tables(boots, topics, ci)}
     if topics is not None:
-        kwargs = {"n_perm": n_perm, "seed": seed, "level": level}
+        kwargs = {"n_perm": N_PERMUTATIONS, "seed": seed, "ci": ci}
         if claims is not None:
             kwargs["alternative"] = "greater"
         parts = [t for t in (topic_claims(b, topics, claims, **kwargs) for b in boots.values()) if len(t)]
         if parts:  # no claims table when no two topics have two personas each
             tables["claims"] = pd.concat(parts, ignore_index=True)
+    out = Path(out_dir)
     written = {name: write_table(table, out / f"{name}.csv") for name, table in tables.items()}
     metadata = {
         "kind": "node-calibration-report",
@@ -245,14 +243,38 @@ def save_calibration_report(
         "min_fraction": min_fraction,
         "n_boot": n_boot,
         "seed": seed,
-        "level": level,
-        "n_perm": n_perm,
+        "ci": ci,
+        "n_perm": N_PERMUTATIONS,
         "topics": None if topics is None else _topics_dict(topics),
         "test": "per node one-sided Fisher exact (persona runs vs null runs), Benjamini-Hochberg over nodes",
         "excess": "(shared by all - n_nodes * prod(size_i / n_nodes)) / n_nodes",
         "tables": {name: path.name for name, path in written.items()},
-        "created": now_iso(),
-        "versions": package_versions(("personas", "numpy", "pandas", "scipy")),
+        **_provenance(),
     }
     written["metadata"] = write_json(out / "calibration_report.json", json.loads(json.dumps(metadata, default=str)))
     return written
+
+
+#: Permutation splits of persona labels per claim (all of them when there are fewer).
+N_PERMUTATIONS = 10000
+
+
+def _calibrated_sizes(run_files, boots: dict, per_node: pd.DataFrame, n_nodes: int, q: float) -> pd.DataFrame:
+    sizes = pd.DataFrame({"persona": list(run_files), "n_nodes": n_nodes,
+                          "n_runs": boots["union"].n_runs,
+                          "n_null": [per_node.loc[per_node["persona"] == p, "n_null"].iloc[0] for p in run_files]})
+    for m, boot in boots.items():
+        size = boot.observed.sum(-1)
+        sizes[f"{m}_size"] = size
+        sizes[f"{m}_fraction"] = size / n_nodes
+    sizes["q"] = q
+    return sizes
+
+
+def _stability_tables(boots: dict, topics, ci: float) -> dict[str, pd.DataFrame]:
+    return {
+        "stability": pd.concat([stability_table(b, ci=ci) for b in boots.values()], ignore_index=True),
+        "overlap_stability": pd.concat([overlap_stability(b, topics, ci=ci) for b in boots.values()],
+                                       ignore_index=True),
+        "pairwise_stability": pd.concat([pairwise_stability(b, ci=ci) for b in boots.values()], ignore_index=True),
+    }

@@ -178,11 +178,11 @@ def _persona_sets(persona, run_file, nulls, method, min_fraction, q, n_boot, see
             cal(runs[h:].sum(0), n - h, null[h0:].sum(0), n0 - h0), cal(counts, n, counts0, n0), n)
 
 
-def _interval(values: np.ndarray, level: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _interval(values: np.ndarray, ci: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval over replicates (NaN replicates, e.g. Jaccard of empty sets, left out)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN, as they should
-        lo, hi = np.nanquantile(values, [(1 - level) / 2, (1 + level) / 2], axis=axis)
+        lo, hi = np.nanquantile(values, [(1 - ci) / 2, (1 + ci) / 2], axis=axis)
     return lo, hi
 
 
@@ -221,11 +221,11 @@ def shared_excess(member: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 _TOL = 1e-9
 
 
-def _check_level(level: float) -> float:
-    return check_float(level, "level", min_val=0.0, max_val=1.0, include_min=False, include_max=False)
+def _check_ci(ci: float) -> float:
+    return check_float(ci, "ci", min_val=0.0, max_val=1.0, include_min=False, include_max=False)
 
 
-def stability_table(boot: SetBootstrap, *, level: float = 0.95) -> pd.DataFrame:
+def stability_table(boot: SetBootstrap, *, ci: float = 0.95) -> pd.DataFrame:
     """Per persona: set size with its bootstrap interval and the split-half Jaccard index.
 
     Returns
@@ -234,9 +234,9 @@ def stability_table(boot: SetBootstrap, *, level: float = 0.95) -> pd.DataFrame:
         Columns ``persona, method, n_runs, size, fraction, size_low, size_high, size_first_half,
         size_second_half, split_half_jaccard`` (NaN when both halves' sets are empty).
     """
-    level = _check_level(level)
+    ci = _check_ci(ci)
     sizes = boot.replicates.sum(-1)  # (n_boot, n_personas)
-    lo, hi = _interval(sizes, level)
+    lo, hi = _interval(sizes, ci)
     size = boot.observed.sum(-1)
     return pd.DataFrame({
         "persona": boot.personas, "method": boot.method, "n_runs": boot.n_runs, "size": size,
@@ -262,7 +262,7 @@ def overlap_stability(
     topics: Mapping[str, Sequence[str]] | None = None,
     *,
     all_label: str = "ALL",
-    level: float = 0.95,
+    ci: float = 0.95,
 ) -> pd.DataFrame:
     """Nodes shared by all personas of each group, their excess over chance and its bootstrap interval.
 
@@ -275,7 +275,7 @@ def overlap_stability(
         ``stable`` is True when its interval excludes 0; ``verdict`` is "above chance", "below
         chance" or "not distinguishable from chance".
     """
-    level = _check_level(level)
+    ci = _check_ci(ci)
     rows = []
     for group, members in _groups(boot, topics, all_label).items():
         if len(members) < 2:
@@ -283,8 +283,8 @@ def overlap_stability(
         idx = boot.index(members)
         shared, expected, excess = shared_excess(boot.observed[idx])
         b_shared, _, b_excess = shared_excess(boot.replicates[:, idx])
-        s_lo, s_hi = _interval(b_shared, level)
-        e_lo, e_hi = _interval(b_excess, level)
+        s_lo, s_hi = _interval(b_shared, ci)
+        e_lo, e_hi = _interval(b_excess, ci)
         above, below = e_lo > _TOL, e_hi < -_TOL  # float noise around 0 is not an effect
         rows.append({
             "group": group, "method": boot.method, "n_personas": len(members), "personas": ";".join(members),
@@ -296,7 +296,7 @@ def overlap_stability(
     return pd.DataFrame(rows)
 
 
-def pairwise_stability(boot: SetBootstrap, *, level: float = 0.95) -> pd.DataFrame:
+def pairwise_stability(boot: SetBootstrap, *, ci: float = 0.95) -> pd.DataFrame:
     """Jaccard index of every pair of personas with its bootstrap interval.
 
     Returns
@@ -304,14 +304,14 @@ def pairwise_stability(boot: SetBootstrap, *, level: float = 0.95) -> pd.DataFra
     pandas.DataFrame
         Columns ``persona_a, persona_b, method, jaccard, jaccard_low, jaccard_high``.
     """
-    level = _check_level(level)
+    ci = _check_ci(ci)
     pairs = list(itertools.combinations(range(len(boot.personas)), 2))
     if not pairs:
         return pd.DataFrame(columns=["persona_a", "persona_b", "method", "jaccard", "jaccard_low", "jaccard_high"])
     ia, ib = (np.array(x) for x in zip(*pairs))
     observed = _jaccard(boot.observed[ia], boot.observed[ib])
     reps = _jaccard(boot.replicates[:, ia], boot.replicates[:, ib])
-    lo, hi = _interval(reps, level)
+    lo, hi = _interval(reps, ci)
     return pd.DataFrame({
         "persona_a": [boot.personas[i] for i in ia], "persona_b": [boot.personas[i] for i in ib],
         "method": boot.method, "jaccard": observed, "jaccard_low": lo, "jaccard_high": hi,

@@ -8,6 +8,7 @@ the null runs, run the baselines on the same samples, and write the index.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +19,7 @@ import pandas as pd
 from personas._core.io import write_json
 from personas.scans.null_runs import null_file_name, reused_null_auc, write_null_runs
 from personas.scans.pools import ScanPools, experiment_seed, level_targets, run_file_name, scan_pools, topic_pools
-from personas.scans.settings import PoolSizes, SampleSizes
+from personas.scans.settings import PoolSizes, ScanPlan, ScanSettings
 from personas.scans.summary import summarise_runs
 
 __all__ = ["run_persona_scans", "check_runs_current"]
@@ -39,47 +40,42 @@ class _Study:
 
     activations: np.ndarray
     meta: pd.DataFrame
-    layer: int
+    plan: ScanPlan
+    settings: ScanSettings
     model_name: str
     runs_dir: Path
-    config: Any
-    samples: SampleSizes
     seed: int
     n_jobs: int
     progress: bool
     store_fingerprint: str | None
     node_layout: list
 
+    @property
+    def layer(self) -> int:
+        return self.plan.layer
+
 
 def run_persona_scans(
     activations: np.ndarray,
     meta: pd.DataFrame,
-    personas: Sequence[str],
+    plan: ScanPlan,
     *,
-    layer: int,
     model_name: str,
     runs_dir: str | Path,
-    levels: Sequence[int] = (2, 1, 0),
-    topics: dict[str, list[str]] | None = None,
-    config=None,
-    pools: PoolSizes | None = None,
-    samples: SampleSizes | None = None,
+    settings: ScanSettings | None = None,
     seed: int = 0,
-    detection: bool = True,
-    baselines: Sequence[str] = (),
-    baseline_levels: Sequence[int] | None = None,
     n_jobs: int = 1,
     progress: bool = True,
     store_fingerprint: str | None = None,
 ) -> pd.DataFrame:
     """The paper's DeepScan experiments for every persona and level, with run files.
 
-        summary = run_persona_scans(X, meta, personas, layer=29, model_name=model_name, runs_dir=out / "runs",
-                                    topics=load_topics(), pools=PoolSizes(), samples=SampleSizes())
+        plan = ScanPlan(personas, layer=29, topics=load_topics())
+        summary = run_persona_scans(X, meta, plan, model_name=model_name, runs_dir=out / "runs")
         summary[["persona", "level", "method", "precision_mean", "recall_mean", "detection_auc"]]
 
     Returns a table with one row per (persona or topic, level, method), and writes one run file
-    per experiment, its null runs (with ``detection``) and ``runs_dir/index.json``.
+    per experiment, its null runs (with ``settings.detection``) and ``runs_dir/index.json``.
 
     For each (persona, level), and at level 0 for each *topic* with a loaded persona
     (:func:`topic_pools`, named ``"<topic>+"``): choose the pools (:func:`scan_pools`), run
@@ -93,32 +89,18 @@ def run_persona_scans(
     Parameters
     ----------
     activations : ndarray, (n_statements, hidden_size)
-        One layer's activations, rows aligned with ``meta``.
+        One layer's activations (``plan.layer``), rows aligned with ``meta``.
     meta : DataFrame
         Columns ``id``, ``persona``, ``direction`` (as ``load_layers`` returns).
-    personas : list of str
-    layer : int
-        The layer scanned (recorded in the run files' node layout).
+    plan : ScanPlan
+        The personas, the layer, the levels (default: all three, as the paper's Table 2) and the
+        topics (needed for levels 1 and 0).
     model_name : str
     runs_dir : path
-    levels : sequence of {2, 1, 0}
-        Default: all three, as the paper's Table 2.
-    topics : dict, optional
-        Needed for levels 1 and 0.
-    config : deepscan.ScanConfig, str or dict, optional
-        Scan settings (default: deepscan's consistent method).
-    pools : PoolSizes, optional
-        Statements in the background, clean and anomalous pool (default: the paper's 250, 50, 300).
-    samples : SampleSizes, optional
-        Records per run from the clean and the anomalous pool, and runs (default: 50, 50, 100).
+    settings : ScanSettings, optional
+        Pool and sample sizes, DeepScan settings, detection power, baselines (default: the paper's).
     seed : int
         Study seed; each experiment's seed is :func:`experiment_seed`.
-    detection : bool
-        Also compute the detection power (``deepscan.detection_power``, ``samples.n_runs`` pairs).
-    baselines : sequence of str
-        Any of "lof", "iforest", "kmeans".
-    baseline_levels : sequence of int, optional
-        The levels the baselines run at (default: every level in ``levels``).
     n_jobs : int
         Parallel runs (joblib); results do not depend on it.
     progress : bool
@@ -136,47 +118,63 @@ def run_persona_scans(
         precision_std, precision_n_none, recall_mean, recall_std, recall_n_none;
         std with ddof=0), detection_auc (deepscan rows), run_file, store_fingerprint.
     """
+    study = _study(activations, meta, plan, _checked(settings, ScanSettings, "settings"), model_name=model_name,
+                   runs_dir=runs_dir, seed=seed, n_jobs=n_jobs, progress=progress, store_fingerprint=store_fingerprint)
+    index: dict[str, dict[str, dict[str, str]]] = {"levels": {}, "null": {}}
+    timings: dict[str, dict[str, float]] = {}
+    rows = []
+    for target in scan_plan(plan.levels, plan.personas, plan.topics):
+        chosen = _target_pools(meta, target, plan.topics, study.settings.pools, seed)
+        seconds: dict[str, float] = {}
+        with _timed(seconds, "deepscan"):
+            result, path = _scan(study, target, chosen)
+        index["levels"].setdefault(str(target.level), {})[target.name] = path.name
+        auc = None
+        if study.settings.detection:
+            with _timed(seconds, "detection"):
+                auc, null_path = _detection_auc(study, target, chosen, result)
+            index["null"].setdefault(str(target.level), {})[target.name] = null_path.name
+        rows.append(_summary_row(target, "deepscan", result.runs, auc=auc, run_file=path.name))
+        if _runs_baselines(study.settings, target.level):
+            with _timed(seconds, "baselines"):
+                rows += _baseline_rows(study, target, chosen, result.runs, run_file=path.name)
+        # wall times stay out of the table (same inputs, same table), in the index instead
+        timings[f"level{target.level}/{target.name}"] = {k: round(v, 3) for k, v in seconds.items()}
+    _write_index(study, index, timings)
+    table = pd.DataFrame(rows)
+    table["store_fingerprint"] = store_fingerprint
+    return table
+
+
+def _study(activations, meta, plan: ScanPlan, settings: ScanSettings, **shared) -> _Study:
+    """The checked inputs of one call, with the node layout of the scanned layer."""
     import deepscan
 
-    pool_sizes = _checked(pools, PoolSizes, "pools")
+    plan = _checked(plan, ScanPlan, "plan", required=True)
     activations = np.asarray(activations)
     if activations.ndim != 2 or len(activations) != len(meta):
         raise ValueError(
             f"activations must be (n_statements, hidden_size) aligned with meta ({len(meta)} rows), "
             f"got shape {activations.shape}"
         )
-    study = _Study(activations, meta, layer, model_name, Path(runs_dir), config, _checked(samples, SampleSizes, "samples"),
-                   seed, n_jobs, progress, store_fingerprint, deepscan.make_node_layout([layer], activations.shape[1]))
-    index: dict[str, dict[str, dict[str, str]]] = {"levels": {}, "null": {}}
-    timings: dict[str, dict[str, float]] = {}
-    rows = []
-    for target in scan_plan(levels, personas, topics):
-        chosen = _target_pools(meta, target, topics, pool_sizes, seed)
-        t0 = time.perf_counter()
-        result, path = _scan(study, target, chosen)
-        seconds = {"deepscan": time.perf_counter() - t0}
-        index["levels"].setdefault(str(target.level), {})[target.name] = path.name
-        auc = None
-        if detection:
-            t0 = time.perf_counter()
-            auc, null_path = _detection_auc(study, target, chosen, result)
-            index["null"].setdefault(str(target.level), {})[target.name] = null_path.name
-            seconds["detection"] = time.perf_counter() - t0
-        rows.append(_summary_row(target, "deepscan", result.runs, auc=auc, run_file=path.name))
-        if baselines and (baseline_levels is None or target.level in baseline_levels):
-            t0 = time.perf_counter()
-            rows += _baseline_rows(study, target, chosen, result.runs, baselines, run_file=path.name)
-            seconds["baselines"] = time.perf_counter() - t0
-        # wall times stay out of the table (same inputs, same table), in the index instead
-        timings[f"level{target.level}/{target.name}"] = {k: round(v, 3) for k, v in seconds.items()}
-    _write_index(study, index, personas, timings)
-    table = pd.DataFrame(rows)
-    table["store_fingerprint"] = store_fingerprint
-    return table
+    layout = deepscan.make_node_layout([plan.layer], activations.shape[1])
+    return _Study(activations, meta, plan, settings, shared["model_name"], Path(shared["runs_dir"]), shared["seed"],
+                  shared["n_jobs"], shared["progress"], shared["store_fingerprint"], layout)
 
 
-def _checked(given: Any, cls: type, what: str) -> Any:
-    if given is None:
+@contextmanager
+def _timed(seconds: dict[str, float], key: str):
+    t0 = time.perf_counter()
+    yield
+    seconds[key] = time.perf_counter() - t0
+
+
+def _runs_baselines(settings: ScanSettings, level: int) -> bool:
+    return bool(settings.baselines) and (settings.baseline_levels is None or level in settings.baseline_levels)
+
+
+def _checked(given: Any, cls: type, what: str, required: bool = False) -> Any:
+    if given is None and not required:
         return cls()
     if not isinstance(given, cls):
         raise TypeError(f"{what} must be a {cls.__name__}; got {type(given).__name__}")
@@ -205,9 +203,9 @@ def _scan(study: _Study, target: _Target, chosen: ScanPools):
 
     path = study.runs_dir / run_file_name(target.name, target.level, study.layer)
     result = deepscan.run_experiment(
-        *_pool_arrays(study, chosen), clean_ssize=study.samples.clean, anom_ssize=study.samples.anomalous,
-        n_runs=study.samples.n_runs, seed=experiment_seed(study.seed, target.name, target.level),
-        config=study.config, run_file=path, node_layout=study.node_layout, persona=target.name,
+        *_pool_arrays(study, chosen), clean_ssize=study.settings.samples.clean, anom_ssize=study.settings.samples.anomalous,
+        n_runs=study.settings.samples.n_runs, seed=experiment_seed(study.seed, target.name, target.level),
+        config=study.settings.config, run_file=path, node_layout=study.node_layout, persona=target.name,
         model=study.model_name, layers=[study.layer], n_jobs=study.n_jobs, progress=study.progress,
         metadata={"level": target.level, "pools": chosen.description, "study_seed": study.seed,
                   **chosen.ids(study.meta)},
@@ -224,9 +222,9 @@ def _detection_auc(study: _Study, target: _Target, chosen: ScanPools, result) ->
     auc = reused_null_auc(null_path, result.header)
     if auc is None:
         power = deepscan.detection_power(
-            *_pool_arrays(study, chosen), clean_ssize=study.samples.clean, anom_ssize=study.samples.anomalous,
-            n_runs=study.samples.n_runs, seed=experiment_seed(study.seed, target.name, target.level),
-            config=study.config, n_jobs=study.n_jobs, progress=False,
+            *_pool_arrays(study, chosen), clean_ssize=study.settings.samples.clean, anom_ssize=study.settings.samples.anomalous,
+            n_runs=study.settings.samples.n_runs, seed=experiment_seed(study.seed, target.name, target.level),
+            config=study.settings.config, n_jobs=study.n_jobs, progress=False,
         )
         auc = power.auc
         write_null_runs(null_path, power, result.header, persona=target.name, level=target.level, layer=study.layer,
@@ -235,20 +233,21 @@ def _detection_auc(study: _Study, target: _Target, chosen: ScanPools, result) ->
     return auc, null_path
 
 
-def _baseline_rows(study: _Study, target: _Target, chosen: ScanPools, runs: pd.DataFrame, methods, *,
+def _baseline_rows(study: _Study, target: _Target, chosen: ScanPools, runs: pd.DataFrame, *,
                    run_file: str) -> list[dict]:
     """The baselines on the very samples of the runs, one summary row per method."""
     from personas.scans.baselines import baseline_runs
 
     pairs = zip(runs["run_id"], runs["sample_clean"], runs["sample_anomalous"])
-    table = baseline_runs(*_pool_arrays(study, chosen), pairs, methods=methods,
+    table = baseline_runs(*_pool_arrays(study, chosen), pairs, methods=study.settings.baselines,
                           seed=experiment_seed(study.seed, target.name, target.level))
     return [_summary_row(target, method, part, auc=None, run_file=run_file)
             for method, part in table.groupby("method", sort=False)]
 
 
-def _write_index(study: _Study, index: dict, personas: Sequence[str], timings: dict) -> None:
-    record = {"layer": study.layer, "model": study.model_name, "levels": index["levels"], "personas": list(personas),
+def _write_index(study: _Study, index: dict, timings: dict) -> None:
+    record = {"layer": study.layer, "model": study.model_name, "levels": index["levels"],
+              "personas": list(study.plan.personas),
               "store_fingerprint": study.store_fingerprint}
     if index["null"]:
         record["null"] = index["null"]

@@ -11,7 +11,17 @@ import pandas as pd
 
 from personas._core.io import read_json, safe_name
 
-__all__ = ["STORE_FORMAT_VERSION", "StoreError", "model_slug", "store_path", "list_stored"]
+__all__ = ["STORE_FORMAT_VERSION", "StoreError", "model_slug", "store_path", "list_stored", "WORDING_STORE",
+           "wording_store_dir"]
+
+#: Sub-directory of a store that holds the wording control (layer 0, position "mean").
+WORDING_STORE = "wording-control"
+
+
+def wording_store_dir(store_dir: str | os.PathLike) -> Path:
+    """``<store_dir>/wording-control``: the store of layer 0 averaged over each statement's tokens."""
+    return Path(store_dir) / WORDING_STORE
+
 
 #: The manifest format: tensors with a SHA-256 each, model and statements fingerprints.
 STORE_FORMAT_VERSION = 2

@@ -404,7 +404,7 @@ def plot_scatter_2d(
     X: Any,
     labels: Any,
     *,
-    method: str = "pca",
+    embedding: str = "pca",
     color_by: str = "persona",
     layer: int | None = None,
     model: str | None = None,
@@ -421,7 +421,7 @@ def plot_scatter_2d(
         One layer's activations.
     labels : DataFrame or array (n_statements,)
         ``meta`` (the column ``color_by`` is used) or the labels themselves.
-    method : {"pca", "umap"}
+    embedding : {"pca", "umap"}
         See ``personas.layers.embed_2d`` (UMAP is seeded).
     color_by : str
         Column of ``meta`` to color by (e.g. "persona", "direction"); with plain labels, the
@@ -429,7 +429,7 @@ def plot_scatter_2d(
     layer, model : for the title and file name.
     seed : int
     out_dir : path, optional
-        Writes ``scatter_<method>_<model>_layer<layer>_<color_by>.png``.
+        Writes ``scatter_<embedding>_<model>_layer<layer>_<color_by>.png``.
     name : str, optional
         File stem instead of the descriptive default.
     **embed_kwargs
@@ -444,7 +444,7 @@ def plot_scatter_2d(
         values = np.asarray(labels).astype(str)
     if values.ndim != 1 or len(values) != len(X):
         raise ValueError(f"{len(values)} labels for {len(X)} statements; they must be aligned row for row")
-    coords = embed_2d(X, method, seed=seed, **embed_kwargs)
+    coords = embed_2d(X, embedding, seed=seed, **embed_kwargs)
     names = list(dict.fromkeys(values))
     colors = persona_colors(names)
     fig = Figure(figsize=(8 if len(names) > 8 else 6.5, 5.5), layout="constrained")
@@ -454,11 +454,11 @@ def plot_scatter_2d(
         mask = values == label
         ax.scatter(coords[mask, 0], coords[mask, 1], s=size, color=colors[label], alpha=0.7, label=label,
                    linewidths=0)
-    axis = "PC" if method == "pca" else "UMAP "
-    start = 0 if method == "pca" else 1
+    axis = "PC" if embedding == "pca" else "UMAP "
+    start = 0 if embedding == "pca" else 1
     ax.set_xlabel(f"{axis}{start}")
     ax.set_ylabel(f"{axis}{start + 1}")
     where = " ".join(x for x in (model or "", f"layer {layer}" if layer is not None else "") if x)
-    ax.set_title(f"{method.upper()} of statements by {color_by}" + (f" ({where})" if where else ""))
+    ax.set_title(f"{embedding.upper()} of statements by {color_by}" + (f" ({where})" if where else ""))
     ax.legend(title=color_by, fontsize=8, markerscale=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _finish(fig, out_dir, name or _slug("scatter", method, model, None if layer is None else f"layer{layer}", color_by))
+    return _finish(fig, out_dir, name or _slug("scatter", embedding, model, None if layer is None else f"layer{layer}", color_by))

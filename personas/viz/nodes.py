@@ -123,12 +123,9 @@ def plot_upset(
     title: str | None = None,
     out_dir: str | os.PathLike | None = None,
     name: str | None = None,
-    sort_by: str = "cardinality",
-    min_subset_size: int | None = None,
-    max_subset_rank: int | None = None,
     show_counts: bool = True,
     legend: bool = False,
-    element_size: float = 32,
+    upset_options: Mapping[str, Any] | None = None,
 ) -> Figure:
     """UpSet plot of persona node sets; each persona's exclusive bar in its colour.
 
@@ -147,16 +144,14 @@ def plot_upset(
         Save ``<name>.png`` there (default name ``upset_<k>_personas_<names>``).
     name : str, optional
         File stem.
-    sort_by : {"cardinality", "degree", "-cardinality", "-degree", "input"}
-        Order of the intersections (upsetplot's ``sort_by``).
-    min_subset_size, max_subset_rank : int, optional
-        Hide small intersections / keep only the largest ones.
     show_counts : bool
         Write the size above each bar.
     legend : bool
         Add a legend naming each coloured exclusive bar.
-    element_size : float
-        Side of one matrix cell in points; the figure is sized to fit.
+    upset_options : dict, optional
+        Layout options of ``upsetplot.UpSet``, over the defaults ``sort_by="cardinality"`` (order
+        of the intersections), ``element_size=32`` (side of one matrix cell in points; the figure
+        is sized to fit); e.g. ``min_subset_size`` or ``max_subset_rank`` to hide small ones.
 
     Returns
     -------
@@ -170,15 +165,8 @@ def plot_upset(
         raise ValueError("every node set is empty: there is nothing to draw in an UpSet plot")
     index = pd.MultiIndex.from_frame(table[names])
     data = pd.Series(table["size"].to_numpy(), index=index, name="size")
-    up_set = _upset_class()(
-        data,
-        sort_by=sort_by,
-        sort_categories_by="input",
-        min_subset_size=min_subset_size,
-        max_subset_rank=max_subset_rank,
-        show_counts="{:d}" if show_counts else "",
-        element_size=element_size,
-    )
+    options = {"sort_by": "cardinality", "element_size": 32, **(upset_options or {})}
+    up_set = _upset_class()(data, sort_categories_by="input", show_counts="{:d}" if show_counts else "", **options)
     for persona in names:
         up_set.style_subsets(
             present=persona,
@@ -211,7 +199,7 @@ def plot_venn(
     out_dir: str | os.PathLike | None = None,
     name: str | None = None,
     fmt: str = "{size}",
-    alpha: float = 0.4,
+    opacity: float = 0.4,
     fontsize: int = 11,
     legend_loc: str | None = "upper right",
     figsize: tuple[float, float] = (8.0, 8.0),
@@ -226,8 +214,8 @@ def plot_venn(
     fmt : str
         Region label, ``"{size}"``, ``"{percentage:.1f}%"`` (of the union) or
         ``"{logic}"``.
-    alpha : float
-        Fill opacity.
+    opacity : float
+        Fill opacity (matplotlib's ``alpha``).
 
     Returns
     -------
@@ -254,7 +242,7 @@ def plot_venn(
         {p: set(s) for p, s in sets.items()},
         fmt=fmt,
         cmap=[palette[p] for p in names],
-        alpha=alpha,
+        alpha=opacity,
         fontsize=fontsize,
         legend_loc=legend_loc,
         ax=ax,
@@ -286,7 +274,7 @@ def plot_overlap_heatmap(
     out_dir: str | os.PathLike | None = None,
     name: str | None = None,
     annotate: bool = True,
-    alpha: float = 0.05,
+    significance: float = 0.05,
     cmap: str | None = None,
     figsize: tuple[float, float] | None = None,
 ) -> Figure:
@@ -303,8 +291,8 @@ def plot_overlap_heatmap(
     personas : sequence of str, optional
         Row/column order (default: order of appearance).
     annotate : bool
-        Write each value in its cell; a ``*`` marks ``p_adjusted < alpha``.
-    alpha : float
+        Write each value in its cell; a ``*`` marks ``p_adjusted < significance``.
+    significance : float
         Significance level of the ``*`` marks.
 
     Returns
@@ -320,24 +308,8 @@ def plot_overlap_heatmap(
     if pairwise.empty:
         raise ValueError("pairwise table is empty: need at least 2 personas")
     names = _pair_order(pairwise, personas)
-    pos = {p: i for i, p in enumerate(names)}
-    unknown = sorted({*pairwise["persona_a"], *pairwise["persona_b"]} - set(pos))
-    if unknown:
-        raise ValueError(f"personas {unknown} are in the table but not in the personas argument")
+    matrix, significant = _pair_matrix(pairwise, value, names, significance)
     k = len(names)
-    matrix = np.full((k, k), np.nan)
-    significant = np.zeros((k, k), dtype=bool)
-    if value == "neg_log10_p":
-        p = pairwise["p_adjusted"].to_numpy(dtype=float)
-        values = -np.log10(np.clip(p, np.finfo(float).tiny, 1.0))
-    else:
-        values = pairwise[value].to_numpy(dtype=float)
-    has_p = "p_adjusted" in pairwise.columns
-    for row, v in zip(pairwise.itertuples(index=False), values):
-        i, j = pos[row.persona_a], pos[row.persona_b]
-        matrix[i, j] = matrix[j, i] = v
-        if has_p:
-            significant[i, j] = significant[j, i] = row.p_adjusted < alpha
     if figsize is None:
         side = max(4.5, 0.6 * k + 3.0)
         figsize = (side + 1.0, side)
@@ -359,20 +331,49 @@ def plot_overlap_heatmap(
     ax.set_xlabel("Persona")
     ax.set_ylabel("Persona")
     if annotate:
-        for i in range(k):
-            for j in range(k):
-                if i == j or not np.isfinite(matrix[i, j]):
-                    continue
-                v = matrix[i, j]
-                text = f"{int(round(v))}" if value == "intersection" else f"{v:.2g}" if abs(v) >= 100 else f"{v:.2f}"
-                if significant[i, j]:
-                    text += "*"
-                r, g, b, _ = image.cmap(image.norm(v))
-                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5  # text readable on the cell colour
-                ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
-    star = f"; * adjusted p < {alpha:g}" if annotate and has_p else ""
+        _annotate_cells(ax, image, matrix, significant, integers=value == "intersection")
+    star = f"; * adjusted p < {significance:g}" if annotate and "p_adjusted" in pairwise.columns else ""
     ax.set_title(title or f"Overlap of salient nodes between personas\n({_HEATMAP_VALUES[value]}{star})")
     return _finish(fig, out_dir, _file_stem(f"overlap_{value}", names, name))
+
+
+def _pair_matrix(pairwise: pd.DataFrame, value: str, names: list[str], significance: float):
+    """The symmetric (k, k) matrix of ``value`` (NaN diagonal) and where ``p_adjusted < significance``."""
+    pos = {p: i for i, p in enumerate(names)}
+    unknown = sorted({*pairwise["persona_a"], *pairwise["persona_b"]} - set(pos))
+    if unknown:
+        raise ValueError(f"personas {unknown} are in the table but not in the personas argument")
+    k = len(names)
+    matrix = np.full((k, k), np.nan)
+    significant = np.zeros((k, k), dtype=bool)
+    if value == "neg_log10_p":
+        p = pairwise["p_adjusted"].to_numpy(dtype=float)
+        values = -np.log10(np.clip(p, np.finfo(float).tiny, 1.0))
+    else:
+        values = pairwise[value].to_numpy(dtype=float)
+    has_p = "p_adjusted" in pairwise.columns
+    for row, v in zip(pairwise.itertuples(index=False), values):
+        i, j = pos[row.persona_a], pos[row.persona_b]
+        matrix[i, j] = matrix[j, i] = v
+        if has_p:
+            significant[i, j] = significant[j, i] = row.p_adjusted < significance
+    return matrix, significant
+
+
+def _annotate_cells(ax, image, matrix: np.ndarray, significant: np.ndarray, *, integers: bool) -> None:
+    """Each off-diagonal value in its cell (``*`` when significant), in a colour readable on the cell."""
+    k = len(matrix)
+    for i in range(k):
+        for j in range(k):
+            if i == j or not np.isfinite(matrix[i, j]):
+                continue
+            v = matrix[i, j]
+            text = f"{int(round(v))}" if integers else f"{v:.2g}" if abs(v) >= 100 else f"{v:.2f}"
+            if significant[i, j]:
+                text += "*"
+            r, g, b, _ = image.cmap(image.norm(v))
+            dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
 
 
 # ----------------------------------------------------------------- node frequency
