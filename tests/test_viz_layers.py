@@ -53,7 +53,7 @@ def _legend_texts(ax):
 
 def test_pca_grid(data, tmp_path):
     acts, meta = data
-    fig = plot_pca_grid(acts, meta, persona="persona_01", layers=[0, 2], model="toy", out_dir=tmp_path)
+    fig = plot_pca_grid(acts, meta, persona="persona_01", layers=[0, 2], model_name="toy", out_dir=tmp_path)
     assert isinstance(fig, Figure)
     axes = np.array(fig.axes).reshape(2, 4)
     assert fig._suptitle.get_text() == "PCA of + and - statements: persona_01 (toy)"
@@ -112,7 +112,7 @@ def test_metric_by_relative_depth_several_models(table, tmp_path):
     _png(tmp_path / "metric_by_relative_depth_cluster_silhouette.png")
     with pytest.raises(ValueError, match="several models"):
         plot_metric_by_layer(both, "silhouette")
-    plot_metric_by_layer(both, "silhouette", model="deeper")  # picking one works
+    plot_metric_by_layer(both, "silhouette", model_name="deeper")  # picking one works
 
 
 def test_classifier_heatmap_with_control(table, tmp_path):
@@ -140,7 +140,7 @@ def test_scatter_pca_many_personas_generic_names(tmp_path):
                                        persona_signal=1.0)
     names = {f"persona_{i:02d}": f"trait {i} / ü" for i in range(23)}
     meta = meta.assign(persona=meta.persona.map(names))
-    fig = plot_scatter_2d(acts[1], meta, color_by="persona", layer=1, model="m", out_dir=tmp_path)
+    fig = plot_scatter_2d(acts[1], meta, color_by="persona", layer=1, model_name="m", out_dir=tmp_path)
     ax = fig.axes[0]
     assert ax.get_xlabel() == "PC0" and ax.get_ylabel() == "PC1"
     colours = {tuple(c.get_facecolor()[0]) for c in ax.collections}

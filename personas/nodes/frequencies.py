@@ -269,6 +269,37 @@ def flagged_statements(
     where = _name(run_file)
     if top is not None and (int(top) != top or top < 1):
         raise ValueError(f"top must be a positive integer or None, got {top!r}")
+    table = _flag_counts(runs, where)
+    table["pool"] = np.where(table["anomalous"], "anomalous", "clean")
+    table["flag_frequency"] = table["n_flagged"] / len(runs)
+    sampled = _sample_counts(runs)
+    if sampled is not None:
+        table = table.merge(sampled, on=["anomalous", "pool_index"], how="left")
+        table["n_sampled"] = table["n_sampled"].fillna(0).astype(np.int64)
+        table["flag_rate"] = table["n_flagged"] / table["n_sampled"].where(table["n_sampled"] > 0)
+    statement_id = _statement_ids(table, run_file, where)
+    if statement_id is not None:
+        table["statement_id"] = statement_id
+    elif statements is not None:
+        raise ValueError(
+            f"{where}: the header's config.metadata has no anomalous_pool_ids / clean_pool_ids, so statement "
+            "text cannot be attached; store the pool statement ids in the metadata when running the scan"
+        )
+    table = table.sort_values(["n_flagged", "anomalous", "pool_index"], ascending=[False, False, True])
+    if top is not None:
+        table = table.head(int(top))
+    if statements is not None:
+        if not {"id", "statement"} <= set(statements.columns):
+            raise ValueError(f"statements must have columns 'id' and 'statement', got {list(statements.columns)}")
+        text = statements.drop_duplicates("id").set_index("id")["statement"]
+        table["statement"] = table["statement_id"].map(text)
+    columns = ["pool", "pool_index", "statement_id", "n_flagged", "flag_frequency", "n_sampled", "flag_rate",
+               "statement"]
+    return table[[c for c in columns if c in table.columns]].reset_index(drop=True)
+
+
+def _flag_counts(runs: pd.DataFrame, where: str) -> pd.DataFrame:
+    """How many runs chose each (pool, pool index): columns ``anomalous, pool_index, n_flagged``."""
     missing = [c for c in ("records_pool_index", "records_anomalous") if c not in runs.columns]
     if missing or runs["records_pool_index"].isna().any() or runs["records_anomalous"].isna().any():
         raise ValueError(
@@ -282,59 +313,42 @@ def flagged_statements(
     index = np.fromiter(itertools.chain.from_iterable(runs["records_pool_index"]), np.int64, int(lengths.sum()))
     anomalous = np.fromiter(itertools.chain.from_iterable(runs["records_anomalous"]), bool, int(lengths.sum()))
     keys = pd.DataFrame({"anomalous": anomalous, "pool_index": index})
-    table = keys.value_counts().rename("n_flagged").reset_index()
+    return keys.value_counts().rename("n_flagged").reset_index()
 
-    sampled = None
-    if {"sample_clean", "sample_anomalous"} <= set(runs.columns) and not (
+
+def _sample_counts(runs: pd.DataFrame) -> pd.DataFrame | None:
+    """How many runs sampled each (pool, pool index), or None when the runs do not record their samples."""
+    if not {"sample_clean", "sample_anomalous"} <= set(runs.columns) or (
         runs["sample_clean"].isna().any() or runs["sample_anomalous"].isna().any()
     ):
-        clean_s = np.fromiter(itertools.chain.from_iterable(runs["sample_clean"]), np.int64)
-        anom_s = np.fromiter(itertools.chain.from_iterable(runs["sample_anomalous"]), np.int64)
-        sampled = pd.concat(
-            [
-                pd.DataFrame({"anomalous": True, "pool_index": anom_s}),
-                pd.DataFrame({"anomalous": False, "pool_index": clean_s}),
-            ]
-        ).value_counts().rename("n_sampled").reset_index()
+        return None
+    clean_s = np.fromiter(itertools.chain.from_iterable(runs["sample_clean"]), np.int64)
+    anom_s = np.fromiter(itertools.chain.from_iterable(runs["sample_anomalous"]), np.int64)
+    return pd.concat(
+        [
+            pd.DataFrame({"anomalous": True, "pool_index": anom_s}),
+            pd.DataFrame({"anomalous": False, "pool_index": clean_s}),
+        ]
+    ).value_counts().rename("n_sampled").reset_index()
 
-    table["pool"] = np.where(table["anomalous"], "anomalous", "clean")
-    table["flag_frequency"] = table["n_flagged"] / len(runs)
-    if sampled is not None:
-        table = table.merge(sampled, on=["anomalous", "pool_index"], how="left")
-        table["n_sampled"] = table["n_sampled"].fillna(0).astype(np.int64)
-        table["flag_rate"] = table["n_flagged"] / table["n_sampled"].where(table["n_sampled"] > 0)
 
+def _statement_ids(table: pd.DataFrame, run_file: Any, where: str) -> list | None:
+    """The statement id of each row from the header's pool ids, or None when the header has none."""
     metadata = _config(run_file).get("metadata") or {}
     ids = {True: metadata.get("anomalous_pool_ids"), False: metadata.get("clean_pool_ids")}
-    if ids[True] is not None or ids[False] is not None:
-        statement_id = []
-        for is_anom, idx in zip(table["anomalous"], table["pool_index"]):
-            pool_ids = ids[bool(is_anom)]
-            if pool_ids is None:
-                statement_id.append(None)
-                continue
-            if not 0 <= idx < len(pool_ids):
-                pool = "anomalous" if is_anom else "clean"
-                raise ValueError(
-                    f"{where}: a run chose {pool} pool index {idx} but the header lists {len(pool_ids)} "
-                    f"{pool}_pool_ids; the file is inconsistent"
-                )
-            statement_id.append(str(pool_ids[idx]))
-        table["statement_id"] = statement_id
-    elif statements is not None:
-        raise ValueError(
-            f"{where}: the header's config.metadata has no anomalous_pool_ids / clean_pool_ids, so statement "
-            "text cannot be attached; store the pool statement ids in the metadata when running the scan"
-        )
-
-    table = table.sort_values(["n_flagged", "anomalous", "pool_index"], ascending=[False, False, True])
-    if top is not None:
-        table = table.head(int(top))
-    if statements is not None:
-        if not {"id", "statement"} <= set(statements.columns):
-            raise ValueError(f"statements must have columns 'id' and 'statement', got {list(statements.columns)}")
-        text = statements.drop_duplicates("id").set_index("id")["statement"]
-        table["statement"] = table["statement_id"].map(text)
-    columns = ["pool", "pool_index", "statement_id", "n_flagged", "flag_frequency", "n_sampled", "flag_rate",
-               "statement"]
-    return table[[c for c in columns if c in table.columns]].reset_index(drop=True)
+    if ids[True] is None and ids[False] is None:
+        return None
+    statement_id = []
+    for is_anom, idx in zip(table["anomalous"], table["pool_index"]):
+        pool_ids = ids[bool(is_anom)]
+        if pool_ids is None:
+            statement_id.append(None)
+            continue
+        if not 0 <= idx < len(pool_ids):
+            pool = "anomalous" if is_anom else "clean"
+            raise ValueError(
+                f"{where}: a run chose {pool} pool index {idx} but the header lists {len(pool_ids)} "
+                f"{pool}_pool_ids; the file is inconsistent"
+            )
+        statement_id.append(str(pool_ids[idx]))
+    return statement_id

@@ -34,6 +34,13 @@ _RESERVED_COLUMNS = ("degree", "size", "nodes")
 _CORRECTIONS = ("fdr_bh", "bonferroni", "none")
 
 
+def check_n_nodes(n_nodes: Any) -> int:
+    """``n_nodes`` (the number of scanned nodes) as an int; anything but a positive whole number is an error."""
+    if n_nodes is None or isinstance(n_nodes, bool) or int(n_nodes) != n_nodes or n_nodes <= 0:
+        raise ValueError(f"n_nodes must be a positive integer (the number of scanned nodes), got {n_nodes!r}")
+    return int(n_nodes)
+
+
 def _check_sets(sets: Mapping[str, Iterable[int]], min_sets: int = 1) -> dict[str, set[int]]:
     """Validate ``{persona: nodes}`` and return it as ``{str: set of int}``."""
     if not isinstance(sets, Mapping):
@@ -225,8 +232,7 @@ def intersection_p_value(sizes: Sequence[int], n_nodes: int, observed: int) -> t
     sizes = [int(s) for s in sizes]
     if len(sizes) < 2:
         raise ValueError(f"need at least 2 set sizes, got {sizes}")
-    if n_nodes is None or n_nodes <= 0:
-        raise ValueError(f"n_nodes must be a positive integer, got {n_nodes!r}")
+    n_nodes = check_n_nodes(n_nodes)
     if min(sizes) < 0 or max(sizes) > n_nodes:
         raise ValueError(f"set sizes {sizes} must lie in [0, n_nodes={n_nodes}]")
     if observed < 0 or observed > min(sizes):
@@ -289,8 +295,7 @@ def pairwise_overlaps(
     """
     label = _method_of(sets, method)
     sets = _check_sets(sets, min_sets=2)
-    if n_nodes is None or int(n_nodes) != n_nodes or n_nodes <= 0:
-        raise ValueError(f"n_nodes must be a positive integer (number of scanned nodes), got {n_nodes!r}")
+    n_nodes = check_n_nodes(n_nodes)
     n_nodes = int(n_nodes)
     for persona, s in sets.items():
         if s and max(s) >= n_nodes:
@@ -422,49 +427,14 @@ def overlap_table(
     """
     label = _method_of(sets, method)
     sets = _check_sets(sets)
-    if n_nodes is None or int(n_nodes) != n_nodes or n_nodes <= 0:
-        raise ValueError(f"n_nodes must be a positive integer, got {n_nodes!r}")
+    n_nodes = check_n_nodes(n_nodes)
     groups: dict[str, dict[str, set[int]]] = {}
     if topics is not None:
         groups.update(topic_sets(sets, topics, missing="ignore"))
     if all_label in groups:
         raise ValueError(f"a topic is named {all_label!r} like the all-personas row; pass another all_label")
     groups[all_label] = sets
-    rows = []
-    for group, members in groups.items():
-        union = len(set().union(*members.values()))
-        row: dict[str, Any] = {
-            "group": group,
-            "n_personas": len(members),
-            "personas": ";".join(members),
-            "union": union,
-            "union_fraction": union / n_nodes,
-        }
-        if len(members) >= 2:
-            shared = len(set.intersection(*members.values()))
-            expected, p = intersection_p_value([len(s) for s in members.values()], int(n_nodes), shared)
-            jac = pairwise_overlaps(members, int(n_nodes), correction="none")["jaccard"]
-            row.update(
-                shared_by_all=shared,
-                shared_fraction=shared / n_nodes,
-                shared_expected=expected,
-                shared_p_value=p,
-                jaccard_mean=float(jac.mean()),
-                jaccard_min=float(jac.min()),
-                jaccard_max=float(jac.max()),
-            )
-        else:
-            only = next(iter(members.values()))
-            row.update(
-                shared_by_all=len(only),
-                shared_fraction=len(only) / n_nodes,
-                shared_expected=np.nan,
-                shared_p_value=np.nan,
-                jaccard_mean=np.nan,
-                jaccard_min=np.nan,
-                jaccard_max=np.nan,
-            )
-        rows.append(row)
+    rows = [_group_row(group, members, n_nodes) for group, members in groups.items()]
     table = pd.DataFrame(rows)
     table.insert(
         table.columns.get_loc("shared_p_value") + 1,
@@ -473,3 +443,22 @@ def overlap_table(
     )
     table["method"] = label
     return table
+
+
+def _group_row(group: str, members: Mapping[str, set[int]], n_nodes: int) -> dict[str, Any]:
+    """One row of :func:`overlap_table`: the group's union, shared-by-all with its test, pairwise Jaccard."""
+    union = len(set().union(*members.values()))
+    row: dict[str, Any] = {"group": group, "n_personas": len(members), "personas": ";".join(members),
+                           "union": union, "union_fraction": union / n_nodes}
+    if len(members) >= 2:
+        shared = len(set.intersection(*members.values()))
+        expected, p = intersection_p_value([len(s) for s in members.values()], n_nodes, shared)
+        jac = pairwise_overlaps(members, n_nodes, correction="none")["jaccard"]
+        row.update(shared_by_all=shared, shared_fraction=shared / n_nodes, shared_expected=expected,
+                   shared_p_value=p, jaccard_mean=float(jac.mean()), jaccard_min=float(jac.min()),
+                   jaccard_max=float(jac.max()))
+    else:
+        only = next(iter(members.values()))
+        row.update(shared_by_all=len(only), shared_fraction=len(only) / n_nodes, shared_expected=np.nan,
+                   shared_p_value=np.nan, jaccard_mean=np.nan, jaccard_min=np.nan, jaccard_max=np.nan)
+    return row

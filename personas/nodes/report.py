@@ -107,7 +107,13 @@ def save_node_report(
     for name, table in tables.items():
         written[name] = write_table(table, out / f"{name}.csv")
     written["salient_sets"] = write_json(out / "salient_sets.json", {p: sorted(s) for p, s in sets.items()})
-    metadata = {
+    metadata = _node_metadata(run_files, space, sets, topics, correction, written, flagged_note)
+    written["metadata"] = write_json(out / "node_report.json", json.loads(json.dumps(metadata, default=str)))
+    return written
+
+
+def _node_metadata(run_files, space, sets: SalientSets, topics, correction: str, written: dict, note) -> dict:
+    return {
         "kind": "node-report",
         "personas": list(run_files),
         "run_files": {p: _name(rf) for p, rf in run_files.items()},
@@ -122,11 +128,9 @@ def save_node_report(
         "correction": correction,
         "overlap_test": "hypergeometric P(overlap >= observed) under independent uniform random sets",
         "tables": {name: path.name for name, path in written.items()},
-        "notes": [flagged_note] if flagged_note else [],
+        "notes": [note] if note else [],
         **_provenance(),
     }
-    written["metadata"] = write_json(out / "node_report.json", json.loads(json.dumps(metadata, default=str)))
-    return written
 
 
 def _checked_sets(sets: Any, run_files: Mapping[str, Any]) -> SalientSets:
@@ -223,40 +227,43 @@ def save_calibration_report(
     per_node = node_calibrations(run_files, nulls, n_nodes=space.n_nodes, node_layout=space.node_layout, q=q)
     tables = {"calibrated_sizes": _calibrated_sizes(run_files, boots, per_node, space.n_nodes, q),
               "node_calibration": per_node, **_stability_tables(boots, topics, ci)}
-    if topics is not None:
-        kwargs = {"n_perm": N_PERMUTATIONS, "seed": seed, "ci": ci}
-        if claims is not None:
-            kwargs["alternative"] = "greater"
-        parts = [t for t in (topic_claims(b, topics, claims, **kwargs) for b in boots.values()) if len(t)]
-        if parts:  # no claims table when no two topics have two personas each
-            tables["claims"] = pd.concat(parts, ignore_index=True)
+    if topics is not None and len(claimed := _claims_table(boots, topics, claims, seed, ci)):
+        tables["claims"] = claimed  # none when no two topics have two personas each
     out = Path(out_dir)
     written = {name: write_table(table, out / f"{name}.csv") for name, table in tables.items()}
-    metadata = {
-        "kind": "node-calibration-report",
-        "personas": list(run_files),
-        "run_files": {p: _name(rf) for p, rf in run_files.items()},
-        "null_files": {p: str(getattr(nulls.get(p), "path", None)) for p in run_files},
-        "n_nodes": space.n_nodes,
-        "methods": {m: b.method for m, b in boots.items()},
-        "q": q,
-        "min_fraction": min_fraction,
-        "n_boot": n_boot,
-        "seed": seed,
-        "ci": ci,
-        "n_perm": N_PERMUTATIONS,
-        "topics": None if topics is None else _topics_dict(topics),
-        "test": "per node one-sided Fisher exact (persona runs vs null runs), Benjamini-Hochberg over nodes",
-        "excess": "(shared by all - n_nodes * prod(size_i / n_nodes)) / n_nodes",
-        "tables": {name: path.name for name, path in written.items()},
-        **_provenance(),
-    }
+    params = {"q": q, "min_fraction": min_fraction, "n_boot": n_boot, "seed": seed, "ci": ci, "n_perm": N_PERMUTATIONS}
+    metadata = _calibration_metadata(run_files, nulls, space.n_nodes, boots, params, topics, written)
     written["metadata"] = write_json(out / "calibration_report.json", json.loads(json.dumps(metadata, default=str)))
     return written
 
 
 #: Permutation splits of persona labels per claim (all of them when there are fewer).
 N_PERMUTATIONS = 10000
+
+
+def _calibration_metadata(run_files, nulls, n_nodes: int, boots: dict, params: dict, topics, written: dict) -> dict:
+    return {
+        "kind": "node-calibration-report",
+        "personas": list(run_files),
+        "run_files": {p: _name(rf) for p, rf in run_files.items()},
+        "null_files": {p: str(getattr(nulls.get(p), "path", None)) for p in run_files},
+        "n_nodes": n_nodes,
+        "methods": {m: b.method for m, b in boots.items()},
+        **params,
+        "topics": None if topics is None else _topics_dict(topics),
+        "test": "per node one-sided Fisher exact (persona runs vs null runs), Benjamini-Hochberg over nodes",
+        "excess": "(shared by all - n_nodes * prod(size_i / n_nodes)) / n_nodes",
+        "tables": {name: path.name for name, path in written.items()},
+        **_provenance(),
+    }
+
+
+def _claims_table(boots: dict, topics, claims, seed: int, ci: float) -> pd.DataFrame:
+    kwargs = {"n_perm": N_PERMUTATIONS, "seed": seed, "ci": ci}
+    if claims is not None:
+        kwargs["alternative"] = "greater"
+    parts = [t for t in (topic_claims(b, topics, claims, **kwargs) for b in boots.values()) if len(t)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def _calibrated_sizes(run_files, boots: dict, per_node: pd.DataFrame, n_nodes: int, q: float) -> pd.DataFrame:

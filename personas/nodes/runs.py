@@ -17,6 +17,8 @@ import pandas as pd
 
 from deepscan import node_to_layer_unit, read_run_file
 
+from personas.nodes.overlaps import check_n_nodes
+
 __all__ = ["NodeSpace", "node_space", "load_runs"]
 
 
@@ -156,9 +158,7 @@ def node_space(
             n_nodes = total
         elif total != n_nodes:
             raise ValueError(f"node_layout covers {total} nodes but n_nodes={n_nodes}; make them agree")
-    if n_nodes is not None and (int(n_nodes) != n_nodes or n_nodes <= 0):
-        raise ValueError(f"n_nodes must be a positive integer, got {n_nodes!r}")
-    ref_n = (int(n_nodes), "the n_nodes argument") if n_nodes is not None else None
+    ref_n = (check_n_nodes(n_nodes), "the n_nodes argument") if n_nodes is not None else None
     ref_layout = (layout, "the node_layout argument") if layout is not None else None
     for persona, run_file in run_files.items():
         space = _file_node_space(run_file)

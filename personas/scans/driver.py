@@ -74,17 +74,12 @@ def run_persona_scans(
         summary = run_persona_scans(X, meta, plan, model_name=model_name, runs_dir=out / "runs")
         summary[["persona", "level", "method", "precision_mean", "recall_mean", "detection_auc"]]
 
-    Returns a table with one row per (persona or topic, level, method), and writes one run file
-    per experiment, its null runs (with ``settings.detection``) and ``runs_dir/index.json``.
-
-    For each (persona, level), and at level 0 for each *topic* with a loaded persona
-    (:func:`topic_pools`, named ``"<topic>+"``): choose the pools (:func:`scan_pools`), run
-    ``deepscan.run_experiment`` into ``runs_dir/<run_file_name>`` (resumed when the file exists
-    with the same configuration), optionally the detection power (ROC AUC of mixed vs clean-only
-    samples, from the null runs :func:`null_file_name`, reused when made for the same
-    experiment) and the baselines of :mod:`personas.scans.baselines` on the very samples of the
-    runs. ``index.json`` holds ``{"levels": {level: {persona: file}}, "null": {...}}`` for the
-    node analysis.
+    Per (persona, level), and at level 0 per *topic* (``"<topic>+"``): the pools
+    (:func:`scan_pools`, :func:`topic_pools`), ``deepscan.run_experiment`` into
+    ``runs_dir/<run_file_name>`` (resumed when the file exists with the same configuration), the
+    detection power from the null runs (reused when made for the same experiment) and the
+    baselines on the very samples of the runs; then ``runs_dir/index.json``
+    (``{"levels": {level: {persona: file}}, "null": {...}}``) for the node analysis.
 
     Parameters
     ----------
@@ -93,8 +88,7 @@ def run_persona_scans(
     meta : DataFrame
         Columns ``id``, ``persona``, ``direction`` (as ``load_layers`` returns).
     plan : ScanPlan
-        The personas, the layer, the levels (default: all three, as the paper's Table 2) and the
-        topics (needed for levels 1 and 0).
+        The personas, the layer, the levels (default: all three) and the topics.
     model_name : str
     runs_dir : path
     settings : ScanSettings, optional
@@ -105,18 +99,15 @@ def run_persona_scans(
         Parallel runs (joblib); results do not depend on it.
     progress : bool
     store_fingerprint : str, optional
-        ``personas.store.store_fingerprint`` of the activations scanned: recorded in every
-        run file's ``inputs`` (a rerun on a changed store is refused, never mixed), in
-        ``index.json`` and in the returned table.
+        ``store_fingerprint`` of the activations scanned: recorded in every run file's ``inputs``
+        (a rerun on a changed store is refused, never mixed), ``index.json`` and the table.
 
     Returns
     -------
     DataFrame
-        One row per (persona, level, method): persona, level, method ("deepscan"
-        or a baseline), then the columns of
-        :func:`personas.scans.summary.summarise_runs` (n_runs, precision_mean,
-        precision_std, precision_n_none, recall_mean, recall_std, recall_n_none;
-        std with ddof=0), detection_auc (deepscan rows), run_file, store_fingerprint.
+        One row per (persona, level, method): persona, level, method ("deepscan" or a baseline),
+        the columns of :func:`personas.scans.summary.summarise_runs`, detection_auc (deepscan
+        rows), run_file, store_fingerprint.
     """
     study = _study(activations, meta, plan, _checked(settings, ScanSettings, "settings"), model_name=model_name,
                    runs_dir=runs_dir, seed=seed, n_jobs=n_jobs, progress=progress, store_fingerprint=store_fingerprint)

@@ -81,7 +81,7 @@ def _select(
         sub = sub[sub["model"] == model]
     elif one_model:
         if len(models) > 1:
-            raise ValueError(f"the table holds several models {models}; pass model= to pick one")
+            raise ValueError(f"the table holds several models {models}; pass model_name= to pick one")
         model = models[0]
     return sub, analysis, classifier, model
 
@@ -115,7 +115,7 @@ def plot_pca_grid(
     n_components: int = 4,
     n_points_per_direction: int | None = None,
     seed: int = 0,
-    model: str | None = None,
+    model_name: str | None = None,
     out_dir: str | Path | None = None,
     name: str | None = None,
 ) -> Figure:
@@ -138,10 +138,10 @@ def plot_pca_grid(
     n_points_per_direction : int, optional
         Plot a seeded sample of this many statements per direction (default: all).
     seed : int
-    model : str, optional
+    model_name : str, optional
         For the title and file name.
     out_dir : path, optional
-        Writes ``pca_grid_<model>_<persona>.png``.
+        Writes ``pca_grid_<model_name>_<persona>.png``.
     name : str, optional
         File stem instead of the descriptive default.
     """
@@ -174,8 +174,8 @@ def plot_pca_grid(
             ax.set_ylabel("count" if c == 0 else f"PC{c}")
             ax.set_title(f"layer {layer}: PC0 vs PC{c}", fontsize=9)
     axes[0, -1].legend(title="direction", fontsize=8, markerscale=2)
-    fig.suptitle(f"PCA of + and - statements: {persona}" + (f" ({model})" if model else ""))
-    return _finish(fig, out_dir, name or _slug("pca_grid", model, persona))
+    fig.suptitle(f"PCA of + and - statements: {persona}" + (f" ({model_name})" if model_name else ""))
+    return _finish(fig, out_dir, name or _slug("pca_grid", model_name, persona))
 
 
 # ----------------------------------------------------------------------------- metric curves
@@ -188,7 +188,7 @@ def plot_metric_by_layer(
     analysis: str | None = None,
     classifier: str | None = None,
     personas: Sequence[str] | None = None,
-    model: str | None = None,
+    model_name: str | None = None,
     log_scale: bool | None = None,
     out_dir: str | Path | None = None,
     name: str | None = None,
@@ -205,7 +205,7 @@ def plot_metric_by_layer(
     Parameters
     ----------
     table : DataFrame
-        From ``analyse_layers`` (one model, or pass ``model``).
+        From ``analyse_layers`` (one model, or pass ``model_name``).
     metric : str
     analysis : str, optional
         Default "cluster" for cluster metrics, "persona_classifier" for classifier metrics.
@@ -213,15 +213,15 @@ def plot_metric_by_layer(
         For classifier analyses (default: "extra_trees" when present).
     personas : sequence of str, optional
         Subset of personas to draw (default: all).
-    model : str, optional
+    model_name : str, optional
     log_scale : bool, optional
         Default: log y for centroid distance (as the paper), linear otherwise.
     out_dir : path, optional
-        Writes ``metric_by_layer_<model>_<analysis>[_<classifier>]_<metric>.png``.
+        Writes ``metric_by_layer_<model_name>_<analysis>[_<classifier>]_<metric>.png``.
     name : str, optional
         File stem instead of the descriptive default.
     """
-    sub, analysis, classifier, model = _select(table, metric, analysis, classifier, model, one_model=True)
+    sub, analysis, classifier, model_name = _select(table, metric, analysis, classifier, model_name, one_model=True)
     if personas is not None:
         missing = sorted(set(personas) - set(sub["persona"]))
         if missing:
@@ -241,6 +241,22 @@ def plot_metric_by_layer(
         ax.plot(x, m, marker="o", ms=3, color=colors[label], label=label)
         lower = np.clip(m - s, m * 1e-3, None) if log_scale else m - s
         ax.fill_between(x, lower, m + s, color=colors[label], alpha=0.15, linewidth=0)
+    _draw_controls(ax, sub, real, shuffled)
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_xlabel("layer (0 = embeddings, i = output of block i)")
+    ax.set_ylabel(_metric_label(metric))
+    what = _ANALYSES.get(analysis, analysis) + ("" if classifier == "none" else f", {classifier}")
+    ax.set_title(f"{_PRETTY.get(metric, metric)} by layer: {what} ({model_name})")
+    if len(names) > 6:
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend(fontsize=8)
+    return _finish(fig, out_dir, name or _slug("metric_by_layer", model_name, analysis, None if classifier == "none" else classifier, metric))
+
+
+def _draw_controls(ax, sub: pd.DataFrame, real: pd.DataFrame, shuffled: pd.DataFrame) -> None:
+    """The controls of a metric-by-layer plot: shuffled labels (a curve), wording and length (lines)."""
     if not shuffled.empty:
         ctrl = shuffled[shuffled["layer"] != 0].groupby("layer")["mean"].mean()
         ax.plot(ctrl.index, ctrl.to_numpy(), ls="--", color="0.2", label="shuffled labels (control)")
@@ -253,19 +269,8 @@ def plot_metric_by_layer(
             ax.axhline(float(values.mean()), ls=ls, color=color, label=label)
     emb = real.loc[real["layer"] == 0, "mean"]
     if len(emb) and not len(features["wording"]):
-        # the older control; at position "last" it can be constant (the template's final token)
+        # without a wording control; at position "last" it can be constant (the template's final token)
         ax.axhline(float(emb.mean()), ls=":", color="0.4", label="embedding layer 0 (control)")
-    if log_scale:
-        ax.set_yscale("log")
-    ax.set_xlabel("layer (0 = embeddings, i = output of block i)")
-    ax.set_ylabel(_metric_label(metric))
-    what = _ANALYSES.get(analysis, analysis) + ("" if classifier == "none" else f", {classifier}")
-    ax.set_title(f"{_PRETTY.get(metric, metric)} by layer: {what} ({model})")
-    if len(names) > 6:
-        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    else:
-        ax.legend(fontsize=8)
-    return _finish(fig, out_dir, name or _slug("metric_by_layer", model, analysis, None if classifier == "none" else classifier, metric))
 
 
 def plot_metric_by_relative_depth(
@@ -339,7 +344,7 @@ def plot_classifier_heatmap(
     analysis: str = "persona_classifier",
     classifier: str | None = None,
     persona: str | None = None,
-    model: str | None = None,
+    model_name: str | None = None,
     metrics: Sequence[str] = CLASSIFIER_METRICS,
     out_dir: str | Path | None = None,
     name: str | None = None,
@@ -354,18 +359,18 @@ def plot_classifier_heatmap(
         Default "extra_trees" when present.
     persona : str, optional
         For the direction classifier: one persona (default: mean over personas).
-    model : str, optional
+    model_name : str, optional
         Needed when the table holds several models.
     metrics : sequence of str
         Rows of the heatmap.
     out_dir : path, optional
-        Writes ``classifier_heatmap_<model>_<analysis>_<classifier>.png``.
+        Writes ``classifier_heatmap_<model_name>_<analysis>_<classifier>.png``.
     name : str, optional
         File stem instead of the descriptive default.
     """
     subs = []
     for metric in metrics:
-        sub, analysis, classifier, model = _select(table, metric, analysis, classifier, model, one_model=True)
+        sub, analysis, classifier, model_name = _select(table, metric, analysis, classifier, model_name, one_model=True)
         subs.append(sub)
     sub = pd.concat(subs)
     if persona is not None:
@@ -393,8 +398,8 @@ def plot_classifier_heatmap(
         ax.set_title("shuffled labels (control)" if control == "shuffled_labels" else "real labels", fontsize=10)
     fig.colorbar(image, ax=list(axes), shrink=0.9, label="score")
     who = f", {persona}" if persona else (", mean over personas" if analysis != "persona_classifier" else "")
-    fig.suptitle(f"{_ANALYSES.get(analysis, analysis)} ({classifier}{who}), {model}")
-    return _finish(fig, out_dir, name or _slug("classifier_heatmap", model, analysis, classifier))
+    fig.suptitle(f"{_ANALYSES.get(analysis, analysis)} ({classifier}{who}), {model_name}")
+    return _finish(fig, out_dir, name or _slug("classifier_heatmap", model_name, analysis, classifier))
 
 
 # ----------------------------------------------------------------------------- 2-D scatter
@@ -407,7 +412,7 @@ def plot_scatter_2d(
     embedding: str = "pca",
     color_by: str = "persona",
     layer: int | None = None,
-    model: str | None = None,
+    model_name: str | None = None,
     seed: int = 0,
     out_dir: str | Path | None = None,
     name: str | None = None,
@@ -426,10 +431,10 @@ def plot_scatter_2d(
     color_by : str
         Column of ``meta`` to color by (e.g. "persona", "direction"); with plain labels, the
         legend title.
-    layer, model : for the title and file name.
+    layer, model_name : for the title and file name.
     seed : int
     out_dir : path, optional
-        Writes ``scatter_<embedding>_<model>_layer<layer>_<color_by>.png``.
+        Writes ``scatter_<embedding>_<model_name>_layer<layer>_<color_by>.png``.
     name : str, optional
         File stem instead of the descriptive default.
     **embed_kwargs
@@ -458,7 +463,7 @@ def plot_scatter_2d(
     start = 0 if embedding == "pca" else 1
     ax.set_xlabel(f"{axis}{start}")
     ax.set_ylabel(f"{axis}{start + 1}")
-    where = " ".join(x for x in (model or "", f"layer {layer}" if layer is not None else "") if x)
+    where = " ".join(x for x in (model_name or "", f"layer {layer}" if layer is not None else "") if x)
     ax.set_title(f"{embedding.upper()} of statements by {color_by}" + (f" ({where})" if where else ""))
     ax.legend(title=color_by, fontsize=8, markerscale=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _finish(fig, out_dir, name or _slug("scatter", embedding, model, None if layer is None else f"layer{layer}", color_by))
+    return _finish(fig, out_dir, name or _slug("scatter", embedding, model_name, None if layer is None else f"layer{layer}", color_by))
