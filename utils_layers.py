@@ -1,6 +1,6 @@
 """Layer-side API for the notebooks: statements, models, extraction, the store, layer metrics, I/O.
 
-The notebook API is exactly the names below (``__all__``): what the notebooks and the README
+The notebook API is exactly the names below (``__all__``): what the notebooks and the docs
 use. Each is defined in one module of the ``personas`` package, named on its import line,
 where the code and its docstring live; everything else stays importable from its stage
 module (``personas.model.hooks``, ``personas.layers``, ``personas.store.read``, ...).
@@ -9,8 +9,8 @@ Layer convention everywhere: index 0 = embeddings, index i = output of block i
 (as in Hugging Face ``hidden_states``).
 """
 
-from personas._core.io import read_json, write_json, write_table, write_text
-from personas._core.parallel import dask_cluster, parallel_jobs
+from personas._core.io import write_table, write_text
+from personas._core.parallel import dask_scheduler, parallel_jobs
 from personas.layers import (
     LayerControls,
     LayerProtocol,
@@ -19,12 +19,13 @@ from personas.layers import (
     choose_layer,
     load_wording_controls,
     most_divergent_layers,
+    read_chosen_layer,
+    save_chosen_layer,
     save_results,
-    wording_store_dir,
 )
 from personas.model.extraction import ExtractionSettings, extract_to_store
-from personas.model.hooks import layer_info, resolve_layers
-from personas.model.loading import default_position, load_model
+from personas.model.loading import load_model
+from personas.model.plan import extract_with_controls, extraction_plan
 from personas.statements import list_personas, load_statements, load_topics, paper_personas
 from personas.store.fingerprints import store_fingerprint
 from personas.store.read import load_layers, store_manifest
@@ -33,12 +34,12 @@ __all__ = [
     # personas.statements
     "list_personas", "load_statements", "load_topics", "paper_personas",
     # personas.model
-    "load_model", "default_position", "layer_info", "resolve_layers", "ExtractionSettings", "extract_to_store",
+    "load_model", "extraction_plan", "ExtractionSettings", "extract_with_controls", "extract_to_store",
     # personas.store
     "load_layers", "store_manifest", "store_fingerprint",
     # personas.layers
     "LayerProtocol", "ProbeSettings", "LayerControls", "analyse_layers", "save_results", "most_divergent_layers",
-    "choose_layer", "wording_store_dir", "load_wording_controls",
+    "choose_layer", "save_chosen_layer", "read_chosen_layer", "load_wording_controls",
     # personas._core
-    "dask_cluster", "parallel_jobs", "read_json", "write_json", "write_table", "write_text",
+    "dask_scheduler", "parallel_jobs", "write_table", "write_text",
 ]

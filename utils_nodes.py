@@ -5,7 +5,7 @@ defined in one module, named on its import line; everything else stays importabl
 stage module (``personas.scans``, ``personas.nodes``, ``personas.causal``, ``personas.model.answers``).
 
 - ``personas.scans``: the paper's three levels of experiments as pools of statements, scanned
-  into run files (``run_persona_scans``, sized by ``PoolSizes`` and ``SampleSizes``)
+  into run files (``run_persona_scans`` with a ``ScanPlan`` and ``ScanSettings``)
 - ``personas.nodes``: run files -> node frequencies, salient sets (union, min_fraction, or
   calibrated against null runs), overlaps, the node reports
 - ``personas.causal`` and ``personas.report.causal``: whether ablating the salient nodes or steering
@@ -17,27 +17,29 @@ Run files themselves are read with ``deepscan.read_run_file`` (format: ``docs/ru
 from personas.causal.check import causal_check
 from personas.causal.results import save_causal_result
 from personas.nodes import (
-    load_runs,
+    level0_sets,
     node_frequencies,
     node_space,
     overlap_table,
     pairwise_overlaps,
+    present_topics,
+    read_level,
     salient_sets,
     save_calibration_report,
     save_node_report,
     set_sizes,
+    statement_table,
 )
 from personas.report.causal import causal_summary_markdown
 from personas.scans.driver import check_runs_current, run_persona_scans
-from personas.scans.null_runs import load_null_runs
-from personas.scans.settings import PoolSizes, SampleSizes
+from personas.scans.settings import PoolSizes, SampleSizes, ScanPlan, ScanSettings, scan_config
 
 __all__ = [
     # personas.scans
-    "PoolSizes", "SampleSizes", "run_persona_scans", "check_runs_current", "load_null_runs",
+    "ScanPlan", "ScanSettings", "PoolSizes", "SampleSizes", "scan_config", "run_persona_scans", "check_runs_current",
     # personas.nodes
-    "load_runs", "node_space", "node_frequencies", "salient_sets", "set_sizes", "pairwise_overlaps",
-    "overlap_table", "save_node_report", "save_calibration_report",
+    "read_level", "present_topics", "statement_table", "node_space", "node_frequencies", "salient_sets",
+    "set_sizes", "pairwise_overlaps", "overlap_table", "save_node_report", "save_calibration_report", "level0_sets",
     # personas.causal
     "causal_check", "save_causal_result", "causal_summary_markdown",
 ]

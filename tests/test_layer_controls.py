@@ -10,6 +10,7 @@ import pytest
 
 import utils_layers as ul
 from personas.model.prompts import format_prompts
+from personas.store.paths import wording_store_dir
 from tiny_models import make_model, make_tokenizer
 
 MODEL = "tiny/llama-3"
@@ -22,7 +23,7 @@ def stores(tmp_path_factory):
     model, tok = make_model("llama"), make_tokenizer("llama3")
     df = ul.load_statements(PERSONAS, n_per_direction=12, seed=0)
     ul.extract_to_store(model, tok, df, model_name=MODEL, layers="all", store_dir=store, progress=False, settings=ul.ExtractionSettings(position="last", batch_size=8))
-    ul.extract_to_store(model, tok, df, model_name=MODEL, layers=[0], store_dir=ul.wording_store_dir(store), progress=False, settings=ul.ExtractionSettings(position="mean", batch_size=8))
+    ul.extract_to_store(model, tok, df, model_name=MODEL, layers=[0], store_dir=wording_store_dir(store), progress=False, settings=ul.ExtractionSettings(position="mean", batch_size=8))
     return store, tok, df
 
 

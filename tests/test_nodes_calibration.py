@@ -181,7 +181,7 @@ def test_run_persona_scans_writes_null_runs(tmp_path):
                          for p in ("a", "b") for d in ("positive", "negative") for i in range(40)])
     X = rng.normal(size=(len(meta), 12))
     X[np.flatnonzero((meta["persona"] == "a") & (meta["direction"] == "positive"))[:, None], np.arange(4)] += 4.0
-    settings = ScanSettings(pools=PoolSizes(30, 10, 40), samples=SampleSizes(clean=10, anomalous=10, n_runs=6))
+    settings = ScanSettings(pool_sizes=PoolSizes(30, 10, 40), sample_sizes=SampleSizes(clean=10, anomalous=10, n_runs=6))
     run_persona_scans(X, meta, ScanPlan(["a", "b"], layer=3, levels=[2]), model_name="toy", runs_dir=tmp_path,
                       settings=settings, seed=0, progress=False)
     index = json.loads((tmp_path / "index.json").read_text())
@@ -191,7 +191,7 @@ def test_run_persona_scans_writes_null_runs(tmp_path):
     null = nulls["a"]
     assert null.n_runs == 6 and null.header["n_nodes"] == 12 and null.header["level"] == 2
     # the very clean-only scans of deepscan.detection_power on the experiment's pools
-    pools = scan_pools(meta, "a", level=2, pools=PoolSizes(30, 10, 40), seed=0)
+    pools = scan_pools(meta, "a", level=2, sizes=PoolSizes(30, 10, 40), seed=0)
     power = deepscan.detection_power(X[pools.background], X[pools.clean], X[pools.anomalous], clean_ssize=10,
                                      anom_ssize=10, n_runs=6, seed=experiment_seed(0, "a", 2), progress=False)
     assert null.nodes_clean == [x.tolist() for x in power.nodes_clean]

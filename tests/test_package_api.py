@@ -22,16 +22,18 @@ USE = re.compile(r"\b(ul|un|uv)\.([A-Za-z_]\w*)")
 PUBLIC = {
     "utils_layers": {
         "list_personas", "load_statements", "load_topics", "paper_personas",
-        "load_model", "default_position", "layer_info", "resolve_layers", "ExtractionSettings", "extract_to_store",
+        "load_model", "extraction_plan", "ExtractionSettings", "extract_with_controls", "extract_to_store",
         "load_layers", "store_manifest", "store_fingerprint",
         "LayerProtocol", "ProbeSettings", "LayerControls", "analyse_layers", "save_results",
-        "most_divergent_layers", "choose_layer", "wording_store_dir", "load_wording_controls",
-        "dask_cluster", "parallel_jobs", "read_json", "write_json", "write_table", "write_text",
+        "most_divergent_layers", "choose_layer", "save_chosen_layer", "read_chosen_layer", "load_wording_controls",
+        "dask_scheduler", "parallel_jobs", "write_table", "write_text",
     },
     "utils_nodes": {
-        "PoolSizes", "SampleSizes", "run_persona_scans", "check_runs_current", "load_null_runs",
-        "load_runs", "node_space", "node_frequencies", "salient_sets", "set_sizes", "pairwise_overlaps",
-        "overlap_table", "save_node_report", "save_calibration_report",
+        "ScanPlan", "ScanSettings", "PoolSizes", "SampleSizes", "scan_config", "run_persona_scans",
+        "check_runs_current",
+        "read_level", "present_topics", "statement_table", "node_space", "node_frequencies", "salient_sets",
+        "set_sizes", "pairwise_overlaps", "overlap_table", "save_node_report", "save_calibration_report",
+        "level0_sets",
         "causal_check", "save_causal_result", "causal_summary_markdown",
     },
     "utils_viz": {

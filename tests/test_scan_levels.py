@@ -35,7 +35,7 @@ def _labels(meta, rows):
 @pytest.mark.parametrize("level", [2, 1, 0])
 def test_pools_hold_what_each_level_says(level):
     meta = _meta()
-    pools = scan_pools(meta, "a", level=level, topics=TOPICS, pools=PoolSizes(12, 5, 15), seed=3)
+    pools = scan_pools(meta, "a", level=level, topics=TOPICS, sizes=PoolSizes(12, 5, 15), seed=3)
     assert (len(pools.background), len(pools.clean), len(pools.anomalous)) == (12, 5, 15)
     assert not set(pools.background) & set(pools.clean)  # the clean pool is never in its background
     assert _labels(meta, pools.anomalous) == {("a", "positive")}
@@ -48,9 +48,9 @@ def test_pools_hold_what_each_level_says(level):
 def test_pools_are_seeded():
     meta = _meta()
     sizes = PoolSizes(background=12, clean=5, anomalous=15)
-    one = scan_pools(meta, "a", pools=sizes, seed=1)
-    two = scan_pools(meta, "a", pools=sizes, seed=1)
-    other = scan_pools(meta, "a", pools=sizes, seed=2)
+    one = scan_pools(meta, "a", sizes=sizes, seed=1)
+    two = scan_pools(meta, "a", sizes=sizes, seed=1)
+    other = scan_pools(meta, "a", sizes=sizes, seed=2)
     assert np.array_equal(one.clean, two.clean) and not np.array_equal(one.clean, other.clean)
 
 
@@ -60,13 +60,13 @@ def test_pools_are_seeded():
         ({"persona": "zz"}, "not among the loaded personas"),
         ({"level": 3}, "level must be"),
         ({"level": 1, "topics": None}, "needs `topics`"),
-        ({"pools": PoolSizes(19, 5, 10)}, "20 '-' statements of a available"),
-        ({"pools": PoolSizes(10, 5, 21)}, r"has 20 '\+' statements"),
+        ({"sizes": PoolSizes(19, 5, 10)}, "20 '-' statements of a available"),
+        ({"sizes": PoolSizes(10, 5, 21)}, r"has 20 '\+' statements"),
         ({"level": 0, "topics": {"T1": ["a", "b", "c"]}}, "needs other personas"),
     ],
 )
 def test_pool_errors_name_the_problem(kwargs, message):
-    args = {"persona": "a", "level": 2, "topics": TOPICS, "pools": PoolSizes(10, 5, 10)}
+    args = {"persona": "a", "level": 2, "topics": TOPICS, "sizes": PoolSizes(10, 5, 10)}
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         scan_pools(_meta(), args.pop("persona"), **args)
@@ -91,7 +91,7 @@ def _planted(seed=0, n_nodes=30, shift=4.0):
 
 def test_run_persona_scans_finds_a_planted_persona(tmp_path):
     X, meta = _planted()
-    settings = ScanSettings(pools=PoolSizes(30, 10, 40), samples=SampleSizes(clean=10, anomalous=10, n_runs=5),
+    settings = ScanSettings(pool_sizes=PoolSizes(30, 10, 40), sample_sizes=SampleSizes(clean=10, anomalous=10, n_runs=5),
                             baselines=["kmeans"])
     plan = ScanPlan(["a", "b"], layer=7, levels=[2])
     kw = dict(model_name="toy", runs_dir=tmp_path, settings=settings, seed=0, progress=False)
@@ -114,8 +114,8 @@ def test_run_persona_scans_finds_a_planted_persona(tmp_path):
     # rerun: resumed from the run files, the same summary
     again = run_persona_scans(X, meta, plan, **kw)
     pd.testing.assert_frame_equal(again, summary)
-    with pytest.raises(TypeError, match="pools must be a PoolSizes"):
-        ScanSettings(pools={"background": 30})
+    with pytest.raises(TypeError, match="pool_sizes must be a PoolSizes"):
+        ScanSettings(pool_sizes={"background": 30})
     with pytest.raises(TypeError, match="pools"):
         run_persona_scans(X, meta, plan, **kw, pools=PoolSizes())  # sizes only through the settings objects
 
@@ -123,7 +123,7 @@ def test_run_persona_scans_finds_a_planted_persona(tmp_path):
 def test_topic_pools_are_the_papers_level_0_rows():
     meta = _meta()
     topics = {"T1": ["a", "b"], "T2": ["c"], "T3": ["zz"]}  # zz is not loaded: ignored
-    pools = topic_pools(meta, "T1", topics, pools=PoolSizes(background=12, clean=5, anomalous=30), seed=3)
+    pools = topic_pools(meta, "T1", topics, sizes=PoolSizes(background=12, clean=5, anomalous=30), seed=3)
     assert pools.persona == "T1+" and pools.level == 0
     assert (len(pools.background), len(pools.clean), len(pools.anomalous)) == (12, 5, 30)
     # anomalous: '+' of every T1 persona (40 rows, 30 drawn); reference: '+' of the other topics only
@@ -141,11 +141,11 @@ def test_topic_pools_are_the_papers_level_0_rows():
     with pytest.raises(ValueError, match="is not one of"):
         topic_pools(meta, "T9", topics)
     with pytest.raises(ValueError, match="none of its personas"):
-        topic_pools(meta, "T3", topics, pools=PoolSizes(5, 5, 5))
+        topic_pools(meta, "T3", topics, sizes=PoolSizes(5, 5, 5))
     with pytest.raises(ValueError, match="needs personas of other topics"):
-        topic_pools(meta, "T1", {"T1": ["a", "b", "c"]}, pools=PoolSizes(5, 5, 5))
+        topic_pools(meta, "T1", {"T1": ["a", "b", "c"]}, sizes=PoolSizes(5, 5, 5))
     with pytest.raises(ValueError, match=r"20 '\+' statements of personas outside T1 available"):
-        topic_pools(meta, "T1", topics, pools=PoolSizes(background=16, clean=5, anomalous=30))
+        topic_pools(meta, "T1", topics, sizes=PoolSizes(background=16, clean=5, anomalous=30))
 
 
 def _store(store_dir, meta, X, shift=0.0):

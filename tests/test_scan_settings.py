@@ -20,9 +20,9 @@ def _meta(n: int = 20) -> pd.DataFrame:
 def test_paper_defaults_and_checks():
     assert (PoolSizes().background, PoolSizes().clean, PoolSizes().anomalous) == (250, 50, 300)
     assert (SampleSizes().clean, SampleSizes().anomalous, SampleSizes().n_runs) == (50, 50, 100)
-    with pytest.raises(ValueError, match="pools.clean must be >= 1"):
+    with pytest.raises(ValueError, match="pool_sizes.clean must be >= 1"):
         PoolSizes(clean=0)
-    with pytest.raises(TypeError, match="samples.n_runs must be an int"):
+    with pytest.raises(TypeError, match="sample_sizes.n_runs must be an int"):
         SampleSizes(n_runs=2.0)
 
 
@@ -33,11 +33,11 @@ def test_objects_reach_the_pools_and_the_runs(tmp_path):
     X[(meta.persona == "a") & (meta.direction == "positive")] += 3.0
     common = dict(model_name="toy", seed=0, progress=False)
     plan = ScanPlan(["a"], layer=1, levels=[2])
-    settings = ScanSettings(pools=PoolSizes(12, 8, 20), samples=SampleSizes(4, 4, 3), detection=False)
+    settings = ScanSettings(pool_sizes=PoolSizes(12, 8, 20), sample_sizes=SampleSizes(4, 4, 3), detection=False)
     by_objects = run_persona_scans(X, meta, plan, runs_dir=tmp_path / "obj", settings=settings, **common)
     assert by_objects.loc[0, "n_runs"] == 3
     # the pools are the ones scan_pools draws with those sizes, and each run draws 4 + 4 records
-    pools = scan_pools(meta, "a", level=2, pools=PoolSizes(12, 8, 20), seed=0)
+    pools = scan_pools(meta, "a", level=2, sizes=PoolSizes(12, 8, 20), seed=0)
     assert (len(pools.background), len(pools.clean), len(pools.anomalous)) == (12, 8, 20)
     import deepscan
 
@@ -46,8 +46,8 @@ def test_objects_reach_the_pools_and_the_runs(tmp_path):
     assert meta_ids["clean_pool_ids"] == meta["id"].iloc[pools.clean].tolist()
     assert meta_ids["anomalous_pool_ids"] == meta["id"].iloc[pools.anomalous].tolist()
     assert run_file.header["config"]["clean_ssize"] == 4 and run_file.header["config"]["anom_ssize"] == 4
-    with pytest.raises(TypeError, match="samples must be a SampleSizes"):
-        ScanSettings(samples=(4, 4, 3))
+    with pytest.raises(TypeError, match="sample_sizes must be a SampleSizes"):
+        ScanSettings(sample_sizes=(4, 4, 3))
     with pytest.raises(TypeError, match="settings must be a ScanSettings"):
         run_persona_scans(X, meta, plan, runs_dir=tmp_path / "x", settings={"detection": False}, **common)
     with pytest.raises(ValueError, match=r"levels: unknown level\(s\) \[3\]"):

@@ -1,6 +1,6 @@
-"""Parallel work: the heavy loops on a Dask cluster (joblib's Dask backend), and one BLAS thread.
+"""Parallel work: the heavy loops on Dask workers (joblib's Dask backend), and one BLAS thread.
 
-- ``dask_cluster``: route joblib's parallel loops to a Dask scheduler while inside.
+- ``dask_scheduler``: route joblib's parallel loops to a Dask scheduler while inside.
 - ``parallel_jobs``: the ``n_jobs`` to use with or without a scheduler.
 - ``one_blas_thread``: small linear algebra with one BLAS/OpenMP thread.
 
@@ -9,7 +9,7 @@ Every parallel loop of the project (DeepScan runs in ``deepscan.run_experiment``
 ``joblib.Parallel`` with the *active* backend, so one code path serves a laptop
 (joblib's default process pool) and a cluster::
 
-    with dask_cluster("tcp://scheduler:8786") as client:
+    with dask_scheduler("tcp://scheduler:8786") as client:
         ul.analyse_layers(...)          # per-persona tasks on the workers
         un.run_persona_scans(...)       # DeepScan runs on the workers; the run file has one writer
 
@@ -23,11 +23,11 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-__all__ = ["dask_cluster", "parallel_jobs", "one_blas_thread"]
+__all__ = ["dask_scheduler", "parallel_jobs", "one_blas_thread"]
 
 
 @contextlib.contextmanager
-def dask_cluster(scheduler: str | None = None, *, timeout: float = 30.0) -> Iterator[object | None]:
+def dask_scheduler(scheduler: str | None = None, *, timeout: float = 30.0) -> Iterator[object | None]:
     """Route joblib's parallel loops to the Dask scheduler at ``scheduler`` while inside.
 
     Parameters
@@ -35,7 +35,7 @@ def dask_cluster(scheduler: str | None = None, *, timeout: float = 30.0) -> Iter
     scheduler : str or None
         Address of a running ``dask.distributed`` scheduler (``"tcp://host:8786"``), or
         a ``distributed.LocalCluster``'s ``scheduler_address``. None: do nothing
-        (joblib's default backend), so notebooks can write ``with dask_cluster(scheduler):``
+        (joblib's default backend), so notebooks can write ``with dask_scheduler(scheduler):``
         unconditionally.
     timeout : float
         Seconds to wait for the scheduler.

@@ -38,7 +38,7 @@ __all__ = ["cluster_separation", "persona_classification", "direction_classifica
 def _parallel(n_jobs: int | None, n_tasks: int) -> Parallel:
     # the active joblib backend: processes (loky, the default) for the many small per-persona
     # tasks, whose BLAS joblib limits to their share of the cores; or Dask inside
-    # personas._core.parallel.dask_cluster
+    # personas._core.parallel.dask_scheduler
     return Parallel(n_jobs=1 if n_tasks <= 1 else n_jobs, prefer="processes")
 
 

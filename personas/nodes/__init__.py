@@ -23,7 +23,7 @@ Modules, one job each: ``runs`` (reading run files and the node space), ``freque
 (nodes per persona and salient sets), ``overlaps`` (overlaps and their statistics),
 ``summary`` (precision and recall over runs), ``calibration`` (null-calibrated salient
 nodes), ``stability`` (split halves and bootstrap over runs), ``claims`` (overlap claims as
-tests), ``report`` (the node report).
+tests), ``report`` (the node report), ``inputs`` (a runs directory's levels, topics and statements).
 """
 
 from personas.nodes.calibration import (
@@ -49,6 +49,7 @@ from personas.nodes.frequencies import (
     salient_nodes,
     salient_sets,
 )
+from personas.nodes.inputs import LevelRuns, level0_sets, present_topics, read_level, statement_table
 from personas.nodes.overlaps import (
     adjust_p_values,
     exclusive_intersections,
@@ -79,6 +80,11 @@ from personas.nodes.stability import (
 from personas.nodes.summary import precision_recall_summary
 
 __all__ = [
+    "LevelRuns",
+    "read_level",
+    "present_topics",
+    "statement_table",
+    "level0_sets",
     "NodeSpace",
     "load_runs",
     "node_space",

@@ -115,7 +115,7 @@ def run_persona_scans(
     timings: dict[str, dict[str, float]] = {}
     rows = []
     for target in scan_plan(plan.levels, plan.personas, plan.topics):
-        chosen = _target_pools(meta, target, plan.topics, study.settings.pools, seed)
+        chosen = _target_pools(meta, target, plan.topics, study.settings.pool_sizes, seed)
         seconds: dict[str, float] = {}
         with _timed(seconds, "deepscan"):
             result, path = _scan(study, target, chosen)
@@ -177,10 +177,10 @@ def scan_plan(levels: Sequence[int], personas: Sequence[str], topics: dict[str, 
     return [_Target(level, name, topic) for level in levels for name, topic in level_targets(level, personas, topics)]
 
 
-def _target_pools(meta: pd.DataFrame, target: _Target, topics, pools: PoolSizes, seed: int) -> ScanPools:
+def _target_pools(meta: pd.DataFrame, target: _Target, topics, sizes: PoolSizes, seed: int) -> ScanPools:
     if target.topic is None:
-        return scan_pools(meta, target.name, level=target.level, topics=topics, pools=pools, seed=seed)
-    return topic_pools(meta, target.topic, topics, pools=pools, seed=seed)
+        return scan_pools(meta, target.name, level=target.level, topics=topics, sizes=sizes, seed=seed)
+    return topic_pools(meta, target.topic, topics, sizes=sizes, seed=seed)
 
 
 def _pool_arrays(study: _Study, chosen: ScanPools) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -194,8 +194,8 @@ def _scan(study: _Study, target: _Target, chosen: ScanPools):
 
     path = study.runs_dir / run_file_name(target.name, target.level, study.layer)
     result = deepscan.run_experiment(
-        *_pool_arrays(study, chosen), clean_ssize=study.settings.samples.clean, anom_ssize=study.settings.samples.anomalous,
-        n_runs=study.settings.samples.n_runs, seed=experiment_seed(study.seed, target.name, target.level),
+        *_pool_arrays(study, chosen), clean_ssize=study.settings.sample_sizes.clean, anom_ssize=study.settings.sample_sizes.anomalous,
+        n_runs=study.settings.sample_sizes.n_runs, seed=experiment_seed(study.seed, target.name, target.level),
         config=study.settings.config, run_file=path, node_layout=study.node_layout, persona=target.name,
         model=study.model_name, layers=[study.layer], n_jobs=study.n_jobs, progress=study.progress,
         metadata={"level": target.level, "pools": chosen.description, "study_seed": study.seed,
@@ -213,8 +213,8 @@ def _detection_auc(study: _Study, target: _Target, chosen: ScanPools, result) ->
     auc = reused_null_auc(null_path, result.header)
     if auc is None:
         power = deepscan.detection_power(
-            *_pool_arrays(study, chosen), clean_ssize=study.settings.samples.clean, anom_ssize=study.settings.samples.anomalous,
-            n_runs=study.settings.samples.n_runs, seed=experiment_seed(study.seed, target.name, target.level),
+            *_pool_arrays(study, chosen), clean_ssize=study.settings.sample_sizes.clean, anom_ssize=study.settings.sample_sizes.anomalous,
+            n_runs=study.settings.sample_sizes.n_runs, seed=experiment_seed(study.seed, target.name, target.level),
             config=study.settings.config, n_jobs=study.n_jobs, progress=False,
         )
         auc = power.auc
@@ -279,7 +279,8 @@ def check_runs_current(index: dict, store_dir: str | Path, model_name: str) -> N
         )
 
 
-def _summary_row(target: _Target, method: str, runs: pd.DataFrame, *, auc, run_file: str) -> dict:
-    # the one summary of runs (population std, runs without a defined value left out)
-    return {"persona": target.name, "level": target.level, "method": method, **summarise_runs(runs),
+def _summary_row(target: _Target, detector: str, runs: pd.DataFrame, *, auc, run_file: str) -> dict:
+    # the one summary of runs (population std, runs without a defined value left out); the table
+    # column stays "method" (DeepScan or a baseline), as the published tables have it
+    return {"persona": target.name, "level": target.level, "method": detector, **summarise_runs(runs),
             "detection_auc": auc, "run_file": run_file}

@@ -60,12 +60,12 @@ def _topic_of(persona: str, topics: dict[str, list[str]]) -> str:
     )
 
 
-def _sizes(pools: PoolSizes | None) -> PoolSizes:
-    if pools is None:
+def _sizes(sizes: PoolSizes | None) -> PoolSizes:
+    if sizes is None:
         return PoolSizes()
-    if not isinstance(pools, PoolSizes):
-        raise TypeError(f"pools must be a PoolSizes; got {type(pools).__name__}")
-    return pools
+    if not isinstance(sizes, PoolSizes):
+        raise TypeError(f"sizes must be a PoolSizes; got {type(sizes).__name__}")
+    return sizes
 
 
 def scan_pools(
@@ -74,7 +74,7 @@ def scan_pools(
     *,
     level: int = 2,
     topics: dict[str, list[str]] | None = None,
-    pools: PoolSizes | None = None,
+    sizes: PoolSizes | None = None,
     seed: int = 0,
 ) -> ScanPools:
     """Choose the background, clean and anomalous rows of one experiment.
@@ -91,7 +91,7 @@ def scan_pools(
     topics : dict[str, list[str]], optional
         Topic -> personas; required for levels 1 and 0. Only personas present in
         ``meta`` are used.
-    pools : PoolSizes, optional
+    sizes : PoolSizes, optional
         Pool sizes (default: the paper's 250, 50, 300).
     seed : int
         Seed of the shuffles that split the pools.
@@ -101,7 +101,7 @@ def scan_pools(
     ScanPools
     """
     check_meta(meta, len(meta), _COLUMNS)
-    sizes = _sizes(pools)
+    sizes = _sizes(sizes)
     if level not in LEVEL_NAMES:
         raise ValueError(f"level must be 2, 1 or 0 ({LEVEL_NAMES}), got {level!r}")
     present = set(meta["persona"])
@@ -176,12 +176,12 @@ def topic_pools(
     topic: str,
     topics: dict[str, list[str]],
     *,
-    pools: PoolSizes | None = None,
+    sizes: PoolSizes | None = None,
     seed: int = 0,
 ) -> ScanPools:
     """Pools of the paper's level 0 for one topic.
 
-    Anomalous pool: ``pools.anomalous`` of the ``+`` statements of every loaded persona
+    Anomalous pool: ``sizes.anomalous`` of the ``+`` statements of every loaded persona
     of ``topic``; background and clean pool: ``+`` statements of the loaded personas
     of the other topics. The result's ``persona`` is :func:`topic_target` (``"Ethics+"``).
 
@@ -193,13 +193,13 @@ def topic_pools(
         A key of ``topics``.
     topics : dict[str, list[str]]
         Topic -> personas.
-    pools : PoolSizes, optional
+    sizes : PoolSizes, optional
         Pool sizes (default: the paper's 250, 50, 300).
     seed : int
         Seed of the shuffles that split the pools.
     """
     check_meta(meta, len(meta), _COLUMNS)
-    sizes = _sizes(pools)
+    sizes = _sizes(sizes)
     if topic not in topics:
         raise ValueError(f"topic {topic!r} is not one of {sorted(topics)}")
     present = set(meta["persona"])

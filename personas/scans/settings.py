@@ -44,7 +44,7 @@ class PoolSizes:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            check_int(getattr(self, f.name), f"pools.{f.name}", min_val=1)
+            check_int(getattr(self, f.name), f"pool_sizes.{f.name}", min_val=1)
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,9 @@ class SampleSizes:
     n_runs: int = 100
 
     def __post_init__(self) -> None:
-        check_int(self.clean, "samples.clean", min_val=0)
-        check_int(self.anomalous, "samples.anomalous", min_val=0)
-        check_int(self.n_runs, "samples.n_runs", min_val=1)
+        check_int(self.clean, "sample_sizes.clean", min_val=0)
+        check_int(self.anomalous, "sample_sizes.anomalous", min_val=0)
+        check_int(self.n_runs, "sample_sizes.n_runs", min_val=1)
 
 
 def _levels(levels: Any, name: str) -> tuple[int, ...]:
@@ -118,29 +118,29 @@ class ScanSettings:
 
     Attributes
     ----------
-    pools : PoolSizes
+    pool_sizes : PoolSizes
         Statements in the background, clean and anomalous pool (default: the paper's 250, 50, 300).
-    samples : SampleSizes
+    sample_sizes : SampleSizes
         Records per run from the clean and the anomalous pool, and runs (default: 50, 50, 100).
     config : deepscan.ScanConfig, str or dict, optional
         Scan settings (default: deepscan's consistent method); see :func:`scan_config`.
     detection : bool
-        Also compute the detection power (``deepscan.detection_power``, ``samples.n_runs`` pairs).
+        Also compute the detection power (``deepscan.detection_power``, ``sample_sizes.n_runs`` pairs).
     baselines : tuple of str
         Any of "lof", "iforest", "kmeans", run on the very samples of the DeepScan runs.
     baseline_levels : tuple of int, optional
         The levels the baselines run at (default: every level of the plan).
     """
 
-    pools: PoolSizes = field(default_factory=PoolSizes)
-    samples: SampleSizes = field(default_factory=SampleSizes)
+    pool_sizes: PoolSizes = field(default_factory=PoolSizes)
+    sample_sizes: SampleSizes = field(default_factory=SampleSizes)
     config: Any = None
     detection: bool = True
     baselines: Sequence[str] = ()
     baseline_levels: Sequence[int] | None = None
 
     def __post_init__(self) -> None:
-        for name, cls in (("pools", PoolSizes), ("samples", SampleSizes)):
+        for name, cls in (("pool_sizes", PoolSizes), ("sample_sizes", SampleSizes)):
             if not isinstance(getattr(self, name), cls):
                 raise TypeError(f"{name} must be a {cls.__name__}; got {type(getattr(self, name)).__name__}")
         check_bool(self.detection, "detection")

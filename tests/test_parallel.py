@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personas._core.parallel import dask_cluster, parallel_jobs
+from personas._core.parallel import dask_scheduler, parallel_jobs
 from personas.layers import LayerProtocol, cluster_separation, synthetic_activations
 from personas.scans.driver import run_persona_scans
 from personas.scans.settings import PoolSizes, SampleSizes, ScanPlan, ScanSettings
@@ -42,12 +42,12 @@ def test_deepscan_runs_on_dask_equal_serial_runs(scheduler, tmp_path):
     })
     X = rng.normal(size=(120, 40)).astype(np.float32)
     X[(meta["direction"] == "positive").to_numpy(), :5] += 2.0  # planted: + statements high on 5 nodes
-    settings = ScanSettings(pools=PoolSizes(background=20, clean=10, anomalous=30),
-                            samples=SampleSizes(clean=5, anomalous=5, n_runs=8), detection=True)
+    settings = ScanSettings(pool_sizes=PoolSizes(background=20, clean=10, anomalous=30),
+                            sample_sizes=SampleSizes(clean=5, anomalous=5, n_runs=8), detection=True)
     kw = dict(model_name="toy", settings=settings, seed=1, progress=False)
     plan = ScanPlan(["a", "b"], layer=3, levels=(2,))
     serial = run_persona_scans(X, meta, plan, runs_dir=tmp_path / "serial", n_jobs=1, **kw)
-    with dask_cluster(scheduler) as client:
+    with dask_scheduler(scheduler) as client:
         assert client is not None and len(client.scheduler_info()["workers"]) == 2
         remote = run_persona_scans(X, meta, plan, runs_dir=tmp_path / "dask",
                                    n_jobs=parallel_jobs(1, scheduler), **kw)
@@ -68,18 +68,18 @@ def test_layer_analysis_on_dask_equals_serial(scheduler):
     kw = dict(model_name="toy", n_blocks=4, layers=[0, 2], protocol=LayerProtocol(n_reps=2, n_per_cluster=10),
               progress=False)
     serial = cluster_separation(acts, meta, n_jobs=1, **kw)
-    with dask_cluster(scheduler):
+    with dask_scheduler(scheduler):
         remote = cluster_separation(acts, meta, n_jobs=-1, **kw)
     pd.testing.assert_frame_equal(serial, remote)
 
 
 def test_no_scheduler_is_a_no_op_and_bad_addresses_are_clear():
-    with dask_cluster(None) as client:
+    with dask_scheduler(None) as client:
         assert client is None
     assert parallel_jobs(3, None) == 3 and parallel_jobs(3, "tcp://x:1") == -1
     with pytest.raises(ValueError, match="scheduler must be an address"):
-        with dask_cluster(""):
+        with dask_scheduler(""):
             pass
     with pytest.raises(ConnectionError, match="no Dask scheduler answered"):
-        with dask_cluster("tcp://127.0.0.1:9", timeout=1):
+        with dask_scheduler("tcp://127.0.0.1:9", timeout=1):
             pass
