@@ -187,7 +187,15 @@ def _execute(notebook: str, out_dir: Path, params: dict[str, Any], progress: boo
 
 
 def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
-    """Execute the three notebooks in order and write ``report.md``; return its path."""
+    """Execute the three notebooks in order and write ``report.md``; return its path.
+
+        params = study_parameters(name="smoke", output="output", quick=True)
+        report = run_study(params)          # output/smoke/report.md
+        print(report.read_text())
+
+    ``params`` is what :func:`study_parameters` returns; each notebook gets the parameters its
+    tagged parameters cell names. The report's Timing section records each notebook's time.
+    """
     from personas.report import write_report
 
     out_dir = Path(params["out_dir"])

@@ -99,7 +99,7 @@ def _fisher_table(n: int, n_null: int) -> np.ndarray:
     ``p[k, k0] = P(X >= k)`` for X hypergeometric: ``k + k0`` selections among ``n + n_null`` runs,
     ``n`` of them the persona's (the conditional test of "selected more often than under the null").
     Built from log-factorials for every total at once (scipy's ``hypergeom.sf`` gives the same
-    numbers, ~100x slower); the tail is summed from its smallest terms, so tiny p-values keep
+    numbers, one call per total); the tail is summed from its smallest terms, so tiny p-values keep
     their precision.
     """
     total = n + n_null

@@ -8,6 +8,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from personas._core.checks import check_int
 from personas.nodes.overlaps import _check_sets
 from personas.nodes.runs import _config, _flat_nodes, _layer_unit, _name, _normalise_layout, _runs, node_space
 
@@ -175,6 +176,10 @@ def salient_sets(
 ) -> SalientSets:
     """``{persona: set of salient nodes}``, in the order given, made by an explicit method.
 
+        runs = read_level(out / "runs", 2)
+        sets = salient_sets(runs.run_files, method="calibrated", nulls=runs.nulls, q=0.05)
+        sets["agreeableness"], sets.rule         # a set of node indices; the method in words
+
     Parameters
     ----------
     run_files : dict
@@ -267,8 +272,8 @@ def flagged_statements(
     """
     runs = _runs(run_file)
     where = _name(run_file)
-    if top is not None and (int(top) != top or top < 1):
-        raise ValueError(f"top must be a positive integer or None, got {top!r}")
+    if top is not None:
+        top = check_int(top, "top", min_val=1)
     table = _flag_counts(runs, where)
     table["pool"] = np.where(table["anomalous"], "anomalous", "clean")
     table["flag_frequency"] = table["n_flagged"] / len(runs)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from personas._core.checks import check_choice
+from personas._core.checks import check_choice, check_int
 
 __all__ = [
     "set_sizes",
@@ -35,10 +35,10 @@ _CORRECTIONS = ("fdr_bh", "bonferroni", "none")
 
 
 def check_n_nodes(n_nodes: Any) -> int:
-    """``n_nodes`` (the number of scanned nodes) as an int; anything but a positive whole number is an error."""
-    if n_nodes is None or isinstance(n_nodes, bool) or int(n_nodes) != n_nodes or n_nodes <= 0:
-        raise ValueError(f"n_nodes must be a positive integer (the number of scanned nodes), got {n_nodes!r}")
-    return int(n_nodes)
+    """``n_nodes`` (the number of scanned nodes) as a positive int (``check_int``); None is an error."""
+    if n_nodes is None:
+        raise ValueError("n_nodes (the number of scanned nodes) is unknown; pass it, e.g. the layer's hidden size")
+    return check_int(n_nodes, "n_nodes", min_val=1)
 
 
 def _check_sets(sets: Mapping[str, Iterable[int]], min_sets: int = 1) -> dict[str, set[int]]:

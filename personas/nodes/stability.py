@@ -141,7 +141,7 @@ def bootstrap_sets(
         raise ValueError("the number of scanned nodes is unknown; pass n_nodes")
     N = space.n_nodes
     personas = list(run_files)
-    # one BLAS thread: the resampling products are small, and threads woken for each cost 100x more
+    # one BLAS thread: the resampling products are small, and waking threads for each costs more than it saves
     with one_blas_thread():
         parts = [_persona_sets(persona, run_files[persona], nulls, method, min_fraction, q, n_boot, seed, N)
                  for persona in personas]
