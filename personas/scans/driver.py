@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -114,7 +114,7 @@ def run_persona_scans(
     index: dict[str, dict[str, dict[str, str]]] = {"levels": {}, "null": {}}
     timings: dict[str, dict[str, float]] = {}
     rows = []
-    for target in scan_plan(plan.levels, plan.personas, plan.topics):
+    for target in _targets(plan):
         chosen = _target_pools(meta, target, plan.topics, study.settings.pool_sizes, seed)
         seconds: dict[str, float] = {}
         with _timed(seconds, "deepscan"):
@@ -172,9 +172,10 @@ def _checked(given: Any, cls: type, what: str, required: bool = False) -> Any:
     return given
 
 
-def scan_plan(levels: Sequence[int], personas: Sequence[str], topics: dict[str, list[str]] | None) -> list[_Target]:
-    """The experiments, level by level: personas at levels 2 and 1, topics at level 0 (skips warned)."""
-    return [_Target(level, name, topic) for level in levels for name, topic in level_targets(level, personas, topics)]
+def _targets(plan: ScanPlan) -> list[_Target]:
+    """The experiments of ``plan``, level by level: personas at levels 2 and 1, topics at level 0 (skips warned)."""
+    return [_Target(level, name, topic) for level in plan.levels
+            for name, topic in level_targets(level, plan.personas, plan.topics)]
 
 
 def _target_pools(meta: pd.DataFrame, target: _Target, topics, sizes: PoolSizes, seed: int) -> ScanPools:
