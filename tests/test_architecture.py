@@ -1,4 +1,4 @@
-"""The house's shape, checked statically with ``ast``: stages in order, no cycle, small modules.
+"""The house's shape, checked statically with ``ast``: stages in order, no cycle, small modules and functions.
 
 ``personas/`` has one folder per pipeline stage. A stage may import earlier stages only, so the
 pipeline reads from the folder listing and nothing computed depends on how it is shown.

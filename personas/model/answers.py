@@ -24,7 +24,6 @@ one forward pass per batch, logits kept for the last position only.
 from __future__ import annotations
 
 import contextlib
-import inspect
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from personas._core.checks import check_choice, check_int
+from personas.model.batching import accepts, longest_first, pad_batch, pad_token_id, position_ids, token_ids
 from personas.statements import statement_texts
 
 __all__ = [
@@ -125,10 +125,6 @@ def answer_tokens(tokenizer, rule: str = "logsumexp") -> dict:
     return out
 
 
-def _accepts(model, name: str) -> bool:
-    return name in inspect.signature(model.forward).parameters
-
-
 class _Stop(Exception):
     """Ends the forward pass that fills the block-output cache."""
 
@@ -193,9 +189,9 @@ class AnswerBatches:
     def _inputs(model, input_ids, mask, pos) -> dict:
         device = model.get_input_embeddings().weight.device
         kwargs = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
-        if _accepts(model, "position_ids"):
+        if accepts(model, "position_ids"):
             kwargs["position_ids"] = pos.to(device)
-        if _accepts(model, "use_cache"):
+        if accepts(model, "use_cache"):
             kwargs["use_cache"] = False
         return kwargs
 
@@ -218,7 +214,7 @@ class AnswerBatches:
         yes = torch.tensor(self.tokens["yes_ids"], dtype=torch.long)
         no = torch.tensor(self.tokens["no_ids"], dtype=torch.long)
         out = np.empty(self.n, dtype=np.float64)
-        keep_last = _accepts(model, "logits_to_keep")
+        keep_last = accepts(model, "logits_to_keep")
         cached = self._prefix(model, reuse_below) if reuse_below else None
         with torch.inference_mode():
             for b, (rows, input_ids, mask, pos) in enumerate(self.batches):
@@ -312,23 +308,13 @@ def prepare_answers(
             raise ValueError(f"tokens must hold non-empty 'yes_ids' and 'no_ids'; got {tokens!r}")
         tokens = {"rule": tokens.get("rule", "given"), **tokens}
     # the rendered template holds its special tokens: no second BOS
-    ids = [list(x) for x in tokenizer(texts, add_special_tokens=False, padding=False)["input_ids"]]
-    pad_id = tokenizer.pad_token_id
-    if pad_id is None:  # any id works: padded positions are masked out
-        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    ids = token_ids(tokenizer, texts, add_special_tokens=False)
+    pad_id = pad_token_id(tokenizer)
     batches = []
-    for k in range(0, len(order), batch_size):
-        rows = order[k : k + batch_size]
-        width = max(len(ids[i]) for i in rows)
-        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, i in enumerate(rows):
-            input_ids[r, width - len(ids[i]) :] = torch.tensor(ids[i], dtype=torch.long)
-            mask[r, width - len(ids[i]) :] = 1
-        # positions counted over real tokens only: left padding leaves the margin unchanged
-        pos = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        batches.append((torch.tensor(rows, dtype=torch.long), input_ids, mask, pos))
+    for rows in longest_first(ids, batch_size):
+        # left padding; positions counted over real tokens only, so padding leaves the margin unchanged
+        input_ids, mask, _ = pad_batch([ids[i] for i in rows], pad_id, "left")
+        batches.append((torch.tensor(rows, dtype=torch.long), input_ids, mask, position_ids(mask)))
     return AnswerBatches(
         batches=batches, n=len(ids), tokens=tokens, n_tokens=[len(x) for x in ids], prompt_example=texts[0]
     )
