@@ -1,1 +1,1 @@
-"""The model stage: loading, prompts, blocks and hooks, extraction, answers and interventions."""
+"""The model stage: loading, prompts, blocks and hooks, extraction and its plan, answers and interventions."""

@@ -1,1 +1,1 @@
-"""DeepScan per persona and level: pools, the scan driver, null runs, baselines and their settings."""
+"""DeepScan per persona and level: the plan and settings, pools, the scan driver, null runs, baselines."""
