@@ -310,7 +310,7 @@ def run_experiment(background, clean_pool, anomalous_pool, *, clean_ssize: int, 
                    metadata: Mapping | None = None, node_layout: Sequence | None = None, persona: str | None = None,
                    model: str | None = None, layers: Sequence[int] | None = None, n_jobs: int = 1,
                    progress: bool = True, overwrite: bool = False, inputs: Mapping[str, Any] | None = None,
-                   score_id: str | None = None) -> ExperimentResult:
+                   score_id: str | None = None, provenance: Mapping[str, Any] | None = None) -> ExperimentResult:
     """Run ``n_runs`` seeded group scans of samples drawn from a clean and an anomalous pool.
 
     Each run draws ``clean_ssize`` records from the clean pool and ``anom_ssize`` from the
@@ -354,6 +354,9 @@ def run_experiment(background, clean_pool, anomalous_pool, *, clean_ssize: int, 
     score_id : str, optional
         A name for a custom (callable) score, recorded instead of a hash of its code
         (:func:`score_fingerprint`; the function's ``deepscan_id`` attribute works too).
+    provenance : mapping, optional
+        Where the arrays came from in words and hashes (e.g. the SHA-256 of the files read),
+        recorded in a new run file's header and never compared on resume.
 
     Returns
     -------
@@ -375,9 +378,11 @@ def run_experiment(background, clean_pool, anomalous_pool, *, clean_ssize: int, 
     fingerprints = input_fingerprints(*pools, config, inputs, score_id)
     if run_file is None:
         runs = list(_compute_runs(pools, spec, config, n_jobs, progress, list(range(spec.n_runs))))
-        return ExperimentResult(header=new_header(header_config, fingerprints), runs=runs_frame(runs), run_file=None)
+        return ExperimentResult(header=new_header(header_config, fingerprints, provenance), runs=runs_frame(runs),
+                                run_file=None)
     # closing flushes: finished runs survive an error or an interrupt; the lock is released
-    with open_run_file(run_file, header_config, inputs=fingerprints, overwrite=overwrite) as writer:
+    with open_run_file(run_file, header_config, inputs=fingerprints, overwrite=overwrite,
+                       provenance=provenance) as writer:
         todo = [i for i in range(spec.n_runs) if i not in writer.done]
         writer.flush()  # the header is on disk from the start
         for run in _compute_runs(pools, spec, config, n_jobs, progress, todo):

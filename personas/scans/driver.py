@@ -7,10 +7,12 @@ the null runs, run the baselines on the same samples, and write the index.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,8 +49,9 @@ class _Study:
     seed: int
     n_jobs: int
     progress: bool
-    store_fingerprint: str | None
+    store_fingerprint: str | Mapping[str, str] | None
     node_layout: list
+    sources: Mapping[str, Any] | None = None
 
 
 def run_persona_scans(
@@ -70,7 +73,8 @@ def run_persona_scans(
     baseline_levels: Sequence[int] | None = None,
     n_jobs: int = 1,
     progress: bool = True,
-    store_fingerprint: str | None = None,
+    store_fingerprint: str | Mapping[str, str] | None = None,
+    sources: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The paper's DeepScan experiments for every persona and level, with run files.
 
@@ -122,10 +126,19 @@ def run_persona_scans(
     n_jobs : int
         Parallel runs (joblib); results do not depend on it.
     progress : bool
-    store_fingerprint : str, optional
-        ``personas.store.store_fingerprint`` of the activations scanned: recorded in every
-        run file's ``inputs`` (a rerun on a changed store is refused, never mixed), in
-        ``index.json`` and in the returned table.
+    store_fingerprint : str or dict, optional
+        ``personas.store.store_fingerprint`` of the activations scanned, or better
+        ``personas.store.store_fingerprints`` (one per persona): recorded in every run file's
+        ``inputs`` (with the dict, only the fingerprints of the personas in the experiment's
+        pools, so adding a persona leaves the other personas' level-2 run files as they are),
+        in ``index.json`` and in the returned table. A run file whose inputs changed (its
+        pools now hold other statements) is recomputed and reported so.
+    sources : dict, optional
+        Where the statements and topics came from (``personas.statements.input_files``:
+        paths and SHA-256), recorded in new run files' headers as ``provenance``.
+
+    The experiments' status (``computed``, ``reused``, ``resumed``, ``recomputed``) goes to
+    ``index.json["status"]`` and one printed line.
 
     Returns
     -------
@@ -146,14 +159,16 @@ def run_persona_scans(
             f"got shape {activations.shape}"
         )
     study = _Study(activations, meta, layer, model_name, Path(runs_dir), config, _checked(samples, SampleSizes, "samples"),
-                   seed, n_jobs, progress, store_fingerprint, deepscan.make_node_layout([layer], activations.shape[1]))
-    index: dict[str, dict[str, dict[str, str]]] = {"levels": {}, "null": {}}
+                   seed, n_jobs, progress, store_fingerprint, deepscan.make_node_layout([layer], activations.shape[1]),
+                   None if sources is None else dict(sources))
+    index: dict[str, dict[str, dict[str, str]]] = {"levels": {}, "null": {}, "status": {}}
     timings: dict[str, dict[str, float]] = {}
     rows = []
     for target in scan_plan(levels, personas, topics):
         chosen = _target_pools(meta, target, topics, pool_sizes, seed)
         t0 = time.perf_counter()
-        result, path = _scan(study, target, chosen)
+        result, path, status = _scan(study, target, chosen)
+        index["status"][f"level{target.level}/{target.name}"] = status
         seconds = {"deepscan": time.perf_counter() - t0}
         index["levels"].setdefault(str(target.level), {})[target.name] = path.name
         auc = None
@@ -170,9 +185,39 @@ def run_persona_scans(
         # wall times stay out of the table (same inputs, same table), in the index instead
         timings[f"level{target.level}/{target.name}"] = {k: round(v, 3) for k, v in seconds.items()}
     _write_index(study, index, personas, timings)
+    _print_status(index["status"])
     table = pd.DataFrame(rows)
-    table["store_fingerprint"] = store_fingerprint
+    table["store_fingerprint"] = [_experiment_fingerprint(study, r["persona"], None) for r in rows] if rows else []
     return table
+
+
+def _print_status(status: dict[str, str]) -> None:
+    """One line: how many run files were reused, computed, resumed, recomputed (those named)."""
+    counts: dict[str, list[str]] = {}
+    for name, state in status.items():
+        counts.setdefault(state, []).append(name)
+    parts = [f"{len(names)} {state}" + (f" ({', '.join(names)}: their pools changed)" if state == "recomputed" else "")
+             for state, names in counts.items()]
+    if parts:
+        print("run files: " + "; ".join(parts), flush=True)
+
+
+def _experiment_fingerprint(study: _Study, target: str, chosen: ScanPools | None) -> str | None:
+    """The store fingerprint an experiment records: the given one, or that of the personas in its pools."""
+    given = study.store_fingerprint
+    if given is None or isinstance(given, str):
+        return given
+    if chosen is None:  # the table: one fingerprint over every persona scanned
+        involved = sorted(given)
+    else:
+        rows = np.concatenate([chosen.background, chosen.clean, chosen.anomalous])
+        involved = sorted(set(study.meta["persona"].to_numpy()[rows].astype(str)))
+    missing = [p for p in involved if p not in given]
+    if missing:
+        raise ValueError(f"store_fingerprint has no fingerprint for persona(s) {missing}; "
+                         "pass store_fingerprints(store_dir, model_name, personas, [layer])")
+    payload = json.dumps({p: given[p] for p in involved}, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return "sha256:" + hashlib.sha256(payload).hexdigest()
 
 
 def _checked(given: Any, cls: type, what: str) -> Any:
@@ -200,20 +245,34 @@ def _pool_arrays(study: _Study, chosen: ScanPools) -> tuple[np.ndarray, np.ndarr
 
 
 def _scan(study: _Study, target: _Target, chosen: ScanPools):
-    """The DeepScan experiment of one target into its run file; returns the result and the file's path."""
+    """The DeepScan experiment of one target into its run file; returns the result, the file's path, its status.
+
+    Status: ``computed`` (new file), ``reused`` (every run was there: the file is not rewritten),
+    ``resumed`` (missing runs added) or ``recomputed`` (the pools now hold other data).
+    """
     import deepscan
 
     path = study.runs_dir / run_file_name(target.name, target.level, study.layer)
-    result = deepscan.run_experiment(
-        *_pool_arrays(study, chosen), clean_ssize=study.samples.clean, anom_ssize=study.samples.anomalous,
+    fingerprint = _experiment_fingerprint(study, target.name, chosen)
+    before = path.stat().st_mtime_ns if path.exists() else None
+    kwargs = dict(
+        clean_ssize=study.samples.clean, anom_ssize=study.samples.anomalous,
         n_runs=study.samples.n_runs, seed=experiment_seed(study.seed, target.name, target.level),
         config=study.config, run_file=path, node_layout=study.node_layout, persona=target.name,
         model=study.model_name, layers=[study.layer], n_jobs=study.n_jobs, progress=study.progress,
         metadata={"level": target.level, "pools": chosen.description, "study_seed": study.seed,
                   **chosen.ids(study.meta)},
-        inputs=None if study.store_fingerprint is None else {"store": study.store_fingerprint},
+        inputs=None if fingerprint is None else {"store": fingerprint}, provenance=study.sources,
     )
-    return result, path
+    try:
+        result = deepscan.run_experiment(*_pool_arrays(study, chosen), **kwargs)
+    except deepscan.InputsChanged:
+        # same experiment, other statements in its pools (e.g. a persona added to its topic): redo it
+        result = deepscan.run_experiment(*_pool_arrays(study, chosen), overwrite=True, **kwargs)
+        return result, path, "recomputed"
+    if before is None:
+        return result, path, "computed"
+    return result, path, "reused" if path.stat().st_mtime_ns == before else "resumed"
 
 
 def _detection_auc(study: _Study, target: _Target, chosen: ScanPools, result) -> tuple[float, Path]:
@@ -248,10 +307,14 @@ def _baseline_rows(study: _Study, target: _Target, chosen: ScanPools, runs: pd.D
 
 
 def _write_index(study: _Study, index: dict, personas: Sequence[str], timings: dict) -> None:
+    given = study.store_fingerprint
     record = {"layer": study.layer, "model": study.model_name, "levels": index["levels"], "personas": list(personas),
-              "store_fingerprint": study.store_fingerprint}
+              "store_fingerprint": given if given is None or isinstance(given, str) else None}
+    if given is not None and not isinstance(given, str):
+        record["store_fingerprints"] = dict(given)
     if index["null"]:
         record["null"] = index["null"]
+    record["status"] = index["status"]
     record["seconds"] = timings  # per experiment: deepscan runs, detection (null runs), baselines
     write_json(study.runs_dir / "index.json", record)
 
@@ -274,6 +337,18 @@ def check_runs_current(index: dict, store_dir: str | Path, model_name: str) -> N
     """
     from personas.store.fingerprints import store_fingerprint
 
+    from personas.store.fingerprints import store_fingerprints
+
+    per_persona = index.get("store_fingerprints")
+    if per_persona:
+        now = store_fingerprints(store_dir, model_name, list(per_persona), [int(index["layer"])])
+        changed = sorted(p for p, f in per_persona.items() if now[p] != f)
+        if changed:
+            raise ValueError(
+                f"the run files of {changed} were made from other activations than {store_dir} now holds for "
+                f"{model_name!r}: rerun run_deepscan.ipynb (or the study) so that run files, tables and the store agree"
+            )
+        return
     recorded = index.get("store_fingerprint")
     if recorded is None:
         return  # made without a fingerprint (a bare call): nothing to compare
