@@ -4,7 +4,8 @@ The notebook API is exactly the names below (``__all__``); each is defined in on
 module of the ``personas`` package, named on its import line, where the code and its
 docstring live:
 
-- ``personas.statements``: persona statements and topics (``load_statements``, ``load_topics``)
+- ``personas.statements``: persona statements and topics (``load_statements``, ``load_topics``), a
+  researcher's own files checked up front (``study_inputs``)
 - ``personas.model.loading``: model and tokenizer loading (``load_model``)
 - ``personas.model.prompts``: prompt formatting with chat templates
 - ``personas.model.hooks``: forward hooks on transformer blocks
@@ -17,8 +18,12 @@ docstring live:
 
 Layer convention everywhere: index 0 = embeddings, index i = output of block i
 (as in Hugging Face ``hidden_states``).
+
+Importing this facade shows the package's own warnings (``personas._core.notes``) in one line,
+without the echoed source line; other warnings are shown as Python shows them.
 """
 
+import personas._core.notes as _notes
 from personas._core.parallel import dask_cluster, parallel_jobs
 from personas.model.batching import tokenize_prompts
 from personas.model.extraction import READ_POSITIONS, ExtractionSettings, extract_activations
@@ -89,11 +94,13 @@ from personas.statements import (
     load_topics,
     paper_personas,
     persona_counts,
+    input_files,
+    study_inputs,
 )
 from personas.store.paths import STORE_FORMAT_VERSION, list_stored, model_slug, store_path
 from personas.model.extraction import extract_to_store
 from personas.store.read import load_activations, load_layers, store_manifest, verify_stored
-from personas.store.fingerprints import model_fingerprint, statements_fingerprint, store_fingerprint
+from personas.store.fingerprints import model_fingerprint, statements_fingerprint, store_fingerprint, store_fingerprints
 from personas.store.write import save_activations
 
 __all__ = [
@@ -101,7 +108,7 @@ __all__ = [
     "dask_cluster", "parallel_jobs",
     # personas.statements
     "DATA_DIR", "STATEMENT_COLUMNS", "DIRECTIONS", "load_topics", "load_short_names", "paper_personas",
-    "list_personas", "persona_counts", "load_statements",
+    "list_personas", "persona_counts", "load_statements", "study_inputs", "input_files",
     # personas.model.loading
     "DEFAULT_MODEL", "MODEL_ALIASES", "DTYPES", "resolve_model", "resolve_device", "load_model",
     "model_info", "is_encoder", "default_position",
@@ -117,7 +124,7 @@ __all__ = [
     # personas.store
     "STORE_FORMAT_VERSION", "model_slug", "store_path", "list_stored", "store_manifest", "load_activations",
     "load_layers", "save_activations", "extract_to_store", "model_fingerprint", "statements_fingerprint",
-    "store_fingerprint", "verify_stored",
+    "store_fingerprint", "store_fingerprints", "verify_stored",
     # personas.layers
     "CLUSTER_METRICS", "CLASSIFIER_METRICS", "CLASSIFIERS", "LOWER_IS_BETTER", "RESULT_COLUMNS", "LayerProtocol",
     "ProbeSettings", "LayerControls",
@@ -129,3 +136,5 @@ __all__ = [
     # personas._core.io
     "read_json", "write_json", "write_table", "write_text",
 ]
+
+_notes.one_line_warnings()  # this package's warnings in one line in the notebooks

@@ -253,6 +253,7 @@ def extract_to_store(
     settings: ExtractionSettings | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    sources: dict | None = None,
 ) -> pd.DataFrame:
     """Extract and store activations persona by persona, reusing matching stores.
 
@@ -277,6 +278,9 @@ def extract_to_store(
         See :func:`extract_activations`; a stored persona is reused only when made the same way.
     overwrite, progress : bool
         Recompute and replace stored personas even if they match; progress bars (per persona).
+    sources : dict, optional
+        Where the statements came from (``personas.statements.input_files``: paths and
+        SHA-256 of the user's files), recorded in the manifest of each persona written.
 
     Returns
     -------
@@ -319,12 +323,13 @@ def extract_to_store(
         for persona, group in statements.groupby("persona", sort=False):
             group = group.reset_index(drop=True)
             rows.append(_extract_persona(model, tokenizer, group, about, layers, settings, store_dir=store_dir,
-                                         overwrite=overwrite, progress=progress))
+                                         overwrite=overwrite, progress=progress, sources=sources))
     return pd.DataFrame(rows, columns=["persona", "status", "n_statements", "layers", "path"])
 
 
 def _extract_persona(model, tokenizer, group: pd.DataFrame, about: dict, layers: list[int],
-                     settings: ExtractionSettings, *, store_dir, overwrite: bool, progress: bool) -> dict:
+                     settings: ExtractionSettings, *, store_dir, overwrite: bool, progress: bool,
+                     sources: dict | None = None) -> dict:
     """One persona under the store's lock: reuse, extend or (re)compute its activations."""
     model_name, persona = about["model"], group["persona"].iloc[0]
     tensor_file, manifest_file = store_path(store_dir, model_name, persona)
@@ -355,5 +360,5 @@ def _extract_persona(model, tokenizer, group: pd.DataFrame, about: dict, layers:
     if old is not None:
         acts = {**old, **acts}
     save_persona(store_dir, acts, info, group, model_name=model_name, persona=persona,
-                 model_fingerprint=about["model_fingerprint"])
+                 model_fingerprint=about["model_fingerprint"], sources=sources)
     return dict(persona=persona, status=status, n_statements=len(group), layers=sorted(acts), path=str(tensor_file))

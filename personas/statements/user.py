@@ -72,11 +72,16 @@ class StudyInputs:
     @property
     def groups(self) -> dict[str, list[str]]:
         """Topics restricted to the studied personas, plus one group per persona in no topic (named after it)."""
-        chosen = set(self.personas)
+        return self.groups_of(self.personas)
+
+    def groups_of(self, names: Sequence[str]) -> dict[str, list[str]]:
+        """:attr:`groups` restricted to ``names`` (e.g. the personas with a run file); empty groups dropped."""
+        chosen = set(names)
         out = {t: [p for p in members if p in chosen] for t, members in self.topics.items()}
         out = {t: members for t, members in out.items() if members}
         for persona in self.untopiced:
-            out.setdefault(persona, [persona])
+            if persona in chosen:
+                out.setdefault(persona, [persona])
         return out
 
 
