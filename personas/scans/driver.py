@@ -255,24 +255,38 @@ def _scan(study: _Study, target: _Target, chosen: ScanPools):
     path = study.runs_dir / run_file_name(target.name, target.level, study.layer)
     fingerprint = _experiment_fingerprint(study, target.name, chosen)
     before = path.stat().st_mtime_ns if path.exists() else None
+    ids = chosen.ids(study.meta)
     kwargs = dict(
         clean_ssize=study.samples.clean, anom_ssize=study.samples.anomalous,
         n_runs=study.samples.n_runs, seed=experiment_seed(study.seed, target.name, target.level),
         config=study.config, run_file=path, node_layout=study.node_layout, persona=target.name,
         model=study.model_name, layers=[study.layer], n_jobs=study.n_jobs, progress=study.progress,
-        metadata={"level": target.level, "pools": chosen.description, "study_seed": study.seed,
-                  **chosen.ids(study.meta)},
+        metadata={"level": target.level, "pools": chosen.description, "study_seed": study.seed, **ids},
         inputs=None if fingerprint is None else {"store": fingerprint}, provenance=study.sources,
     )
+    if before is not None and _pools_changed(path, ids):
+        # same experiment, other statements in its pools (e.g. a persona added to its topic): redo it
+        result = deepscan.run_experiment(*_pool_arrays(study, chosen), overwrite=True, **kwargs)
+        return result, path, "recomputed"
     try:
         result = deepscan.run_experiment(*_pool_arrays(study, chosen), **kwargs)
-    except deepscan.InputsChanged:
-        # same experiment, other statements in its pools (e.g. a persona added to its topic): redo it
+    except deepscan.InputsChanged:  # the same statements with other activations (a re-extracted persona)
         result = deepscan.run_experiment(*_pool_arrays(study, chosen), overwrite=True, **kwargs)
         return result, path, "recomputed"
     if before is None:
         return result, path, "computed"
     return result, path, "reused" if path.stat().st_mtime_ns == before else "resumed"
+
+
+def _pools_changed(path: Path, ids: dict[str, list[str]]) -> bool:
+    """Whether an existing run file's pools held other statements than ``ids`` (then it is recomputed)."""
+    import deepscan
+
+    try:
+        old = deepscan.read_run_file(path).header.get("config", {}).get("metadata", {})
+    except (ValueError, OSError):
+        return False  # not a readable run file: run_experiment says what is wrong with it
+    return any(k in old and old[k] != v for k, v in ids.items())
 
 
 def _detection_auc(study: _Study, target: _Target, chosen: ScanPools, result) -> tuple[float, Path]:
