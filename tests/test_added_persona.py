@@ -83,3 +83,36 @@ def test_an_added_persona_recomputes_only_what_depends_on_it(tmp_path, capsys):
     check_runs_current(index, tmp_path / "store", "toy")
     header = json.loads((tmp_path / "runs" / "level2_layer7_p4.jsonl").read_text().splitlines()[0])
     assert header["provenance"]["topics_file"]["sha256"] == "0" * 64
+
+
+def test_an_added_persona_is_the_only_one_extracted(tmp_path):
+    from personas.model.extraction import extract_to_store
+    from personas.statements import study_inputs
+    from tests.tiny_models import make_model, make_tokenizer
+
+    rows = [{"persona": p, "direction": d, "statement": f"{p} statement {d} number {i}"}
+            for p in ("mine-a", "mine-b") for d in ("positive", "negative") for i in range(6)]
+    path = tmp_path / "mine.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    model, tok = make_model("llama"), make_tokenizer("llama3")
+    store = tmp_path / "store"
+
+    def extract(personas):
+        inputs = study_inputs(personas, statements_file=path, n_per_direction=6)
+        from personas.statements import load_statements
+
+        statements = load_statements(inputs.personas, n_per_direction=6, source=inputs.table)
+        return extract_to_store(model, tok, statements, model_name="tiny", layers=[0, 2], store_dir=store,
+                                progress=False, sources=inputs.files)
+
+    first = extract(["agreeableness", "mine-a"])
+    assert list(first["status"]) == ["computed", "computed"]
+    manifest = store / "tiny" / "mine-a.json"
+    stamp = manifest.stat().st_mtime_ns
+    second = extract(["agreeableness", "mine-a", "mine-b"])
+    assert list(second["status"]) == ["reused", "reused", "computed"]
+    assert manifest.stat().st_mtime_ns == stamp
+    recorded = json.loads((store / "tiny" / "mine-b.json").read_text())["sources"]["statements_file"]
+    import hashlib
+
+    assert recorded["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -127,6 +127,8 @@ def _bundled_table() -> pd.DataFrame:
 
 def _read_file(path: Path) -> pd.DataFrame:
     """A user's CSV or Parquet file as a table of text columns, with errors that name the fix."""
+    if path.is_dir():
+        raise ValueError(f"statements file {path} is a directory; give the CSV or Parquet file inside it")
     if not path.is_file():
         raise FileNotFoundError(f"statements file {path} does not exist; give a CSV or Parquet file with columns "
                                 "persona, statement, direction")

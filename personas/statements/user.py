@@ -114,7 +114,7 @@ def _check_names(user: Sequence[str], bundled: Sequence[str], path, prefer: str 
     seen: dict[str, str] = {}
     for persona in [*bundled, *(p for p in user if p not in same)]:
         key = _file_key(persona)
-        if not key:
+        if not any(c.isalnum() for c in key):
             raise ValueError(f"statements file {path}: persona name {persona!r} has no letters or digits to name "
                              "its files; rename it")
         if key in seen:
