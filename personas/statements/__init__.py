@@ -17,10 +17,10 @@ from personas.statements.bundled import (
     persona_counts,
     statement_texts,
 )
-from personas.statements.user import PREFER, StudyInputs, describe_inputs, input_files, mixed_statements, study_inputs
+from personas.statements.user import PREFER, StudyInputs, input_files, mixed_statements, study_inputs
 
 __all__ = [
     "statement_texts", "DATA_DIR", "STATEMENT_COLUMNS", "DIRECTIONS", "load_topics", "load_short_names",
     "paper_personas", "list_personas", "persona_counts", "load_statements",
-    "PREFER", "StudyInputs", "describe_inputs", "input_files", "mixed_statements", "study_inputs",
+    "PREFER", "StudyInputs", "input_files", "mixed_statements", "study_inputs",
 ]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import difflib
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
@@ -35,7 +34,7 @@ from personas.statements.bundled import (
     paper_personas,
 )
 
-__all__ = ["PREFER", "StudyInputs", "describe_inputs", "input_files", "mixed_statements", "study_inputs"]
+__all__ = ["PREFER", "StudyInputs", "input_files", "mixed_statements", "study_inputs"]
 
 #: Which statements win when a user persona has a bundled persona's name.
 PREFER = ("user", "bundled")
@@ -217,12 +216,3 @@ def study_inputs(
     return StudyInputs(personas=names, table=table, topics=topics, user_personas=user,
                        untopiced=[p for p in names if p not in in_topic], files=files)
 
-
-def describe_inputs(inputs: StudyInputs) -> str:
-    """One line on where the statements and topics come from, for the notebooks' first output."""
-    parts = [f"{len(inputs.personas)} personas"]
-    if inputs.user_personas:
-        parts.append(f"{len(inputs.user_personas)} from {Path(inputs.files['statements_file']['path']).name}")
-    if inputs.untopiced:
-        parts.append(f"in no topic (levels 1 and 0 skip them): {inputs.untopiced}")
-    return "; ".join(parts)
