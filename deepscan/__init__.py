@@ -29,7 +29,7 @@ from .experiment import DetectionPower, ExperimentResult, detection_power, roc_a
 from .layout import make_node_layout, node_to_layer_unit
 from .published import read_published_run_file
 from .pvalues import TAILS, pvalue_ranges, rank_counts
-from .runfile import FORMAT_VERSION, InputsChanged, RunFileWriter, open_run_file, read_run_file
+from .runfile import FORMAT_VERSION, RunFileWriter, open_run_file, read_run_file
 from .runs import RUN_COLUMNS, RunFile, runs_frame
 from .scan import ScanResult, group_scan, individual_scan
 from .scores import SCORES, berk_jones, get_score, higher_criticism, kolmogorov_smirnov
@@ -69,7 +69,6 @@ __all__ = [
     "make_node_layout",
     "node_to_layer_unit",
     "open_run_file",
-    "InputsChanged",
     "package_versions",
     "read_published_run_file",
     "read_run_file",

@@ -329,9 +329,9 @@ def run_experiment(background, clean_pool, anomalous_pool, *, clean_ssize: int, 
     config : ScanConfig, preset name or dict, optional
     run_file : path, optional
         JSON Lines run file. If it exists with the same configuration and inputs, its runs
-        are kept and only the missing ones computed; otherwise a ValueError names what
-        differs and the file is left untouched (use a new path or ``overwrite=True``).
-        While running, the file is locked: a second writer gets a RuntimeError.
+        are kept and only the missing ones computed; otherwise a ValueError (``InputsChanged``
+        for other inputs) names what differs and the file is left untouched (use a new path or
+        ``overwrite=True``). While running, the file is locked: a second writer gets a RuntimeError.
     metadata : mapping, optional
         Free JSON metadata for the header (e.g. ``clean_pool_ids``); its keys ``persona``,
         ``model``, ``layers`` fill those header fields if not given.
@@ -343,25 +343,20 @@ def run_experiment(background, clean_pool, anomalous_pool, *, clean_ssize: int, 
     n_jobs : int
         joblib workers (1 = in process; -1 = all cores); results do not depend on it. Use
         ``with joblib.parallel_config(backend=...)`` to run on e.g. a Dask cluster.
-    progress : bool
-        Show a tqdm progress bar.
-    overwrite : bool
-        Replace an existing run file instead of resuming it.
-    inputs : mapping, optional
+    progress, overwrite : bool
+        Show a tqdm progress bar; replace an existing run file instead of resuming it.
+    inputs, provenance : mapping, optional
         More fingerprints of where the arrays came from, recorded in the header's ``inputs``
         and compared on resume (keys ``background``, ``clean_pool``, ``anomalous_pool``, ``score``
-        are reserved).
+        are reserved); ``provenance`` (e.g. files' SHA-256) goes in a new file's header, never compared.
     score_id : str, optional
         A name for a custom (callable) score, recorded instead of a hash of its code
         (:func:`score_fingerprint`; the function's ``deepscan_id`` attribute works too).
-    provenance : mapping, optional
-        Where the arrays came from in words and hashes (e.g. the SHA-256 of the files read),
-        recorded in a new run file's header and never compared on resume.
 
     Returns
     -------
     ExperimentResult
-        Its header's ``inputs`` hold the fingerprints.
+        Its header's ``inputs`` hold the fingerprints (``provenance``, if given, beside them).
 
     Raises
     ------

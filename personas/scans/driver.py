@@ -251,6 +251,7 @@ def _scan(study: _Study, target: _Target, chosen: ScanPools):
     ``resumed`` (missing runs added) or ``recomputed`` (the pools now hold other data).
     """
     import deepscan
+    from deepscan.runfile import InputsChanged
 
     path = study.runs_dir / run_file_name(target.name, target.level, study.layer)
     fingerprint = _experiment_fingerprint(study, target.name, chosen)
@@ -270,7 +271,7 @@ def _scan(study: _Study, target: _Target, chosen: ScanPools):
         return result, path, "recomputed"
     try:
         result = deepscan.run_experiment(*_pool_arrays(study, chosen), **kwargs)
-    except deepscan.InputsChanged:  # the same statements with other activations (a re-extracted persona)
+    except InputsChanged:  # the same statements with other activations (a re-extracted persona)
         result = deepscan.run_experiment(*_pool_arrays(study, chosen), overwrite=True, **kwargs)
         return result, path, "recomputed"
     if before is None:
