@@ -5,10 +5,14 @@ use. Each is defined in one module of the ``personas`` package, named on its imp
 where the code and its docstring live; everything else stays importable from its stage
 module (``personas.model.hooks``, ``personas.layers``, ``personas.store.read``, ...).
 
+Importing this facade shows the package's own warnings (``personas._core.notes``) in one line,
+without the echoed source line; other warnings are shown as Python shows them.
+
 Layer convention everywhere: index 0 = embeddings, index i = output of block i
 (as in Hugging Face ``hidden_states``).
 """
 
+import personas._core.notes as _notes
 from personas._core.io import write_table, write_text
 from personas._core.parallel import dask_scheduler, parallel_jobs
 from personas.layers import (
@@ -26,20 +30,22 @@ from personas.layers import (
 from personas.model.extraction import ExtractionSettings, extract_to_store
 from personas.model.loading import load_model
 from personas.model.plan import extract_with_controls, extraction_plan
-from personas.statements import list_personas, load_statements, load_topics, paper_personas
-from personas.store.fingerprints import store_fingerprint
+from personas.statements import list_personas, load_statements, study_inputs
+from personas.store.fingerprints import store_fingerprints
 from personas.store.read import load_layers, store_manifest
 
 __all__ = [
     # personas.statements
-    "list_personas", "load_statements", "load_topics", "paper_personas",
+    "list_personas", "load_statements", "study_inputs",
     # personas.model
     "load_model", "extraction_plan", "ExtractionSettings", "extract_with_controls", "extract_to_store",
     # personas.store
-    "load_layers", "store_manifest", "store_fingerprint",
+    "load_layers", "store_manifest", "store_fingerprints",
     # personas.layers
     "LayerProtocol", "ProbeSettings", "LayerControls", "analyse_layers", "save_results", "most_divergent_layers",
     "choose_layer", "save_chosen_layer", "read_chosen_layer", "load_wording_controls",
     # personas._core
     "dask_scheduler", "parallel_jobs", "write_table", "write_text",
 ]
+
+_notes.one_line_warnings()  # this package's warnings in one line in the notebooks

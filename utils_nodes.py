@@ -22,7 +22,6 @@ from personas.nodes import (
     node_space,
     overlap_table,
     pairwise_overlaps,
-    present_topics,
     read_level,
     salient_sets,
     save_calibration_report,
@@ -38,7 +37,7 @@ __all__ = [
     # personas.scans
     "ScanPlan", "ScanSettings", "PoolSizes", "SampleSizes", "scan_config", "run_persona_scans", "check_runs_current",
     # personas.nodes
-    "read_level", "present_topics", "statement_table", "node_space", "node_frequencies", "salient_sets",
+    "read_level", "statement_table", "node_space", "node_frequencies", "salient_sets",
     "set_sizes", "pairwise_overlaps", "overlap_table", "save_node_report", "save_calibration_report", "level0_sets",
     # personas.causal
     "causal_check", "save_causal_result", "causal_summary_markdown",

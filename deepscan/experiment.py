@@ -310,7 +310,7 @@ def run_experiment(background, clean_pool, anomalous_pool, *, clean_ssize: int, 
                    metadata: Mapping | None = None, node_layout: Sequence | None = None, persona: str | None = None,
                    model: str | None = None, layers: Sequence[int] | None = None, n_jobs: int = 1,
                    progress: bool = True, overwrite: bool = False, inputs: Mapping[str, Any] | None = None,
-                   score_id: str | None = None) -> ExperimentResult:
+                   score_id: str | None = None, provenance: Mapping[str, Any] | None = None) -> ExperimentResult:
     """Run ``n_runs`` seeded group scans of samples drawn from a clean and an anomalous pool.
 
     Each run draws ``clean_ssize`` records from the clean pool and ``anom_ssize`` from the
@@ -329,9 +329,9 @@ def run_experiment(background, clean_pool, anomalous_pool, *, clean_ssize: int, 
     config : ScanConfig, preset name or dict, optional
     run_file : path, optional
         JSON Lines run file. If it exists with the same configuration and inputs, its runs
-        are kept and only the missing ones computed; otherwise a ValueError names what
-        differs and the file is left untouched (use a new path or ``overwrite=True``).
-        While running, the file is locked: a second writer gets a RuntimeError.
+        are kept and only the missing ones computed; otherwise a ValueError (``InputsChanged``
+        for other inputs) names what differs and the file is left untouched (use a new path or
+        ``overwrite=True``). While running, the file is locked: a second writer gets a RuntimeError.
     metadata : mapping, optional
         Free JSON metadata for the header (e.g. ``clean_pool_ids``); its keys ``persona``,
         ``model``, ``layers`` fill those header fields if not given.
@@ -343,14 +343,12 @@ def run_experiment(background, clean_pool, anomalous_pool, *, clean_ssize: int, 
     n_jobs : int
         joblib workers (1 = in process; -1 = all cores); results do not depend on it. Use
         ``with joblib.parallel_config(backend=...)`` to run on e.g. a Dask cluster.
-    progress : bool
-        Show a tqdm progress bar.
-    overwrite : bool
-        Replace an existing run file instead of resuming it.
-    inputs : mapping, optional
+    progress, overwrite : bool
+        Show a tqdm progress bar; replace an existing run file instead of resuming it.
+    inputs, provenance : mapping, optional
         More fingerprints of where the arrays came from, recorded in the header's ``inputs``
         and compared on resume (keys ``background``, ``clean_pool``, ``anomalous_pool``, ``score``
-        are reserved).
+        are reserved); ``provenance`` (e.g. files' SHA-256) goes in a new file's header, never compared.
     score_id : str, optional
         A name for a custom (callable) score, recorded instead of a hash of its code
         (:func:`score_fingerprint`; the function's ``deepscan_id`` attribute works too).
@@ -358,7 +356,7 @@ def run_experiment(background, clean_pool, anomalous_pool, *, clean_ssize: int, 
     Returns
     -------
     ExperimentResult
-        Its header's ``inputs`` hold the fingerprints.
+        Its header's ``inputs`` hold the fingerprints (``provenance``, if given, beside them).
 
     Raises
     ------
@@ -375,9 +373,11 @@ def run_experiment(background, clean_pool, anomalous_pool, *, clean_ssize: int, 
     fingerprints = input_fingerprints(*pools, config, inputs, score_id)
     if run_file is None:
         runs = list(_compute_runs(pools, spec, config, n_jobs, progress, list(range(spec.n_runs))))
-        return ExperimentResult(header=new_header(header_config, fingerprints), runs=runs_frame(runs), run_file=None)
+        return ExperimentResult(header=new_header(header_config, fingerprints, provenance), runs=runs_frame(runs),
+                                run_file=None)
     # closing flushes: finished runs survive an error or an interrupt; the lock is released
-    with open_run_file(run_file, header_config, inputs=fingerprints, overwrite=overwrite) as writer:
+    with open_run_file(run_file, header_config, inputs=fingerprints, overwrite=overwrite,
+                       provenance=provenance) as writer:
         todo = [i for i in range(spec.n_runs) if i not in writer.done]
         writer.flush()  # the header is on disk from the start
         for run in _compute_runs(pools, spec, config, n_jobs, progress, todo):

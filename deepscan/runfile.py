@@ -69,6 +69,7 @@ __all__ = [
     "run_row",
     "runs_frame",
     "new_header",
+    "InputsChanged",
 ]
 
 FORMAT_VERSION = 1
@@ -76,11 +77,21 @@ FORMAT_VERSION = 1
 HEADER_KIND = "deepscan-run-file"
 
 
-def new_header(config: Mapping, inputs: Mapping | None = None) -> dict:
-    """The header of a new run file: kind, format version, config, inputs (if given), versions, creation time."""
+class InputsChanged(ValueError):
+    """A run file holds the same experiment computed from other inputs (the message names what differs)."""
+
+
+def new_header(config: Mapping, inputs: Mapping | None = None, provenance: Mapping | None = None) -> dict:
+    """The header of a new run file: kind, format version, config, inputs (if given), versions, creation time.
+
+    ``provenance`` (e.g. the SHA-256 of the files the inputs were read from) is recorded as it
+    was when the runs were computed, and never compared on resume: ``inputs`` check the data.
+    """
     header = {"kind": HEADER_KIND, "format_version": FORMAT_VERSION, "config": config}
     if inputs is not None:
         header["inputs"] = inputs
+    if provenance is not None:
+        header["provenance"] = provenance
     header.update(versions=package_versions(), created=now_utc())
     return header
 
@@ -310,6 +321,7 @@ def open_run_file(
     inputs: Mapping | None = None,
     overwrite: bool = False,
     flush_every: float = 1.0,
+    provenance: Mapping | None = None,
 ) -> RunFileWriter:
     """Open a run file for writing, resuming it when it already holds the same experiment.
 
@@ -327,6 +339,8 @@ def open_run_file(
         Start afresh even if the file exists (the old file stays until the first flush).
     flush_every : float
         Seconds between atomic rewrites while runs arrive.
+    provenance : mapping, optional
+        Recorded in a new file's header (``new_header``); a resumed file keeps its own.
 
     Returns
     -------
@@ -338,8 +352,8 @@ def open_run_file(
     ------
     ValueError
         If the file exists with a different configuration or inputs (the message
-        lists the differences; the file is untouched), or is not a valid deepscan
-        run file.
+        lists the differences; the file is untouched; :class:`InputsChanged` for
+        inputs), or is not a valid deepscan run file.
     RuntimeError
         If another writer has the file open.
     """
@@ -350,14 +364,14 @@ def open_run_file(
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(path.parent / f".{path.name}.lock", f"run file {path}")
     try:
-        writer = _open_locked(path, config, inputs, versions, overwrite, flush_every, lock)
+        writer = _open_locked(path, config, inputs, versions, overwrite, flush_every, lock, provenance)
     except BaseException:
         lock.release()
         raise
     return writer
 
 
-def _open_locked(path, config, inputs, versions, overwrite, flush_every, lock) -> RunFileWriter:
+def _open_locked(path, config, inputs, versions, overwrite, flush_every, lock, provenance=None) -> RunFileWriter:
     if path.exists() and not overwrite:
         old = read_run_file(path)
         if old.format != "jsonl":
@@ -378,7 +392,7 @@ def _open_locked(path, config, inputs, versions, overwrite, flush_every, lock) -
                 )
             diff = _config_diff(old_inputs, inputs)
             if diff:
-                raise ValueError(
+                raise InputsChanged(
                     f"{path} holds runs computed from other inputs (" + "; ".join(diff)
                     + "); the same configuration on different data is a different experiment: choose a new run "
                     "file path or pass overwrite=True to replace it"
@@ -402,4 +416,4 @@ def _open_locked(path, config, inputs, versions, overwrite, flush_every, lock) -
         writer = RunFileWriter(path, header, lines, flush_every=flush_every, _lock=lock)
         writer._dirty = False  # the file on disk already holds exactly this
         return writer
-    return RunFileWriter(path, new_header(config, inputs), {}, flush_every=flush_every, _lock=lock)
+    return RunFileWriter(path, new_header(config, inputs, provenance), {}, flush_every=flush_every, _lock=lock)

@@ -7,6 +7,7 @@ Usage (from the repository root)::
     uv run python -m personas.study --model smollm2-135m-instruct,all-MiniLM-L6-v2   # two models, compared
     uv run python -m personas.study --model meta-llama/Meta-Llama-3-8B-Instruct --device cuda --dtype bfloat16
     uv run python -m personas.study -p n_runs 20 -p tail upper   # any notebook parameter
+    uv run python -m personas.study --statements data/examples/my_personas.csv --topics data/examples/my_topics.json
 
 Each notebook is executed with papermill (its tagged ``parameters`` cell is
 overridden, with only the parameters that cell defines) into
@@ -16,6 +17,11 @@ files under ``<output>/<name>/``; activations go to the shared store
 from those artifacts (``personas.report``). With several models, each gets
 ``<output>/<name>/<model>/`` and ``<output>/<name>/report.md`` compares them on
 relative depth.
+
+Your own personas (``docs/your-persona.md``): ``--statements FILE`` (CSV or Parquet: persona,
+statement, direction) adds them to the study, ``--topics FILE`` (JSON ``{topic: [persona, ...]}``)
+groups them; both are checked before anything is computed or written. The console says one
+line per step with its time, then the report's path, the verdicts and the total time.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import ast
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,6 +46,7 @@ __all__ = [
     "split_parameters",
     "run_study",
     "run_studies",
+    "check_inputs",
     "main",
 ]
 
@@ -70,7 +78,15 @@ QUICK = {
     "causal_random_directions": 1,
 }
 # Parameters the study sets itself, whatever the notebooks' cells say.
-_STUDY_KEYS = ("model_name", "personas", "layers", "store_dir", "out_dir")
+_STUDY_KEYS = ("model_name", "personas", "layers", "store_dir", "out_dir", "statements_file", "topics_file", "prefer")
+# Third-party warnings that carry nothing for the user of the study: (category, module regex).
+_NOISE = (
+    (DeprecationWarning, r"(jupyter_client|jupyter_core|nbclient|nbformat|papermill|traitlets|zmq)(\.|$)"),
+    (PendingDeprecationWarning, r"(jupyter_client|nbclient|papermill|zmq)(\.|$)"),
+    (RuntimeWarning, r"(jupyter_client|nbclient|zmq)(\.|$)"),  # e.g. "coroutine was never awaited" at shutdown
+)
+# Kernel arguments: ipykernel logs "Kernel is running over TCP without encryption" at WARNING on every start
+_KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def _cell_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
@@ -121,6 +137,9 @@ def study_parameters(
     personas: Sequence[str] | None = None,
     layers: Sequence[int] | str | None = None,
     quick: bool = False,
+    statements: str | os.PathLike | None = None,
+    topics: str | os.PathLike | None = None,
+    prefer: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Parameters of one study (each notebook later gets the ones its parameters cell names).
@@ -142,6 +161,12 @@ def study_parameters(
         ``personas.model.hooks.default_layers``).
     quick : bool
         Small parameters (module constant ``QUICK``) for a fast smoke run.
+    statements, topics : path, optional
+        The user's statements (CSV/Parquet) and topics (JSON) files. Unless ``personas``
+        is given, the study's personas are the default ones (the paper's 14, or ``QUICK``'s)
+        followed by every persona of ``statements``.
+    prefer : {"user", "bundled"}, optional
+        Which statements win for a name both bundled and in ``statements``.
     **overrides
         Any other notebook parameter (e.g. ``n_runs=20``, ``device="cuda"``); an
         unknown name is an error listing the valid ones.
@@ -159,9 +184,32 @@ def study_parameters(
         params["layers"] = layers if isinstance(layers, str) else [int(x) for x in layers]
     if quick:
         params.update({k: v for k, v in QUICK.items() if k != "personas" or not personas})
+    for key, value in (("statements_file", statements), ("topics_file", topics), ("prefer", prefer)):
+        if value is not None:
+            params[key] = str(value)
+    if statements is not None and not personas:
+        from personas.statements import mixed_statements, paper_personas
+
+        base = params["personas"] or paper_personas()
+        user = mixed_statements(statements, prefer)[1]
+        params["personas"] = list(base) + [p for p in user if p not in base]
     _check_names(overrides, known)
     params.update(overrides)
     return params
+
+
+def check_inputs(params: dict[str, Any]):
+    """The study's statements, topics and personas checked before anything is computed or written.
+
+    Returns ``personas.statements.StudyInputs``; raises the ``ValueError`` or ``FileNotFoundError``
+    of :func:`personas.statements.study_inputs` (naming the file, the value and the fix).
+    """
+    from personas.statements import study_inputs
+
+    p = {**notebook_defaults(), **params}
+    return study_inputs(p.get("personas"), statements_file=p.get("statements_file"), topics_file=p.get("topics_file"),
+                        prefer=p.get("prefer"), n_per_direction=p.get("n_per_direction"),
+                        min_confidence=p.get("min_confidence", 0.85))
 
 
 def split_parameters(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -181,9 +229,15 @@ def _execute(notebook: str, out_dir: Path, params: dict[str, Any], progress: boo
     dest.parent.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(
         str(src), str(dest), parameters=params, kernel_name="python3", progress_bar=progress,
-        cwd=str(REPO_ROOT), log_output=False,
+        cwd=str(REPO_ROOT), log_output=False, extra_arguments=list(_KERNEL_ARGUMENTS),
     )
     return dest
+
+
+def _quiet_third_parties() -> None:
+    """Inside the study's ``warnings.catch_warnings()``: drop the ``_NOISE`` warnings, by category and module."""
+    for category, module in _NOISE:
+        warnings.filterwarnings("ignore", category=category, module=module)
 
 
 def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
@@ -194,27 +248,35 @@ def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
         print(report.read_text())
 
     ``params`` is what :func:`study_parameters` returns; each notebook gets the parameters its
-    tagged parameters cell names. The report's Timing section records each notebook's time.
+    tagged parameters cell names. The inputs are checked first (:func:`check_inputs`): a bad file stops the study before
+    anything is written. One line per step with its time, then a summary.
     """
-    from personas.report import write_report
+    from personas.report import report_verdicts, write_report
 
+    inputs = check_inputs(params)
     out_dir = Path(params["out_dir"])
-    out_dir.mkdir(parents=True, exist_ok=True)
     per_notebook = split_parameters(params)
+    out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    n_steps = len(NOTEBOOKS) + 1
     for i, notebook in enumerate(NOTEBOOKS, 1):
-        print(f"[{i}/{len(NOTEBOOKS)}] {notebook} -> {out_dir / 'notebooks' / notebook}", flush=True)
         t0 = time.perf_counter()
         _execute(notebook, out_dir, per_notebook[notebook], progress)
         timings[notebook] = round(time.perf_counter() - t0, 1)
-        print(f"      done in {timings[notebook]:.1f} s", flush=True)
+        print(f"[{i}/{n_steps}] {notebook:<34} {timings[notebook]:7.1f} s", flush=True)
     timings["total"] = round(time.perf_counter() - start, 1)
     write_json(out_dir / "study.json", {
         "parameters": params, "notebook_defaults": notebook_defaults(), "timings_s": timings, "notebooks": list(NOTEBOOKS),
+        "inputs": {"files": inputs.files, "user_personas": inputs.user_personas, "untopiced": inputs.untopiced},
     })
+    t0 = time.perf_counter()
     report = write_report(out_dir)
-    print(f"study finished in {timings['total']:.1f} s; report: {report}", flush=True)
+    print(f"[{n_steps}/{n_steps}] {'report.md':<34} {time.perf_counter() - t0:7.1f} s", flush=True)
+    total = time.perf_counter() - start
+    print(f"study finished in {total:.1f} s; report: {report}", flush=True)
+    for claim, verdict in report_verdicts(out_dir):
+        print(f"  {claim}: {verdict}", flush=True)
     return report
 
 
@@ -296,6 +358,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
                         help="address of a Dask scheduler (tcp://host:8786): the heavy loops run on its workers")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="any notebook parameter (repeatable), e.g. -p n_runs 20 -p levels '[2]'")
+    parser.add_argument("--statements", default=None, metavar="FILE",
+                        help="your own statements (CSV or Parquet: persona, statement, direction); their personas are "
+                             "added to the study (docs/your-persona.md)")
+    parser.add_argument("--topics", default=None, metavar="FILE",
+                        help="topics as JSON {topic: [persona, ...]} (default: data/paper_personas.json); personas in "
+                             "no topic get level 2 only")
+    parser.add_argument("--prefer", default=None, choices=("user", "bundled"),
+                        help="whose statements win for a name both bundled and in --statements (default: an error)")
     parser.add_argument("--quick", action="store_true", help="small parameters: 3 personas, few statements and runs")
     parser.add_argument("--no-progress", action="store_true", help="hide papermill's cell progress bar")
     args = parser.parse_args(argv)
@@ -308,19 +378,25 @@ def main(argv: Sequence[str] | None = None) -> Path:
             overrides[key] = value
     for name, value in args.parameter:
         if name in _STUDY_KEYS:
-            parser.error(f"-p {name}: set it with its own option (--model, --personas, --layers, --output, --name)")
+            parser.error(f"-p {name}: set it with its own option (--model, --personas, --layers, --output, --name, "
+                         "--statements, --topics, --prefer)")
         overrides[name] = _parse_value(value)
     personas = [p.strip() for p in args.personas.split(",") if p.strip()] if args.personas else None
     models = [m.strip() for m in args.model.split(",") if m.strip()] if args.model else None
     try:
         params = study_parameters(name=args.name, output=args.output, personas=personas, layers=args.layers,
-                                  quick=args.quick, **overrides)
-    except ValueError as exc:
+                                  quick=args.quick, statements=args.statements, topics=args.topics, prefer=args.prefer,
+                                  **overrides)
+        check_inputs(params)  # before anything is computed or written
+    except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedded models never need the hub; a cached one neither
-    if models is None:
-        return run_study(params, progress=not args.no_progress)
-    return run_studies(models, params, progress=not args.no_progress)
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the kernel's debugger: no frozen-modules notice
+    with warnings.catch_warnings():  # the filters hold for the study only, never for the caller
+        _quiet_third_parties()
+        if models is None:
+            return run_study(params, progress=not args.no_progress)
+        return run_studies(models, params, progress=not args.no_progress)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -58,3 +58,31 @@ def test_cluster_scores_of_identical_points():
         out = cluster_scores(np.ones((6, 3)), ["a", "a", "a", "b", "b", "b"])
     assert out["silhouette"] == 0.0 and out["centroid_distance"] == 0.0
     assert np.isnan(out["calinski_harabasz"]) and np.isnan(out["davies_bouldin"])
+
+
+def test_a_constant_layer_is_said_once_naming_the_layer_and_the_personas(last_token_layers):
+    from personas._core.notes import ConstantFeaturesWarning
+
+    acts, meta, _ = last_token_layers
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        analyse_layers(acts, meta, model_name="tiny", n_blocks=3, protocol=LayerProtocol(n_reps=2, n_per_cluster=20),
+                       probes=ProbeSettings(n_folds=3, n_trees=5), n_jobs=2, progress=False)
+    constant = [str(w.message) for w in caught if issubclass(w.category, ConstantFeaturesWarning)]
+    # three analyses, two personas, processes or not: one line, for layer 0 only
+    assert len(constant) == 1, constant
+    assert constant[0].startswith("layer 0: the activations are constant for 2 of 2 personas (agreeableness, narcissism)")
+    assert "wording control" in constant[0]
+
+
+def test_personas_warnings_are_shown_in_one_line(capsys):
+    from personas._core.notes import StudyNote, one_line_warnings
+
+    one_line_warnings()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = warnings.showwarning  # catch_warnings restores the hook afterwards
+        one_line_warnings()
+        warnings.warn("level 1 (within topic) skipped for ['x']: in no topic", StudyNote)
+    err = capsys.readouterr().err
+    assert err == "StudyNote: level 1 (within topic) skipped for ['x']: in no topic\n"

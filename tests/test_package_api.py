@@ -21,9 +21,9 @@ USE = re.compile(r"\b(ul|un|uv)\.([A-Za-z_]\w*)")
 
 PUBLIC = {
     "utils_layers": {
-        "list_personas", "load_statements", "load_topics", "paper_personas",
+        "list_personas", "load_statements", "study_inputs",
         "load_model", "extraction_plan", "ExtractionSettings", "extract_with_controls", "extract_to_store",
-        "load_layers", "store_manifest", "store_fingerprint",
+        "load_layers", "store_manifest", "store_fingerprints",
         "LayerProtocol", "ProbeSettings", "LayerControls", "analyse_layers", "save_results",
         "most_divergent_layers", "choose_layer", "save_chosen_layer", "read_chosen_layer", "load_wording_controls",
         "dask_scheduler", "parallel_jobs", "write_table", "write_text",
@@ -31,7 +31,7 @@ PUBLIC = {
     "utils_nodes": {
         "ScanPlan", "ScanSettings", "PoolSizes", "SampleSizes", "scan_config", "run_persona_scans",
         "check_runs_current",
-        "read_level", "present_topics", "statement_table", "node_space", "node_frequencies", "salient_sets",
+        "read_level", "statement_table", "node_space", "node_frequencies", "salient_sets",
         "set_sizes", "pairwise_overlaps", "overlap_table", "save_node_report", "save_calibration_report",
         "level0_sets",
         "causal_check", "save_causal_result", "causal_summary_markdown",

@@ -12,7 +12,7 @@ import deepscan
 from personas.layers.results import read_chosen_layer, save_chosen_layer
 from personas.model.plan import extraction_plan
 from personas.nodes.frequencies import salient_sets
-from personas.nodes.inputs import level0_sets, present_topics, read_level, statement_table
+from personas.nodes.inputs import level0_sets, read_level, statement_table
 from personas.nodes.runs import load_runs
 from personas.scans.driver import run_persona_scans
 from personas.scans.null_runs import load_null_runs
@@ -97,12 +97,6 @@ def test_level0_sets_are_the_topic_sets(scanned):
     (tmp / "one").mkdir()
     (tmp / "one" / "index.json").write_text(json.dumps({"levels": {"0": {"T1+": "x.jsonl"}}}))
     assert level0_sets(tmp / "one", "union") is None  # one topic: no level-0 comparison
-
-
-def test_present_topics_keeps_members_with_run_files():
-    topics = {"T1": ["a", "b"], "T2": ["c"], "T3": ["zz"]}
-    assert present_topics(topics, {"a": 1, "c": 2}) == {"T1": ["a"], "T2": ["c"]}
-    assert present_topics(topics, ["b"]) == {"T1": ["b"]}
 
 
 def test_statement_table_reads_the_stored_statements(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from personas._core.checks import check_classes, check_int, check_meta, check_seed
+from personas._core.notes import ConstantFeaturesWarning, aggregated_warnings, constant_layer_message
 from personas._core.parallel import one_blas_thread
 from personas._core.provenance import now_iso, package_versions
 from personas.layers.classifiers import cross_validate_classifier
@@ -43,13 +45,16 @@ def _parallel(n_jobs: int | None, n_tasks: int) -> Parallel:
 
 
 def _cluster_task(X, directions, persona: str, protocol: LayerProtocol, seed: int, controls: bool) -> pd.DataFrame:
-    out = direction_clusters(X, directions, protocol, seed=seed, shuffled_control=controls, sample_key=persona)
+    with warnings.catch_warnings():  # said once per layer by _per_layer, not once per persona and worker
+        warnings.simplefilter("ignore", ConstantFeaturesWarning)
+        out = direction_clusters(X, directions, protocol, seed=seed, shuffled_control=controls, sample_key=persona)
     out.insert(0, "persona", persona)
     return out
 
 
 def _direction_task(X, directions, persona: str, probes: ProbeSettings, seed: int, controls: bool) -> pd.DataFrame:
-    with one_blas_thread():  # one task per core: parallelism comes from the processes
+    with one_blas_thread(), warnings.catch_warnings():  # one task per core; constant layers: see _per_layer
+        warnings.simplefilter("ignore", ConstantFeaturesWarning)
         out = cross_validate_classifier(X, directions, probes, classifiers=probes.direction_classifiers, seed=seed,
                                         shuffled_control=controls, seed_key=persona, n_jobs=1)
     n_nc = out.attrs.get("n_not_converged", 0)
@@ -115,7 +120,14 @@ def _per_layer(activations, prep: _Prepared, score: Callable[[np.ndarray], pd.Da
     """The one loop over layers: ``score`` each layer's matrix, summarise, label, stack."""
     frames, n_nc = [], 0
     for layer in tqdm(prep.layers, desc=f"{what} ({model_name})", disable=not progress, unit="layer"):
-        long = score(layer_matrix(activations, layer, len(prep.meta)))
+        X = layer_matrix(activations, layer, len(prep.meta))
+        constant = [p for p, idx in prep.groups.items() if len(idx) and bool(np.all(X[idx] == X[idx[:1]]))]
+        if constant:  # one line for the layer, however many personas and analyses
+            warnings.warn(constant_layer_message(layer, constant, len(prep.groups)), ConstantFeaturesWarning,
+                          stacklevel=4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConstantFeaturesWarning)
+            long = score(X)
         n_nc += long.attrs.get("n_not_converged", 0)
         summary = summarise_long(long, by)
         summary.insert(0, "layer", layer)
@@ -349,15 +361,16 @@ def analyse_layers(
         steps.append(("persona_classifier", _persona_table, probes))
     if probes.direction_classifiers:
         steps.append(("direction_classifier", _direction_table, probes))
-    for name, table_of, settings in steps:
-        t0 = time.perf_counter()
-        tables.append(table_of(activations, prep, settings, seed, controls.baseline, n_jobs, progress, model_name))
-        timings[name] = round(time.perf_counter() - t0, 3)
-    for name, X in control_features.items():
-        t0 = time.perf_counter()
-        tables.extend(_feature_control(name, X, prep.meta, protocol, probes, seed=seed, n_jobs=n_jobs,
-                                       model_name=model_name, n_blocks=prep.n_blocks))
-        timings[f"{name}_control"] = round(time.perf_counter() - t0, 3)
+    with aggregated_warnings(ConstantFeaturesWarning):  # a constant layer is said once, not once per analysis
+        for name, table_of, settings in steps:
+            t0 = time.perf_counter()
+            tables.append(table_of(activations, prep, settings, seed, controls.baseline, n_jobs, progress, model_name))
+            timings[name] = round(time.perf_counter() - t0, 3)
+        for name, X in control_features.items():
+            t0 = time.perf_counter()
+            tables.extend(_feature_control(name, X, prep.meta, protocol, probes, seed=seed, n_jobs=n_jobs,
+                                           model_name=model_name, n_blocks=prep.n_blocks))
+            timings[f"{name}_control"] = round(time.perf_counter() - t0, 3)
     table = pd.concat(tables, ignore_index=True)[RESULT_COLUMNS]
     n_nc = sum(t.attrs.get("n_not_converged", 0) for t in tables)
     table.attrs["metadata"] = _metadata(prep, protocol, probes, controls.baseline, seed, model_name, n_nc, timings,

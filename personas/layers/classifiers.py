@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from personas._core.checks import check_classes, check_labels, check_matrix, check_seed
+from personas._core.notes import ConstantFeaturesWarning
 from personas._core.parallel import one_blas_thread
 from personas._core.provenance import derive_seed, seeded_rng
 from personas.layers.pca import pca_scores
@@ -89,7 +90,7 @@ def warn_if_constant(X: np.ndarray, key: str = "") -> bool:
             f"the features{where} are constant (every statement has the same activations, e.g. layer 0 at "
             "the last token of a chat template): classifiers can only predict the majority class, cluster "
             "metrics report no separation; use the wording control (layer 0 averaged over the statement) instead",
-            RuntimeWarning, stacklevel=3,
+            ConstantFeaturesWarning, stacklevel=3,
         )
     return constant
 
@@ -170,7 +171,7 @@ def cross_validate_classifier(
         warnings.warn(
             f"the features are constant on the training folds ({seed_key!r}: no variance left after "
             "standardisation), so the linear probe is scored as the majority-class predictor",
-            stacklevel=2,
+            ConstantFeaturesWarning, stacklevel=2,
         )
     out = pd.DataFrame(rows, columns=["classifier", "control", "fold", "metric", "value"])
     out.attrs["n_not_converged"] = n_not_converged

@@ -22,6 +22,7 @@ from personas._core.checks import (
     check_matrix,
     check_seed,
 )
+from personas._core.notes import IdenticalPointsWarning
 from personas._core.parallel import one_blas_thread
 from personas._core.provenance import seeded_rng
 from personas.layers.classifiers import warn_if_constant
@@ -66,7 +67,7 @@ def cluster_scores(Z: Any, labels: Any) -> dict[str, float]:
         # which sklearn reports as 1 and 0 (a perfect DB!), so they are NaN here
         warnings.warn("all points are identical: the groups cannot be told apart (constant features); "
                       "silhouette and centroid distance are 0, Calinski-Harabasz and Davies-Bouldin NaN",
-                      stacklevel=2)
+                      IdenticalPointsWarning, stacklevel=2)
         return {"silhouette": 0.0, "calinski_harabasz": float("nan"), "davies_bouldin": float("nan"),
                 "centroid_distance": 0.0}
     centroids = np.stack([Z[y == c].mean(axis=0) for c in classes])

@@ -253,15 +253,14 @@ def extract_to_store(
     settings: ExtractionSettings | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    sources: dict | None = None,
 ) -> pd.DataFrame:
     """Extract and store activations persona by persona, reusing matching stores.
 
         model, tokenizer = load_model(model_name)
         stored = extract_to_store(model, tokenizer, load_statements(personas), model_name=model_name,
                                   layers="default", store_dir="output/activations")
-
-    Returns one row per persona saying whether its activations were computed, reused or
-    extended; ``load_layers(store_dir, model_name, personas)`` then reads them.
+        activations, meta = load_layers("output/activations", model_name, personas)
 
     Parameters
     ----------
@@ -276,7 +275,9 @@ def extract_to_store(
     settings : ExtractionSettings, optional
         See :func:`extract_activations`; a stored persona is reused only when made the same way.
     overwrite, progress : bool
-        Recompute and replace stored personas even if they match; progress bars (per persona).
+        Replace stored personas even if they match; progress bars (per persona).
+    sources : dict, optional
+        The user's files and their SHA-256 (``study_inputs(...).files``), in each manifest written.
 
     Returns
     -------
@@ -296,9 +297,9 @@ def extract_to_store(
 
     Notes
     -----
-    Reuse is verified on data: model fingerprint (:func:`model_fingerprint`), statements, and
-    the tensor file against its manifest (header, size, write id, per-tensor SHA-256). The
-    writer holds the model folder's lock and first removes a crashed writer's temporary files.
+    Reuse is verified on data: model fingerprint, statements, and the tensor file against its
+    manifest (header, size, write id, per-tensor SHA-256). The writer holds the model folder's
+    lock and first removes a crashed writer's temporary files.
     """
     check_meta(statements, len(statements), META_COLUMNS)
     if statements["id"].duplicated().any():
@@ -319,12 +320,13 @@ def extract_to_store(
         for persona, group in statements.groupby("persona", sort=False):
             group = group.reset_index(drop=True)
             rows.append(_extract_persona(model, tokenizer, group, about, layers, settings, store_dir=store_dir,
-                                         overwrite=overwrite, progress=progress))
+                                         overwrite=overwrite, progress=progress, sources=sources))
     return pd.DataFrame(rows, columns=["persona", "status", "n_statements", "layers", "path"])
 
 
 def _extract_persona(model, tokenizer, group: pd.DataFrame, about: dict, layers: list[int],
-                     settings: ExtractionSettings, *, store_dir, overwrite: bool, progress: bool) -> dict:
+                     settings: ExtractionSettings, *, store_dir, overwrite: bool, progress: bool,
+                     sources: dict | None = None) -> dict:
     """One persona under the store's lock: reuse, extend or (re)compute its activations."""
     model_name, persona = about["model"], group["persona"].iloc[0]
     tensor_file, manifest_file = store_path(store_dir, model_name, persona)
@@ -355,5 +357,5 @@ def _extract_persona(model, tokenizer, group: pd.DataFrame, about: dict, layers:
     if old is not None:
         acts = {**old, **acts}
     save_persona(store_dir, acts, info, group, model_name=model_name, persona=persona,
-                 model_fingerprint=about["model_fingerprint"])
+                 model_fingerprint=about["model_fingerprint"], sources=sources)
     return dict(persona=persona, status=status, n_statements=len(group), layers=sorted(acts), path=str(tensor_file))

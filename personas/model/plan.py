@@ -73,6 +73,7 @@ def extract_with_controls(
     store_dir: str | os.PathLike,
     settings: ExtractionSettings,
     wording_control: bool = True,
+    sources=None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """The study's extraction: ``layers`` into ``store_dir``, and the wording control beside it.
@@ -83,12 +84,13 @@ def extract_with_controls(
 
     Returns :func:`extract_to_store`'s table for the planned layers. With ``wording_control``,
     layer 0 is also read at position ``"mean"`` (the pass stops after the embeddings) into
-    ``wording_store_dir(store_dir)``, which ``load_wording_controls`` reads.
+    ``wording_store_dir(store_dir)``, which ``load_wording_controls`` reads. ``sources``
+    (the user's input files and their sha256, ``study_inputs(...).files``) go into both manifests.
     """
     stored = extract_to_store(model, tokenizer, statements, model_name=model_name, layers=list(layers),
-                              store_dir=store_dir, settings=settings, progress=progress)
+                              store_dir=store_dir, settings=settings, sources=sources, progress=progress)
     if wording_control:
         extract_to_store(model, tokenizer, statements, model_name=model_name, layers=[0],
                          store_dir=wording_store_dir(store_dir), settings=dataclasses.replace(settings, position="mean"),
-                         progress=progress)
+                         sources=sources, progress=progress)
     return stored

@@ -49,7 +49,7 @@ from personas.nodes.frequencies import (
     salient_nodes,
     salient_sets,
 )
-from personas.nodes.inputs import LevelRuns, level0_sets, present_topics, read_level, statement_table
+from personas.nodes.inputs import LevelRuns, level0_sets, read_level, statement_table
 from personas.nodes.overlaps import (
     adjust_p_values,
     exclusive_intersections,
@@ -82,7 +82,6 @@ from personas.nodes.summary import precision_recall_summary
 __all__ = [
     "LevelRuns",
     "read_level",
-    "present_topics",
     "statement_table",
     "level0_sets",
     "NodeSpace",

@@ -2,7 +2,6 @@
 
 - ``read_level``: one level of a runs directory (``index.json``, written by the scans): its run
   files and, when they were made, its null runs.
-- ``present_topics``: a topic grouping restricted to the personas that have run files.
 - ``statement_table``: the stored statements of some personas (``id``, ``statement``), to attach
   text to flagged statements.
 - ``level0_sets``: the salient sets of the paper's level 0 (one per topic), when it was run.
@@ -23,7 +22,7 @@ from personas.nodes.runs import load_runs
 from personas.scans.null_runs import load_null_runs
 from personas.store.read import store_manifest
 
-__all__ = ["LevelRuns", "read_level", "present_topics", "statement_table", "level0_sets"]
+__all__ = ["LevelRuns", "read_level", "statement_table", "level0_sets"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,12 +71,6 @@ def read_level(runs_dir: str | os.PathLike, level: int, personas: Sequence[str] 
     null_files = index.get("null", {}).get(str(level), {})
     nulls = load_null_runs({p: runs_dir / null_files[p] for p in personas}) if null_files else None
     return LevelRuns(index, level, load_runs({p: runs_dir / files[p] for p in personas}), nulls)
-
-
-def present_topics(topics: Mapping[str, Sequence[str]], names: Sequence[str] | Mapping[str, Any]) -> dict:
-    """``{topic: members}`` with only the members in ``names``; topics left empty are dropped."""
-    kept = {t: [p for p in members if p in names] for t, members in topics.items()}
-    return {t: members for t, members in kept.items() if members}
 
 
 def statement_table(store_dir: str | os.PathLike, model_name: str, personas: Sequence[str]) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from personas.report.scans import baselines_table, precision_recall_table, read_
 from personas.report.tables import figure_links, markdown_table, missing
 
 __all__ = ["REPORT_SECTIONS", "markdown_table", "build_report", "write_report", "build_comparison_report",
-           "write_comparison_report"]
+           "write_comparison_report", "report_verdicts"]
 
 REPORT_SECTIONS = (
     "## Configuration",
@@ -57,7 +57,17 @@ _CONFIG_KEYS = (
 def _configuration(study: dict, out: Path) -> str:
     p = {**study.get("notebook_defaults", {}), **study.get("parameters", {})}
     rows = [(k, "the paper's 14" if k == "personas" and p.get(k) is None else p[k]) for k in _CONFIG_KEYS if k in p]
+    inputs = study.get("inputs", {})
+    for key, file in inputs.get("files", {}).items():
+        rows.append((key, f"{file['path']} (sha256 {file['sha256']})"))
+    if p.get("prefer"):
+        rows.append(("prefer", p["prefer"]))
     text = [markdown_table(pd.DataFrame(rows, columns=["parameter", "value"])) if rows else "(notebook defaults)"]
+    if inputs.get("user_personas"):
+        text += ["", "Personas from the statements file: " + ", ".join(f"`{x}`" for x in inputs["user_personas"]) + "."]
+    if inputs.get("untopiced"):
+        text += ["", "Personas in no topic (levels 1 and 0 skip them; the node analysis gives each its own group): "
+                 + ", ".join(f"`{x}`" for x in inputs["untopiced"]) + "."]
     manifest = _first_manifest(p)
     if manifest:
         facts = [f"{k}: `{manifest[k]}`" for k in ("revision", "gguf_file", "quantisation", "template_mode",
@@ -200,6 +210,21 @@ def build_report(out_dir: str | os.PathLike) -> str:
              "`personas.report` from the study's artifacts. It follows the layout of Cintas et al. (AIES 2025): "
              "where (layers) and which activations (nodes) carry each persona.")
     return "\n\n".join([title, *(f"{head}\n\n{body}" for head, body in sections)]) + "\n"
+
+
+def report_verdicts(out_dir: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(claim, verdict)`` of the paper's claims tested in a study directory (for the study's last lines)."""
+    out = Path(out_dir)
+    found = []
+    table = read_layer_table(out)
+    layer = final_third_claim(table) if table is not None else None
+    if layer is not None:
+        found.append((layer["claim"], f"{layer['verdict']} (best layer {layer['best_layer']}, relative depth "
+                                      f"{layer['relative_depth']:.2f})"))
+    nodes = shared_nodes_claim(out)
+    if nodes is not None:
+        found.append((nodes["claim"], str(nodes["verdict"])))
+    return found
 
 
 def write_report(out_dir: str | os.PathLike) -> Path:

@@ -7,11 +7,13 @@ the null runs, run the baselines on the same samples, and write the index.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -47,7 +49,7 @@ class _Study:
     seed: int
     n_jobs: int
     progress: bool
-    store_fingerprint: str | None
+    store_fingerprint: str | Mapping[str, str] | None
     node_layout: list
 
     @property
@@ -66,7 +68,7 @@ def run_persona_scans(
     seed: int = 0,
     n_jobs: int = 1,
     progress: bool = True,
-    store_fingerprint: str | None = None,
+    store_fingerprint: str | Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """The paper's DeepScan experiments for every persona and level, with run files.
 
@@ -88,7 +90,8 @@ def run_persona_scans(
     meta : DataFrame
         Columns ``id``, ``persona``, ``direction`` (as ``load_layers`` returns).
     plan : ScanPlan
-        The personas, the layer, the levels (default: all three) and the topics.
+        The personas, the layer, the levels (default: all three), the topics and where they
+        came from (``sources``, recorded in new run files' headers as ``provenance``).
     model_name : str
     runs_dir : path
     settings : ScanSettings, optional
@@ -98,9 +101,16 @@ def run_persona_scans(
     n_jobs : int
         Parallel runs (joblib); results do not depend on it.
     progress : bool
-    store_fingerprint : str, optional
-        ``store_fingerprint`` of the activations scanned: recorded in every run file's ``inputs``
-        (a rerun on a changed store is refused, never mixed), ``index.json`` and the table.
+    store_fingerprint : str or dict, optional
+        ``store_fingerprint`` of the activations scanned, or better ``store_fingerprints`` (one
+        per persona): recorded in every run file's ``inputs`` (with the dict, only the
+        fingerprints of the personas in the experiment's pools, so adding a persona leaves the
+        other personas' level-2 run files as they are), in ``index.json`` and in the table. A
+        run file whose inputs changed (its pools now hold other statements, or other
+        activations) is recomputed and reported so.
+
+    The experiments' status (``computed``, ``reused``, ``resumed``, ``recomputed``) goes to
+    ``index.json["status"]`` and one printed line.
 
     Returns
     -------
@@ -111,30 +121,67 @@ def run_persona_scans(
     """
     study = _study(activations, meta, plan, _checked(settings, ScanSettings, "settings"), model_name=model_name,
                    runs_dir=runs_dir, seed=seed, n_jobs=n_jobs, progress=progress, store_fingerprint=store_fingerprint)
-    index: dict[str, dict[str, dict[str, str]]] = {"levels": {}, "null": {}}
+    index: dict[str, dict[str, dict[str, str]]] = {"levels": {}, "null": {}, "status": {}}
     timings: dict[str, dict[str, float]] = {}
     rows = []
     for target in _targets(plan):
-        chosen = _target_pools(meta, target, plan.topics, study.settings.pool_sizes, seed)
-        seconds: dict[str, float] = {}
-        with _timed(seconds, "deepscan"):
-            result, path = _scan(study, target, chosen)
-        index["levels"].setdefault(str(target.level), {})[target.name] = path.name
-        auc = None
-        if study.settings.detection:
-            with _timed(seconds, "detection"):
-                auc, null_path = _detection_auc(study, target, chosen, result)
-            index["null"].setdefault(str(target.level), {})[target.name] = null_path.name
-        rows.append(_summary_row(target, "deepscan", result.runs, auc=auc, run_file=path.name))
-        if _runs_baselines(study.settings, target.level):
-            with _timed(seconds, "baselines"):
-                rows += _baseline_rows(study, target, chosen, result.runs, run_file=path.name)
-        # wall times stay out of the table (same inputs, same table), in the index instead
-        timings[f"level{target.level}/{target.name}"] = {k: round(v, 3) for k, v in seconds.items()}
+        rows += _experiment(study, target, index, timings)
     _write_index(study, index, timings)
+    _print_status(index["status"])
     table = pd.DataFrame(rows)
-    table["store_fingerprint"] = store_fingerprint
+    table["store_fingerprint"] = [_experiment_fingerprint(study, None) for _ in rows] if rows else []
     return table
+
+
+def _experiment(study: _Study, target: _Target, index: dict, timings: dict) -> list[dict]:
+    """One experiment: pools, scan into its run file, detection power, baselines; its rows of the table."""
+    chosen = _target_pools(study.meta, target, study.plan.topics, study.settings.pool_sizes, study.seed)
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "deepscan"):
+        result, path, status = _scan(study, target, chosen)
+    index["status"][f"level{target.level}/{target.name}"] = status
+    index["levels"].setdefault(str(target.level), {})[target.name] = path.name
+    auc = None
+    if study.settings.detection:
+        with _timed(seconds, "detection"):
+            auc, null_path = _detection_auc(study, target, chosen, result)
+        index["null"].setdefault(str(target.level), {})[target.name] = null_path.name
+    rows = [_summary_row(target, "deepscan", result.runs, auc=auc, run_file=path.name)]
+    if _runs_baselines(study.settings, target.level):
+        with _timed(seconds, "baselines"):
+            rows += _baseline_rows(study, target, chosen, result.runs, run_file=path.name)
+    # wall times stay out of the table (same inputs, same table), in the index instead
+    timings[f"level{target.level}/{target.name}"] = {k: round(v, 3) for k, v in seconds.items()}
+    return rows
+
+
+def _print_status(status: dict[str, str]) -> None:
+    """One line: how many run files were reused, computed, resumed, recomputed (those named)."""
+    counts: dict[str, list[str]] = {}
+    for name, state in status.items():
+        counts.setdefault(state, []).append(name)
+    parts = [f"{len(names)} {state}" + (f" ({', '.join(names)}: their pools changed)" if state == "recomputed" else "")
+             for state, names in counts.items()]
+    if parts:
+        print("run files: " + "; ".join(parts), flush=True)
+
+
+def _experiment_fingerprint(study: _Study, chosen: ScanPools | None) -> str | None:
+    """The store fingerprint an experiment records: the given one, or that of the personas in its pools."""
+    given = study.store_fingerprint
+    if given is None or isinstance(given, str):
+        return given
+    if chosen is None:  # the table: one fingerprint over every persona scanned
+        involved = sorted(given)
+    else:
+        rows = np.concatenate([chosen.background, chosen.clean, chosen.anomalous])
+        involved = sorted(set(study.meta["persona"].to_numpy()[rows].astype(str)))
+    missing = [p for p in involved if p not in given]
+    if missing:
+        raise ValueError(f"store_fingerprint has no fingerprint for persona(s) {missing}; "
+                         "pass store_fingerprints(store_dir, model_name, personas, [layer])")
+    payload = json.dumps({p: given[p] for p in involved}, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return "sha256:" + hashlib.sha256(payload).hexdigest()
 
 
 def _study(activations, meta, plan: ScanPlan, settings: ScanSettings, **shared) -> _Study:
@@ -190,20 +237,48 @@ def _pool_arrays(study: _Study, chosen: ScanPools) -> tuple[np.ndarray, np.ndarr
 
 
 def _scan(study: _Study, target: _Target, chosen: ScanPools):
-    """The DeepScan experiment of one target into its run file; returns the result and the file's path."""
+    """The DeepScan experiment of one target into its run file; returns the result, the file's path, its status.
+
+    Status: ``computed`` (new file), ``reused`` (every run was there: the file is not rewritten),
+    ``resumed`` (missing runs added) or ``recomputed`` (the pools now hold other data).
+    """
     import deepscan
+    from deepscan.runfile import InputsChanged
 
     path = study.runs_dir / run_file_name(target.name, target.level, study.layer)
-    result = deepscan.run_experiment(
-        *_pool_arrays(study, chosen), clean_ssize=study.settings.sample_sizes.clean, anom_ssize=study.settings.sample_sizes.anomalous,
-        n_runs=study.settings.sample_sizes.n_runs, seed=experiment_seed(study.seed, target.name, target.level),
+    fingerprint = _experiment_fingerprint(study, chosen)
+    before = path.stat().st_mtime_ns if path.exists() else None
+    ids = chosen.ids(study.meta)
+    sizes = study.settings.sample_sizes
+    kwargs = dict(
+        clean_ssize=sizes.clean, anom_ssize=sizes.anomalous, n_runs=sizes.n_runs,
+        seed=experiment_seed(study.seed, target.name, target.level),
         config=study.settings.config, run_file=path, node_layout=study.node_layout, persona=target.name,
         model=study.model_name, layers=[study.layer], n_jobs=study.n_jobs, progress=study.progress,
-        metadata={"level": target.level, "pools": chosen.description, "study_seed": study.seed,
-                  **chosen.ids(study.meta)},
-        inputs=None if study.store_fingerprint is None else {"store": study.store_fingerprint},
+        metadata={"level": target.level, "pools": chosen.description, "study_seed": study.seed, **ids},
+        inputs=None if fingerprint is None else {"store": fingerprint}, provenance=study.plan.sources,
     )
-    return result, path
+    if before is not None and _pools_changed(path, ids):
+        # same experiment, other statements in its pools (e.g. a persona added to its topic): redo it
+        return deepscan.run_experiment(*_pool_arrays(study, chosen), overwrite=True, **kwargs), path, "recomputed"
+    try:
+        result = deepscan.run_experiment(*_pool_arrays(study, chosen), **kwargs)
+    except InputsChanged:  # the same statements with other activations (a re-extracted persona)
+        return deepscan.run_experiment(*_pool_arrays(study, chosen), overwrite=True, **kwargs), path, "recomputed"
+    if before is None:
+        return result, path, "computed"
+    return result, path, "reused" if path.stat().st_mtime_ns == before else "resumed"
+
+
+def _pools_changed(path: Path, ids: dict[str, list[str]]) -> bool:
+    """Whether an existing run file's pools held other statements than ``ids`` (then it is recomputed)."""
+    import deepscan
+
+    try:
+        old = deepscan.read_run_file(path).header.get("config", {}).get("metadata", {})
+    except (ValueError, OSError):
+        return False  # not a readable run file: run_experiment says what is wrong with it
+    return any(k in old and old[k] != v for k, v in ids.items())
 
 
 def _detection_auc(study: _Study, target: _Target, chosen: ScanPools, result) -> tuple[float, Path]:
@@ -238,9 +313,13 @@ def _baseline_rows(study: _Study, target: _Target, chosen: ScanPools, runs: pd.D
 
 
 def _write_index(study: _Study, index: dict, timings: dict) -> None:
+    given = study.store_fingerprint
     record = {"layer": study.layer, "model": study.model_name, "levels": index["levels"],
               "personas": list(study.plan.personas),
-              "store_fingerprint": study.store_fingerprint}
+              "store_fingerprint": given if given is None or isinstance(given, str) else None}
+    if given is not None and not isinstance(given, str):
+        record["store_fingerprints"] = dict(given)
+    record["status"] = index["status"]
     if index["null"]:
         record["null"] = index["null"]
     record["seconds"] = timings  # per experiment: deepscan runs, detection (null runs), baselines
@@ -263,8 +342,18 @@ def check_runs_current(index: dict, store_dir: str | Path, model_name: str) -> N
         When the index records a store fingerprint that differs from the store's now
         (the activations were re-extracted, e.g. with another position or checkpoint).
     """
-    from personas.store.fingerprints import store_fingerprint
+    from personas.store.fingerprints import store_fingerprint, store_fingerprints
 
+    per_persona = index.get("store_fingerprints")
+    if per_persona:
+        now = store_fingerprints(store_dir, model_name, list(per_persona), [int(index["layer"])])
+        changed = sorted(p for p, f in per_persona.items() if now[p] != f)
+        if changed:
+            raise ValueError(
+                f"the run files of {changed} were made from other activations than {store_dir} now holds for "
+                f"{model_name!r}: rerun run_deepscan.ipynb (or the study) so that run files, tables and the store agree"
+            )
+        return
     recorded = index.get("store_fingerprint")
     if recorded is None:
         return  # made without a fingerprint (a bare call): nothing to compare

@@ -11,6 +11,7 @@ import pandas as pd
 
 from personas._core.checks import check_meta
 from personas._core.io import safe_name
+from personas._core.notes import StudyNote
 from personas._core.provenance import derive_seed
 from personas.scans.settings import PoolSizes
 
@@ -221,25 +222,33 @@ def level_targets(level: int, personas: Sequence[str], topics: dict[str, list[st
     """(target name, topic) pairs one level scans: personas at levels 2 and 1, topics at level 0.
 
     A level has no experiment where it has no background: level 1 for a persona that is
-    the only one of its topic among ``personas``, level 0 when only one topic is present.
-    Those are skipped with a warning naming them, so the other levels still run.
+    the only one of its topic among ``personas`` or in no topic, level 0 when only one topic
+    is present (personas in no topic are in no level-0 pool). Those are skipped with one
+    ``StudyNote`` line naming them, so the other levels still run.
     """
     if level == 2:
         return [(p, None) for p in personas]
     if topics is None:
         raise ValueError(f"level {level} needs `topics` (topic -> personas), e.g. load_topics()")
     chosen = set(personas)
+    in_topic = {p for members in topics.values() for p in members}
+    untopiced = [p for p in personas if p not in in_topic]
+    name = LEVEL_NAMES[level]
+    if untopiced:
+        what = "skipped for" if level == 1 else "leaves out"
+        warnings.warn(f"level {level} ({name}) {what} {untopiced}: in no topic of the topics file "
+                      "(add them to a topic in topics_file to scan them at this level)", StudyNote, stacklevel=3)
     if level == 1:
-        alone = [p for p in personas if not any(p in m and (chosen & set(m)) - {p} for m in topics.values())]
+        alone = [p for p in personas if p in in_topic
+                 and not any(p in m and (chosen & set(m)) - {p} for m in topics.values())]
         if alone:
-            warnings.warn(
-                f"level 1 (within topic) skipped for {alone}: no other persona of their topic is loaded",
-                stacklevel=3,
-            )
-        return [(p, None) for p in personas if p not in alone]
+            warnings.warn(f"level 1 (within topic) skipped for {alone}: no other persona of their topic is loaded",
+                          StudyNote, stacklevel=3)
+        return [(p, None) for p in personas if p not in alone and p not in untopiced]
     present = [t for t, members in topics.items() if chosen & set(members)]
     if len(present) < 2:
-        warnings.warn(f"level 0 (between topics) skipped: only the topic(s) {present} are loaded", stacklevel=3)
+        warnings.warn(f"level 0 (between topics) skipped: only the topic(s) {present} are loaded", StudyNote,
+                      stacklevel=3)
         return []
     return [(topic_target(t), t) for t in present]
 

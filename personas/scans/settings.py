@@ -94,12 +94,16 @@ class ScanPlan:
         Default: all three, as the paper.
     topics : dict, optional
         Topic -> personas (``load_topics()``); needed for levels 1 and 0.
+    sources : dict, optional
+        Where the statements and topics came from (``study_inputs(...).files``: paths and
+        sha256), recorded in new run files' headers as ``provenance``; never compared.
     """
 
     personas: Sequence[str]
     layer: int
     levels: Sequence[int] = LEVELS
     topics: Mapping[str, Sequence[str]] | None = None
+    sources: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.personas, str):
@@ -110,6 +114,8 @@ class ScanPlan:
         object.__setattr__(self, "levels", _levels(self.levels, "levels"))
         if self.topics is not None:
             object.__setattr__(self, "topics", {t: list(m) for t, m in self.topics.items()})
+        if self.sources is not None:
+            object.__setattr__(self, "sources", dict(self.sources))
 
 
 @dataclass(frozen=True)

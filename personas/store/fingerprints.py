@@ -160,3 +160,15 @@ def store_fingerprint(
 
 
 
+
+
+def store_fingerprints(
+    store_dir: str | os.PathLike, model_name: str, personas: Sequence[str] | str, layers: Sequence[int] | None = None
+) -> dict[str, str]:
+    """``{persona: store_fingerprint(store_dir, model_name, [persona], layers)}``.
+
+    One fingerprint per persona, so that an artifact made from some personas (a run file's
+    pools) records only theirs: adding a persona to a study leaves the others' run files valid.
+    """
+    personas = [personas] if isinstance(personas, str) else list(personas)
+    return {p: store_fingerprint(store_dir, model_name, [p], layers) for p in personas}

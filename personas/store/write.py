@@ -52,8 +52,13 @@ def save_activations(
                      model_fingerprint=model_fingerprint)
 
 
-def save_persona(store_dir, activations, info, statements, *, model_name, persona, model_fingerprint) -> Path:
-    """``save_activations`` without taking the lock: for a writer that holds it already."""
+def save_persona(store_dir, activations, info, statements, *, model_name, persona, model_fingerprint,
+                 sources: dict | None = None) -> Path:
+    """``save_activations`` without taking the lock: for a writer that holds it already.
+
+    ``sources`` (paths and SHA-256 of the files the statements came from) is recorded in the
+    manifest as ``"sources"``; it is provenance, not compared on reuse (the statements are).
+    """
     from safetensors.numpy import save_file
 
     n = len(statements)
@@ -89,6 +94,8 @@ def save_persona(store_dir, activations, info, statements, *, model_name, person
         "directions": statements["direction"].astype(str).tolist(),
         "statements": statements["statement"].astype(str).tolist(),
     }
+    if sources:
+        manifest["sources"] = dict(sources)
     with atomic_path(tensor_file) as tmp:
         save_file(tensors, str(tmp), metadata={"write_id": write_id, "model": model_name, "persona": persona})
         manifest["tensor_bytes"] = tmp.stat().st_size

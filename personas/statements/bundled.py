@@ -10,6 +10,7 @@ for each of the paper's 14 personas.
 from __future__ import annotations
 
 import difflib
+import io
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -33,7 +34,7 @@ __all__ = [
     "load_statements",
 ]
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent.parent / "data"
 STATEMENT_COLUMNS = ["id", "persona", "direction", "statement", "label_confidence"]
 DIRECTIONS = ("positive", "negative")
 
@@ -43,14 +44,40 @@ _DIRECTION_ALIASES = {"positive": "positive", "+": "positive", "negative": "nega
 
 
 def _read_paper_file(path: str | os.PathLike | None) -> dict:
+    """A topics file as ``{"topics": {...}, "short_names": {...}}``; a flat ``{topic: [persona, ...]}`` works too.
+
+    Checked here: the file exists and is UTF-8 JSON, each topic is a list of names, and no persona
+    is in two topics. Whether the names exist depends on the statements: see ``personas.statements.user``.
+    """
     from personas._core.io import read_json
 
     path = Path(_PAPER_FILE if path is None else path)
-    if not path.exists():
-        raise FileNotFoundError(f"persona topic file {path} does not exist")
-    spec = read_json(path)
-    if not isinstance(spec, dict) or not isinstance(spec.get("topics"), dict):
-        raise ValueError(f"{path} must hold {{'topics': {{topic: [persona, ...]}}, 'short_names': {{...}}}}")
+    if not path.is_file():
+        raise FileNotFoundError(f"topics file {path} does not exist; give a JSON file {{topic: [persona, ...]}}")
+    try:
+        spec = read_json(path)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"topics file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                         f"position {exc.start}); save it as UTF-8") from None
+    except PermissionError:
+        raise ValueError(f"topics file {path} cannot be read (permission denied); check its permissions") from None
+    if isinstance(spec, dict) and "topics" not in spec:
+        spec = {"topics": spec}
+    topics = spec.get("topics") if isinstance(spec, dict) else None
+    shape = "{topic: [persona, ...]} (or {'topics': {topic: [persona, ...]}, 'short_names': {...}})"
+    if not isinstance(topics, dict) or not topics:
+        raise ValueError(f"{path} must hold {shape}")
+    owner: dict[str, str] = {}
+    for topic, members in topics.items():
+        if not isinstance(members, list) or not members or not all(isinstance(m, str) and m.strip() for m in members):
+            raise ValueError(f"{path}: topic {topic!r} must be a non-empty list of persona names, got {members!r}; "
+                             f"the file must hold {shape}")
+        for persona in members:
+            if persona in owner:
+                where = "twice in" if owner[persona] == topic else f"in {owner[persona]!r} and in"
+                raise ValueError(f"{path}: persona {persona!r} is {where} topic {topic!r}; "
+                                 "a persona belongs to one topic at most")
+            owner[persona] = topic
     return spec
 
 
@@ -60,8 +87,9 @@ def load_topics(path: str | os.PathLike | None = None) -> dict[str, list[str]]:
     Parameters
     ----------
     path : path, optional
-        A JSON file shaped like ``data/paper_personas.json``
-        (``{"topics": {topic: [persona, ...]}, "short_names": {persona: name}}``).
+        A JSON file ``{topic: [persona, ...]}``, or shaped like ``data/paper_personas.json``
+        (``{"topics": {topic: [persona, ...]}, "short_names": {persona: name}}``). A persona in
+        two topics is an error.
 
     Returns
     -------
@@ -97,29 +125,63 @@ def _bundled_table() -> pd.DataFrame:
     return pd.read_parquet(_BUNDLED)
 
 
+def _read_file(path: Path) -> pd.DataFrame:
+    """A user's CSV or Parquet file as a table of text columns, with errors that name the fix."""
+    if path.is_dir():
+        raise ValueError(f"statements file {path} is a directory; give the CSV or Parquet file inside it")
+    if not path.is_file():
+        raise FileNotFoundError(f"statements file {path} does not exist; give a CSV or Parquet file with columns "
+                                "persona, statement, direction")
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise ValueError(f"statement source {path} must be a .csv or .parquet file (or a DataFrame)")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ValueError(f"statements file {path} cannot be read ({exc.strerror}); check its permissions") from None
+    if path.suffix.lower() == ".parquet":
+        try:
+            return pd.read_parquet(io.BytesIO(raw))
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise ValueError(f"statements file {path} is not a readable Parquet file ({exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ValueError(f"statements file {path} is not UTF-8 text (byte {raw[exc.start]:#04x} on line {line}); "
+                         "save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet program)") from None
+    try:
+        # as text: ids "01" and "1" stay distinct, a blank cell does not turn ids into floats,
+        # and only empty cells count as missing (a persona may be called "NA")
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"statement source {path} is empty (0 bytes); it needs a header row "
+                         "persona,statement,direction and one row per statement") from None
+    except pd.errors.ParserError as exc:
+        raise ValueError(f"statement source {path} is not a readable CSV file ({exc})") from None
+
+
+def _check_duplicates(df: pd.DataFrame, name: str) -> None:
+    """The same statement twice for one persona (in either direction) is an error naming both rows."""
+    key = df["persona"] + "\0" + df["statement"].str.strip().str.casefold()
+    repeated = key.duplicated(keep=False)
+    if repeated.any():
+        rows = df.index[key == key[repeated].iloc[0]].tolist()
+        raise ValueError(
+            f"{name}: {int(repeated.sum())} rows repeat a statement of their persona, e.g. persona "
+            f"{df.loc[rows[0], 'persona']!r} rows {rows} ({df.loc[rows[0], 'statement']!r}); "
+            "each statement may appear once per persona"
+        )
+
+
 def _read_source(source) -> pd.DataFrame:
     """Validate a user table (CSV/Parquet path or DataFrame) into ``STATEMENT_COLUMNS``."""
     if source is None:
         return _bundled_table()
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"statement source {path} does not exist")
-        if path.suffix == ".csv":
-            try:
-                # as text: ids "01" and "1" stay distinct, a blank cell does not turn ids into floats,
-                # and only empty cells count as missing (a persona may be called "NA")
-                df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-            except pd.errors.EmptyDataError:
-                raise ValueError(f"statement source {path} is empty (0 bytes); it needs a header row "
-                                 "persona,statement,direction and one row per statement") from None
-            except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-                raise ValueError(f"statement source {path} is not a readable CSV file ({exc})") from None
-        elif path.suffix == ".parquet":
-            df = pd.read_parquet(path)
-        else:
-            raise ValueError(f"statement source {path} must be a .csv or .parquet file (or a DataFrame)")
-        name = str(path)
+        df, name = _read_file(Path(source)), str(source)
+    elif isinstance(source, pd.DataFrame) and source.attrs.get("checked"):
+        return source  # made by personas.statements.user.mixed_statements: checked already
     elif isinstance(source, pd.DataFrame):
         df, name = source, "the statement DataFrame"
     else:
@@ -148,6 +210,7 @@ def _read_source(source) -> pd.DataFrame:
     df["direction"] = direction
     df["persona"] = df["persona"].astype(str)
     df["statement"] = df["statement"].astype(str)
+    _check_duplicates(df, name)
     if "label_confidence" in df.columns:
         conf = pd.to_numeric(df["label_confidence"], errors="coerce")
         if conf.isna().any():
