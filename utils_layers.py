@@ -11,6 +11,7 @@ docstring live:
 - ``personas.model.extraction``: batched per-layer activation extraction
 - ``personas.store``: the on-disk activation store (safetensors + JSON manifest)
 - ``personas.layers``: which layers separate personas, with controls
+- ``personas.model.untrained``, ``personas.layers.untrained``: the untrained-model control (random weights)
 - ``personas._core.parallel``: the heavy loops on a Dask cluster (``dask_cluster``)
 - ``personas.model.interventions``: edit the residual stream at a layer (ablate nodes, add a vector)
 - ``personas._core.io``: atomic JSON and table writers shared by every notebook
@@ -92,6 +93,8 @@ from personas.statements import (
 )
 from personas.store.paths import STORE_FORMAT_VERSION, list_stored, model_slug, store_path
 from personas.model.extraction import extract_to_store
+from personas.model.untrained import untrained_model, untrained_name
+from personas.layers.untrained import untrained_layer_control
 from personas.store.read import load_activations, load_layers, store_manifest, verify_stored
 from personas.store.fingerprints import model_fingerprint, statements_fingerprint, store_fingerprint
 from personas.store.write import save_activations
@@ -126,6 +129,8 @@ __all__ = [
     "save_results", "load_results", "combine_results", "select_metric_rows", "most_divergent_layers",
     "choose_layer", "embed_2d", "synthetic_activations", "WORDING_STORE", "wording_store_dir",
     "load_wording_controls",
+    # personas.model.untrained, personas.layers.untrained
+    "untrained_model", "untrained_name", "untrained_layer_control",
     # personas._core.io
     "read_json", "write_json", "write_table", "write_text",
 ]

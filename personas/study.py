@@ -7,12 +7,18 @@ Usage (from the repository root)::
     uv run python -m personas.study --model smollm2-135m-instruct,all-MiniLM-L6-v2   # two models, compared
     uv run python -m personas.study --model meta-llama/Meta-Llama-3-8B-Instruct --device cuda --dtype bfloat16
     uv run python -m personas.study -p n_runs 20 -p tail upper   # any notebook parameter
+    uv run python -m personas.study --replicates 3       # three statement-sampling seeds, verdicts per seed
 
 Each notebook is executed with papermill (its tagged ``parameters`` cell is
 overridden, with only the parameters that cell defines) into
 ``<output>/<name>/notebooks/``; the notebooks write their figures, tables and run
 files under ``<output>/<name>/``; activations go to the shared store
-``<output>/activations`` so a second run reuses them. The report is written last,
+``<output>/activations/sample-<key>``, keyed by the statement sample (a short hash of
+the statement ids, ``statement_sample_key``), so a second run reuses them and studies
+of other statement samples (``--quick`` beside the default) live side by side. With
+``--replicates N`` the study runs once per statement-sampling seed (``seed``, ``seed + 1``,
+...), the extra ones under ``<output>/<name>/replicates/seed-<s>/`` (without the causal
+check, ``REPLICATE_OVERRIDES``); the report gives each claim's verdict per seed. The report is written last,
 from those artifacts (``personas.report``). With several models, each gets
 ``<output>/<name>/<model>/`` and ``<output>/<name>/report.md`` compares them on
 relative depth.
@@ -37,6 +43,8 @@ __all__ = [
     "notebook_defaults",
     "study_parameters",
     "split_parameters",
+    "statement_sample_key",
+    "REPLICATE_OVERRIDES",
     "run_study",
     "run_studies",
     "main",
@@ -68,7 +76,12 @@ QUICK = {
     "causal_alphas": [-0.5, 0.5],
     "causal_random": 5,
     "causal_random_directions": 1,
+    "replicates": 2,
 }
+# What a replicate (a seed after the first) leaves out: only the replicated claims' inputs are recomputed.
+REPLICATE_OVERRIDES = {"causal": False, "umap": False}
+# Study options that are no notebook parameter.
+_STUDY_OPTIONS = ("replicates",)
 # Parameters the study sets itself, whatever the notebooks' cells say.
 _STUDY_KEYS = ("model_name", "personas", "layers", "store_dir", "out_dir")
 
@@ -121,6 +134,7 @@ def study_parameters(
     personas: Sequence[str] | None = None,
     layers: Sequence[int] | str | None = None,
     quick: bool = False,
+    replicates: int | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Parameters of one study (each notebook later gets the ones its parameters cell names).
@@ -142,6 +156,8 @@ def study_parameters(
         ``personas.model.hooks.default_layers``).
     quick : bool
         Small parameters (module constant ``QUICK``) for a fast smoke run.
+    replicates : int, optional
+        Statement-sampling seeds to run (default 1; quick: ``QUICK["replicates"]``).
     **overrides
         Any other notebook parameter (e.g. ``n_runs=20``, ``device="cuda"``); an
         unknown name is an error listing the valid ones.
@@ -150,7 +166,6 @@ def study_parameters(
     output = Path(output)
     params: dict[str, Any] = {
         "personas": list(personas) if personas else None,
-        "store_dir": str(output / "activations"),
         "out_dir": str(output / name),
     }
     if model is not None:
@@ -161,12 +176,41 @@ def study_parameters(
         params.update({k: v for k, v in QUICK.items() if k != "personas" or not personas})
     _check_names(overrides, known)
     params.update(overrides)
+    if replicates is not None:
+        params["replicates"] = replicates
+    params["replicates"] = _check_replicates(params.get("replicates", 1))
+    params["store_dir"] = str(output / "activations" / statement_sample_key(params))
     return params
+
+
+def _check_replicates(n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"replicates must be an integer >= 1 (statement-sampling seeds), got {n!r}")
+    return n
+
+
+def statement_sample_key(params: dict[str, Any]) -> str:
+    """``"sample-<10 hex digits>"``: the SHA-256 of the statement ids the study will draw, in order.
+
+    The statements are drawn as ``representation_extraction.ipynb`` draws them (``personas``,
+    ``n_per_direction``, ``min_confidence``, ``seed``; missing ones take the notebook's
+    defaults), so two studies share a store exactly when their statements coincide.
+    """
+    import hashlib
+
+    from personas.statements import load_statements, paper_personas
+
+    p = {**notebook_parameters()["representation_extraction.ipynb"], **params}
+    statements = load_statements(p["personas"] or paper_personas(), n_per_direction=p["n_per_direction"],
+                                 min_confidence=p["min_confidence"], seed=p["seed"])
+    digest = hashlib.sha256("\n".join(statements["id"].astype(str)).encode("utf-8")).hexdigest()
+    return f"sample-{digest[:10]}"
 
 
 def split_parameters(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``{notebook: the subset of params its parameters cell defines}``."""
     known = notebook_parameters()
+    params = {k: v for k, v in params.items() if k not in _STUDY_OPTIONS}
     _check_names(params, known)
     return {nb: {k: v for k, v in params.items() if k in names} for nb, names in known.items()}
 
@@ -187,11 +231,12 @@ def _execute(notebook: str, out_dir: Path, params: dict[str, Any], progress: boo
 
 
 def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
-    """Execute the three notebooks in order and write ``report.md``; return its path."""
+    """Execute the three notebooks in order (once per replicate seed) and write ``report.md``; return its path."""
     from personas.report import write_report
 
     out_dir = Path(params["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
+    n_replicates = _check_replicates(params.get("replicates", 1))
     per_notebook = split_parameters(params)
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -201,6 +246,10 @@ def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
         _execute(notebook, out_dir, per_notebook[notebook], progress)
         timings[notebook] = round(time.perf_counter() - t0, 1)
         print(f"      done in {timings[notebook]:.1f} s", flush=True)
+    if n_replicates > 1:
+        t0 = time.perf_counter()
+        _run_replicates(params, n_replicates, progress)
+        timings["replicates"] = round(time.perf_counter() - t0, 1)
     timings["total"] = round(time.perf_counter() - start, 1)
     write_json(out_dir / "study.json", {
         "parameters": params, "notebook_defaults": notebook_defaults(), "timings_s": timings, "notebooks": list(NOTEBOOKS),
@@ -208,6 +257,29 @@ def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
     report = write_report(out_dir)
     print(f"study finished in {timings['total']:.1f} s; report: {report}", flush=True)
     return report
+
+
+def _run_replicates(params: dict[str, Any], n: int, progress: bool) -> None:
+    """Seeds ``seed + 1 .. seed + n - 1`` under ``<out_dir>/replicates/seed-<s>/``; then ``replicates.json``."""
+    from personas.report.replicates import REPLICATE_FILE_DIR, REPLICATES_FILE
+
+    out_dir = Path(params["out_dir"])
+    first = int(params.get("seed", notebook_defaults()["seed"]))
+    seeds = [first + i for i in range(n)]
+    dirs, keys = {str(first): "."}, {str(first): Path(params["store_dir"]).name}
+    root = Path(params["store_dir"]).parent
+    for seed in seeds[1:]:
+        sub = out_dir / REPLICATE_FILE_DIR / f"seed-{seed}"
+        rep = {**params, **REPLICATE_OVERRIDES, "seed": seed, "out_dir": str(sub), "replicates": 1}
+        rep["store_dir"] = str(root / statement_sample_key(rep))
+        reused = "reuses the store of an earlier seed" if rep["store_dir"] in {str(root / k) for k in keys.values()} \
+            else "new statement sample"
+        print(f"== replicate seed {seed} ({reused}) -> {sub}", flush=True)
+        run_study(rep, progress=progress)
+        dirs[str(seed)] = os.path.relpath(sub, out_dir)
+        keys[str(seed)] = Path(rep["store_dir"]).name
+    write_json(out_dir / REPLICATES_FILE, {"seeds": seeds, "dirs": dirs, "store_keys": keys,
+                                           "left_out": REPLICATE_OVERRIDES})
 
 
 def run_studies(models: Sequence[str], params: dict[str, Any], *, progress: bool = True) -> Path:
@@ -289,6 +361,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="any notebook parameter (repeatable), e.g. -p n_runs 20 -p levels '[2]'")
     parser.add_argument("--quick", action="store_true", help="small parameters: 3 personas, few statements and runs")
+    parser.add_argument("--replicates", type=int, default=None,
+                        help="statement-sampling seeds (seed, seed+1, ...): each claim's verdict per seed and the "
+                             "share that agree (default: 1, trimmed for time; quick: 2)")
     parser.add_argument("--no-progress", action="store_true", help="hide papermill's cell progress bar")
     args = parser.parse_args(argv)
 
@@ -306,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     models = [m.strip() for m in args.model.split(",") if m.strip()] if args.model else None
     try:
         params = study_parameters(name=args.name, output=args.output, personas=personas, layers=args.layers,
-                                  quick=args.quick, **overrides)
+                                  quick=args.quick, replicates=args.replicates, **overrides)
     except ValueError as exc:
         parser.error(str(exc))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedded models never need the hub; a cached one neither

@@ -19,17 +19,20 @@ import pandas as pd
 
 from personas._core.io import read_json, write_text
 from personas.report.layers import (
+    FINAL_THIRD_BAND,
     chosen_layer_text,
     final_third_claim,
     layer_profile,
     persona_table,
     read_layer_table,
+    read_untrained_table,
 )
-from personas.report.nodes import node_sections, shared_nodes_claim
+from personas.report.nodes import SHARED_NODES_BAND, node_sections, shared_nodes_claim
+from personas.report.replicates import replicates_section
 from personas.report.scans import baselines_table, precision_recall_table, read_scan_summary, subset_sizes
 from personas.report.tables import figure_links, markdown_table, missing
 
-__all__ = ["REPORT_SECTIONS", "markdown_table", "build_report", "write_report", "build_comparison_report",
+__all__ = ["REPORT_SECTIONS", "markdown_table", "claim_results", "build_report", "write_report", "build_comparison_report",
            "write_comparison_report"]
 
 REPORT_SECTIONS = (
@@ -42,6 +45,7 @@ REPORT_SECTIONS = (
     "## Salient nodes and overlaps",
     "## Do the salient nodes matter?",
     "## The paper's claims, tested here",
+    "## Replicates",
     "## Timing",
     "## Artifacts",
 )
@@ -117,29 +121,71 @@ def _causal(out: Path) -> str:
     return missing("causal/summary.md (the causal check of vis_top_nodes.ipynb)")
 
 
-def _claims(table: pd.DataFrame | None, out: Path) -> str:
-    lines = []
-    layer = final_third_claim(table) if table is not None else None
-    if layer is not None:
-        ctl = (f"shuffled-label control {layer['shuffled_control']:.3f}"
-               + (f", wording control {layer['wording_control']:.3f}" if np.isfinite(layer["wording_control"]) else ""))
-        lines.append(
-            f"- **\"{layer['claim']}\"**: {layer['verdict']}. The mean {layer['metric']} over personas peaks at layer "
-            f"{layer['best_layer']} (relative depth {layer['relative_depth']:.2f}) with {layer['score']:.3f} "
-            f"({ctl}); {layer['personas_peaking_in_final_third']:.0%} of the personas peak in the final third."
-        )
-    else:
-        lines.append("- \"personas diverge most in the final third of the layers\": " + missing("layer metrics"))
-    nodes = shared_nodes_claim(out)
+def _fmt(x) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.3g}"
+
+
+def _layer_claim_text(layer: dict) -> str:
+    ctl = (f"shuffled-label control {layer['shuffled_control']:.3f}"
+           + (f", wording control {layer['wording_control']:.3f}" if np.isfinite(layer["wording_control"]) else ""))
+    text = (
+        f"- **\"{layer['claim']}\"**: **{layer['verdict']}** ({layer['reason']}). Per persona, the best "
+        f"{layer['metric']} in the final third minus the best earlier: mean {_fmt(layer['estimate'])}, 95% bootstrap "
+        f"interval over personas [{_fmt(layer['ci_low'])}, {_fmt(layer['ci_high'])}], sign-flip p = "
+        f"{_fmt(layer['p_value'])}. The mean over personas peaks at layer {layer['best_layer']} (relative depth "
+        f"{layer['relative_depth']:.2f}) with {layer['score']:.3f} ({ctl}); "
+        f"{layer['personas_peaking_in_final_third']:.0%} of the personas peak in the final third."
+    )
+    if "untrained" not in layer:
+        return text + " No untrained-model control ran (`untrained_control`), so depth alone is not ruled out."
+    ctl = layer["untrained"]
+    if ctl is None:
+        return text + " The untrained-model control has no cluster metrics above layer 0."
+    return text + (
+        f" Untrained control (the same architecture with random weights, the same statements): "
+        f"{ctl['verdict']} ({ctl['reason']}); its mean gap {_fmt(ctl['estimate'])} "
+        f"[{_fmt(ctl['ci_low'])}, {_fmt(ctl['ci_high'])}], its peak at relative depth {ctl['relative_depth']:.2f} "
+        f"({ctl['metric']} {ctl['score']:.3f})."
+    )
+
+
+def _nodes_claim_text(nodes: dict) -> str:
+    lines = [f"- **\"{nodes['claim']}\"**: **{nodes['verdict']}** ({nodes['reason']}; from {nodes['source']})."]
+    rows = [{"salient sets": r["method"], "excess difference": r["difference"],
+             "95% interval": "" if not np.isfinite(r["ci_low"]) else f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]",
+             "permutation p": r["p_permutation"], "bootstrap p": r["p_bootstrap"], "verdict": r["verdict"]}
+            for r in nodes["methods"]]
+    lines += ["", markdown_table(pd.DataFrame(rows), digits=4)]
+    if nodes.get("methods_note"):
+        lines += ["", nodes["methods_note"]]
+    return "\n".join(lines)
+
+
+def claim_results(out: Path) -> dict[str, dict | None]:
+    """``{claim key: the claim's numbers and verdict}`` for one study directory (None: not testable)."""
+    table = read_layer_table(out)
+    layer = None
+    if table is not None:
+        untrained = read_untrained_table(out)
+        layer = final_third_claim(table) if untrained is None else final_third_claim(table, untrained=untrained)
+    return {"final_third": layer, "shared_nodes": shared_nodes_claim(out)}
+
+
+def _claims(out: Path) -> str:
+    results = claim_results(out)
+    layer, nodes = results["final_third"], results["shared_nodes"]
+    lines = [f"Each verdict follows one rule from the claim's estimate, interval and p-value "
+             f"(`docs/verdicts.md`): supported, contradicted or inconclusive, with an inconclusive band "
+             f"(here {FINAL_THIRD_BAND:g} in silhouette, {SHARED_NODES_BAND:g} of the nodes).", ""]
+    lines.append(_layer_claim_text(layer) if layer is not None else
+                 "- \"personas diverge most in the final third of the layers\": " + missing("layer metrics"))
     if nodes is not None:
-        detail = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in nodes.items()
-                           if k not in ("claim", "verdict", "source"))
-        lines.append(f"- **\"{nodes['claim']}\"**: {nodes['verdict']} ({detail}; from {nodes['source']}).")
+        lines.append(_nodes_claim_text(nodes))
     else:
         lines.append("- \"ethics personas share more salient nodes than political ones\": needs both topics' "
                      "personas in the node analysis.")
-    lines += ["", "Verdicts are for this model and these settings only: a small model's layers need not behave "
-              "like Llama-3-8B's."]
+    lines += ["", "Verdicts are for this model and these settings only: another model's layers, or the paper's "
+              "models', need not behave the same."]
     return "\n".join(lines)
 
 
@@ -186,13 +232,15 @@ def build_report(out_dir: str | os.PathLike) -> str:
         ("## Configuration", _configuration(study, out)),
         ("## Layer separation per persona", persona_table(table) if table is not None
          else missing("tables/layer_metrics.csv")),
-        ("## Layer profile", layer_profile(table, out) if table is not None else missing("tables/layer_metrics.csv")),
+        ("## Layer profile", layer_profile(table, out, read_untrained_table(out)) if table is not None
+         else missing("tables/layer_metrics.csv")),
         ("## Chosen layer", chosen_layer_text(out)),
         ("## DeepScan precision and recall", precision_recall_table(summary)),
         ("## DeepScan against the baselines", baselines_table(summary, subset_sizes(out))),
         ("## Salient nodes and overlaps", node_sections(out)),
         ("## Do the salient nodes matter?", _causal(out)),
-        ("## The paper's claims, tested here", _claims(table, out)),
+        ("## The paper's claims, tested here", _claims(out)),
+        ("## Replicates", replicates_section(out, claim_results)),
         ("## Timing", _timing(study, out)),
         ("## Artifacts", _artifacts(out)),
     ]

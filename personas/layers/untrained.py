@@ -1,0 +1,114 @@
+"""The untrained-model control of the layer claim, end to end: re-initialise, extract, analyse.
+
+``untrained_layer_control`` loads the model (for its config and tokenizer), builds the same
+architecture with seeded random weights (``personas.model.untrained``), runs the same
+extraction into the same store under its own model name, and the same cluster protocol
+(with its shuffled-label control) on the same statements. Its table sits beside the
+trained model's (``combine_results``) in the relative-depth plot and in the report's
+"final third" verdict.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Sequence
+
+import pandas as pd
+
+from personas.layers.analyses import cluster_separation
+from personas.layers.settings import LayerProtocol
+
+__all__ = ["untrained_layer_control"]
+
+
+def untrained_layer_control(
+    model_name: str,
+    statements: pd.DataFrame,
+    *,
+    layers: Sequence[int] | str,
+    store_dir: str | os.PathLike,
+    extraction=None,
+    protocol: LayerProtocol | None = None,
+    n_per_direction: int | None = None,
+    init_seed: int = 0,
+    seed: int = 0,
+    dtype: str = "float32",
+    device: str = "cpu",
+    n_jobs: int | None = -1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Cluster metrics per layer of ``model_name``'s architecture with re-initialised weights.
+
+    Parameters
+    ----------
+    model_name : str
+        The trained model (alias, hub name, local path or ``.gguf``), as given to ``load_model``.
+    statements : DataFrame
+        The trained model's statements (``load_statements`` output): the same rows go through
+        the untrained model.
+    layers : "default", "all" or list of int
+        As extracted for the trained model.
+    store_dir : path
+        The activation store; the control is stored as ``untrained_name(model_name, init_seed)``.
+    extraction : ExtractionSettings, optional
+        The trained model's extraction settings (position, template, batch size).
+    protocol : LayerProtocol, optional
+        The trained model's cluster protocol.
+    n_per_direction : int, optional
+        Keep only the first ``n_per_direction`` statements of each persona and direction (the
+        sample is already seeded and shuffled): less to extract; None keeps them all. At least
+        the protocol's ``n_per_cluster``.
+    init_seed : int
+        Seed of the weight initialisation.
+    seed : int
+        Seed of the cluster protocol (the same as the trained model's analysis, so both see
+        the same repetitions and shuffles).
+    dtype, device : str
+        As for ``load_model``.
+    n_jobs : int or None
+        Worker processes of the cluster protocol.
+    progress : bool
+
+    Returns
+    -------
+    DataFrame
+        ``RESULT_COLUMNS`` rows, analysis "cluster" (controls: layer 0 and shuffled labels), with
+        ``model`` = ``untrained_name(model_name, init_seed)``; ``attrs["metadata"]`` records
+        the seeds and the seconds of extraction and analysis.
+    """
+    from personas.model.extraction import extract_to_store
+    from personas.model.hooks import layer_info, resolve_layers
+    from personas.model.loading import load_model
+    from personas.model.untrained import untrained_model, untrained_name
+    from personas.store.read import load_layers
+
+    name = untrained_name(model_name, init_seed)
+    protocol = protocol if protocol is not None else LayerProtocol()
+    if n_per_direction is not None:
+        need = protocol.n_per_cluster or 1
+        if isinstance(n_per_direction, bool) or not isinstance(n_per_direction, int) or n_per_direction < need:
+            raise ValueError(f"n_per_direction must be an int >= the protocol's n_per_cluster "
+                             f"({need}) or None, got {n_per_direction!r}")
+        statements = statements.groupby(["persona", "direction"], sort=False).head(n_per_direction)
+        statements = statements.reset_index(drop=True)
+    t0 = time.perf_counter()
+    trained, tokenizer = load_model(model_name, dtype=dtype, device=device)
+    model = untrained_model(trained, seed=init_seed, model_name=model_name)
+    del trained
+    stored = extract_to_store(model, tokenizer, statements, model_name=name, layers=layers, store_dir=store_dir,
+                              settings=extraction, progress=progress)
+    n_blocks = layer_info(model)["n_blocks"]
+    wanted = resolve_layers(layers, n_blocks)
+    del model
+    t1 = time.perf_counter()
+    personas = list(dict.fromkeys(statements["persona"]))
+    activations, meta = load_layers(store_dir, name, personas, wanted)
+    table = cluster_separation(activations, meta, model_name=name, n_blocks=n_blocks, protocol=protocol, seed=seed,
+                               n_jobs=n_jobs, progress=progress)
+    table.attrs["metadata"] = {
+        "kind": "untrained-control", "model": name, "trained_model": str(model_name), "init_seed": int(init_seed),
+        "seed": int(seed), "n_statements": int(len(statements)), "extraction": stored["status"].value_counts().to_dict(),
+        "seconds": {"extraction": round(t1 - t0, 1), "cluster analysis": round(time.perf_counter() - t1, 1)},
+    }
+    return table
