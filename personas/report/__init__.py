@@ -54,7 +54,7 @@ _CONFIG_KEYS = (
     "model_name", "personas", "n_per_direction", "min_confidence", "layers", "position", "template", "n_reps",
     "n_per_cluster", "n_folds", "n_trees", "levels", "background_size", "clean_size", "anomalous_size",
     "clean_ssize", "anom_ssize", "n_runs", "score", "tail", "thresholds", "a_max", "restarts", "preset",
-    "salient_method", "q", "seed",
+    "salient_method", "q", "seed", "untrained_control", "untrained_per_direction", "replicates",
 )
 
 
@@ -74,7 +74,7 @@ def _configuration(study: dict, out: Path) -> str:
     text += ["", f"Layers: `{p.get('layers')}`; the default rule is {DEFAULT_LAYERS_RULE}."]
     trims = _trims(p)
     if trims:
-        text += ["", "Trimmed from the paper's full protocol to fit the default time budget (each is a notebook "
+        text += ["", "Trimmed from the paper's full protocol to fit the default time budget (each is a study "
                  "parameter: set it back, e.g. `-p n_folds 10`, to run the full protocol): " + "; ".join(trims) + "."]
     return "\n".join(text)
 
@@ -93,6 +93,16 @@ def _trims(p: dict) -> list[str]:
                    f"(`baseline_levels`; DeepScan at {sorted(levels)})")
     if p.get("umap") is False:
         out.append("no UMAP view of the chosen layer (`umap`; the PCA views are drawn)")
+    n_seeds = p.get("replicates", 1)
+    if n_seeds < 3:
+        out.append(f"the claims' verdicts are computed on {n_seeds} statement-sampling seed(s), not 3 "
+                   "(`--replicates`)")
+    if p.get("untrained_control") is False:
+        out.append("no untrained-model control of the layer claim (`untrained_control`)")
+    elif p.get("untrained_control") and p.get("untrained_per_direction") is not None and (
+            p.get("n_per_direction") is None or p["untrained_per_direction"] < p["n_per_direction"]):
+        out.append(f"the untrained-model control extracts {p['untrained_per_direction']} statements per direction "
+                   f"and persona, not all {p.get('n_per_direction') or 'of them'} (`untrained_per_direction`)")
     if p.get("causal") and p.get("causal_personas"):
         out.append(f"the causal check covers {len(p['causal_personas'])} persona(s) (`causal_personas`)")
     return out
@@ -196,6 +206,11 @@ def _timing(study: dict, out: Path) -> str:
         meta = read_json(meta_file)
         seconds = meta.get("metadata", meta).get("seconds", {})
         rows += [(f"layer analysis: {k}", v) for k, v in seconds.items()]
+    untrained_file = out / "tables" / "layer_metrics_untrained.json"
+    if untrained_file.exists():
+        meta = read_json(untrained_file)
+        seconds = meta.get("metadata", meta).get("seconds", {})
+        rows += [(f"untrained-model control: {k}", v) for k, v in seconds.items()]
     index_file = out / "runs" / "index.json"
     if index_file.exists():
         totals: dict[str, float] = {}
