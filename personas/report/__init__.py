@@ -276,7 +276,7 @@ def build_comparison_report(out_dir: str | os.PathLike, studies: Mapping[str, st
     from personas.viz import plot_metric_by_relative_depth
 
     out = Path(out_dir)
-    tables, lines = [], []
+    tables, lines, untrained = [], [], {}
     for model, sub in studies.items():
         sub = Path(sub)
         rel = os.path.relpath(sub / "report.md", out)
@@ -284,6 +284,9 @@ def build_comparison_report(out_dir: str | os.PathLike, studies: Mapping[str, st
         table = read_layer_table(sub)
         if table is not None:
             tables.append(table)
+            control = read_untrained_table(sub)
+            if control is not None:
+                untrained.update({m: control for m in table["model"].unique()})
     text = [f"# Persona study: {out.name}, {len(studies)} models compared", "", "Each model's own report:", "",
             *lines]
     if len(tables) >= 2:
@@ -296,7 +299,7 @@ def build_comparison_report(out_dir: str | os.PathLike, studies: Mapping[str, st
                 continue
         profile = []
         for model, part in combined.groupby("model", sort=False):
-            claim = final_third_claim(part)
+            claim = final_third_claim(part, untrained=untrained.get(model))
             if claim:
                 profile.append({"model": model, "best layer (silhouette)": claim["best_layer"],
                                 "relative depth": claim["relative_depth"], "silhouette": claim["score"],
