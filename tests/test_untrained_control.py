@@ -68,6 +68,8 @@ def test_untrained_layer_control_runs_into_its_own_store(tmp_path):
     kwargs = dict(layers="all", store_dir=store, extraction=ExtractionSettings(position="last", batch_size=8),
                   protocol=LayerProtocol(n_components=2, n_reps=2, n_per_cluster=6), n_jobs=1, progress=False)
     table = untrained_layer_control(str(model_dir), statements, n_per_direction=8, **kwargs)
+    one_rep = untrained_layer_control(str(model_dir), statements, n_per_direction=6, **kwargs)
+    assert one_rep.attrs["metadata"]["n_reps"] == 1 and table.attrs["metadata"]["n_reps"] == 2
     name = untrained_name(str(model_dir), 0)
     assert set(table["model"]) == {name} and set(table["analysis"]) == {"cluster"}
     assert sorted(table["layer"].unique()) == [0, 1, 2, 3]
@@ -77,8 +79,10 @@ def test_untrained_layer_control_runs_into_its_own_store(tmp_path):
     meta = table.attrs["metadata"]
     assert meta["n_statements"] == 2 * 2 * 8 and meta["extraction"] == {"computed": 2}
     # its own folder in the store, beside (never inside) the trained model's
-    folders = [p.name for p in store.iterdir() if p.is_dir()]
-    assert folders == ["tiny-llama-untrained-seed-0"]
+    assert [p.name for p in store.iterdir()] == ["untrained-control"]
+    assert sorted(p.name for p in (store / "untrained-control").iterdir()) == ["6-per-direction", "8-per-direction"]
+    assert [p.name for p in (store / "untrained-control" / "8-per-direction").iterdir() if p.is_dir()] == [
+        "tiny-llama-untrained-seed-0"]
     again = untrained_layer_control(str(model_dir), statements, n_per_direction=8, **kwargs)
     assert again.attrs["metadata"]["extraction"] == {"reused": 2}
     pd.testing.assert_frame_equal(again, table)

@@ -10,8 +10,10 @@ trained model's (``combine_results``) in the relative-depth plot and in the repo
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
@@ -19,7 +21,14 @@ import pandas as pd
 from personas.layers.analyses import cluster_separation
 from personas.layers.settings import LayerProtocol
 
-__all__ = ["untrained_layer_control"]
+__all__ = ["UNTRAINED_STORE", "untrained_store_dir", "untrained_layer_control"]
+
+UNTRAINED_STORE = "untrained-control"
+
+
+def untrained_store_dir(store_dir: str | os.PathLike, n_per_direction: int | None = None) -> Path:
+    """``<store_dir>/untrained-control/<n>-per-direction`` (``all`` for None): the control's store."""
+    return Path(store_dir) / UNTRAINED_STORE / ("all" if n_per_direction is None else f"{n_per_direction}-per-direction")
 
 
 def untrained_layer_control(
@@ -50,7 +59,9 @@ def untrained_layer_control(
     layers : "default", "all" or list of int
         As extracted for the trained model.
     store_dir : path
-        The activation store; the control is stored as ``untrained_name(model_name, init_seed)``.
+        The trained model's activation store; the control goes to
+        ``untrained_store_dir(store_dir, n_per_direction)`` as ``untrained_name(model_name, init_seed)``,
+        so other subsets never meet in one folder.
     extraction : ExtractionSettings, optional
         The trained model's extraction settings (position, template, batch size).
     protocol : LayerProtocol, optional
@@ -58,7 +69,8 @@ def untrained_layer_control(
     n_per_direction : int, optional
         Keep only the first ``n_per_direction`` statements of each persona and direction (the
         sample is already seeded and shuffled): less to extract; None keeps them all. At least
-        the protocol's ``n_per_cluster``.
+        the protocol's ``n_per_cluster``; equal to it, every repetition would draw the same
+        statements, so the protocol runs one repetition.
     init_seed : int
         Seed of the weight initialisation.
     seed : int
@@ -89,13 +101,18 @@ def untrained_layer_control(
         need = protocol.n_per_cluster or 1
         if isinstance(n_per_direction, bool) or not isinstance(n_per_direction, int) or n_per_direction < need:
             raise ValueError(f"n_per_direction must be an int >= the protocol's n_per_cluster "
-                             f"({need}) or None, got {n_per_direction!r}")
+                             f"({need}) or None, got {n_per_direction!r}; raise it (the notebook's "
+                             "untrained_per_direction) or pass None to keep every statement")
         statements = statements.groupby(["persona", "direction"], sort=False).head(n_per_direction)
         statements = statements.reset_index(drop=True)
+        if protocol.n_per_cluster is not None and n_per_direction == protocol.n_per_cluster and protocol.n_reps > 1:
+            # every repetition would draw the same statements: one is enough
+            protocol = dataclasses.replace(protocol, n_reps=1)
     t0 = time.perf_counter()
     trained, tokenizer = load_model(model_name, dtype=dtype, device=device)
     model = untrained_model(trained, seed=init_seed, model_name=model_name)
     del trained
+    store_dir = untrained_store_dir(store_dir, n_per_direction)
     stored = extract_to_store(model, tokenizer, statements, model_name=name, layers=layers, store_dir=store_dir,
                               settings=extraction, progress=progress)
     n_blocks = layer_info(model)["n_blocks"]
@@ -108,7 +125,7 @@ def untrained_layer_control(
                                n_jobs=n_jobs, progress=progress)
     table.attrs["metadata"] = {
         "kind": "untrained-control", "model": name, "trained_model": str(model_name), "init_seed": int(init_seed),
-        "seed": int(seed), "n_statements": int(len(statements)), "extraction": stored["status"].value_counts().to_dict(),
+        "seed": int(seed), "n_statements": int(len(statements)), "n_reps": int(protocol.n_reps), "extraction": stored["status"].value_counts().to_dict(),
         "seconds": {"extraction": round(t1 - t0, 1), "cluster analysis": round(time.perf_counter() - t1, 1)},
     }
     return table
