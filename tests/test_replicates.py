@@ -121,3 +121,13 @@ def test_one_seed_is_listed_as_trimmed(tmp_path):
     assert "no untrained-model control of the layer claim" in config
     assert "One statement-sampling seed only" in text[text.index("## Replicates"):]
     assert "No untrained-model control ran" in text
+
+
+def test_random_pick_precision_comes_from_the_sample_sizes():
+    from personas.report.scans import baselines_table
+
+    summary = pd.DataFrame({"level": [2, 2], "method": ["deepscan", "lof"], "precision_mean": [0.9, 0.6],
+                            "recall_mean": [0.8, 0.5]})
+    sizes = pd.DataFrame(columns=["level", "persona", "records_mean", "nodes_mean"])
+    assert "precision 0.75 (15 of the 20 records" in baselines_table(summary, sizes, (5, 15))
+    assert "random pick" not in baselines_table(summary, sizes)  # sizes unknown: no claim about chance

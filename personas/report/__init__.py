@@ -234,6 +234,13 @@ def _artifacts(out: Path) -> str:
     return "\n".join(groups) or "_No artifacts found._"
 
 
+def _sample_sizes(params: dict) -> tuple[int, int] | None:
+    try:
+        return int(params["clean_ssize"]), int(params["anom_ssize"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def build_report(out_dir: str | os.PathLike) -> str:
     """The report's markdown text for a study directory (sections: ``REPORT_SECTIONS``)."""
     out = Path(out_dir)
@@ -251,7 +258,7 @@ def build_report(out_dir: str | os.PathLike) -> str:
          else missing("tables/layer_metrics.csv")),
         ("## Chosen layer", chosen_layer_text(out)),
         ("## DeepScan precision and recall", precision_recall_table(summary)),
-        ("## DeepScan against the baselines", baselines_table(summary, subset_sizes(out))),
+        ("## DeepScan against the baselines", baselines_table(summary, subset_sizes(out), _sample_sizes(params))),
         ("## Salient nodes and overlaps", node_sections(out)),
         ("## Do the salient nodes matter?", _causal(out)),
         ("## The paper's claims, tested here", _claims(out)),
