@@ -250,6 +250,10 @@ def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
         t0 = time.perf_counter()
         _run_replicates(params, n_replicates, progress)
         timings["replicates"] = round(time.perf_counter() - t0, 1)
+    else:  # an earlier run's replicates are not this run's: the report must not read them
+        from personas.report.replicates import REPLICATES_FILE
+
+        (out_dir / REPLICATES_FILE).unlink(missing_ok=True)
     timings["total"] = round(time.perf_counter() - start, 1)
     write_json(out_dir / "study.json", {
         "parameters": params, "notebook_defaults": notebook_defaults(), "timings_s": timings, "notebooks": list(NOTEBOOKS),

@@ -1,4 +1,4 @@
-"""The verdict rule (docs/verdicts.md) at its boundaries: band edges, an interval touching 0, p at alpha."""
+"""The verdict rule (docs/verdicts.md) at its boundaries: band edges, an interval touching 0, p at the significance level."""
 
 from __future__ import annotations
 
@@ -43,10 +43,10 @@ def test_band_edges_belong_to_the_band():
     assert v.label == "inconclusive" and "reaches into the band" in v.reason
 
 
-def test_p_at_alpha_counts_as_significant():
-    assert label(0.5, 0.2, 0.8, 0.05, alpha=0.05) == "supported"
-    assert label(-0.5, -0.8, -0.2, 0.05, alpha=0.05) == "contradicted"
-    v = claim_verdict(0.5, 0.2, 0.8, 0.0500001, alpha=0.05)
+def test_p_at_the_significance_level_counts_as_significant():
+    assert label(0.5, 0.2, 0.8, 0.05, significance=0.05) == "supported"
+    assert label(-0.5, -0.8, -0.2, 0.05, significance=0.05) == "contradicted"
+    v = claim_verdict(0.5, 0.2, 0.8, 0.0500001, significance=0.05)
     assert v.label == "inconclusive" and "methods disagree" in v.reason and "p = 0.0500001 > 0.05" in v.reason
     assert "interval [0.2, 0.8] lies on the claimed side of 0" in v.reason
 
@@ -73,7 +73,7 @@ def test_no_interval_is_inconclusive():
     ((0.9, 0.1, 0.3), {}, "outside its interval"),
     ((0.2, 0.1, 0.3, 1.5), {}, "p_value"),
     ((0.2, 0.1, 0.3), {"band": -0.1}, "band"),
-    ((0.2, 0.1, 0.3), {"alpha": 0.0}, "alpha"),
+    ((0.2, 0.1, 0.3), {"significance": 0.0}, "significance"),
     ((0.2, 0.1, 0.3), {"expected_sign": 0}, "expected_sign"),
     ((0.2, float("nan"), 0.3), {}, "finite"),
 ])

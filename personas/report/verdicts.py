@@ -6,9 +6,9 @@ gives one, a p-value. :func:`claim_verdict` maps those numbers to one of three w
 rule written out in ``docs/verdicts.md``:
 
 - **supported**: the interval lies entirely above ``+band`` on the claimed side, and the
-  p-value (when given) is at most ``alpha``;
+  p-value (when given) is at most ``significance``;
 - **contradicted**: the interval lies entirely beyond ``-band`` on the other side, and the
-  p-value (when given) is at most ``alpha``;
+  p-value (when given) is at most ``significance``;
 - **inconclusive**: anything else: the interval reaches into ``[-band, +band]`` (an interval
   that touches 0 or a band edge counts as reaching it), or the interval and the p-value
   disagree. The reason says which.
@@ -65,11 +65,11 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e4) else f"{x:.4f}".rstrip("0").rstrip(".")
 
 
-def _fmt_p(p: float, alpha: float) -> str:
-    """p with enough digits that it never prints equal to alpha unless it is."""
+def _fmt_p(p: float, significance: float) -> str:
+    """p with enough digits that it never prints equal to the significance level unless it is."""
     for digits in (3, 6, 12):
         text = f"{p:.{digits}g}"
-        if p == alpha or text != f"{alpha:g}":
+        if p == significance or text != f"{significance:g}":
             return text
     return repr(p)
 
@@ -82,7 +82,7 @@ def claim_verdict(
     *,
     expected_sign: int = 1,
     band: float = 0.0,
-    alpha: float = 0.05,
+    significance: float = 0.05,
 ) -> Verdict:
     """The verdict of one claim from its numbers (the rule of ``docs/verdicts.md``).
 
@@ -103,8 +103,9 @@ def claim_verdict(
         Half-width of the inconclusive band around 0 (>= 0): an effect that cannot be told
         apart from ``[-band, band]`` is too small to count either way. Its edges belong to
         the band: an interval whose end equals ``band`` is inconclusive.
-    alpha : float
-        Significance level in (0, 1); ``p_value == alpha`` counts as significant.
+    significance : float
+        Significance level in (0, 1) (docs/conventions.md: never ``significance``); ``p_value ==
+        significance`` counts as significant.
 
     Returns
     -------
@@ -115,7 +116,7 @@ def claim_verdict(
     ------
     ValueError
         A non-finite interval, ``ci_low > ci_high``, an estimate outside its interval, a
-        p-value outside [0, 1], a negative band, an ``alpha`` outside (0, 1) or an
+        p-value outside [0, 1], a negative band, an ``significance`` outside (0, 1) or an
         ``expected_sign`` other than 1 or -1.
     """
     if ci_low is None or ci_high is None:
@@ -123,7 +124,7 @@ def claim_verdict(
     estimate = _number(estimate, "estimate")
     lo, hi = _number(ci_low, "ci_low"), _number(ci_high, "ci_high")
     p = _number(p_value, "p_value", allow_none=True)
-    band, alpha = _number(band, "band"), _number(alpha, "alpha")
+    band, significance = _number(band, "band"), _number(significance, "significance")
     if expected_sign not in (1, -1):
         raise ValueError(f"expected_sign must be 1 or -1, got {expected_sign!r}")
     if not (math.isfinite(lo) and math.isfinite(hi) and math.isfinite(estimate)):
@@ -137,8 +138,8 @@ def claim_verdict(
         raise ValueError(f"p_value must be in [0, 1] or None, got {p}")
     if not (math.isfinite(band) and band >= 0):
         raise ValueError(f"band must be a finite number >= 0, got {band}")
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not 0.0 < significance < 1.0:
+        raise ValueError(f"significance must be in (0, 1), got {significance}")
 
     # orient so that "the claimed side" is positive
     s_lo, s_hi = sorted((expected_sign * lo, expected_sign * hi))
@@ -152,9 +153,10 @@ def claim_verdict(
         touches = s_lo == band or s_hi == -band or (band == 0 and (s_lo == 0 or s_hi == 0))
         return Verdict("inconclusive", f"{interval} {'touches' if touches else 'reaches into'} {where}")
     beyond = f"{interval} lies {'on the claimed side of' if side == 'supported' else 'opposite the claim, beyond'} {where}"
-    if p is not None and p > alpha:
-        return Verdict("inconclusive", f"the methods disagree: {beyond}, but the test's p = {_fmt_p(p, alpha)} > {alpha:g}")
-    return Verdict(side, beyond + ("" if p is None else f" and p = {_fmt_p(p, alpha)} <= {alpha:g}"))
+    if p is not None and p > significance:
+        return Verdict("inconclusive", f"the methods disagree: {beyond}, but the test's p = "
+                       f"{_fmt_p(p, significance)} > {significance:g}")
+    return Verdict(side, beyond + ("" if p is None else f" and p = {_fmt_p(p, significance)} <= {significance:g}"))
 
 
 def agreement(labels: Sequence[str]) -> dict:
