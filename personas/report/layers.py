@@ -184,6 +184,8 @@ def final_third_numbers(table: pd.DataFrame, metric: str = "silhouette", seed: i
     best_late = part[late].groupby("persona")["mean"].max()
     best_early = part[~late].groupby("persona")["mean"].max()
     gaps = (best_late - best_early.reindex(best_late.index)).dropna().to_numpy(float)
+    if not len(gaps):
+        return None
     rng = np.random.default_rng(seed)
     boot = gaps[rng.integers(0, len(gaps), (_N_BOOT, len(gaps)))].mean(1)
     lo, hi = (float(x) for x in np.quantile(boot, [0.025, 0.975]))
