@@ -131,3 +131,17 @@ def test_random_pick_precision_comes_from_the_sample_sizes():
     sizes = pd.DataFrame(columns=["level", "persona", "records_mean", "nodes_mean"])
     assert "precision 0.75 (15 of the 20 records" in baselines_table(summary, sizes, (5, 15))
     assert "random pick" not in baselines_table(summary, sizes)  # sizes unknown: no claim about chance
+
+
+def test_a_replicate_with_the_same_statements_reuses_the_store(tmp_path):
+    model, tokenizer = make_model("llama", seed=0), make_tokenizer("llama3")
+    settings = ExtractionSettings(position="last", batch_size=128)
+    status = []
+    for seed in (0, 1):  # every statement of the persona: both seeds draw the same sample
+        params = study_parameters(name="r", output=tmp_path, personas=["agreeableness"], n_per_direction=None,
+                                  seed=seed)
+        statements = load_statements(["agreeableness"], n_per_direction=None, seed=seed)
+        got = extract_to_store(model, tokenizer, statements, model_name="tiny", layers=[1], store_dir=params["store_dir"],
+                               settings=settings, progress=False)
+        status.append((params["store_dir"], got["status"].iloc[0]))
+    assert status[0][0] == status[1][0] and [s for _, s in status] == ["computed", "reused"]
