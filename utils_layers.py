@@ -21,6 +21,7 @@ from personas.layers import (
     ProbeSettings,
     analyse_layers,
     choose_layer,
+    combine_results,
     load_wording_controls,
     most_divergent_layers,
     read_chosen_layer,
@@ -30,6 +31,7 @@ from personas.layers import (
 from personas.model.extraction import ExtractionSettings, extract_to_store
 from personas.model.loading import load_model
 from personas.model.plan import extract_with_controls, extraction_plan
+from personas.layers.untrained import UntrainedControl, untrained_layer_control
 from personas.statements import list_personas, load_statements, study_inputs
 from personas.store.fingerprints import store_fingerprints
 from personas.store.read import load_layers, store_manifest
@@ -43,7 +45,8 @@ __all__ = [
     "load_layers", "store_manifest", "store_fingerprints",
     # personas.layers
     "LayerProtocol", "ProbeSettings", "LayerControls", "analyse_layers", "save_results", "most_divergent_layers",
-    "choose_layer", "save_chosen_layer", "read_chosen_layer", "load_wording_controls",
+    "choose_layer", "save_chosen_layer", "read_chosen_layer", "load_wording_controls", "combine_results",
+    "UntrainedControl", "untrained_layer_control",
     # personas._core
     "dask_scheduler", "parallel_jobs", "write_table", "write_text",
 ]

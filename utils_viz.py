@@ -8,7 +8,7 @@ PCA grids, metric-vs-layer curves, classifier heatmaps and 2-D views of statemen
 (``personas.viz.causal``). One convention for all: the data first, every option
 keyword-only; each function returns a ``matplotlib.figure.Figure`` built without pyplot
 (show it with ``display(fig)``), and, given ``out_dir``, saves it there atomically as
-``<name>.png``. Everything else (``plot_metric_by_relative_depth``, ``save_figure``) stays
+``<name>.png``. Everything else (``save_figure``, ...) stays
 importable from ``personas.viz`` and ``personas._core.io``.
 """
 
@@ -18,6 +18,7 @@ from personas.viz import (
     plot_classifier_heatmap,
     plot_dose_response,
     plot_metric_by_layer,
+    plot_metric_by_relative_depth,
     plot_node_frequency,
     plot_overlap_heatmap,
     plot_pca_grid,
@@ -30,7 +31,7 @@ from personas.viz import (
 __all__ = [
     "persona_colors",
     # layers
-    "plot_pca_grid", "plot_metric_by_layer", "plot_classifier_heatmap",
+    "plot_pca_grid", "plot_metric_by_layer", "plot_metric_by_relative_depth", "plot_classifier_heatmap",
     "plot_scatter_2d",
     # nodes
     "plot_upset", "plot_venn", "plot_overlap_heatmap", "plot_node_frequency",

@@ -8,12 +8,18 @@ Usage (from the repository root)::
     uv run python -m personas.study --model meta-llama/Meta-Llama-3-8B-Instruct --device cuda --dtype bfloat16
     uv run python -m personas.study -p n_runs 20 -p tail upper   # any notebook parameter
     uv run python -m personas.study --statements data/examples/my_personas.csv --topics data/examples/my_topics.json
+    uv run python -m personas.study --replicates 3       # three statement-sampling seeds, verdicts per seed
 
 Each notebook is executed with papermill (its tagged ``parameters`` cell is
 overridden, with only the parameters that cell defines) into
 ``<output>/<name>/notebooks/``; the notebooks write their figures, tables and run
 files under ``<output>/<name>/``; activations go to the shared store
-``<output>/activations`` so a second run reuses them. The report is written last,
+``<output>/activations/sample-<key>``, keyed by the statement sample (a short hash of
+the statement ids, ``statement_sample_key``), so a second run reuses them and studies
+of other statement samples (``--quick`` beside the default) live side by side. With
+``--replicates N`` the study runs once per statement-sampling seed (``seed``, ``seed + 1``,
+...), the extra ones under ``<output>/<name>/replicates/seed-<s>/`` (without the causal
+check, ``REPLICATE_OVERRIDES``); the report gives each claim's verdict per seed. The report is written last,
 from those artifacts (``personas.report``). With several models, each gets
 ``<output>/<name>/<model>/`` and ``<output>/<name>/report.md`` compares them on
 relative depth.
@@ -44,6 +50,8 @@ __all__ = [
     "notebook_defaults",
     "study_parameters",
     "split_parameters",
+    "statement_sample_key",
+    "REPLICATE_OVERRIDES",
     "run_study",
     "run_studies",
     "check_inputs",
@@ -76,7 +84,12 @@ QUICK = {
     "causal_alphas": [-0.5, 0.5],
     "causal_random": 5,
     "causal_random_directions": 1,
+    "replicates": 2,
 }
+# What a replicate (a seed after the first) leaves out: only the replicated claims' inputs are recomputed.
+REPLICATE_OVERRIDES = {"causal": False, "umap": False}
+# Study options that are no notebook parameter.
+_STUDY_OPTIONS = ("replicates",)
 # Parameters the study sets itself, whatever the notebooks' cells say.
 _STUDY_KEYS = ("model_name", "personas", "layers", "store_dir", "out_dir", "statements_file", "topics_file", "prefer")
 # Third-party warnings that carry nothing for the user of the study: (category, module regex).
@@ -139,7 +152,7 @@ def study_parameters(
     quick: bool = False,
     statements: str | os.PathLike | None = None,
     topics: str | os.PathLike | None = None,
-    prefer: str | None = None,
+    replicates: int | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Parameters of one study (each notebook later gets the ones its parameters cell names).
@@ -165,17 +178,17 @@ def study_parameters(
         The user's statements (CSV/Parquet) and topics (JSON) files. Unless ``personas``
         is given, the study's personas are the default ones (the paper's 14, or ``QUICK``'s)
         followed by every persona of ``statements``.
-    prefer : {"user", "bundled"}, optional
-        Which statements win for a name both bundled and in ``statements``.
+    replicates : int, optional
+        Statement-sampling seeds to run (default 1; quick: ``QUICK["replicates"]``).
     **overrides
-        Any other notebook parameter (e.g. ``n_runs=20``, ``device="cuda"``); an
-        unknown name is an error listing the valid ones.
+        Any other notebook parameter (e.g. ``n_runs=20``, ``device="cuda"``, ``prefer="user"``:
+        whose statements win for a name both bundled and in ``statements``); an unknown name is
+        an error listing the valid ones.
     """
     known = notebook_parameters()
     output = Path(output)
     params: dict[str, Any] = {
         "personas": list(personas) if personas else None,
-        "store_dir": str(output / "activations"),
         "out_dir": str(output / name),
     }
     if model is not None:
@@ -184,10 +197,11 @@ def study_parameters(
         params["layers"] = layers if isinstance(layers, str) else [int(x) for x in layers]
     if quick:
         params.update({k: v for k, v in QUICK.items() if k != "personas" or not personas})
-    for key, value in (("statements_file", statements), ("topics_file", topics), ("prefer", prefer)):
+    for key, value in (("statements_file", statements), ("topics_file", topics)):
         if value is not None:
             params[key] = str(value)
     if statements is not None and not personas:
+        prefer = overrides.get("prefer")
         from personas.statements import mixed_statements, paper_personas
 
         base = params["personas"] or paper_personas()
@@ -195,6 +209,10 @@ def study_parameters(
         params["personas"] = list(base) + [p for p in user if p not in base]
     _check_names(overrides, known)
     params.update(overrides)
+    if replicates is not None:
+        params["replicates"] = replicates
+    params["replicates"] = _check_replicates(params.get("replicates", 1))
+    params["store_dir"] = str(output / "activations" / statement_sample_key(params))
     return params
 
 
@@ -210,11 +228,39 @@ def check_inputs(params: dict[str, Any]):
     return study_inputs(p.get("personas"), statements_file=p.get("statements_file"), topics_file=p.get("topics_file"),
                         prefer=p.get("prefer"), n_per_direction=p.get("n_per_direction"),
                         min_confidence=p.get("min_confidence", 0.85))
+def _check_replicates(n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"replicates must be an integer >= 1 (statement-sampling seeds), got {n!r}")
+    return n
+
+
+def statement_sample_key(params: dict[str, Any]) -> str:
+    """``"sample-<10 hex digits>"``: the SHA-256 of the statements (ids and text) the study will draw, in order.
+
+    The statements are drawn as ``representation_extraction.ipynb`` draws them (``personas``,
+    the user's ``statements_file``, ``n_per_direction``, ``min_confidence``, ``seed``; missing
+    ones take the notebook's defaults), so two studies share a store exactly when their
+    statements coincide. Bad input files raise here, before anything is written.
+    """
+    import hashlib
+
+    from personas.statements import load_statements, study_inputs
+
+    p = {**notebook_parameters()["representation_extraction.ipynb"], **params}
+    inputs = study_inputs(p["personas"], statements_file=p.get("statements_file"), topics_file=p.get("topics_file"),
+                          prefer=p.get("prefer"), n_per_direction=p["n_per_direction"],
+                          min_confidence=p["min_confidence"])
+    statements = load_statements(inputs.personas, n_per_direction=p["n_per_direction"],
+                                 min_confidence=p["min_confidence"], seed=p["seed"], source=inputs.table)
+    rows = statements["id"].astype(str) + "\t" + statements["statement"].astype(str)  # an edited statement: a new key
+    digest = hashlib.sha256("\n".join(rows).encode("utf-8")).hexdigest()
+    return f"sample-{digest[:10]}"
 
 
 def split_parameters(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``{notebook: the subset of params its parameters cell defines}``."""
     known = notebook_parameters()
+    params = {k: v for k, v in params.items() if k not in _STUDY_OPTIONS}
     _check_names(params, known)
     return {nb: {k: v for k, v in params.items() if k in names} for nb, names in known.items()}
 
@@ -255,6 +301,7 @@ def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
 
     inputs = check_inputs(params)
     out_dir = Path(params["out_dir"])
+    n_replicates = _check_replicates(params.get("replicates", 1))
     per_notebook = split_parameters(params)
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -265,6 +312,15 @@ def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
         _execute(notebook, out_dir, per_notebook[notebook], progress)
         timings[notebook] = round(time.perf_counter() - t0, 1)
         print(f"[{i}/{n_steps}] {notebook:<34} {timings[notebook]:7.1f} s", flush=True)
+    if n_replicates > 1:
+        t0 = time.perf_counter()
+        _run_replicates(params, n_replicates, progress)
+        timings["replicates"] = round(time.perf_counter() - t0, 1)
+        print(f"[replicates] {n_replicates - 1} more seed(s){'':<16} {timings['replicates']:7.1f} s", flush=True)
+    else:  # an earlier run's replicates are not this run's: the report must not read them
+        from personas.report.replicates import REPLICATES_FILE
+
+        (out_dir / REPLICATES_FILE).unlink(missing_ok=True)
     timings["total"] = round(time.perf_counter() - start, 1)
     write_json(out_dir / "study.json", {
         "parameters": params, "notebook_defaults": notebook_defaults(), "timings_s": timings, "notebooks": list(NOTEBOOKS),
@@ -278,6 +334,29 @@ def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
     for claim, verdict in report_verdicts(out_dir):
         print(f"  {claim}: {verdict}", flush=True)
     return report
+
+
+def _run_replicates(params: dict[str, Any], n: int, progress: bool) -> None:
+    """Seeds ``seed + 1 .. seed + n - 1`` under ``<out_dir>/replicates/seed-<s>/``; then ``replicates.json``."""
+    from personas.report.replicates import REPLICATE_FILE_DIR, REPLICATES_FILE
+
+    out_dir = Path(params["out_dir"])
+    first = int(params.get("seed", notebook_defaults()["seed"]))
+    seeds = [first + i for i in range(n)]
+    dirs, keys = {str(first): "."}, {str(first): Path(params["store_dir"]).name}
+    root = Path(params["store_dir"]).parent
+    for seed in seeds[1:]:
+        sub = out_dir / REPLICATE_FILE_DIR / f"seed-{seed}"
+        rep = {**params, **REPLICATE_OVERRIDES, "seed": seed, "out_dir": str(sub), "replicates": 1}
+        rep["store_dir"] = str(root / statement_sample_key(rep))
+        reused = "reuses the store of an earlier seed" if rep["store_dir"] in {str(root / k) for k in keys.values()} \
+            else "new statement sample"
+        print(f"== replicate seed {seed} ({reused}) -> {sub}", flush=True)
+        run_study(rep, progress=progress)
+        dirs[str(seed)] = os.path.relpath(sub, out_dir)
+        keys[str(seed)] = Path(rep["store_dir"]).name
+    write_json(out_dir / REPLICATES_FILE, {"seeds": seeds, "dirs": dirs, "store_keys": keys,
+                                           "left_out": REPLICATE_OVERRIDES})
 
 
 def run_studies(models: Sequence[str], params: dict[str, Any], *, progress: bool = True) -> Path:
@@ -367,6 +446,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--prefer", default=None, choices=("user", "bundled"),
                         help="whose statements win for a name both bundled and in --statements (default: an error)")
     parser.add_argument("--quick", action="store_true", help="small parameters: 3 personas, few statements and runs")
+    parser.add_argument("--replicates", type=int, default=None,
+                        help="statement-sampling seeds (seed, seed+1, ...): each claim's verdict per seed and the "
+                             "share that agree (default: 1, trimmed for time; quick: 2)")
     parser.add_argument("--no-progress", action="store_true", help="hide papermill's cell progress bar")
     args = parser.parse_args(argv)
 
@@ -376,6 +458,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
         value = getattr(args, flag)
         if value is not None:
             overrides[key] = value
+    if args.prefer:
+        overrides["prefer"] = args.prefer
     for name, value in args.parameter:
         if name in _STUDY_KEYS:
             parser.error(f"-p {name}: set it with its own option (--model, --personas, --layers, --output, --name, "
@@ -385,8 +469,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     models = [m.strip() for m in args.model.split(",") if m.strip()] if args.model else None
     try:
         params = study_parameters(name=args.name, output=args.output, personas=personas, layers=args.layers,
-                                  quick=args.quick, statements=args.statements, topics=args.topics, prefer=args.prefer,
-                                  **overrides)
+                                  quick=args.quick, statements=args.statements, topics=args.topics,
+                                  replicates=args.replicates, **overrides)
         check_inputs(params)  # before anything is computed or written
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))

@@ -26,6 +26,7 @@ PUBLIC = {
         "load_layers", "store_manifest", "store_fingerprints",
         "LayerProtocol", "ProbeSettings", "LayerControls", "analyse_layers", "save_results",
         "most_divergent_layers", "choose_layer", "save_chosen_layer", "read_chosen_layer", "load_wording_controls",
+        "combine_results", "UntrainedControl", "untrained_layer_control",
         "dask_scheduler", "parallel_jobs", "write_table", "write_text",
     },
     "utils_nodes": {
@@ -37,7 +38,7 @@ PUBLIC = {
         "causal_check", "save_causal_result", "causal_summary_markdown",
     },
     "utils_viz": {
-        "persona_colors", "plot_pca_grid", "plot_metric_by_layer", "plot_classifier_heatmap", "plot_scatter_2d",
+        "persona_colors", "plot_pca_grid", "plot_metric_by_layer", "plot_metric_by_relative_depth", "plot_classifier_heatmap", "plot_scatter_2d",
         "plot_upset", "plot_venn", "plot_overlap_heatmap", "plot_node_frequency", "plot_precision_recall",
         "plot_dose_response", "plot_ablation_null",
     },

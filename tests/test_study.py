@@ -119,6 +119,31 @@ def test_report_has_every_section(study):
         assert persona in text
 
 
+def test_untrained_control_artifacts(study):
+    out, report, _ = study
+    trained = pd.read_csv(out / "tables" / "layer_metrics.csv")
+    untrained = pd.read_csv(out / "tables" / "layer_metrics_untrained.csv")
+    assert set(untrained["model"]) == {"smollm2-135m-instruct (untrained, seed 0)"}
+    assert sorted(untrained["layer"].unique()) == sorted(trained["layer"].unique())
+    assert set(untrained["analysis"]) == {"cluster"} and set(untrained["persona"]) == set(PERSONAS)
+    assert _nonempty(out / "figures" / "untrained_control_silhouette.png")
+    text = report.read_text()
+    assert "SH untrained model" in text and "Untrained control (the same architecture with random weights" in text
+
+
+def test_replicates_run_and_report_per_seed(study):
+    out, report, params = study
+    assert params["replicates"] == 2
+    info = json.loads((out / "replicates.json").read_text())
+    assert info["seeds"] == [0, 1] and info["dirs"]["1"] == "replicates/seed-1"
+    rep = out / "replicates" / "seed-1"
+    assert _nonempty(rep / "report.md") and _nonempty(rep / "tables" / "layer_metrics_untrained.csv")
+    assert not (rep / "causal").exists()  # the replicates leave the causal check out
+    section = report.read_text().split("## Replicates", 1)[1].split("## Timing", 1)[0]
+    assert "run on 2 statement-sampling seeds" in section and section.count("| final third of the layers |") == 2
+    assert "seeds (" in section and "agree)" in section
+
+
 def test_second_run_reuses_activations(study, tmp_path):
     from personas.study import _execute
 
@@ -147,7 +172,8 @@ def test_markdown_table():
 
 def test_study_parameters_quick_and_overrides(tmp_path):
     p = study_parameters(name="x", output=tmp_path, quick=True, n_runs=3)
-    assert p["out_dir"] == str(tmp_path / "x") and p["store_dir"] == str(tmp_path / "activations")
+    assert p["out_dir"] == str(tmp_path / "x")
+    assert Path(p["store_dir"]).parent == tmp_path / "activations"  # keyed by the statement sample
     assert p["n_runs"] == 3 and p["n_per_direction"] == 40 and len(p["personas"]) == 3
     full = study_parameters(name="y", output=tmp_path)
     assert full["personas"] is None and "n_runs" not in full  # the notebooks' own defaults

@@ -90,7 +90,8 @@ def compare_shared(
         One row: ``topic_a, topic_b, method, n_personas_a, n_personas_b, excess_a, excess_b,
         difference, ci_low, ci_high, p_bootstrap, p_permutation, n_splits, permutation ("exact" |
         "sampled"), n_boot, alternative, supported`` (``p_permutation <= significance`` and an
-        interval excluding 0 on the claimed side).
+        interval excluding 0 on the claimed side: this test's own flag; the report's verdict comes
+        from the numbers by the rule of ``personas.report.verdicts``, with an inconclusive band).
     """
     alternative = check_choice(alternative, "alternative", _ALTERNATIVES)
     n_perm = check_int(n_perm, "n_perm", min_val=1)

@@ -19,17 +19,20 @@ import pandas as pd
 
 from personas._core.io import read_json, write_text
 from personas.report.layers import (
+    FINAL_THIRD_BAND,
     chosen_layer_text,
     final_third_claim,
     layer_profile,
     persona_table,
     read_layer_table,
+    read_untrained_table,
 )
-from personas.report.nodes import node_sections, shared_nodes_claim
+from personas.report.nodes import SHARED_NODES_BAND, node_sections, shared_nodes_claim
+from personas.report.replicates import replicates_section
 from personas.report.scans import baselines_table, precision_recall_table, read_scan_summary, subset_sizes
 from personas.report.tables import figure_links, markdown_table, missing
 
-__all__ = ["REPORT_SECTIONS", "markdown_table", "build_report", "write_report", "build_comparison_report",
+__all__ = ["REPORT_SECTIONS", "markdown_table", "claim_results", "build_report", "write_report", "build_comparison_report",
            "write_comparison_report", "report_verdicts"]
 
 REPORT_SECTIONS = (
@@ -42,6 +45,7 @@ REPORT_SECTIONS = (
     "## Salient nodes and overlaps",
     "## Do the salient nodes matter?",
     "## The paper's claims, tested here",
+    "## Replicates",
     "## Timing",
     "## Artifacts",
 )
@@ -50,7 +54,7 @@ _CONFIG_KEYS = (
     "model_name", "personas", "n_per_direction", "min_confidence", "layers", "position", "template", "n_reps",
     "n_per_cluster", "n_folds", "n_trees", "levels", "background_size", "clean_size", "anomalous_size",
     "clean_ssize", "anom_ssize", "n_runs", "score", "tail", "thresholds", "a_max", "restarts", "preset",
-    "salient_method", "q", "seed",
+    "salient_method", "q", "seed", "untrained_control", "untrained_per_direction", "replicates",
 )
 
 
@@ -80,7 +84,7 @@ def _configuration(study: dict, out: Path) -> str:
     text += ["", f"Layers: `{p.get('layers')}`; the default rule is {DEFAULT_LAYERS_RULE}."]
     trims = _trims(p)
     if trims:
-        text += ["", "Trimmed from the paper's full protocol to fit the default time budget (each is a notebook "
+        text += ["", "Trimmed from the paper's full protocol to fit the default time budget (each is a study "
                  "parameter: set it back, e.g. `-p n_folds 10`, to run the full protocol): " + "; ".join(trims) + "."]
     return "\n".join(text)
 
@@ -99,6 +103,16 @@ def _trims(p: dict) -> list[str]:
                    f"(`baseline_levels`; DeepScan at {sorted(levels)})")
     if p.get("umap") is False:
         out.append("no UMAP view of the chosen layer (`umap`; the PCA views are drawn)")
+    n_seeds = p.get("replicates", 1)
+    if n_seeds < 3:
+        out.append(f"the claims' verdicts are computed on {n_seeds} statement-sampling seed(s), not 3 "
+                   "(`--replicates`)")
+    if p.get("untrained_control") is False:
+        out.append("no untrained-model control of the layer claim (`untrained_control`)")
+    elif p.get("untrained_control") and p.get("untrained_per_direction") is not None and (
+            p.get("n_per_direction") is None or p["untrained_per_direction"] < p["n_per_direction"]):
+        out.append(f"the untrained-model control extracts {p['untrained_per_direction']} statements per direction "
+                   f"and persona, not all {p.get('n_per_direction') or 'of them'} (`untrained_per_direction`)")
     if p.get("causal") and p.get("causal_personas"):
         out.append(f"the causal check covers {len(p['causal_personas'])} persona(s) (`causal_personas`)")
     return out
@@ -127,29 +141,71 @@ def _causal(out: Path) -> str:
     return missing("causal/summary.md (the causal check of vis_top_nodes.ipynb)")
 
 
-def _claims(table: pd.DataFrame | None, out: Path) -> str:
-    lines = []
-    layer = final_third_claim(table) if table is not None else None
-    if layer is not None:
-        ctl = (f"shuffled-label control {layer['shuffled_control']:.3f}"
-               + (f", wording control {layer['wording_control']:.3f}" if np.isfinite(layer["wording_control"]) else ""))
-        lines.append(
-            f"- **\"{layer['claim']}\"**: {layer['verdict']}. The mean {layer['metric']} over personas peaks at layer "
-            f"{layer['best_layer']} (relative depth {layer['relative_depth']:.2f}) with {layer['score']:.3f} "
-            f"({ctl}); {layer['personas_peaking_in_final_third']:.0%} of the personas peak in the final third."
-        )
-    else:
-        lines.append("- \"personas diverge most in the final third of the layers\": " + missing("layer metrics"))
-    nodes = shared_nodes_claim(out)
+def _fmt(x) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.3g}"
+
+
+def _layer_claim_text(layer: dict) -> str:
+    ctl = (f"shuffled-label control {layer['shuffled_control']:.3f}"
+           + (f", wording control {layer['wording_control']:.3f}" if np.isfinite(layer["wording_control"]) else ""))
+    text = (
+        f"- **\"{layer['claim']}\"**: **{layer['verdict']}** ({layer['reason']}). Per persona, the best "
+        f"{layer['metric']} in the final third minus the best earlier: mean {_fmt(layer['estimate'])}, 95% bootstrap "
+        f"interval over personas [{_fmt(layer['ci_low'])}, {_fmt(layer['ci_high'])}], sign-flip p = "
+        f"{_fmt(layer['p_value'])}. The mean over personas peaks at layer {layer['best_layer']} (relative depth "
+        f"{layer['relative_depth']:.2f}) with {layer['score']:.3f} ({ctl}); "
+        f"{layer['personas_peaking_in_final_third']:.0%} of the personas peak in the final third."
+    )
+    if "untrained" not in layer:
+        return text + " No untrained-model control ran (`untrained_control`), so depth alone is not ruled out."
+    ctl = layer["untrained"]
+    if ctl is None:
+        return text + " The untrained-model control has no cluster metrics above layer 0."
+    return text + (
+        f" Untrained control (the same architecture with random weights, the same statements): "
+        f"{ctl['verdict']} ({ctl['reason']}); its mean gap {_fmt(ctl['estimate'])} "
+        f"[{_fmt(ctl['ci_low'])}, {_fmt(ctl['ci_high'])}], its peak at relative depth {ctl['relative_depth']:.2f} "
+        f"({ctl['metric']} {ctl['score']:.3f})."
+    )
+
+
+def _nodes_claim_text(nodes: dict) -> str:
+    lines = [f"- **\"{nodes['claim']}\"**: **{nodes['verdict']}** ({nodes['reason']}; from {nodes['source']})."]
+    rows = [{"salient sets": r["method"], "excess difference": r["difference"],
+             "95% interval": "" if not np.isfinite(r["ci_low"]) else f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]",
+             "permutation p": r["p_permutation"], "bootstrap p": r["p_bootstrap"], "verdict": r["verdict"]}
+            for r in nodes["methods"]]
+    lines += ["", markdown_table(pd.DataFrame(rows), digits=4)]
+    if nodes.get("methods_note"):
+        lines += ["", nodes["methods_note"]]
+    return "\n".join(lines)
+
+
+def claim_results(out: Path) -> dict[str, dict | None]:
+    """``{claim key: the claim's numbers and verdict}`` for one study directory (None: not testable)."""
+    table = read_layer_table(out)
+    layer = None
+    if table is not None:
+        untrained = read_untrained_table(out)
+        layer = final_third_claim(table) if untrained is None else final_third_claim(table, untrained=untrained)
+    return {"final_third": layer, "shared_nodes": shared_nodes_claim(out)}
+
+
+def _claims(out: Path) -> str:
+    results = claim_results(out)
+    layer, nodes = results["final_third"], results["shared_nodes"]
+    lines = [f"Each verdict follows one rule from the claim's estimate, interval and p-value "
+             f"(`docs/verdicts.md`): supported, contradicted or inconclusive, with an inconclusive band "
+             f"(here {FINAL_THIRD_BAND:g} in silhouette, {SHARED_NODES_BAND:g} of the nodes).", ""]
+    lines.append(_layer_claim_text(layer) if layer is not None else
+                 "- \"personas diverge most in the final third of the layers\": " + missing("layer metrics"))
     if nodes is not None:
-        detail = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in nodes.items()
-                           if k not in ("claim", "verdict", "source"))
-        lines.append(f"- **\"{nodes['claim']}\"**: {nodes['verdict']} ({detail}; from {nodes['source']}).")
+        lines.append(_nodes_claim_text(nodes))
     else:
         lines.append("- \"ethics personas share more salient nodes than political ones\": needs both topics' "
                      "personas in the node analysis.")
-    lines += ["", "Verdicts are for this model and these settings only: a small model's layers need not behave "
-              "like Llama-3-8B's."]
+    lines += ["", "Verdicts are for this model and these settings only: another model's layers, or the paper's "
+              "models', need not behave the same."]
     return "\n".join(lines)
 
 
@@ -160,6 +216,11 @@ def _timing(study: dict, out: Path) -> str:
         meta = read_json(meta_file)
         seconds = meta.get("metadata", meta).get("seconds", {})
         rows += [(f"layer analysis: {k}", v) for k, v in seconds.items()]
+    untrained_file = out / "tables" / "layer_metrics_untrained.json"
+    if untrained_file.exists():
+        meta = read_json(untrained_file)
+        seconds = meta.get("metadata", meta).get("seconds", {})
+        rows += [(f"untrained-model control: {k}", v) for k, v in seconds.items()]
     index_file = out / "runs" / "index.json"
     if index_file.exists():
         totals: dict[str, float] = {}
@@ -183,6 +244,13 @@ def _artifacts(out: Path) -> str:
     return "\n".join(groups) or "_No artifacts found._"
 
 
+def _sample_sizes(params: dict) -> tuple[int, int] | None:
+    try:
+        return int(params["clean_ssize"]), int(params["anom_ssize"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def build_report(out_dir: str | os.PathLike) -> str:
     """The report's markdown text for a study directory (sections: ``REPORT_SECTIONS``)."""
     out = Path(out_dir)
@@ -196,13 +264,15 @@ def build_report(out_dir: str | os.PathLike) -> str:
         ("## Configuration", _configuration(study, out)),
         ("## Layer separation per persona", persona_table(table) if table is not None
          else missing("tables/layer_metrics.csv")),
-        ("## Layer profile", layer_profile(table, out) if table is not None else missing("tables/layer_metrics.csv")),
+        ("## Layer profile", layer_profile(table, out, read_untrained_table(out)) if table is not None
+         else missing("tables/layer_metrics.csv")),
         ("## Chosen layer", chosen_layer_text(out)),
         ("## DeepScan precision and recall", precision_recall_table(summary)),
-        ("## DeepScan against the baselines", baselines_table(summary, subset_sizes(out))),
+        ("## DeepScan against the baselines", baselines_table(summary, subset_sizes(out), _sample_sizes(params))),
         ("## Salient nodes and overlaps", node_sections(out)),
         ("## Do the salient nodes matter?", _causal(out)),
-        ("## The paper's claims, tested here", _claims(table, out)),
+        ("## The paper's claims, tested here", _claims(out)),
+        ("## Replicates", replicates_section(out, claim_results)),
         ("## Timing", _timing(study, out)),
         ("## Artifacts", _artifacts(out)),
     ]
@@ -214,14 +284,13 @@ def build_report(out_dir: str | os.PathLike) -> str:
 
 def report_verdicts(out_dir: str | os.PathLike) -> list[tuple[str, str]]:
     """``(claim, verdict)`` of the paper's claims tested in a study directory (for the study's last lines)."""
-    out = Path(out_dir)
+    claims = claim_results(Path(out_dir))  # the very numbers and verdicts the report shows
     found = []
-    table = read_layer_table(out)
-    layer = final_third_claim(table) if table is not None else None
+    layer = claims["final_third"]
     if layer is not None:
         found.append((layer["claim"], f"{layer['verdict']} (best layer {layer['best_layer']}, relative depth "
                                       f"{layer['relative_depth']:.2f})"))
-    nodes = shared_nodes_claim(out)
+    nodes = claims["shared_nodes"]
     if nodes is not None:
         found.append((nodes["claim"], str(nodes["verdict"])))
     return found
@@ -238,7 +307,7 @@ def build_comparison_report(out_dir: str | os.PathLike, studies: Mapping[str, st
     from personas.viz import plot_metric_by_relative_depth
 
     out = Path(out_dir)
-    tables, lines = [], []
+    tables, lines, untrained = [], [], {}
     for model, sub in studies.items():
         sub = Path(sub)
         rel = os.path.relpath(sub / "report.md", out)
@@ -246,6 +315,9 @@ def build_comparison_report(out_dir: str | os.PathLike, studies: Mapping[str, st
         table = read_layer_table(sub)
         if table is not None:
             tables.append(table)
+            control = read_untrained_table(sub)
+            if control is not None:
+                untrained.update({m: control for m in table["model"].unique()})
     text = [f"# Persona study: {out.name}, {len(studies)} models compared", "", "Each model's own report:", "",
             *lines]
     if len(tables) >= 2:
@@ -258,7 +330,7 @@ def build_comparison_report(out_dir: str | os.PathLike, studies: Mapping[str, st
                 continue
         profile = []
         for model, part in combined.groupby("model", sort=False):
-            claim = final_third_claim(part)
+            claim = final_third_claim(part, untrained=untrained.get(model))
             if claim:
                 profile.append({"model": model, "best layer (silhouette)": claim["best_layer"],
                                 "relative depth": claim["relative_depth"], "silhouette": claim["score"],

@@ -74,8 +74,11 @@ def precision_recall_table(summary: pd.DataFrame | None) -> str:
     ])
 
 
-def baselines_table(summary: pd.DataFrame | None, sizes: pd.DataFrame) -> str:
-    """The paper's Table 8: LOF, Isolation Forest and KMeans against DeepScan on the same samples."""
+def baselines_table(summary: pd.DataFrame | None, sizes: pd.DataFrame, sample: tuple[int, int] | None = None) -> str:
+    """The paper's Table 8: LOF, Isolation Forest and KMeans against DeepScan on the same samples.
+
+    ``sample``: ``(clean, anomalous)`` records per run, for the precision of a random pick.
+    """
     if summary is None:
         return missing("tables/deepscan_precision_recall.csv")
     methods = [m for m in dict.fromkeys(summary["method"]) if m != "deepscan"]
@@ -94,8 +97,10 @@ def baselines_table(summary: pd.DataFrame | None, sizes: pd.DataFrame) -> str:
         rows.append(row)
     return "\n".join([
         "Precision (P) and recall (R), mean over runs and personas, of each method on the very samples DeepScan "
-        "scanned; the baselines flag records using all nodes, DeepScan a subset of |O_S*| nodes (mean over runs). "
-        "A random pick has precision 0.5 (half of each sample is anomalous).",
+        "scanned; the baselines flag records using all nodes, DeepScan a subset of |O_S*| nodes (mean over runs)."
+        + ("" if not sample or sum(sample) <= 0 else
+           f" A random pick has precision {sample[1] / sum(sample):.2f} ({sample[1]} of the {sum(sample)} records "
+           "of each sample are anomalous)."),
         "",
         markdown_table(pd.DataFrame(rows)),
     ])
