@@ -6,7 +6,7 @@ The notebook API is exactly the names below (``__all__``), each defined in one m
   scanned into run files (``run_persona_scans``)
 - ``personas.scans.settings``: pool and sample sizes of those experiments (``PoolSizes``, ``SampleSizes``)
 - ``personas.model.answers`` and ``personas.causal``: the model's own Yes/No answers, and whether ablating
-  the salient nodes or steering along the persona direction moves them (against random controls)
+  the salient nodes or steering along the persona direction moves its readouts (against random controls)
 - ``personas.nodes``: run files -> node frequencies, salient sets (union, min_fraction, or
   calibrated against null runs), overlaps, their stability, overlap claims as tests, the node report
 
@@ -16,6 +16,7 @@ Run files themselves are read with ``deepscan.read_run_file`` (format: ``docs/ru
 from personas.model.answers import answer_margins, answer_tokens, question_prompts
 from personas.causal.results import CausalResult, load_causal_result, save_causal_result
 from personas.causal.check import causal_check
+from personas.causal.settings import CausalSettings
 from personas.report.causal import causal_summary_markdown
 from personas.nodes import (
     SALIENT_METHODS,
@@ -62,7 +63,7 @@ from personas.scans.settings import PoolSizes, SampleSizes
 
 __all__ = [
     # personas.model.answers, personas.causal
-    "question_prompts", "answer_tokens", "answer_margins", "CausalResult", "causal_check", "save_causal_result",
+    "question_prompts", "answer_tokens", "answer_margins", "CausalResult", "CausalSettings", "causal_check", "save_causal_result",
     "load_causal_result", "causal_summary_markdown",
     # personas.scans.driver
     "LEVEL_NAMES", "ScanPools", "scan_pools", "topic_pools", "topic_target", "experiment_seed", "run_file_name",

@@ -24,6 +24,7 @@ from personas.viz import (
     plot_pca_grid,
     plot_precision_recall,
     plot_scatter_2d,
+    plot_specificity,
     plot_upset,
     plot_venn,
 )
@@ -38,5 +39,5 @@ __all__ = [
     # scan
     "plot_precision_recall",
     # causal check
-    "plot_dose_response", "plot_ablation_null",
+    "plot_dose_response", "plot_ablation_null", "plot_specificity",
 ]
