@@ -16,6 +16,7 @@ Run files themselves are read with ``deepscan.read_run_file`` (format: ``docs/ru
 from personas.model.answers import answer_margins, answer_tokens, question_prompts
 from personas.causal.results import CausalResult, load_causal_result, save_causal_result
 from personas.causal.check import causal_check
+from personas.causal.inputs import check_inputs
 from personas.causal.settings import CausalSettings
 from personas.report.causal import causal_summary_markdown
 from personas.nodes import (
@@ -63,8 +64,8 @@ from personas.scans.settings import PoolSizes, SampleSizes
 
 __all__ = [
     # personas.model.answers, personas.causal
-    "question_prompts", "answer_tokens", "answer_margins", "CausalResult", "CausalSettings", "causal_check", "save_causal_result",
-    "load_causal_result", "causal_summary_markdown",
+    "question_prompts", "answer_tokens", "answer_margins", "CausalResult", "CausalSettings", "causal_check",
+    "check_inputs", "save_causal_result", "load_causal_result", "causal_summary_markdown",
     # personas.scans.driver
     "LEVEL_NAMES", "ScanPools", "scan_pools", "topic_pools", "topic_target", "experiment_seed", "run_file_name",
     "null_file_name", "run_persona_scans", "check_runs_current",

@@ -66,8 +66,11 @@ QUICK = {
     "causal_heldout": 10,
     "causal_train": 20,
     "causal_alphas": [-0.5, 0.5],
-    "causal_random": 5,
+    "causal_random": 2,
     "causal_random_directions": 1,
+    # every part of the check runs, small: a 3 x 3 specificity matrix, a dose response of 3 alphas
+    "causal_specificity": 3,
+    "causal_dose_alphas": [-1.0, 0.0, 1.0],
 }
 # Parameters the study sets itself, whatever the notebooks' cells say.
 _STUDY_KEYS = ("model_name", "personas", "layers", "store_dir", "out_dir")

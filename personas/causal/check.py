@@ -189,8 +189,6 @@ def causal_check(
     """
     from tqdm.auto import tqdm
 
-    from personas.model.loading import model_info
-
     settings = CausalSettings() if settings is None else settings
     if not isinstance(settings, CausalSettings):
         raise TypeError(f"settings must be a CausalSettings; got {type(settings).__name__}")
@@ -210,19 +208,8 @@ def causal_check(
     out = _phases(model, rec, statements, tokenizer, plan, ctx)
     bar.close()
     effects = rec.effects_table()
-    meta = {
-        "created": now_iso(), "model": model_info(model), "layer": layer, "n_blocks": where["n_blocks"],
-        "hidden_size": where["hidden_size"], "layer_convention": where["layer_convention"], "seed": seed,
-        "personas": checked, "settings": settings.record(), "readouts": [r.describe() for r in readouts],
-        "specificity_personas": plan["specificity"], "dose_personas": plan["dose_personas"],
-        "dose_layers": plan["dose_layers"], "n_excluded_ids": len(ctx["exclude"]), "shared_prefix": share,
-        "n_passes": rec.n_passes, "phases": out["counts"], "seconds": round(time.perf_counter() - started, 2),
-        "per_persona": _per_persona(out, nodes, layer, rec),
-        "direction": "unit mean(+) - mean(-) of the training hidden states read as extraction reads them",
-        "steering_scale": "alpha x mean norm of the training hidden states at the layer",
-        "ablation_values": "mean over the persona's training negative statements at the layer",
-        "versions": package_versions(),
-    }
+    meta = _meta(model, ctx, plan, out, where, rec)
+    meta["seconds"] = round(time.perf_counter() - started, 2)
     return CausalResult(
         gate=out["gate"], scores=pd.concat(rec.frames, ignore_index=True), effects=effects,
         comparisons=comparisons(effects, rec.shifts, out["held"], settings.ci), specificity=out["specificity"],
@@ -231,7 +218,26 @@ def causal_check(
     )
 
 
-def _per_persona(out: dict, nodes: dict, layer: int, rec: Recorder) -> dict:
+def _meta(model, ctx: dict, plan: dict, out: dict, where: dict, rec: Recorder) -> dict:
+    from personas.model.loading import model_info
+
+    return {
+        "created": now_iso(), "model": model_info(model), "layer": ctx["layer"], "n_blocks": where["n_blocks"],
+        "hidden_size": where["hidden_size"], "layer_convention": where["layer_convention"], "seed": ctx["seed"],
+        "personas": ctx["checked"], "settings": ctx["settings"].record(),
+        "readouts": [r.describe() for r in ctx["readouts"]],
+        "specificity_personas": plan["specificity"], "dose_personas": plan["dose_personas"],
+        "dose_layers": plan["dose_layers"], "n_excluded_ids": len(ctx["exclude"]), "shared_prefix": ctx["share"],
+        "n_passes": rec.n_passes, "phases": out["counts"],
+        "per_persona": _per_persona(out, ctx["nodes"], ctx["layer"]),
+        "direction": "unit mean(+) - mean(-) of the training hidden states read as extraction reads them",
+        "steering_scale": "alpha x mean norm of the training hidden states at the layer",
+        "ablation_values": "mean over the persona's training negative statements at the layer",
+        "versions": package_versions(),
+    }
+
+
+def _per_persona(out: dict, nodes: dict, layer: int) -> dict:
     info = {}
     for persona, ids in out["ids"].items():
         geom = out["geoms"][persona]

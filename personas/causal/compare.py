@@ -37,6 +37,8 @@ def comparisons(effects: pd.DataFrame, shifts: dict, held: dict, ci: float) -> p
     ``held`` maps ``(persona, readout)`` to its ``HeldOut``.
     """
     rows = []
+    if effects.empty:
+        return pd.DataFrame()
     own = effects[effects["steer_persona"] == effects["persona"]]
     for arm_name, controls in CONTROLS.items():
         for _, arm in own[own["intervention"] == arm_name].iterrows():
@@ -116,6 +118,8 @@ def dose_table(effects: pd.DataFrame, personas: list[str], layers: list[int], re
     """Specific effect against alpha per persona and layer: the direction (bootstrap interval) and the
     random directions (mean, band = smallest to largest draw); alpha 0 is the baseline (0)."""
     rows = []
+    if effects.empty:
+        effects = pd.DataFrame(columns=["readout", "steer_persona", "persona", "layer", "alpha", "intervention"])
     own = effects[(effects["readout"] == readout) & (effects["steer_persona"] == effects["persona"])]
     for persona, layer, alpha in itertools.product(personas, layers, alphas):
         if alpha == 0:
