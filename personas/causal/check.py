@@ -71,6 +71,7 @@ def _prepare(model, tokenizer, statements, plan: dict, ctx: dict) -> tuple[dict,
         for readout in readouts:
             held[(persona, readout.name)] = held_out(persona, readout, heldout, tokenizer, settings, seed,
                                                      ctx["share"])
+        ctx["heldout"][persona] = heldout
         ids[persona] = {"heldout_ids": heldout["id"].astype(str).tolist(), "train_ids": train["id"].astype(str).tolist()}
     return geoms, held, ids
 
@@ -99,28 +100,39 @@ def _specificity(model, rec: Recorder, geoms: dict, held: dict, plan: dict, ctx:
 
 
 def _dose(model, rec: Recorder, geoms: dict, held: dict, plan: dict, ctx: dict) -> pd.DataFrame:
-    s, main = ctx["settings"], ctx["readouts"][0].name
+    """The dose response on the main readout; on the first ``n_dose_heldout`` held-out statements per
+    direction when that is fewer than ``n_heldout`` (its own baseline and recorder), else on all of them."""
+    s, readout = ctx["settings"], ctx["readouts"][0]
     alphas = [a for a in s.dose_alphas if a != 0]
+    subset = s.n_dose_heldout is not None and s.n_dose_heldout < s.n_heldout
+    dose_rec = Recorder(s.ci, ctx["bar"], s.reuse_prefix) if subset else rec
     for persona in plan["dose_personas"]:
-        h = held[(persona, main)]
+        h = held[(persona, readout.name)]
+        if subset:
+            frame = ctx["heldout"][persona].groupby("direction", sort=False).head(s.n_dose_heldout)
+            h = held_out(persona, readout, frame, ctx["tokenizer"], s, ctx["seed"], ctx["share"])
+            dose_rec.baseline(model, h, plan["dose_layers"][0])
         for layer in plan["dose_layers"]:
-            rec.prime(h, layer)
+            dose_rec.prime(h, layer)
             for arm in steering_arms(model, layer, geoms[persona][layer], alphas, s.n_dose_random,
                                      (ctx["seed"], persona), s.edit_positions):
-                rec.run(model, h, layer, arm)
-    return dose_table(rec.effects_table(), plan["dose_personas"], plan["dose_layers"], main, s.dose_alphas,
-                      s.n_dose_random)
+                dose_rec.run(model, h, layer, arm)
+    if subset:
+        rec.n_passes += dose_rec.n_passes
+    return dose_table(dose_rec.effects_table(), plan["dose_personas"], plan["dose_layers"], readout.name,
+                      s.dose_alphas, s.n_dose_random)
 
 
 def _phases(model, rec: Recorder, statements, tokenizer, plan: dict, ctx: dict) -> dict:
     """Run everything; returns the tables' ingredients and the pass count and time of each phase."""
     counts, out = {}, {}
-    t0, n0 = time.perf_counter(), rec.n_passes
+    t0, c0, n0 = time.perf_counter(), time.process_time(), rec.n_passes
 
-    def tick(name):
-        nonlocal t0, n0
-        counts[name] = {"passes": rec.n_passes - n0, "seconds": round(time.perf_counter() - t0, 2)}
-        t0, n0 = time.perf_counter(), rec.n_passes
+    def tick(name):  # wall seconds, and CPU seconds of this process (all threads): robust to shared cores
+        nonlocal t0, c0, n0
+        counts[name] = {"passes": rec.n_passes - n0, "seconds": round(time.perf_counter() - t0, 2),
+                        "cpu_seconds": round(time.process_time() - c0, 2)}
+        t0, c0, n0 = time.perf_counter(), time.process_time(), rec.n_passes
 
     geoms, held, ids = _prepare(model, tokenizer, statements, plan, ctx)
     tick("extraction")
@@ -203,7 +215,8 @@ def causal_check(
     bar = tqdm(desc="causal", unit="pass", disable=not progress)
     rec = Recorder(settings.ci, bar, settings.reuse_prefix)
     ctx = {"settings": settings, "seed": seed, "layer": layer, "checked": checked, "nodes": nodes, "bar": bar,
-           "readouts": readouts, "share": share, "exclude": set(map(str, exclude_ids))}
+           "readouts": readouts, "share": share, "exclude": set(map(str, exclude_ids)),
+           "tokenizer": tokenizer, "heldout": {}}
     started = time.perf_counter()
     out = _phases(model, rec, statements, tokenizer, plan, ctx)
     bar.close()

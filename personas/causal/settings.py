@@ -73,6 +73,9 @@ class CausalSettings:
         The dose response runs on the first this many checked personas (0: none).
     n_dose_random : int
         Random directions per alpha and layer in the dose response.
+    n_dose_heldout : int or None
+        Held-out statements per direction of the dose response (the first of the held-out
+        draw); None: all ``n_heldout``.
     n_boot, ci : int, float
         Bootstrap replicates (statements resampled within each direction) and interval coverage.
     n_permutations : int
@@ -100,6 +103,7 @@ class CausalSettings:
     dose_layers: tuple | None = None
     n_dose_personas: int = 1
     n_dose_random: int = 2
+    n_dose_heldout: int | None = 20
     n_boot: int = 1000
     ci: float = 0.95
     n_permutations: int = 2000
@@ -134,6 +138,8 @@ class CausalSettings:
         check_float(self.specificity_alpha, "specificity_alpha")
         if self.specificity_alpha == 0:
             raise ValueError("specificity_alpha must be non-zero, e.g. 0.25")
+        if self.n_dose_heldout is not None:
+            check_int(self.n_dose_heldout, "n_dose_heldout", min_val=2)
         if self.dose_layers is not None:
             object.__setattr__(self, "dose_layers", tuple(check_int(x, "dose_layers entry", min_val=0)
                                                           for x in self.dose_layers))
