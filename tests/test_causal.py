@@ -264,3 +264,16 @@ def test_saved_result_report_and_plots(result, tmp_path):
     assert fig.axes[0].get_xlabel() and fig.axes[0].get_title() == "agreeableness"
     for stem in ("causal_dose_response", "causal_specificity", "causal_ablation"):
         assert (tmp_path / f"{stem}.png").stat().st_size > 1000
+
+
+def test_dose_response_on_a_held_out_subset(planted):
+    model, tok, statements = planted
+    res = causal_check(model, tok, statements, {"agreeableness": [1]}, LAYER,
+                       small_settings(readouts=("likelihood",), n_specificity=0, n_dose_heldout=4,
+                                      n_random_directions=1, n_random_nodes=1, dose_alphas=(-1, 0, 1)),
+                       seed=SEED, progress=False)
+    # its own baseline, then 2 alphas x 2 layers x (direction + 2 random), nothing reused from the main arms
+    assert res.meta["phases"]["dose_response"]["passes"] == 1 + 2 * 2 * 3
+    curve = res.dose_response[(res.dose_response["intervention"] == "direction") & (res.dose_response["layer"] == 1)]
+    assert curve.set_index("alpha").loc[1.0, "specific_effect"] > 0 > curve.set_index("alpha").loc[-1.0,
+                                                                                                  "specific_effect"]

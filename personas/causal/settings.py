@@ -91,10 +91,10 @@ class CausalSettings:
     likelihood_prompt: str = NEUTRAL_PROMPT
     rule: str = "logsumexp"
     n_heldout: int = 40
-    n_train: int = 50
+    n_train: int = 40
     alphas: tuple = (-0.25, 0.25)
-    n_random_directions: int = 3
-    n_random_nodes: int = 5
+    n_random_directions: int = 2
+    n_random_nodes: int = 4
     edit_positions: str = "all"
     skip_uninformative: bool = True
     n_specificity: int = 4
@@ -103,7 +103,7 @@ class CausalSettings:
     dose_layers: tuple | None = None
     n_dose_personas: int = 1
     n_dose_random: int = 2
-    n_dose_heldout: int | None = 20
+    n_dose_heldout: int | None = 10
     n_boot: int = 1000
     ci: float = 0.95
     n_permutations: int = 2000
