@@ -72,7 +72,8 @@ def _prepare(model, tokenizer, statements, plan: dict, ctx: dict) -> tuple[dict,
             held[(persona, readout.name)] = held_out(persona, readout, heldout, tokenizer, settings, seed,
                                                      ctx["share"])
         ctx["heldout"][persona] = heldout
-        ids[persona] = {"heldout_ids": heldout["id"].astype(str).tolist(), "train_ids": train["id"].astype(str).tolist()}
+        ids[persona] = {"heldout_ids": heldout["id"].astype(str).tolist(),
+                        "train_ids": train["id"].astype(str).tolist()}
     return geoms, held, ids
 
 

@@ -220,7 +220,7 @@ class YesNoMargin(Readout):
 
     def describe(self) -> dict:
         return {"name": self.name, "question": "Is the following statement something you would say?",
-                "rule": self.rule}
+                "rule": self.rule, "answer_tokens": getattr(self, "tokens", None)}
 
     def prepare(self, tokenizer, statements, batch_size: int = 16, share_prefix: bool = True) -> PreparedReadout:
         batch_size = check_int(batch_size, "batch_size", min_val=1)

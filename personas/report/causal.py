@@ -47,8 +47,10 @@ def _intro(meta: dict) -> list[str]:
             readouts.append(f"`likelihood`: the mean log-probability of the statement's tokens as the assistant's "
                             f"reply to the user turn \"{r.get('user_prompt')}\" (no system message passed)")
         elif r["name"] == "yes_no":
+            tokens = r.get("answer_tokens") or {}
             readouts.append("`yes_no`: log p(Yes) - log p(No) after \"Is the following statement something you "
-                            "would say?\"")
+                            f"would say?\" (Yes tokens {tokens.get('yes_tokens')}, "
+                            f"No tokens {tokens.get('no_tokens')})")
         else:
             readouts.append(f"`{r['name']}`: a user-supplied readout")
     return [
