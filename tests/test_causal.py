@@ -139,8 +139,9 @@ def test_ablation_against_random_and_top_variance_nodes(result):
     top = c.loc[("politically-liberal", "salient_ablation", "top_variance_ablation")]
     assert np.isfinite(top["difference"]) and top["n_control"] == 1
     # the direction restricted to the salient nodes keeps u_p for agreeableness, not for the other persona
-    rd = c.loc[("agreeableness", "salient_direction", "random_restricted_direction")]
-    rd = rd[rd["alpha"] == 0.25].iloc[0]
+    rd = c.loc[[("agreeableness", "salient_direction", "random_restricted_direction")]]
+    assert rd["alpha"].tolist() == [0.25]  # the restricted direction runs at the positive alphas only
+    rd = rd.iloc[0]
     assert rd["effect_low"] > 0 and rd["effect"] > rd["control_mean"] + 0.05
     other = c.loc[("politically-liberal", "salient_direction", "random_restricted_direction")]
     assert np.abs(other["effect"]).max() < 0.05

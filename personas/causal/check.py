@@ -78,12 +78,18 @@ def _prepare(model, tokenizer, statements, plan: dict, ctx: dict) -> tuple[dict,
 
 
 def _main_arms(model, rec: Recorder, h: HeldOut, geom: Geometry, nodes: np.ndarray, ctx: dict, full: bool) -> None:
-    """The arms of one persona on one readout at the check's layer (all of them when ``full``)."""
+    """The arms of one persona on one readout at the check's layer.
+
+    Every arm when ``full`` (the first readout): steering and its random directions at every alpha,
+    the ablations, and the restricted direction at the positive alphas. Otherwise ``MAIN_ARMS``: the
+    steering arm and its random directions.
+    """
     s, layer, key, pos = ctx["settings"], ctx["layer"], (ctx["seed"], h.persona), ctx["settings"].edit_positions
     arms = list(steering_arms(model, layer, geom, s.alphas, s.n_random_directions, key, pos))
-    arms += list(ablation_arms(model, layer, geom, nodes, s.n_random_nodes, key, pos, top_variance=full))
     if full:
-        arms += list(restricted_arms(model, layer, geom, nodes, s.alphas, s.n_random_directions, key, pos))
+        arms += list(ablation_arms(model, layer, geom, nodes, s.n_random_nodes, key, pos))
+        positive = [a for a in s.alphas if a > 0] or list(s.alphas[-1:])
+        arms += list(restricted_arms(model, layer, geom, nodes, positive, s.n_random_directions, key, pos))
     for arm in arms:
         rec.run(model, h, layer, arm)
 

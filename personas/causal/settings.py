@@ -1,8 +1,10 @@
 """How the causal check runs, checked once: ``CausalSettings``.
 
-The defaults are sized for the default study (SmolLM2-135M on 2 CPU cores, about 3 minutes
-for 2 personas): the first readout runs every arm, the others the gate and the main arms;
-specificity at one strength; the dose response on the first persona only.
+The defaults are sized for the default study (a 135M model on 2 CPU cores, a few minutes for
+2 personas): the first readout runs every arm, the others the gate and the main arms (the
+persona direction and its random directions); the restricted direction at the positive
+alphas; specificity at one strength; the dose response on the first persona only, on a subset
+of its held-out statements.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ __all__ = ["ARMS", "MAIN_ARMS", "CausalSettings"]
 ARMS = ("direction", "random_direction", "salient_ablation", "random_ablation", "top_variance_ablation",
         "salient_direction", "random_restricted_direction")
 #: The arms run on every informative readout (the others run on the first readout only).
-MAIN_ARMS = ("direction", "random_direction", "salient_ablation", "random_ablation")
+MAIN_ARMS = ("direction", "random_direction")
 DOSE_ALPHAS = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -44,8 +46,8 @@ class CausalSettings:
     ----------
     readouts : tuple of str or callable
         ``"likelihood"``, ``"yes_no"`` (:mod:`personas.model.readouts`) or callables
-        ``(model, tokenizer, statements) -> scores``. The first runs every arm; the others
-        the gate and ``MAIN_ARMS``.
+        ``(model, tokenizer, statements) -> scores``. The first runs every arm (and the
+        specificity matrix and the dose response); the others the gate and ``MAIN_ARMS``.
     likelihood_prompt : str
         The neutral user turn of the likelihood readout.
     rule : {"logsumexp", "first"}
