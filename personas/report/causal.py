@@ -82,9 +82,13 @@ def _gate(result: CausalResult) -> list[str]:
              "persona-specific change in it, so no causal conclusion is drawn from it.", "",
              markdown_table(table), ""]
     bad = g[~g["informative"].astype(bool)]
+    checked = result.meta.get("personas", [])
+    skip = result.meta.get("settings", {}).get("skip_uninformative")
     for _, row in bad.iterrows():
-        skipped = " and its interventions were not run" if result.meta.get("settings", {}).get("skip_uninformative") \
-            else ""
+        if row["persona"] not in checked:
+            skipped = " (it is read in the specificity matrix only)"
+        else:
+            skipped = " and its interventions were not run" if skip else ""
         lines.append(f"- `{row['readout']}` is uninformative for {row['persona']} (AUC {row['auc']:.3f}, interval "
                      f"[{row['auc_low']:.3f}, {row['auc_high']:.3f}] contains 0.5){skipped}: no causal conclusion "
                      "is drawn from it.")
