@@ -68,9 +68,11 @@ QUICK = {
     "causal_alphas": [-0.5, 0.5],
     "causal_random": 2,
     "causal_random_directions": 1,
-    # every part of the check runs, small: a 3 x 3 specificity matrix, a dose response of 3 alphas
+    # every part of the check runs, small: a 3 x 3 specificity matrix, a dose response of 3 alphas, and
+    # every arm even where 10 + 10 statements leave the gate unconvinced
     "causal_specificity": 3,
     "causal_dose_alphas": [-1.0, 0.0, 1.0],
+    "causal_skip_uninformative": False,
 }
 # Parameters the study sets itself, whatever the notebooks' cells say.
 _STUDY_KEYS = ("model_name", "personas", "layers", "store_dir", "out_dir")

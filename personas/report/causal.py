@@ -119,8 +119,19 @@ def _effects(result: CausalResult) -> list[str]:
         return ["No intervention was run (no informative readout).", ""]
     layer, alphas = result.meta.get("layer"), result.meta.get("settings", {}).get("alphas", [])
     c = c[(c["layer"] == layer) & (c["alpha"].isna() | c["alpha"].isin(alphas))]
-    lines = ["**Interventions against controls** (at the check's layer, informative readouts only):", ""]
-    lines += [_comparison_sentence(row) for _, row in c.iterrows()]
+    informative = {(p, r) for p, r, ok in result.gate[["persona", "readout", "informative"]].itertuples(index=False)
+                   if bool(ok)}
+    keep = [(p, r) in informative for p, r in zip(c["persona"], c["readout"])]
+    dropped = len(c) - sum(keep)
+    c = c[keep]
+    if c.empty:
+        lines = ["No intervention on an informative readout was run at the check's layer."]
+    else:
+        lines = ["**Interventions against controls** (at the check's layer, informative readouts only):", ""]
+        lines += [_comparison_sentence(row) for _, row in c.iterrows()]
+    if dropped:
+        lines += ["", f"{dropped} comparison(s) on uninformative readouts are in `causal_comparisons.csv`; they carry "
+                      "no conclusion."]
     return lines + [""]
 
 
@@ -147,6 +158,9 @@ def _specificity(result: CausalResult) -> list[str]:
                 "not one generic axis." if t["p_value"] <= 0.05 else
                 "The diagonal is not separated from the permuted rows at p <= 0.05: the directions are not shown "
                 "to be persona-specific.")]
+    if bool(t["exact"]) and 1 / t["n_permutations"] > 0.05:
+        lines[-1] += (f" With k = {int(t['k'])} personas the smallest possible p is {1 / t['n_permutations']:.3g}: "
+                      "at least 4 are needed for p <= 0.05.")
     if unread:
         lines.append(f"Columns {unread} are uninformative under this readout (gate): their cells carry no conclusion.")
     return lines + [""]
