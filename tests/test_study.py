@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from personas.report import REPORT_SECTIONS, markdown_table
-from personas.study import NOTEBOOKS, study_parameters
+from personas.study import NOTEBOOKS, notebook_defaults, study_parameters
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -100,7 +100,7 @@ def test_causal_check_artifacts(study):
     out, _, params = study
     gate = pd.read_csv(out / "causal" / "causal_gate.csv")
     checked = gate[gate["persona"].isin(params["causal_personas"])]
-    assert set(checked["readout"]) == set(params["causal_readouts"])
+    assert set(checked["readout"]) == set(notebook_defaults()["causal_readouts"])
     assert (gate["n_heldout"] == 2 * params["causal_heldout"]).all()
     dose = pd.read_csv(out / "causal" / "causal_dose_response.csv")
     assert set(dose["alpha"]) == set(params["causal_dose_alphas"]) and dose["layer"].nunique() == 3
