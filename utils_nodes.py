@@ -8,14 +8,17 @@ stage module (``personas.scans``, ``personas.nodes``, ``personas.causal``, ``per
   into run files (``run_persona_scans`` with a ``ScanPlan`` and ``ScanSettings``)
 - ``personas.nodes``: run files -> node frequencies, salient sets (union, min_fraction, or
   calibrated against null runs), overlaps, the node reports
-- ``personas.causal`` and ``personas.report.causal``: whether ablating the salient nodes or steering
-  along the persona direction moves the model's own Yes/No answers (against random controls)
+- ``personas.causal`` and ``personas.report.causal``: whether steering along the persona direction or
+  ablating the salient nodes moves what the model says, on readouts it can express (statement
+  likelihood, Yes/No margin, each gated for informativeness), against random and top-variance controls
 
 Run files themselves are read with ``deepscan.read_run_file`` (format: ``docs/run-files.md``).
 """
 
 from personas.causal.check import causal_check
-from personas.causal.results import save_causal_result
+from personas.causal.inputs import causal_inputs
+from personas.causal.results import load_causal_result, save_causal_result
+from personas.causal.settings import CausalSettings
 from personas.nodes import (
     level0_sets,
     node_frequencies,
@@ -40,5 +43,6 @@ __all__ = [
     "read_level", "statement_table", "node_space", "node_frequencies", "salient_sets",
     "set_sizes", "pairwise_overlaps", "overlap_table", "save_node_report", "save_calibration_report", "level0_sets",
     # personas.causal
-    "causal_check", "save_causal_result", "causal_summary_markdown",
+    "CausalSettings", "causal_inputs", "causal_check", "save_causal_result", "load_causal_result",
+    "causal_summary_markdown",
 ]

@@ -4,7 +4,7 @@ The notebook API is exactly the names below (``__all__``), defined in ``personas
 PCA grids, metric-vs-layer curves, classifier heatmaps and 2-D views of statements
 (``personas.viz.layers``); UpSet, Venn, overlap heatmaps and node frequencies
 (``personas.viz.nodes``); precision and recall of DeepScan against the baselines
-(``personas.viz.scan``); the causal check's dose-response and ablation plots
+(``personas.viz.scan``); the causal check's dose-response, specificity and ablation plots
 (``personas.viz.causal``). One convention for all: the data first, every option
 keyword-only; each function returns a ``matplotlib.figure.Figure`` built without pyplot
 (show it with ``display(fig)``), and, given ``out_dir``, saves it there atomically as
@@ -24,6 +24,7 @@ from personas.viz import (
     plot_pca_grid,
     plot_precision_recall,
     plot_scatter_2d,
+    plot_specificity,
     plot_upset,
     plot_venn,
 )
@@ -38,5 +39,5 @@ __all__ = [
     # scan
     "plot_precision_recall",
     # causal check
-    "plot_dose_response", "plot_ablation_null",
+    "plot_dose_response", "plot_ablation_null", "plot_specificity",
 ]

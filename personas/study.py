@@ -82,9 +82,14 @@ QUICK = {
     "causal_heldout": 10,
     "causal_train": 20,
     "causal_alphas": [-0.5, 0.5],
-    "causal_random": 5,
+    "causal_random": 2,
     "causal_random_directions": 1,
     "replicates": 2,
+    # every part of the check runs, small: a 3 x 3 specificity matrix, a dose response of 3 alphas, and
+    # every arm even where 10 + 10 statements leave the gate unconvinced
+    "causal_specificity": 3,
+    "causal_dose_alphas": [-1.0, 0.0, 1.0],
+    "causal_skip_uninformative": False,
 }
 # What a replicate (a seed after the first) leaves out: only the replicated claims' inputs are recomputed.
 REPLICATE_OVERRIDES = {"causal": False, "umap": False}

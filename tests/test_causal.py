@@ -1,7 +1,9 @@
-"""The causal check's driver, statistics, writer, report section and plots, on the planted decoder.
+"""The causal check on the planted persona model of test_readouts.py: gate, arms, controls,
+specificity, dose response, saved result, report section and plots.
 
-In the planted model (see test_answers_interventions.py) margin = w . h at layer 1,
-last token, with w supported on PLANTED_UNITS, so every effect has a closed form.
+In that model the hidden state at every layer is the token embedding, persona p owns unit
+u_p, and adding alpha * e_{u_p} raises the log-probability of p's ``+`` statements' tokens;
+the Yes/No margin is one constant (always No).
 """
 
 import json
@@ -10,241 +12,269 @@ import matplotlib.figure
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from personas.model.answers import answer_margins, question_prompts
 from personas.causal.check import causal_check
-from personas.report.causal import causal_summary_markdown
-from personas.causal.stats import empirical_test, shift_summary
+from personas.causal.compare import diagonal_dominance, row_permutation_test
 from personas.causal.results import load_causal_result, save_causal_result
-from personas.causal.split import random_node_draws, random_unit_directions, split_statements
-from personas.statements import load_statements
-from personas.viz.causal import plot_ablation_null, plot_dose_response
-from tests.test_answers_interventions import PLANTED_UNITS, planted_model, planted_tokenizer, w_vector
+from personas.causal.settings import CausalSettings
+from personas.causal.split import split_statements
+from personas.causal.stats import effect_summary, empirical_test
+from personas.model.extraction import ExtractionSettings, extract_activations
+from personas.model.interventions import add_vector
+from personas.model.readouts import statement_likelihood
+from personas.report.causal import causal_summary_markdown
+from personas.viz.causal import plot_ablation_null, plot_dose_response, plot_specificity
+from tests.test_answers_interventions import planted_tokenizer
+from tests.test_readouts import PERSONAS, UNITS, persona_statements, planted_persona_model
 
 LAYER = 1
-ALPHAS = (-0.5, 0.5)
 SEED = 3
-OTHER_NODES = [0, 1, 2, 20]  # disjoint from PLANTED_UNITS
+CHECKED = {"agreeableness": [UNITS[0], 3, 9], "politically-liberal": [0, 1, 2]}  # the second misses u_p
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def statements():
-    df = load_statements(["agreeableness", "politically-liberal"], n_per_direction=14, min_confidence=0.0, seed=1)
-    return df
+def small_settings(**kw):
+    base = dict(n_heldout=10, n_train=20, n_boot=200, n_random_directions=4, n_random_nodes=6, rule="first",
+                extraction=ExtractionSettings(position="mean"), dose_layers=(1, 2), n_dose_random=2)
+    return CausalSettings(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
 def planted():
     tok = planted_tokenizer()
-    return planted_model(tok), tok
+    statements = persona_statements()
+    return planted_persona_model(tok, statements), tok, statements
 
 
 @pytest.fixture(scope="module")
-def result(planted, statements):
-    model, tok = planted
-    exclude = statements["id"].iloc[::3].tolist()
-    res = causal_check(
-        model, tok, statements, {"agreeableness": PLANTED_UNITS, "politically-liberal": OTHER_NODES}, LAYER,
-        exclude_ids=exclude, n_heldout=5, n_train=6, alphas=ALPHAS, n_random=19, n_random_directions=3,
-        n_boot=200, seed=SEED, batch_size=4, rule="first", progress=False,
-    )
+def result(planted):
+    model, tok, statements = planted
+    exclude = statements["id"].iloc[::4].tolist()
+    res = causal_check(model, tok, statements, CHECKED, LAYER, small_settings(), seed=SEED, exclude_ids=exclude,
+                       progress=False)
     res.meta["_exclude"] = exclude
     return res
 
 
-def hand_layer_acts(model, tok, texts):
-    """Layer-1 last-token activations, one unpadded prompt at a time (independent of the batching code)."""
-    out = []
-    for text in texts:
-        enc = tok(text, add_special_tokens=False, return_tensors="pt")
-        with torch.no_grad():
-            out.append(model(**enc, output_hidden_states=True).hidden_states[LAYER][0, -1].double().numpy())
-    return np.array(out)
-
-
-def test_split_is_disjoint_balanced_and_seeded(statements):
+def test_split_is_disjoint_balanced_and_seeded(planted):
+    statements = planted[2]
     exclude = statements["id"].iloc[:10].tolist()
     held, train = split_statements(statements, "agreeableness", n_heldout=4, n_train=5, exclude_ids=exclude, seed=0)
-    assert (held["direction"] == "positive").sum() == 4 and (held["direction"] == "negative").sum() == 4
-    assert len(train) == 10 and not set(held["id"]) & set(train["id"]) and not set(held["id"]) & set(exclude)
-    again, _ = split_statements(statements, "agreeableness", n_heldout=4, n_train=5, exclude_ids=exclude, seed=0)
-    assert held["id"].tolist() == again["id"].tolist()
-    with pytest.raises(ValueError, match="fewer than n_heldout=20"):
-        split_statements(statements, "agreeableness", n_heldout=20, n_train=5, seed=0)
+    assert (held["direction"] == "positive").sum() == 4 and len(train) == 10
+    assert not set(held["id"]) & set(train["id"]) and not set(held["id"]) & set(exclude)
 
 
-def test_empirical_test_golden():
-    null = np.arange(19.0)  # 0..18
-    assert empirical_test(30.0, null, "greater") == (100.0, pytest.approx(1 / 20))
-    assert empirical_test(-1.0, null, "greater") == (0.0, 1.0)
-    pct, p = empirical_test(9.0, null, "two-sided")
-    assert pct == pytest.approx(100 * (9 + 0.5) / 19) and p == 1.0
-    assert empirical_test(-5.0, null, "two-sided")[1] == pytest.approx(2 / 20)
-
-
-def test_shift_summary_by_hand():
+def test_effect_summary_and_empirical_test_by_hand():
     base = np.array([1.0, -1.0, 2.0, 0.5])
-    m = np.array([2.0, 1.0, 1.0, -1.0])
-    positive = np.array([True, True, False, False])
-    got = shift_summary(m, base, positive)
+    score = np.array([2.0, 1.0, 1.0, -1.0])
+    got = effect_summary(score, base, np.array([True, True, False, False]))
     assert got["bias_shift"] == pytest.approx((1 + 2 - 1 - 1.5) / 4)
     assert got["specific_effect"] == pytest.approx(1.5 - (-1.25))
-    assert got["accuracy"] == pytest.approx(3 / 4)  # +: 2>0, 1>0 ; -: 1 not <0, -1<0
     assert got["mean_abs_shift"] == pytest.approx((1 + 2 + 1 + 1.5) / 4)
-    rng = np.random.default_rng(0)
-    boot = (rng.integers(0, 2, (500, 2)), 2 + rng.integers(0, 2, (500, 2)))
-    got = shift_summary(m, base, positive, boot)
-    assert got["bias_shift_low"] <= got["bias_shift"] <= got["bias_shift_high"]
+    assert empirical_test(30.0, np.arange(19.0), "greater") == (100.0, pytest.approx(1 / 20))
 
 
-def test_heldout_never_used_and_baseline_is_the_margin(planted, statements, result):
-    model, tok = planted
+def test_gate_marks_the_always_no_readout_uninformative(result):
+    gate = result.gate.set_index(["persona", "readout"])
+    for persona in CHECKED:
+        assert not gate.loc[(persona, "yes_no"), "informative"]
+        assert gate.loc[(persona, "yes_no"), "auc"] == 0.5  # a constant score ties everywhere
+        assert gate.loc[(persona, "likelihood"), "informative"]
+        assert gate.loc[(persona, "likelihood"), "auc_low"] > 0.5
+    # no intervention on the uninformative readout
+    assert set(result.effects["readout"]) == {"likelihood"}
+    assert set(result.gate["persona"]) == set(PERSONAS)
+
+
+def test_heldout_never_used(result):
     meta = result.meta
     for persona, info in meta["per_persona"].items():
         assert not set(info["heldout_ids"]) & set(meta["_exclude"])
         assert not set(info["heldout_ids"]) & set(info["train_ids"])
-        assert len(info["heldout_ids"]) == 10 and len(info["train_ids"]) == 12
-    base = result.margins[(result.margins["intervention"] == "baseline")]
-    held = statements.set_index("id").loc[base["id"]]
-    ref, _ = answer_margins(model, tok, held["statement"].tolist(), rule="first")
-    np.testing.assert_allclose(base["margin"], ref, atol=1e-5)
-    assert meta["answer_tokens"]["yes_ids"] == [600] and meta["answer_tokens"]["rule"] == "first"
+        assert len(info["heldout_ids"]) == 20 and len(info["train_ids"]) == 40
 
 
-def _hand_direction(model, tok, statements, result, persona):
-    train = statements.set_index("id").loc[result.meta["per_persona"][persona]["train_ids"]]
-    acts = hand_layer_acts(model, tok, question_prompts(tok, train["statement"].tolist()))
+def test_direction_shift_is_the_readout_under_the_hand_computed_vector(planted, result):
+    model, tok, statements = planted
+    by_id = statements.set_index("id")
+    info = result.meta["per_persona"]["agreeableness"]
+    train = by_id.loc[info["train_ids"]]
+    acts, _ = extract_activations(model, tok, train["statement"].tolist(), [LAYER], ExtractionSettings(position="mean"),
+                                  progress=False)
+    a = acts[LAYER].astype(np.float64)
     pos = (train["direction"] == "positive").to_numpy()
-    diff = acts[pos].mean(0) - acts[~pos].mean(0)
-    return diff / np.linalg.norm(diff), np.linalg.norm(acts, axis=1).mean(), acts[~pos].mean(0)
+    unit = a[pos].mean(0) - a[~pos].mean(0)
+    unit /= np.linalg.norm(unit)
+    scale = np.linalg.norm(a, axis=1).mean()
+    held = by_id.loc[info["heldout_ids"], "statement"].tolist()
+    base = statement_likelihood(model, tok, held)
+    with add_vector(model, LAYER, 0.25 * scale * unit):
+        hand = statement_likelihood(model, tok, held) - base
+    s = result.scores
+    got = s[(s["persona"] == "agreeableness") & (s["intervention"] == "direction") & (s["alpha"] == 0.25)
+            & (s["layer"] == LAYER)]
+    np.testing.assert_allclose(got["shift"], hand, atol=1e-5)
 
 
-def test_steering_shifts_match_hand_computation(planted, statements, result):
-    model, tok = planted
-    w = w_vector(model, tok)
-    margins = result.margins
-    for persona, salient in (("agreeableness", PLANTED_UNITS), ("politically-liberal", OTHER_NODES)):
-        unit, scale, _ = _hand_direction(model, tok, statements, result, persona)
-        assert result.meta["per_persona"][persona]["scale"] == pytest.approx(scale, rel=1e-5)
-        mask = np.zeros(32)
-        mask[salient] = 1
-        randoms = random_unit_directions(SEED, persona, 32, 3)
-        for alpha in ALPHAS:
-            sel = margins[(margins["persona"] == persona) & (margins["alpha"] == alpha)]
-            shift = sel.groupby(["intervention", "draw"])["shift"]
-            np.testing.assert_allclose(shift.get_group(("direction", 0)), alpha * scale * (w @ unit), atol=1e-4)
-            np.testing.assert_allclose(
-                shift.get_group(("salient_direction", 0)), alpha * scale * (w @ (unit * mask)), atol=1e-4
-            )
-            for k in range(3):
-                np.testing.assert_allclose(
-                    shift.get_group(("random_direction", k)), alpha * scale * (w @ randoms[k]), atol=1e-4
-                )
-        # the shift is the same for every statement: all bias, no persona-specific effect
-        steer = result.steering[
-            (result.steering["persona"] == persona) & (result.steering["intervention"] == "direction")
-        ]
-        assert np.abs(steer["specific_effect"]).max() < 1e-4
-    # w lives on the planted units: restricting the direction to them changes nothing, to others removes it
-    dr = result.dose_response.set_index(["persona", "intervention", "alpha"])
-    agree_d, agree_s = dr.loc[("agreeableness", "direction", 0.5)], dr.loc[("agreeableness", "salient_direction", 0.5)]
-    assert agree_s["bias_shift"] == pytest.approx(agree_d["bias_shift"], abs=1e-4)
-    assert abs(agree_d["bias_shift"]) > 1e-2
-    assert abs(dr.loc[("politically-liberal", "salient_direction", 0.5)]["bias_shift"]) < 1e-4
-    # alpha 0 of each curve is the baseline
-    base = result.baseline.set_index("persona")
-    zero = dr.loc[("agreeableness", "direction", 0.0)]["mean_margin"]
-    assert zero == pytest.approx(base.loc["agreeableness", "mean_margin"])
+def test_planted_direction_beats_random_directions_and_is_signed(result):
+    c = result.comparisons
+    c = c[(c["layer"] == LAYER) & (c["arm"] == "direction") & (c["control"] == "random_direction")]
+    for persona in CHECKED:
+        up = c[(c["persona"] == persona) & (c["alpha"] == 0.25)].iloc[0]
+        down = c[(c["persona"] == persona) & (c["alpha"] == -0.25)].iloc[0]
+        assert up["effect_low"] > 0 and abs(up["effect"]) > up["control_max_abs"]
+        assert down["effect_high"] < 0 and abs(down["effect"]) > down["control_max_abs"]
+        assert up["percentile"] == 100.0 and up["n_control"] == 4
 
 
-def test_ablation_removes_the_planted_effect_and_random_units_do_not(planted, statements, result):
-    model, tok = planted
-    w = w_vector(model, tok)
-    m = result.margins
-    _, _, mean_neg = _hand_direction(model, tok, statements, result, "agreeableness")
-    sal = m[(m["persona"] == "agreeableness") & (m["intervention"] == "salient_ablation")]
-    # ablated to the background mean, the margin is the same constant for every statement
-    np.testing.assert_allclose(sal["margin"], w[PLANTED_UNITS] @ mean_neg[PLANTED_UNITS], atol=1e-4)
-    # ablating nodes w does not read leaves every margin unchanged
-    other = m[(m["persona"] == "politically-liberal") & (m["intervention"] == "salient_ablation")]
-    assert np.abs(other["shift"]).max() < 1e-5
-    draws = random_node_draws(SEED, "agreeableness", 32, len(PLANTED_UNITS), 19)
-    rnd = m[(m["persona"] == "agreeableness") & (m["intervention"] == "random_ablation")]
-    hits = np.isin(draws, PLANTED_UNITS).sum(1)
-    table = result.random_ablation[result.random_ablation["persona"] == "agreeableness"]
-    assert table["n_salient_drawn"].tolist() == hits.tolist()
-    assert (hits == 0).sum() >= 10
-    for k in np.flatnonzero(hits == 0):
-        assert np.abs(rnd.loc[rnd["draw"] == k, "shift"]).max() < 1e-5
-    abl = result.ablation.set_index(["persona", "metric"])
-    row = abl.loc[("agreeableness", "mean_abs_shift")]
-    assert row["salient"] > 1e-3 and row["percentile"] >= 90 and row["p_value"] <= 0.1
-    assert abl.loc[("politically-liberal", "mean_abs_shift")]["salient"] < 1e-5
-    # specific effect of the full ablation = minus the baseline separation of + and - statements
-    base = result.baseline.set_index("persona").loc["agreeableness"]
-    sep = base["mean_margin_positive"] - base["mean_margin_negative"]
-    assert abl.loc[("agreeableness", "specific_effect")]["salient"] == pytest.approx(-sep, abs=1e-4)
+def test_ablation_against_random_and_top_variance_nodes(result):
+    c = result.comparisons.set_index(["persona", "arm", "control"])
+    # ablating u_p to the background mean removes the planted separation: a negative specific effect
+    agree = c.loc[("agreeableness", "salient_ablation", "random_ablation")]
+    assert agree["effect_high"] < 0
+    # nodes the model reads only through its small random weights: next to no effect
+    other = c.loc[("politically-liberal", "salient_ablation", "random_ablation")]
+    assert abs(other["effect"]) < 1e-3 < abs(agree["effect"])
+    top = c.loc[("politically-liberal", "salient_ablation", "top_variance_ablation")]
+    assert np.isfinite(top["difference"]) and top["n_control"] == 1
+    # the direction restricted to the salient nodes keeps u_p for agreeableness, not for the other persona
+    rd = c.loc[[("agreeableness", "salient_direction", "random_restricted_direction")]]
+    assert rd["alpha"].tolist() == [0.25]  # the restricted direction runs at the positive alphas only
+    rd = rd.iloc[0]
+    assert rd["effect_low"] > 0 and rd["effect"] > rd["control_mean"] + 0.05
+    other = c.loc[("politically-liberal", "salient_direction", "random_restricted_direction")]
+    assert np.abs(other["effect"]).max() < 0.05
 
 
-def test_reproducible(planted, statements, result):
-    model, tok = planted
-    again = causal_check(
-        model, tok, statements, {"agreeableness": PLANTED_UNITS}, LAYER,
-        exclude_ids=result.meta["_exclude"], n_heldout=5, n_train=6, alphas=ALPHAS, n_random=4,
-        n_random_directions=1, n_boot=200, seed=SEED, batch_size=7, rule="first", progress=False,
-    )
-    first = result.steering[(result.steering["persona"] == "agreeableness")
-                            & result.steering["intervention"].isin(["baseline", "salient_ablation", "direction"])]
-    second = again.steering[again.steering["intervention"].isin(["baseline", "salient_ablation", "direction"])]
-    cols = ["bias_shift", "bias_shift_low", "specific_effect_high", "accuracy"]
-    np.testing.assert_allclose(first[cols].to_numpy(), second[cols].to_numpy(), atol=1e-5)
-    assert result.meta["per_persona"]["agreeableness"]["reused_prefix"]
-    # without reusing the blocks below the layer: the same margins
-    slow = causal_check(
-        model, tok, statements, {"agreeableness": PLANTED_UNITS}, LAYER,
-        exclude_ids=result.meta["_exclude"], n_heldout=5, n_train=6, alphas=ALPHAS, n_random=4,
-        n_random_directions=1, n_boot=200, seed=SEED, batch_size=7, rule="first", reuse_prefix=False, progress=False,
-    )
-    np.testing.assert_allclose(slow.margins["margin"], again.margins["margin"], atol=1e-5)
-    assert not slow.meta["per_persona"]["agreeableness"]["reused_prefix"]
+def test_specificity_is_diagonal_on_planted_directions(result):
+    sp = result.specificity
+    matrix = sp.pivot(index="steer_persona", columns="read_persona", values="specific_effect").loc[PERSONAS, PERSONAS]
+    m = matrix.to_numpy()
+    for i in range(len(PERSONAS)):
+        assert m[i, i] > 0.05 and m[i, i] > np.delete(m[i], i).max()
+    test = result.specificity_test.iloc[0]
+    assert test["k"] == 4 and test["exact"] and test["p_value"] == pytest.approx(1 / 24)
+    assert test["statistic"] == pytest.approx(diagonal_dominance(m))
 
 
-def test_validation(planted, statements):
-    model, tok = planted
+def test_specificity_is_flat_on_shuffled_labels(planted):
+    model, tok, statements = planted
+    shuffled = statements.copy()
+    rng = np.random.default_rng(0)
+    for persona in PERSONAS:
+        idx = shuffled.index[shuffled["persona"] == persona]
+        shuffled.loc[idx, "direction"] = rng.permutation(shuffled.loc[idx, "direction"].to_numpy())
+    res = causal_check(model, tok, shuffled, {"agreeableness": [1]}, LAYER,
+                       small_settings(readouts=("likelihood",), n_dose_personas=0, n_random_directions=1,
+                                      n_random_nodes=1), seed=SEED, progress=False)
+    test = res.specificity_test.iloc[0]
+    assert test["p_value"] > 0.1
+    planted_diag = 0.05
+    assert np.abs(res.specificity["specific_effect"]).max() < planted_diag * 2
+
+
+def test_row_permutation_test_sampled_when_many_rows():
+    m = np.eye(8) + 0.01 * np.random.default_rng(0).standard_normal((8, 8))
+    got = row_permutation_test(m, n_permutations=199, seed=0)
+    assert not got["exact"] and got["p_value"] == pytest.approx(1 / 200)
+
+
+def test_dose_response_is_monotone_with_a_random_band(result):
+    d = result.dose_response
+    assert sorted(d["layer"].unique()) == [1, 2] and set(d["persona"]) == {"agreeableness"}
+    for layer in (1, 2):
+        curve = d[(d["layer"] == layer) & (d["intervention"] == "direction")].sort_values("alpha")
+        assert len(curve) == 9 and np.all(np.diff(curve["specific_effect"]) > 0)
+        assert curve.loc[curve["alpha"] == 0, "specific_effect"].iloc[0] == 0.0
+        band = d[(d["layer"] == layer) & (d["intervention"] == "random_direction") & (d["alpha"] == 1.0)].iloc[0]
+        top = curve[curve["alpha"] == 1.0].iloc[0]
+        assert band["n_draws"] == 2 and band["low"] <= band["specific_effect"] <= band["high"] < top["low"]
+    # the chosen layer's +-0.25 reuse the main arms: passes counted once
+    assert result.meta["phases"]["dose_response"]["passes"] == 2 * 8 * 3 - 2 * 3
+
+
+def test_user_callable_readout_sees_the_interventions(planted, result):
+    model, tok, statements = planted
+
+    def my_likelihood(model, tokenizer, texts):
+        return statement_likelihood(model, tokenizer, texts, batch_size=3)
+
+    res = causal_check(model, tok, statements, {"agreeableness": CHECKED["agreeableness"]}, LAYER,
+                       small_settings(readouts=(my_likelihood,), n_specificity=0, n_dose_personas=0,
+                                      n_random_directions=1, n_random_nodes=1),
+                       seed=SEED, exclude_ids=result.meta["_exclude"], progress=False)
+    mine = res.effects.set_index(["intervention", "alpha", "draw"])["specific_effect"]
+    ref = result.effects[(result.effects["persona"] == "agreeableness") & (result.effects["layer"] == LAYER)
+                         & (result.effects["steer_persona"] == "agreeableness")]
+    ref = ref.set_index(["intervention", "alpha", "draw"])["specific_effect"]
+    assert mine.loc[("direction", 0.25, 0)] == pytest.approx(ref.loc[("direction", 0.25, 0)], abs=1e-5)
+
+
+def test_settings_reject_bad_values():
+    with pytest.raises(ValueError, match="unknown readout 'logits'"):
+        CausalSettings(readouts=("logits",))
+    with pytest.raises(ValueError, match="readouts must be a tuple"):
+        CausalSettings(readouts="likelihood")
+    with pytest.raises(ValueError, match="alphas must hold at least one non-zero"):
+        CausalSettings(alphas=(0,))
+    with pytest.raises(ValueError, match="n_specificity must be 0"):
+        CausalSettings(n_specificity=1)
+    with pytest.raises(ValueError, match="n_heldout"):
+        CausalSettings(n_heldout=1)
+    with pytest.raises(ValueError, match="edit_positions"):
+        CausalSettings(edit_positions="first")
+    with pytest.raises(ValueError, match="ci"):
+        CausalSettings(ci=1.5)
+    with pytest.raises(TypeError, match="ExtractionSettings"):
+        CausalSettings(extraction={"position": "mean"})
+    assert CausalSettings(alphas=[0.5, -0.5, 0]).alphas == (-0.5, 0.5)
+    with pytest.raises(TypeError, match="CausalSettings"):
+        causal_check(None, None, pd.DataFrame(), {}, 1, {"n_heldout": 3})
+
+
+def test_validation(planted):
+    model, tok, statements = planted
     with pytest.raises(ValueError, match="no salient nodes"):
         causal_check(model, tok, statements, {"agreeableness": [1]}, LAYER, personas=["x"], progress=False)
     with pytest.raises(ValueError, match="out of range"):
         causal_check(model, tok, statements, {"agreeableness": [99]}, LAYER, progress=False)
-    with pytest.raises(ValueError, match="non-zero"):
-        causal_check(model, tok, statements, {"agreeableness": [1]}, LAYER, alphas=[0], progress=False)
 
 
-def test_save_summary_and_plots(result, tmp_path):
+def test_saved_result_report_and_plots(result, tmp_path):
     written = save_causal_result(result, tmp_path)
     assert set(written) == {*result.TABLES, "meta"}
-    back = pd.read_csv(written["ablation"])
-    np.testing.assert_allclose(back["p_value"], result.ablation["p_value"])
     meta = json.loads(written["meta"].read_text())
-    assert meta["layer"] == LAYER and meta["tables"]["margins"] == "causal_margins.csv"
-    assert not list(tmp_path.glob(".*tmp"))
-
-    text = causal_summary_markdown(result)
-    assert causal_summary_markdown(load_causal_result(tmp_path)) == text  # the report can be built from files
+    assert meta["layer"] == LAYER and meta["settings"]["readouts"] == ["likelihood", "yes_no"]
+    assert meta["readouts"][0]["user_prompt"] == "Tell me one thing you believe."
+    back = load_causal_result(tmp_path)
+    text = causal_summary_markdown(back)
+    assert text == causal_summary_markdown(result)  # the report is built from the files
     assert text.startswith("## Do the salient nodes matter?")
-    assert "agreeableness" in text and "politically-liberal" in text and "not of Llama-3-8B" in text
-    assert "| persona |" in text
+    assert f"Model `{result.meta['model']['model']}`" in text and "SmolLM" not in text
+    assert "`yes_no` is uninformative for agreeableness" in text and "no causal conclusion" in text
+    assert "no significant difference" not in text
+    assert "beyond every draw" in text and "row-permutation p = 0.0417" in text
 
-    fig = plot_dose_response(result.dose_response, out_dir=tmp_path)
+    fig = plot_dose_response(back.dose_response, out_dir=tmp_path)
     assert isinstance(fig, matplotlib.figure.Figure) and fig._suptitle.get_text()
-    ax = fig.axes[0]
-    assert ax.get_ylabel() and fig.axes[len(result.meta["personas"])].get_xlabel()
-    fig2 = plot_ablation_null(result.random_ablation, result.ablation, metric="mean_abs_shift", out_dir=tmp_path)
-    assert fig2.axes[0].get_xlabel() and fig2.axes[0].get_title() == "agreeableness"
-    assert (tmp_path / "causal_dose_response.png").stat().st_size > 1000
-    assert (tmp_path / "causal_ablation_mean_abs_shift.png").stat().st_size > 1000
-    with pytest.raises(ValueError, match="metric"):
-        plot_ablation_null(result.random_ablation, result.ablation, metric="auc")
-    # the plots are built without pyplot: nothing to close
+    assert fig.axes[0].get_ylabel() and fig.axes[0].get_xlabel() and "layer 1" in fig.axes[0].get_title()
+    fig = plot_specificity(back.specificity, back.specificity_test, out_dir=tmp_path)
+    assert fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel() and "p = 0.0417" in fig.axes[0].get_title()
+    fig = plot_ablation_null(back.effects, out_dir=tmp_path)
+    assert fig.axes[0].get_xlabel() and fig.axes[0].get_title() == "agreeableness"
+    for stem in ("causal_dose_response", "causal_specificity", "causal_ablation"):
+        assert (tmp_path / f"{stem}.png").stat().st_size > 1000
+
+
+def test_dose_response_on_a_held_out_subset(planted):
+    model, tok, statements = planted
+    res = causal_check(model, tok, statements, {"agreeableness": [1]}, LAYER,
+                       small_settings(readouts=("likelihood",), n_specificity=0, n_dose_heldout=4,
+                                      n_random_directions=1, n_random_nodes=1, dose_alphas=(-1, 0, 1)),
+                       seed=SEED, progress=False)
+    # its own baseline, then 2 alphas x 2 layers x (direction + 2 random), nothing reused from the main arms
+    assert res.meta["phases"]["dose_response"]["passes"] == 1 + 2 * 2 * 3
+    curve = res.dose_response[(res.dose_response["intervention"] == "direction") & (res.dose_response["layer"] == 1)]
+    assert curve.set_index("alpha").loc[1.0, "specific_effect"] > 0 > curve.set_index("alpha").loc[-1.0,
+                                                                                                  "specific_effect"]

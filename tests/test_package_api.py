@@ -35,12 +35,13 @@ PUBLIC = {
         "read_level", "statement_table", "node_space", "node_frequencies", "salient_sets",
         "set_sizes", "pairwise_overlaps", "overlap_table", "save_node_report", "save_calibration_report",
         "level0_sets",
-        "causal_check", "save_causal_result", "causal_summary_markdown",
+        "CausalSettings", "causal_inputs", "causal_check", "save_causal_result", "load_causal_result",
+        "causal_summary_markdown",
     },
     "utils_viz": {
         "persona_colors", "plot_pca_grid", "plot_metric_by_layer", "plot_metric_by_relative_depth", "plot_classifier_heatmap", "plot_scatter_2d",
         "plot_upset", "plot_venn", "plot_overlap_heatmap", "plot_node_frequency", "plot_precision_recall",
-        "plot_dose_response", "plot_ablation_null",
+        "plot_dose_response", "plot_ablation_null", "plot_specificity",
     },
 }
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from personas.report import REPORT_SECTIONS, markdown_table
-from personas.study import NOTEBOOKS, study_parameters
+from personas.study import NOTEBOOKS, notebook_defaults, study_parameters
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -98,13 +98,16 @@ def test_nodes_notebook_artifacts(study):
 
 def test_causal_check_artifacts(study):
     out, _, params = study
-    baseline = pd.read_csv(out / "causal" / "causal_baseline.csv")
-    assert list(baseline["persona"]) == params["causal_personas"]
-    assert (baseline["n_heldout"] == 2 * params["causal_heldout"]).all()
-    steering = pd.read_csv(out / "causal" / "causal_dose_response.csv")
-    assert set(steering["alpha"]) >= set(params["causal_alphas"])
-    assert "persona-specific effect" in (out / "causal" / "summary.md").read_text()
-    for name in ("causal_dose_response.png", "causal_ablation_specific_effect.png"):
+    gate = pd.read_csv(out / "causal" / "causal_gate.csv")
+    checked = gate[gate["persona"].isin(params["causal_personas"])]
+    assert set(checked["readout"]) == set(notebook_defaults()["causal_readouts"])
+    assert (gate["n_heldout"] == 2 * params["causal_heldout"]).all()
+    dose = pd.read_csv(out / "causal" / "causal_dose_response.csv")
+    assert set(dose["alpha"]) == set(params["causal_dose_alphas"]) and dose["layer"].nunique() == 3
+    spec = pd.read_csv(out / "causal" / "causal_specificity.csv")
+    assert spec["steer_persona"].nunique() == params["causal_specificity"]
+    assert "**Gate.**" in (out / "causal" / "summary.md").read_text()
+    for name in ("causal_dose_response.png", "causal_specificity.png"):
         assert _nonempty(out / "figures" / name), name
 
 

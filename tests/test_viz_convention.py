@@ -20,7 +20,7 @@ from personas.nodes import pairwise_overlaps  # noqa: E402
 PLOTS = [name for name in viz.__all__ if name.startswith("plot_")]
 # the data, and for metric-vs-layer plots the metric they plot
 POSITIONAL = {"plot_metric_by_layer": 2, "plot_metric_by_relative_depth": 2, "plot_pca_grid": 2, "plot_scatter_2d": 2,
-              "plot_ablation_null": 2}  # data first: the random-node table and the salient one
+              "plot_specificity": 2}  # data first: the specificity matrix and its permutation test
 
 
 @pytest.mark.parametrize("name", PLOTS)

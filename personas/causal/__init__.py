@@ -1,25 +1,24 @@
-"""Do the salient nodes matter? A causal check on the model's own Yes/No answers.
+"""Do the salient nodes matter? A causal check on readouts the model can express.
 
-For each persona, on *held-out* statements (used neither for the persona direction
-nor for DeepScan's pools), the model answers "Is the following statement something
-you would say?" (:mod:`personas.model.answers`); the margin ``log p(Yes) - log p(No)`` is
-measured without and with interventions at one layer (:mod:`personas.model.interventions`):
+For each persona, on *held-out* statements (used neither for the persona direction nor for
+DeepScan's pools), each readout of :mod:`personas.model.readouts` (the statement's
+log-likelihood as the assistant's reply to a neutral prompt, the Yes/No margin, or a user's
+callable) is measured without and with interventions at one layer
+(:mod:`personas.model.interventions`):
 
-- ``salient_ablation``: the persona's salient nodes set to their mean over the
-  background (the persona's training ``-`` statements, the side DeepScan's level-2
-  background is drawn from), against ``random_ablation``: as many random nodes, many draws;
-- ``direction``: ``alpha * s * u`` added, ``u`` the unit persona direction (mean of
-  ``+`` minus mean of ``-`` training activations at the layer, last token) and ``s``
-  the mean norm of those activations, for a grid of ``alpha`` of both signs;
-  ``salient_direction``: the same vector with only its salient-node components;
-  ``random_direction``: random unit directions times ``alpha * s`` (the same norm).
+- the **gate** (``check.py``): the baseline AUC of ``+`` against ``-`` statements with a bootstrap
+  interval; a readout whose interval contains 0.5 is uninformative and gets no intervention;
+- **steering** along the unit mean(+) - mean(-) of the training statements' hidden states (read
+  as extraction reads them), scaled by alpha x their mean norm, against random directions of the
+  same norm; the same direction restricted to the salient nodes, against it restricted to as
+  many random nodes (``arms.py``);
+- **ablation** of the salient nodes (set to their mean over the training ``-`` statements),
+  against as many random nodes and as many top-variance nodes;
+- **specificity**: persona A's direction read on persona B's statements, a k x k matrix whose
+  diagonal dominance is tested by permuting rows (``compare.py``);
+- **dose response**: alphas from -1 to 1 at three layers.
 
-Every statement's *shift* is its margin under the intervention minus its baseline
-margin. Per persona and intervention: the general Yes-bias shift (``bias_shift``,
-mean shift over all statements) and the persona-specific effect
-(``specific_effect``: mean shift of ``positive`` statements, whose matching answer is
-Yes, minus that of ``negative`` ones, whose matching answer is No), each with a
-stratified bootstrap interval; accuracy = fraction answered as the persona would.
-Activations for the direction and the ablation values are read at the last token
-of the same answer prompts; interventions apply at every position (or the last).
+The *specific effect* of an intervention is the mean shift of ``+`` statements minus that of
+``-`` ones, with a stratified bootstrap interval. Settings: ``settings.CausalSettings``;
+tables: ``results.CausalResult`` (CSV + JSON).
 """

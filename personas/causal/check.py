@@ -1,4 +1,5 @@
-"""The causal check: ablate the salient nodes and steer along the persona direction, against random controls."""
+"""The causal check: steer along the persona direction and ablate the salient nodes, on each readout,
+against random and harder controls; specificity across personas; dose response over layers."""
 
 from __future__ import annotations
 
@@ -8,23 +9,155 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from personas.model.answers import ANSWER_RULES, answer_tokens, prepare_answers
-from personas._core.checks import check_bool, check_choice, check_float, check_int, check_seed
+from personas._core.checks import check_bool, check_seed
+from personas._core.provenance import now_iso, package_versions
+from personas.causal.arms import (Geometry, HeldOut, Recorder, ablation_arms, held_out, persona_geometry,
+                                  restricted_arms, steering_arms)
+from personas.causal.compare import (comparisons, dose_table, row_permutation_test, specificity_table)
+from personas.causal.results import CausalResult
+from personas.causal.settings import CausalSettings
+from personas.causal.split import split_statements
+from personas.model.batching import accepts
 from personas.model.hooks import layer_info, resolve_layers
-from personas.model.interventions import POSITIONS, ablate_nodes, add_vector, check_nodes
-from personas._core.provenance import derive_rng, now_iso, package_versions
-from personas.causal.results import ABLATION_METRICS, CausalResult, DEFAULT_ALPHAS, _STATS
-from personas.causal.split import random_node_draws, random_unit_directions, split_statements
-from personas.causal.stats import _auc, _bootstrap_index, empirical_test, shift_summary
+from personas.model.interventions import check_nodes
+from personas.model.readouts import resolve_readout
+
+__all__ = ["causal_check"]
 
 
-# ------------------------------------------------------------------ the check
+def _validate(statements, salient_nodes, personas, model, layer) -> tuple[list[str], dict, int, dict]:
+    missing = [c for c in ("id", "persona", "direction", "statement") if c not in statements.columns]
+    if missing:
+        raise ValueError(f"statements lacks columns {missing}; use personas.statements.load_statements")
+    where = layer_info(model)
+    (layer,) = resolve_layers([layer], where["n_blocks"])
+    personas = list(salient_nodes) if personas is None else list(personas)
+    if not personas:
+        raise ValueError("no personas to check; pass salient_nodes={persona: nodes}")
+    unknown = [p for p in personas if p not in salient_nodes]
+    if unknown:
+        raise ValueError(f"personas {unknown} have no salient nodes; salient_nodes has {sorted(salient_nodes)}")
+    nodes = {p: check_nodes(list(salient_nodes[p]), where["hidden_size"], f"salient_nodes[{p!r}]") for p in personas}
+    return personas, nodes, layer, where
 
 
-def _check_alphas(alphas) -> list[float]:
-    out = sorted({check_float(a, "alphas entry") for a in alphas} - {0.0})
-    if not out:
-        raise ValueError("alphas must hold at least one non-zero value, e.g. (-0.5, 0.5)")
+def _plan(settings: CausalSettings, statements: pd.DataFrame, checked: list[str], layer: int, where: dict) -> dict:
+    """Which personas go into the specificity matrix and the dose response, at which layers."""
+    spec = []
+    if settings.n_specificity:
+        others = [p for p in dict.fromkeys(statements["persona"]) if p not in checked]
+        spec = (checked + others)[: settings.n_specificity]
+        if len(spec) < 2:
+            spec = []
+    n_blocks = where["n_blocks"]
+    dose_layers = settings.dose_layers
+    if dose_layers is None:
+        dose_layers = (max(1, n_blocks // 4), max(1, n_blocks // 2), layer)
+    dose_layers = sorted(set(resolve_layers(list(dose_layers), n_blocks)))
+    return {"specificity": spec, "dose_personas": checked[: settings.n_dose_personas], "dose_layers": dose_layers}
+
+
+def _prepare(model, tokenizer, statements, plan: dict, ctx: dict) -> tuple[dict, dict, dict]:
+    """Split, read the training statements (one extraction pass each), prepare every readout's prompts."""
+    settings, seed = ctx["settings"], ctx["seed"]
+    geoms, held, ids = {}, {}, {}
+    for persona in dict.fromkeys(ctx["checked"] + plan["specificity"]):
+        heldout, train = split_statements(statements, persona, n_heldout=settings.n_heldout,
+                                          n_train=settings.n_train, exclude_ids=ctx["exclude"], seed=seed)
+        layers = [ctx["layer"]] + (plan["dose_layers"] if persona in plan["dose_personas"] else [])
+        geoms[persona] = persona_geometry(model, tokenizer, train, layers, settings.extraction, persona)
+        ctx["bar"].update(1)
+        readouts = ctx["readouts"] if persona in ctx["checked"] else ctx["readouts"][:1]
+        for readout in readouts:
+            held[(persona, readout.name)] = held_out(persona, readout, heldout, tokenizer, settings, seed,
+                                                     ctx["share"])
+        ctx["heldout"][persona] = heldout
+        ids[persona] = {"heldout_ids": heldout["id"].astype(str).tolist(),
+                        "train_ids": train["id"].astype(str).tolist()}
+    return geoms, held, ids
+
+
+def _main_arms(model, rec: Recorder, h: HeldOut, geom: Geometry, nodes: np.ndarray, ctx: dict, full: bool) -> None:
+    """The arms of one persona on one readout at the check's layer.
+
+    Every arm when ``full`` (the first readout): steering and its random directions at every alpha,
+    the ablations, and the restricted direction at the positive alphas. Otherwise ``MAIN_ARMS``: the
+    steering arm and its random directions.
+    """
+    s, layer, key, pos = ctx["settings"], ctx["layer"], (ctx["seed"], h.persona), ctx["settings"].edit_positions
+    arms = list(steering_arms(model, layer, geom, s.alphas, s.n_random_directions, key, pos))
+    if full:
+        arms += list(ablation_arms(model, layer, geom, nodes, s.n_random_nodes, key, pos))
+        positive = [a for a in s.alphas if a > 0] or list(s.alphas[-1:])
+        arms += list(restricted_arms(model, layer, geom, nodes, positive, s.n_random_directions, key, pos))
+    for arm in arms:
+        rec.run(model, h, layer, arm)
+
+
+def _specificity(model, rec: Recorder, geoms: dict, held: dict, plan: dict, ctx: dict) -> tuple[pd.DataFrame, dict]:
+    s, layer, main = ctx["settings"], ctx["layer"], ctx["readouts"][0].name
+    spec = plan["specificity"]
+    for steer in spec:
+        vec_arm = next(steering_arms(model, layer, geoms[steer][layer], [s.specificity_alpha], 0,
+                                     (ctx["seed"], steer), s.edit_positions))
+        for read in spec:
+            rec.run(model, held[(read, main)], layer, vec_arm, steer=None if read == steer else steer)
+    table, matrix = specificity_table(rec.effects_table(), spec, main, layer, s.specificity_alpha)
+    return table, row_permutation_test(matrix, s.n_permutations, ctx["seed"])
+
+
+def _dose(model, rec: Recorder, geoms: dict, held: dict, plan: dict, ctx: dict) -> pd.DataFrame:
+    """The dose response on the main readout; on the first ``n_dose_heldout`` held-out statements per
+    direction when that is fewer than ``n_heldout`` (its own baseline and recorder), else on all of them."""
+    s, readout = ctx["settings"], ctx["readouts"][0]
+    alphas = [a for a in s.dose_alphas if a != 0]
+    subset = s.n_dose_heldout is not None and s.n_dose_heldout < s.n_heldout
+    dose_rec = Recorder(s.ci, ctx["bar"], s.reuse_prefix) if subset else rec
+    for persona in plan["dose_personas"]:
+        h = held[(persona, readout.name)]
+        if subset:
+            frame = ctx["heldout"][persona].groupby("direction", sort=False).head(s.n_dose_heldout)
+            h = held_out(persona, readout, frame, ctx["tokenizer"], s, ctx["seed"], ctx["share"])
+            dose_rec.baseline(model, h, plan["dose_layers"][0])
+        for layer in plan["dose_layers"]:
+            dose_rec.prime(h, layer)
+            for arm in steering_arms(model, layer, geoms[persona][layer], alphas, s.n_dose_random,
+                                     (ctx["seed"], persona), s.edit_positions):
+                dose_rec.run(model, h, layer, arm)
+    if subset:
+        rec.n_passes += dose_rec.n_passes
+    return dose_table(dose_rec.effects_table(), plan["dose_personas"], plan["dose_layers"], readout.name,
+                      s.dose_alphas, s.n_dose_random)
+
+
+def _phases(model, rec: Recorder, statements, tokenizer, plan: dict, ctx: dict) -> dict:
+    """Run everything; returns the tables' ingredients and the pass count and time of each phase."""
+    counts, out = {}, {}
+    t0, c0, n0 = time.perf_counter(), time.process_time(), rec.n_passes
+
+    def tick(name):  # wall seconds, and CPU seconds of this process (all threads): robust to shared cores
+        nonlocal t0, c0, n0
+        counts[name] = {"passes": rec.n_passes - n0, "seconds": round(time.perf_counter() - t0, 2),
+                        "cpu_seconds": round(time.process_time() - c0, 2)}
+        t0, c0, n0 = time.perf_counter(), time.process_time(), rec.n_passes
+
+    geoms, held, ids = _prepare(model, tokenizer, statements, plan, ctx)
+    tick("extraction")
+    gate = [rec.baseline(model, h, ctx["layer"]) for h in held.values()]
+    tick("baseline")
+    for persona in ctx["checked"]:
+        for i, readout in enumerate(ctx["readouts"]):
+            h = held[(persona, readout.name)]
+            if ctx["settings"].skip_uninformative and not h.gate["informative"]:
+                continue
+            _main_arms(model, rec, h, geoms[persona][ctx["layer"]], ctx["nodes"][persona], ctx, full=(i == 0))
+    tick("main_arms")
+    out["specificity"], out["specificity_test"] = (pd.DataFrame(), {}) if not plan["specificity"] else \
+        _specificity(model, rec, geoms, held, plan, ctx)
+    tick("specificity")
+    out["dose"] = _dose(model, rec, geoms, held, plan, ctx)
+    tick("dose_response")
+    out.update(gate=pd.DataFrame(gate), geoms=geoms, held=held, ids=ids, counts=counts)
     return out
 
 
@@ -34,67 +167,38 @@ def causal_check(
     statements: pd.DataFrame,
     salient_nodes: Mapping[str, Iterable[int]],
     layer: int,
+    settings: CausalSettings | None = None,
     *,
+    seed: int = 0,
     personas: Sequence[str] | None = None,
     exclude_ids: Iterable[str] = (),
-    n_heldout: int = 40,
-    n_train: int | None = 100,
-    alphas: Sequence[float] = DEFAULT_ALPHAS,
-    n_random: int = 50,
-    n_random_directions: int = 8,
-    positions: str = "all",
-    n_boot: int = 1000,
-    ci: float = 0.95,
-    seed: int = 0,
-    batch_size: int = 16,
-    rule: str = "logsumexp",
-    reuse_prefix: bool = True,
     progress: bool = True,
 ) -> CausalResult:
-    """Ablate and steer at ``layer``; compare salient nodes and the persona direction with random controls.
+    """Steer along each persona's direction and ablate its salient nodes at ``layer``, on each readout.
+
+        result = causal_check(model, tokenizer, load_statements(personas, n_per_direction=None),
+                              salient_sets, layer=22, settings=CausalSettings(), exclude_ids=store_ids)
+        save_causal_result(result, "output/default/causal")
 
     Parameters
     ----------
     model : transformers causal LM with its LM head (``load_model(..., head=True)``)
-    tokenizer : its tokenizer, with a chat template
+    tokenizer : its tokenizer
     statements : DataFrame
-        Columns ``id, persona, direction, statement``: every statement available per
-        persona (e.g. ``load_statements(personas, n_per_direction=None)``).
+        ``id, persona, direction, statement``: every statement available per persona; the
+        specificity matrix also uses personas of this table that are not checked.
     salient_nodes : dict
-        ``{persona: unit indices at layer}`` (``personas.nodes.salient_sets`` of a
-        scan of this layer).
+        ``{persona: unit indices at layer}``.
     layer : int
         0..n_blocks (0 = embeddings, i = output of block i).
-    personas : list of str, optional
-        Personas to check (default: every key of ``salient_nodes``).
-    exclude_ids : iterable of str
-        Statement ids in DeepScan's pools (e.g. the activation store's ids): never held out.
-    n_heldout : int
-        Held-out statements per direction and persona.
-    n_train : int or None
-        Training statements per direction for the direction and ablation values (None: all left).
-    alphas : sequence of float
-        Steering strengths in units of the mean activation norm; 0 is the baseline, added.
-    n_random : int
-        Random-node ablation draws (each of the salient set's size).
-    n_random_directions : int
-        Random-direction draws, each run at every alpha.
-    positions : {"all", "last"}
-        Token positions edited.
-    n_boot : int
-        Bootstrap replicates (statements resampled within each direction).
-    ci : float
-        Interval coverage.
+    settings : CausalSettings, optional
+        Readouts, sizes, strengths, controls (default: ``CausalSettings()``).
     seed : int
-        Seeds every draw (per persona, through ``derive_rng``).
-    batch_size : int
-        Prompts per forward pass.
-    rule : {"logsumexp", "first"}
-        Which tokens count as Yes/No (``personas.model.answers.answer_tokens``).
-    reuse_prefix : bool
-        Compute blocks 1..layer once per batch and reuse them for every intervention
-        (exact: all interventions act at ``layer``); about n_blocks / (n_blocks - layer)
-        times faster. Ignored at layer 0.
+        Seeds every draw (held-out split, random controls, bootstrap, permutations).
+    personas : list of str, optional
+        Personas checked (default: every key of ``salient_nodes``).
+    exclude_ids : iterable of str
+        Statement ids in DeepScan's pools (e.g. the activation store's): never held out.
     progress : bool
         A progress bar over forward passes.
 
@@ -104,214 +208,65 @@ def causal_check(
     """
     from tqdm.auto import tqdm
 
-    from personas.model.loading import model_info
-
-    seed = check_seed(seed)
-    n_heldout = check_int(n_heldout, "n_heldout", min_val=2)
-    if n_train is not None:
-        n_train = check_int(n_train, "n_train", min_val=1)
-    n_random = check_int(n_random, "n_random", min_val=0)
-    n_random_directions = check_int(n_random_directions, "n_random_directions", min_val=0)
-    n_boot = check_int(n_boot, "n_boot", min_val=1)
-    ci = check_float(ci, "ci", min_val=0.0, max_val=1.0, include_min=False, include_max=False)
-    check_choice(positions, "positions", POSITIONS)
-    reuse_prefix = check_bool(reuse_prefix, "reuse_prefix")
-    alphas = _check_alphas(alphas)
-    missing_cols = [c for c in ("id", "persona", "direction", "statement") if c not in statements.columns]
-    if missing_cols:
-        raise ValueError(f"statements lacks columns {missing_cols}; use personas.statements.load_statements")
-    where = layer_info(model)
-    (layer,) = resolve_layers([layer], where["n_blocks"])
-    hidden = where["hidden_size"]
-    personas = list(salient_nodes) if personas is None else list(personas)
-    if not personas:
-        raise ValueError("no personas to check; pass salient_nodes={persona: nodes}")
-    unknown = [p for p in personas if p not in salient_nodes]
-    if unknown:
-        raise ValueError(f"personas {unknown} have no salient nodes; salient_nodes has {sorted(salient_nodes)}")
-    exclude_ids = set(map(str, exclude_ids))
-    nodes_of = {p: check_nodes(list(salient_nodes[p]), hidden, f"salient_nodes[{p!r}]") for p in personas}
-
-    n_passes = 2 + n_random + len(alphas) * (2 + n_random_directions)
-    bar = tqdm(total=len(personas) * (n_passes + 1), desc="causal", unit="pass", disable=not progress)
-    margin_rows, steer_rows, random_rows, ablation_rows, base_rows = [], [], [], [], []
-    meta_personas, example = {}, ""
-    tokens = answer_tokens(tokenizer, check_choice(rule, "rule", ANSWER_RULES))
-    for persona in personas:
-        t0 = time.perf_counter()
-        heldout, train = split_statements(
-            statements, persona, n_heldout=n_heldout, n_train=n_train, exclude_ids=exclude_ids, seed=seed
-        )
-        # direction and ablation values from training statements, read where the answer is given
-        train_b = prepare_answers(tokenizer, train, batch_size=batch_size, tokens=tokens)
-        acts = train_b.last_hidden(model, layer).astype(np.float64)
-        bar.update(1)
-        train_pos = (train["direction"] == "positive").to_numpy()
-        mean_pos, mean_neg = acts[train_pos].mean(0), acts[~train_pos].mean(0)
-        diff = mean_pos - mean_neg
-        norm = float(np.linalg.norm(diff))
-        if norm == 0:
-            raise ValueError(f"persona {persona!r}: mean(+) equals mean(-) at layer {layer}; no direction to steer")
-        unit = diff / norm
-        scale = float(np.linalg.norm(acts, axis=1).mean())
-        nodes = nodes_of[persona]
-        mask = np.zeros(hidden)
-        mask[nodes] = 1.0
-
-        held_b = prepare_answers(tokenizer, heldout, batch_size=batch_size, tokens=tokens)
-        example = example or held_b.prompt_example
-        positive = (heldout["direction"] == "positive").to_numpy()
-        ids = heldout["id"].astype(str).to_numpy()
-        dirs = heldout["direction"].to_numpy()
-        rng_boot = derive_rng(seed, persona, "bootstrap")
-        boot = _bootstrap_index(positive, n_boot, rng_boot)
-
-        reuse = layer if (reuse_prefix and layer >= 1) else None
-        if reuse:
-            held_b._prefix(model, reuse)  # filled now, before any intervention is active
-
-        def run(ctx=None):
-            if ctx is None:
-                m = held_b.margins(model, reuse_below=reuse)
-            else:
-                with ctx:
-                    m = held_b.margins(model, reuse_below=reuse)
-            bar.update(1)
-            return m
-
-        base = run()
-
-        def record(intervention, alpha, draw, m):
-            margin_rows.append(
-                pd.DataFrame(
-                    {"persona": persona, "intervention": intervention, "alpha": alpha, "draw": draw, "id": ids,
-                     "direction": dirs, "margin": m, "shift": m - base}
-                )
-            )
-            row = {"persona": persona, "intervention": intervention, "alpha": alpha, "draw": draw}
-            row.update(shift_summary(m, base, positive, boot, ci))
-            steer_rows.append(row)
-            return row
-
-        record("baseline", 0.0, 0, base)
-        base_rows.append(
-            {"persona": persona, "n_heldout": len(base),
-             **{k: v for k, v in shift_summary(base, base, positive).items() if k.startswith(("mean_margin", "acc"))},
-             "auc": _auc(base, positive), "n_salient": len(nodes), "direction_norm": norm, "scale": scale}
-        )
-
-        kw = {"positions": positions}
-        sal = record("salient_ablation", np.nan, 0,
-                     run(ablate_nodes(model, layer, nodes, mean_neg, **kw)))
-        rand = []
-        for k, pick in enumerate(random_node_draws(seed, persona, hidden, len(nodes), n_random)):
-            m = run(ablate_nodes(model, layer, pick, mean_neg, **kw))
-            row = record("random_ablation", np.nan, k, m)
-            rand.append(row)
-            random_rows.append({"persona": persona, "draw": k, "n_nodes": len(nodes),
-                                "n_salient_drawn": int(np.isin(pick, nodes).sum()),
-                                **{s: row[s] for s in ("bias_shift", "specific_effect", "mean_abs_shift", "accuracy")}})
-        for metric, alternative in ABLATION_METRICS.items():
-            null = np.array([r[metric] for r in rand])
-            pct, p = empirical_test(sal[metric], null, alternative)
-            ablation_rows.append(
-                {"persona": persona, "metric": metric, "salient": sal[metric], "salient_low": sal[f"{metric}_low"],
-                 "salient_high": sal[f"{metric}_high"],
-                 "random_mean": float(null.mean()) if len(null) else np.nan,
-                 "random_std": float(null.std(ddof=1)) if len(null) > 1 else np.nan,
-                 "percentile": pct, "p_value": p, "alternative": alternative, "n_nodes": len(nodes),
-                 "n_random": n_random}
-            )
-
-        random_units = random_unit_directions(seed, persona, hidden, n_random_directions)
-        for alpha in alphas:
-            vec = alpha * scale * unit
-            record("direction", alpha, 0, run(add_vector(model, layer, vec, **kw)))
-            record("salient_direction", alpha, 0,
-                   run(add_vector(model, layer, vec * mask, **kw)))
-            for k in range(n_random_directions):
-                rvec = alpha * scale * random_units[k]
-                record("random_direction", alpha, k, run(add_vector(model, layer, rvec, **kw)))
-        meta_personas[persona] = {
-            "heldout_ids": ids.tolist(),
-            "train_ids": train["id"].astype(str).tolist(),
-            "n_salient": len(nodes),
-            "direction_norm": norm,
-            "scale": scale,
-            "salient_norm_fraction": float(np.linalg.norm(unit * mask)),
-            "reused_prefix": bool(reuse and held_b.reused),
-            "seconds": round(time.perf_counter() - t0, 2),
-        }
+    settings = CausalSettings() if settings is None else settings
+    if not isinstance(settings, CausalSettings):
+        raise TypeError(f"settings must be a CausalSettings; got {type(settings).__name__}")
+    seed, progress = check_seed(seed), check_bool(progress, "progress")
+    checked, nodes, layer, where = _validate(statements, salient_nodes, personas, model, layer)
+    plan = _plan(settings, statements, checked, layer, where)
+    readouts = [resolve_readout(r, likelihood_prompt=settings.likelihood_prompt, rule=settings.rule)
+                for r in settings.readouts]
+    if len({r.name for r in readouts}) != len(readouts):
+        raise ValueError(f"readouts must have distinct names; got {[r.name for r in readouts]}")
+    share = settings.edit_positions == "all" and accepts(model, "past_key_values") and accepts(model, "use_cache")
+    bar = tqdm(desc="causal", unit="pass", disable=not progress)
+    rec = Recorder(settings.ci, bar, settings.reuse_prefix)
+    ctx = {"settings": settings, "seed": seed, "layer": layer, "checked": checked, "nodes": nodes, "bar": bar,
+           "readouts": readouts, "share": share, "exclude": set(map(str, exclude_ids)),
+           "tokenizer": tokenizer, "heldout": {}}
+    started = time.perf_counter()
+    out = _phases(model, rec, statements, tokenizer, plan, ctx)
     bar.close()
-
-    steering = pd.DataFrame(steer_rows)
-    meta = {
-        "created": now_iso(),
-        "model": model_info(model),
-        "layer": layer,
-        "n_blocks": where["n_blocks"],
-        "hidden_size": hidden,
-        "layer_convention": where["layer_convention"],
-        "positions": positions,
-        "personas": personas,
-        "alphas": alphas,
-        "n_heldout_per_direction": n_heldout,
-        "n_train_per_direction": n_train,
-        "n_random": n_random,
-        "n_random_directions": n_random_directions,
-        "n_boot": n_boot,
-        "ci": ci,
-        "seed": seed,
-        "batch_size": batch_size,
-        "n_excluded_ids": len(exclude_ids),
-        "answer_tokens": tokens,
-        "prompt_example": example,
-        "ablation_values": "mean over the persona's training negative statements, last token, at the layer",
-        "steering_scale": "alpha x mean norm of the training activations at the layer (last token)",
-        "per_persona": meta_personas,
-        "versions": package_versions(),
-    }
+    effects = rec.effects_table()
+    meta = _meta(model, ctx, plan, out, where, rec)
+    meta["seconds"] = round(time.perf_counter() - started, 2)
     return CausalResult(
-        baseline=pd.DataFrame(base_rows),
-        margins=pd.concat(margin_rows, ignore_index=True),
-        steering=steering,
-        dose_response=_dose_response(steering, ci),
-        ablation=pd.DataFrame(ablation_rows),
-        random_ablation=pd.DataFrame(
-            random_rows,
-            columns=["persona", "draw", "n_nodes", "n_salient_drawn", "bias_shift", "specific_effect",
-                     "mean_abs_shift", "accuracy"],
-        ),
-        meta=meta,
+        gate=out["gate"], scores=pd.concat(rec.frames, ignore_index=True), effects=effects,
+        comparisons=comparisons(effects, rec.shifts, out["held"], settings.ci), specificity=out["specificity"],
+        specificity_test=pd.DataFrame([out["specificity_test"]]) if out["specificity_test"] else pd.DataFrame(),
+        dose_response=out["dose"], meta=meta,
     )
 
 
-def _dose_response(steering: pd.DataFrame, ci: float) -> pd.DataFrame:
-    """Steering statistics per persona, intervention and alpha (the baseline as alpha 0 of each)."""
-    lo, hi = (1 - ci) / 2, 1 - (1 - ci) / 2
-    steer = steering[steering["intervention"].isin(["direction", "salient_direction", "random_direction"])]
-    base = steering[steering["intervention"] == "baseline"]
-    zeros = [
-        base[base["persona"] == persona].assign(intervention=intervention)
-        for persona, intervention in steer[["persona", "intervention"]].drop_duplicates().itertuples(index=False)
-    ]
-    rows = []
-    for (persona, intervention, alpha), group in pd.concat([steer, *zeros]).groupby(
-        ["persona", "intervention", "alpha"], sort=False
-    ):
-        row = {"persona": persona, "intervention": intervention, "alpha": float(alpha), "n_draws": len(group)}
-        for s in _STATS:
-            row[s] = float(group[s].mean())
-            if len(group) == 1:
-                row[f"{s}_low"], row[f"{s}_high"] = float(group[f"{s}_low"].iloc[0]), float(group[f"{s}_high"].iloc[0])
-            else:  # spread of the statistic across random draws
-                row[f"{s}_low"], row[f"{s}_high"] = (float(x) for x in np.quantile(group[s], [lo, hi]))
-        row["interval"] = "bootstrap" if len(group) == 1 else "across draws"
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    if out.empty:
-        return out
-    return out.sort_values(["persona", "intervention", "alpha"], kind="stable").reset_index(drop=True)
+def _meta(model, ctx: dict, plan: dict, out: dict, where: dict, rec: Recorder) -> dict:
+    from personas.model.loading import model_info
+
+    return {
+        "created": now_iso(), "model": model_info(model), "layer": ctx["layer"], "n_blocks": where["n_blocks"],
+        "hidden_size": where["hidden_size"], "layer_convention": where["layer_convention"], "seed": ctx["seed"],
+        "personas": ctx["checked"], "settings": ctx["settings"].record(),
+        "readouts": [r.describe() for r in ctx["readouts"]],
+        "specificity_personas": plan["specificity"], "dose_personas": plan["dose_personas"],
+        "dose_layers": plan["dose_layers"], "n_excluded_ids": len(ctx["exclude"]), "shared_prefix": ctx["share"],
+        "n_passes": rec.n_passes, "phases": out["counts"],
+        "per_persona": _per_persona(out, ctx["nodes"], ctx["layer"]),
+        "direction": "unit mean(+) - mean(-) of the training hidden states read as extraction reads them",
+        "steering_scale": "alpha x mean norm of the training hidden states at the layer",
+        "ablation_values": "mean over the persona's training negative statements at the layer",
+        "versions": package_versions(),
+    }
 
 
-
+def _per_persona(out: dict, nodes: dict, layer: int) -> dict:
+    info = {}
+    for persona, ids in out["ids"].items():
+        geom = out["geoms"][persona]
+        row = dict(ids, scale={str(k): g.scale for k, g in geom.items()},
+                   direction_norm={str(k): g.norm for k, g in geom.items()})
+        if persona in nodes:
+            row["n_salient"] = len(nodes[persona])
+            row["salient_norm_fraction"] = float(np.linalg.norm(geom[layer].unit[nodes[persona]]))
+        row["reused_prefix"] = {name: bool(getattr(h.prepared, "reused", False))
+                                for (p, name), h in out["held"].items() if p == persona}
+        info[persona] = row
+    return info

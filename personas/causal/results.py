@@ -1,4 +1,4 @@
-"""The causal check's result: tables, metadata, and how they are saved and loaded."""
+"""The causal check's result: tables, metadata, and how they are saved and loaded (CSV + JSON, no pickle)."""
 
 from __future__ import annotations
 
@@ -8,22 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from personas._core.io import write_json, write_table
-
-
-DEFAULT_ALPHAS = (-0.5, -0.25, -0.1, 0.1, 0.25, 0.5)
-INTERVENTIONS = (
-    "baseline",
-    "salient_ablation",
-    "random_ablation",
-    "direction",
-    "salient_direction",
-    "random_direction",
-)
-# metric -> alternative of its test against the random-node draws
-ABLATION_METRICS = {"specific_effect": "two-sided", "bias_shift": "two-sided", "mean_abs_shift": "greater"}
-_STATS = ("mean_margin", "mean_margin_positive", "mean_margin_negative", "accuracy", "bias_shift",
-          "specific_effect", "mean_abs_shift")
+from personas._core.io import read_json, write_json, write_table
 
 
 @dataclass
@@ -32,47 +17,42 @@ class CausalResult:
 
     Attributes
     ----------
-    baseline : DataFrame
-        Per persona: ``n_heldout``, ``mean_margin``, ``mean_margin_positive``,
-        ``mean_margin_negative``, ``accuracy``, ``auc`` (ROC AUC of the margin against
-        ``direction == "positive"``), ``n_salient``, ``direction_norm``, ``scale``.
-    margins : DataFrame
-        Every margin measured: ``persona, intervention, alpha, draw, id, direction, margin, shift``.
-    steering : DataFrame
-        Per persona, intervention, alpha and draw: the statistics of ``shift_summary``
-        with bootstrap intervals (``*_low``, ``*_high``); includes the ablations (alpha NaN).
+    gate : DataFrame
+        Per persona and readout, before any intervention: ``n_heldout``, ``auc`` of the
+        baseline score for ``+`` against ``-`` held-out statements, ``auc_low``/``auc_high``
+        (bootstrap), ``informative`` (the interval excludes 0.5), ``mean_positive``, ``mean_negative``.
+    scores : DataFrame
+        Every held-out score: ``persona, readout, layer, intervention, alpha, draw, id, direction, score, shift``.
+    effects : DataFrame
+        Per persona (read), readout, layer, intervention, alpha, draw and ``steer_persona``:
+        ``bias_shift``, ``specific_effect`` (shift of ``+`` minus shift of ``-``), ``mean_abs_shift``,
+        each with its bootstrap interval (``*_low``, ``*_high``). Ablations have alpha NaN.
+    comparisons : DataFrame
+        Each arm against each control (:data:`personas.causal.compare.CONTROLS`).
+    specificity : DataFrame
+        ``steer_persona, read_persona, alpha, layer, readout, specific_effect`` (+ interval).
+    specificity_test : DataFrame
+        One row: ``k, statistic`` (diagonal dominance), ``p_value`` (row permutations), ...
     dose_response : DataFrame
-        Per persona, steering intervention and alpha (0 = baseline): the statistics
-        averaged over draws; intervals are bootstrap (one draw) or the central
-        ``ci`` range across draws (``random_direction``), as ``interval`` says.
-    ablation : DataFrame
-        Per persona and metric: the salient-node value (with bootstrap interval), the
-        random-node mean and std, the salient value's percentile among the draws and
-        the empirical p-value.
-    random_ablation : DataFrame
-        Per persona and draw: the metrics of each random-node ablation (the histogram)
-        and ``n_salient_drawn``, how many of its nodes are salient.
+        ``persona, readout, layer, alpha, intervention, specific_effect, low, high, n_draws``.
     meta : dict
-        Parameters, model, answer tokens, statement ids, seeds, timings, versions.
+        Settings, model, readouts, statement ids, seeds, pass counts, timings, versions.
     """
 
-    baseline: pd.DataFrame
-    margins: pd.DataFrame
-    steering: pd.DataFrame
+    gate: pd.DataFrame
+    scores: pd.DataFrame
+    effects: pd.DataFrame
+    comparisons: pd.DataFrame
+    specificity: pd.DataFrame
+    specificity_test: pd.DataFrame
     dose_response: pd.DataFrame
-    ablation: pd.DataFrame
-    random_ablation: pd.DataFrame
     meta: dict = field(default_factory=dict)
 
-    TABLES = ("baseline", "margins", "steering", "dose_response", "ablation", "random_ablation")
+    TABLES = ("gate", "scores", "effects", "comparisons", "specificity", "specificity_test", "dose_response")
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """``{name: DataFrame}`` of every table."""
         return {name: getattr(self, name) for name in self.TABLES}
-
-
-
-# ------------------------------------------------------------------ writing and reporting
 
 
 def save_causal_result(result: CausalResult, out_dir: str | os.PathLike, prefix: str = "causal") -> dict[str, Path]:
@@ -90,20 +70,22 @@ def save_causal_result(result: CausalResult, out_dir: str | os.PathLike, prefix:
     return written
 
 
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:  # an empty table written without columns
+        return pd.DataFrame()
+
+
 def load_causal_result(out_dir: str | os.PathLike, prefix: str = "causal") -> CausalResult:
     """Read back what :func:`save_causal_result` wrote (e.g. to build the report from artifacts)."""
-    from personas._core.io import read_json
-
     out = Path(out_dir)
     meta_path = out / f"{prefix}_check.json"
     if not meta_path.exists():
         raise FileNotFoundError(f"{meta_path} does not exist; run causal_check and save_causal_result first")
     meta = read_json(meta_path)
-    tables = {name: pd.read_csv(out / file) for name, file in meta.pop("tables").items()}
+    tables = {name: _read_table(out / file) for name, file in meta.pop("tables").items()}
     missing = [t for t in CausalResult.TABLES if t not in tables]
     if missing:
         raise ValueError(f"{meta_path} lists no tables {missing}; rewrite the result with save_causal_result")
     return CausalResult(**{t: tables[t] for t in CausalResult.TABLES}, meta=meta)
-
-
-

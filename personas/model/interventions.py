@@ -27,9 +27,9 @@ from torch import nn
 from personas._core.checks import check_choice, check_float
 from personas.model.hooks import find_blocks, find_final_norm, layer_info, resolve_layers
 
-__all__ = ["POSITIONS", "edit_layer", "ablate_nodes", "add_vector", "check_nodes"]
+__all__ = ["EDIT_POSITIONS", "edit_layer", "ablate_nodes", "add_vector", "check_nodes"]
 
-POSITIONS = ("all", "last")
+EDIT_POSITIONS = ("all", "last")
 
 
 def _edit(hidden: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], positions: str) -> torch.Tensor:
@@ -65,7 +65,7 @@ def edit_layer(
     blocks_path, final_norm :
         Overrides, see :mod:`personas.model.hooks`.
     """
-    check_choice(positions, "positions", POSITIONS)
+    check_choice(positions, "positions", EDIT_POSITIONS)
     path, blocks = find_blocks(model, blocks_path)
     n_blocks = len(blocks)
     (layer,) = resolve_layers([layer], n_blocks)

@@ -1,117 +1,203 @@
-"""The report's causal section, built from a saved causal result."""
+"""The report's causal section, built from a saved causal result (``load_causal_result``).
+
+Every sentence comes from the result's tables and metadata: the model is the one its
+metadata names, a readout the gate marks uninformative gets no causal conclusion, and an
+interval is described by whether it excludes 0 (never "no significant difference" beside
+an interval that excludes 0).
+"""
 
 from __future__ import annotations
-
 
 import numpy as np
 import pandas as pd
 
 from personas.causal.results import CausalResult
 
+ARM_LABELS = {
+    "direction": "persona direction",
+    "salient_ablation": "salient nodes ablated",
+    "salient_direction": "direction on the salient nodes only",
+}
+CONTROL_LABELS = {
+    "random_direction": "random directions, same norm",
+    "random_ablation": "as many random nodes ablated",
+    "top_variance_ablation": "as many top-variance nodes ablated",
+    "random_restricted_direction": "direction on as many random nodes",
+}
 
-def _fmt(x: float, digits: int = 2) -> str:
+
+def _fmt(x, digits: int = 2) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:+.{digits}f}"
 
 
-def causal_summary_markdown(result: CausalResult, heading: str = "## Do the salient nodes matter?") -> str:
-    """A report section: what was done, the numbers per persona, what the check can and cannot show."""
-    from personas.report import markdown_table
+def _interval(v, lo, hi) -> str:
+    return f"{_fmt(v)} [{_fmt(lo)}, {_fmt(hi)}]"
 
-    meta = result.meta
+
+def _excludes_zero(lo, hi) -> bool:
+    return bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
+
+
+def _intro(meta: dict) -> list[str]:
     model = (meta.get("model") or {}).get("model", "the model")
-    lines = [
-        heading,
+    s = meta.get("settings", {})
+    readouts = []
+    for r in meta.get("readouts", []):
+        if r["name"] == "likelihood":
+            readouts.append(f"`likelihood`: the mean log-probability of the statement's tokens as the assistant's "
+                            f"reply to the user turn \"{r.get('user_prompt')}\" (no system message passed)")
+        elif r["name"] == "yes_no":
+            tokens = r.get("answer_tokens") or {}
+            readouts.append("`yes_no`: log p(Yes) - log p(No) after \"Is the following statement something you "
+                            f"would say?\" (Yes tokens {tokens.get('yes_tokens')}, "
+                            f"No tokens {tokens.get('no_tokens')})")
+        else:
+            readouts.append(f"`{r['name']}`: a user-supplied readout")
+    return [
+        f"Model `{model}` (from the result's metadata), layer {meta.get('layer')} of {meta.get('n_blocks')}, "
+        f"{s.get('n_heldout')} held-out statements per direction and persona (in neither DeepScan's pools nor the "
+        f"direction's {s.get('n_train')} training statements per direction). Readouts: " + "; ".join(readouts) + ".",
         "",
-        f"Model `{model}`, layer {meta.get('layer')} of {meta.get('n_blocks')} (interventions at "
-        f"{'every token position' if meta.get('positions') == 'all' else 'the last token'}), "
-        f"{meta.get('n_heldout_per_direction')} held-out statements per direction and persona (used neither for "
-        "the direction nor for DeepScan's pools). The model answers each statement's question "
-        "(\"Is the following statement something you would say?\" + \"Answer Yes or No.\"); the margin is "
-        "log p(Yes) - log p(No) at the first answer token "
-        f"(Yes tokens {meta.get('answer_tokens', {}).get('yes_tokens')}, No tokens "
-        f"{meta.get('answer_tokens', {}).get('no_tokens')}). A shift is a margin under an intervention minus "
-        "the baseline margin; the *bias shift* is its mean over all statements (more Yes overall), the "
-        "*persona-specific effect* the mean shift of `+` statements minus that of `-` statements (more "
-        f"agreement with the persona). Intervals: {int(round(100 * meta.get('ci', 0.95)))}% bootstrap over "
-        "statements.",
-        "",
-        "Baseline answers:",
-        "",
-        markdown_table(
-            result.baseline[["persona", "n_heldout", "mean_margin_positive", "mean_margin_negative", "accuracy",
-                             "auc", "n_salient"]]
-        ),
+        "The persona direction is the unit mean(+) - mean(-) of the training statements' hidden states at the "
+        "layer, read as extraction reads them; a steering vector is alpha x their mean norm x that direction, "
+        f"added at {'every token position' if s.get('edit_positions') == 'all' else 'the last token'}. A *shift* "
+        "is a score under an intervention minus its baseline score; the *specific effect* is the mean shift of "
+        "`+` statements minus that of `-` statements. Intervals: "
+        f"{int(round(100 * s.get('ci', 0.95)))}% bootstrap over statements.",
         "",
     ]
-    abl = result.ablation[result.ablation["metric"] == "specific_effect"]
-    if len(abl):
-        lines += [
-            f"Ablating the salient nodes (set to their background mean) against {meta.get('n_random')} draws of "
-            "as many random nodes; persona-specific effect of the ablation, its percentile among the random "
-            "draws and the two-sided empirical p-value:",
-            "",
-            markdown_table(
-                pd.DataFrame(
-                    {
-                        "persona": abl["persona"],
-                        "n_nodes": abl["n_nodes"],
-                        "salient": [f"{_fmt(v)} [{_fmt(a)}, {_fmt(b)}]" for v, a, b in
-                                    zip(abl["salient"], abl["salient_low"], abl["salient_high"])],
-                        "random mean ± std": [f"{_fmt(m)} ± {s:.2f}" if np.isfinite(s) else _fmt(m)
-                                              for m, s in zip(abl["random_mean"], abl["random_std"])],
-                        "percentile": abl["percentile"],
-                        "p": abl["p_value"],
-                    }
-                )
-            ),
-            "",
-        ]
-    dose = result.dose_response
-    if len(dose):
-        extreme = [a for a in (min(meta["alphas"]), max(meta["alphas"]))]
-        rows = []
-        for persona in meta["personas"]:
-            for alpha in dict.fromkeys(extreme):
-                sel = dose[(dose["persona"] == persona) & (dose["alpha"] == alpha)].set_index("intervention")
-                if "direction" not in sel.index:
-                    continue
-                d = sel.loc["direction"]
-                row = {
-                    "persona": persona,
-                    "alpha": alpha,
-                    "bias shift": f"{_fmt(d['bias_shift'])} [{_fmt(d['bias_shift_low'])}, "
-                    f"{_fmt(d['bias_shift_high'])}]",
-                    "specific effect": f"{_fmt(d['specific_effect'])} [{_fmt(d['specific_effect_low'])}, "
-                    f"{_fmt(d['specific_effect_high'])}]",
-                    "accuracy": d["accuracy"],
-                }
-                for name, label in (("salient_direction", "salient-only specific"),
-                                    ("random_direction", "random-direction specific")):
-                    if name in sel.index:
-                        r = sel.loc[name]
-                        row[label] = f"{_fmt(r['specific_effect'])} [{_fmt(r['specific_effect_low'])}, " \
-                                     f"{_fmt(r['specific_effect_high'])}]"
-                rows.append(row)
-        lines += [
-            "Steering along the persona direction (alpha x mean activation norm), at the extreme alphas; the "
-            "salient-only row keeps the direction's components on the salient nodes; random directions have "
-            "the same norm (interval across draws):",
-            "",
-            markdown_table(pd.DataFrame(rows)),
-            "",
-        ]
+
+
+def _gate(result: CausalResult) -> list[str]:
+    from personas.report import markdown_table
+
+    g = result.gate
+    table = pd.DataFrame({
+        "persona": g["persona"], "readout": g["readout"], "n": g["n_heldout"],
+        "AUC [interval]": [f"{a:.3f} [{lo:.3f}, {hi:.3f}]" for a, lo, hi in zip(g["auc"], g["auc_low"], g["auc_high"])],
+        "informative": ["yes" if bool(x) else "no" for x in g["informative"]],
+    })
+    lines = ["**Gate.** Before any intervention, does each readout separate the held-out `+` statements from the "
+             "`-` ones? A readout whose AUC interval contains 0.5 is *uninformative*: no intervention can show a "
+             "persona-specific change in it, so no causal conclusion is drawn from it.", "",
+             markdown_table(table), ""]
+    bad = g[~g["informative"].astype(bool)]
+    checked = result.meta.get("personas", [])
+    skip = result.meta.get("settings", {}).get("skip_uninformative")
+    for _, row in bad.iterrows():
+        if row["persona"] not in checked:
+            skipped = " (it is read in the specificity matrix only)"
+        else:
+            skipped = " and its interventions were not run" if skip else ""
+        lines.append(f"- `{row['readout']}` is uninformative for {row['persona']} (AUC {row['auc']:.3f}, interval "
+                     f"[{row['auc_low']:.3f}, {row['auc_high']:.3f}] contains 0.5){skipped}: no causal conclusion "
+                     "is drawn from it.")
+    return lines + ([""] if len(bad) else [])
+
+
+def _comparison_sentence(row) -> str:
+    where = "excludes 0" if _excludes_zero(row["effect_low"], row["effect_high"]) else "contains 0"
+    alpha = "" if not np.isfinite(row["alpha"]) else f" at alpha {row['alpha']:+g}"
+    text = (f"- {row['persona']}, `{row['readout']}`, {ARM_LABELS[row['arm']]}{alpha}: specific effect "
+            f"{_interval(row['effect'], row['effect_low'], row['effect_high'])} (interval {where}); "
+            f"{CONTROL_LABELS[row['control']]}: ")
+    if row["n_control"] > 1:
+        beyond = abs(row["effect"]) > row["control_max_abs"]
+        return text + (f"mean {_fmt(row['control_mean'])} ± {row['control_std']:.2f}, largest |effect| "
+                       f"{row['control_max_abs']:.2f} over {int(row['n_control'])} draws; the arm is "
+                       f"{'beyond every draw' if beyond else 'within the draws'} (percentile "
+                       f"{row['percentile']:.0f}).")
+    diff = "excludes 0" if _excludes_zero(row["difference_low"], row["difference_high"]) else "contains 0"
+    return text + (f"{_fmt(row['control_mean'])}; difference "
+                   f"{_interval(row['difference'], row['difference_low'], row['difference_high'])} "
+                   f"(paired bootstrap, interval {diff}).")
+
+
+def _effects(result: CausalResult) -> list[str]:
+    c = result.comparisons
+    if c.empty:
+        return ["No intervention was run (no informative readout).", ""]
+    layer, alphas = result.meta.get("layer"), result.meta.get("settings", {}).get("alphas", [])
+    c = c[(c["layer"] == layer) & (c["alpha"].isna() | c["alpha"].isin(alphas))]
+    informative = {(p, r) for p, r, ok in result.gate[["persona", "readout", "informative"]].itertuples(index=False)
+                   if bool(ok)}
+    keep = [(p, r) in informative for p, r in zip(c["persona"], c["readout"])]
+    dropped = len(c) - sum(keep)
+    c = c[keep]
+    if c.empty:
+        lines = ["No intervention on an informative readout was run at the check's layer."]
+    else:
+        lines = ["**Interventions against controls** (at the check's layer, informative readouts only):", ""]
+        lines += [_comparison_sentence(row) for _, row in c.iterrows()]
+    if dropped:
+        lines += ["", f"{dropped} comparison(s) on uninformative readouts are in `causal_comparisons.csv`; they carry "
+                      "no conclusion."]
+    return lines + [""]
+
+
+def _specificity(result: CausalResult) -> list[str]:
+    from personas.report import markdown_table
+
+    sp, test = result.specificity, result.specificity_test
+    if sp.empty or test.empty:
+        return []
+    t = test.iloc[0]
+    matrix = sp.pivot(index="steer_persona", columns="read_persona", values="specific_effect")
+    order = list(dict.fromkeys(sp["steer_persona"]))
+    matrix = matrix.loc[order, order].reset_index().rename(columns={"steer_persona": "steered along \\ read on"})
+    readout = sp["readout"].iloc[0]
+    gate = result.gate.set_index(["persona", "readout"])
+    unread = [p for p in order if (p, readout) in gate.index and not bool(gate.loc[(p, readout), "informative"])]
+    lines = [f"**Specificity.** Steering along each persona's direction (alpha {sp['alpha'].iloc[0]:+g}, readout "
+             f"`{readout}`) and reading every persona's held-out statements: specific effect per cell.", "",
+             markdown_table(matrix), "",
+             f"Diagonal dominance (mean diagonal minus mean off-diagonal) {t['statistic']:+.3f}; row-permutation "
+             f"p = {t['p_value']:.3g} ({int(t['n_permutations'])} permutations"
+             f"{', all of them' if bool(t['exact']) else ''}). "
+             + ("A small p says each direction moves its own persona's statements more than the others': it is "
+                "not one generic axis." if t["p_value"] <= 0.05 else
+                "The diagonal is not separated from the permuted rows at p <= 0.05: the directions are not shown "
+                "to be persona-specific.")]
+    if bool(t["exact"]) and 1 / t["n_permutations"] > 0.05:
+        lines[-1] += (f" With k = {int(t['k'])} personas the smallest possible p is {1 / t['n_permutations']:.3g}: "
+                      "at least 4 are needed for p <= 0.05.")
+    if unread:
+        lines.append(f"Columns {unread} are uninformative under this readout (gate): their cells carry no conclusion.")
+    return lines + [""]
+
+
+def _dose(result: CausalResult) -> list[str]:
+    from personas.report import markdown_table
+
+    d = result.dose_response
+    if d.empty:
+        return []
+    rows = []
+    for (persona, layer), g in d.groupby(["persona", "layer"], sort=False):
+        for alpha in (g["alpha"].min(), g["alpha"].max()):
+            sel = g[g["alpha"] == alpha].set_index("intervention")
+            if "direction" not in sel.index:
+                continue
+            r = sel.loc["direction"]
+            rnd = sel.loc["random_direction"] if "random_direction" in sel.index else None
+            rows.append({"persona": persona, "layer": int(layer), "alpha": alpha,
+                         "direction": _interval(r["specific_effect"], r["low"], r["high"]),
+                         "random band": "n/a" if rnd is None else f"[{_fmt(rnd['low'])}, {_fmt(rnd['high'])}]"})
+    return ["**Dose response** (specific effect against alpha at each layer; the figure shows every alpha, the "
+            "random directions' band shaded). The extreme alphas:", "", markdown_table(pd.DataFrame(rows)), ""]
+
+
+def causal_summary_markdown(result: CausalResult, heading: str = "## Do the salient nodes matter?") -> str:
+    """A report section from a (saved) causal result: gate, effects against controls, specificity, dose response."""
+    model = (result.meta.get("model") or {}).get("model", "the model")
+    lines = ([heading, ""] if heading else []) + _intro(result.meta) + _gate(result) + _effects(result) \
+        + _specificity(result) + _dose(result)
     lines += [
-        "What this can show: whether, *in this model*, the units DeepScan flags carry the persona-dependent "
-        "part of its own answers more than random units of the same number do, and whether the persona "
-        "direction moves agreement with the persona (specific effect) or only the overall tendency to say "
-        "Yes (bias shift). What it cannot show: anything about another model. The model here is small "
-        "(SmolLM2-135M-Instruct by default), its answers agree with the personas only weakly, and an effect, "
-        "or its absence, is a property of this model, layer and prompt, not of Llama-3-8B or the paper's "
-        "models. Mean ablation and additive steering are two interventions among many; a null result does "
-        "not show that the nodes carry no persona information (it may be redundant across units), and "
-        "salient sets covering most units make the random control close to the salient set itself.",
+        f"What this can show: whether, in `{model}`, at this layer and with these readouts, the persona direction "
+        "and the salient nodes change what the model says in a persona-specific way, beyond random and "
+        "harder controls. What it cannot show: anything about another model, or that nodes whose ablation "
+        "changes little carry no persona information (it may be spread over many units). Mean ablation and "
+        "additive steering are two interventions among many.",
         "",
     ]
     return "\n".join(lines)
-
-

@@ -3,7 +3,7 @@
 - ``layers``: PCA grids, metric-by-layer curves with controls, classifier heatmaps, 2-D views.
 - ``nodes``: UpSet, Venn, overlap heatmaps and node frequencies of salient node sets.
 - ``scan``: precision and recall of DeepScan against the baselines.
-- ``causal``: the causal check's dose-response curves and salient-ablation null.
+- ``causal``: the causal check's dose response, specificity heat map and salient-ablation null.
 - ``style``: the one palette (``persona_colors``), figure file names and the figure saver.
 
 One convention for all: the data first (and, for metric plots, the metric), every option
@@ -12,7 +12,7 @@ and, given ``out_dir``, saves it there atomically as ``<name>.png`` (``name=`` o
 descriptive default stem).
 """
 
-from personas.viz.causal import plot_ablation_null, plot_dose_response
+from personas.viz.causal import plot_ablation_null, plot_dose_response, plot_specificity
 from personas.viz.layers import (
     plot_classifier_heatmap,
     plot_metric_by_layer,
@@ -40,4 +40,5 @@ __all__ = [
     "plot_precision_recall",
     "plot_dose_response",
     "plot_ablation_null",
+    "plot_specificity",
 ]

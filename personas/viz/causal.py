@@ -1,6 +1,6 @@
-"""Plots of the causal check (:mod:`personas.causal`): dose-response curves and the ablation null.
+"""Plots of the causal check (:mod:`personas.causal`): dose response, specificity heat map, ablation null.
 
-Both follow the convention of :mod:`personas.viz`: the check's tables first, options
+They follow the convention of :mod:`personas.viz`: the check's tables first, options
 keyword-only, a pyplot-free Figure returned and, given ``out_dir``, saved as ``<name>.png``.
 """
 
@@ -13,22 +13,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from personas.causal.results import ABLATION_METRICS
-from personas._core.checks import check_choice
 from personas.viz.style import _finish
 
-__all__ = ["INTERVENTION_STYLES", "plot_dose_response", "plot_ablation_null"]
+__all__ = ["plot_dose_response", "plot_specificity", "plot_ablation_null"]
 
-INTERVENTION_STYLES = {
-    "direction": {"color": "tab:blue", "label": "persona direction"},
-    "salient_direction": {"color": "tab:orange", "label": "direction on salient nodes"},
-    "random_direction": {"color": "tab:gray", "label": "random directions (mean, band: draws)"},
-}
-_METRIC_LABELS = {
-    "specific_effect": "Persona-specific effect of the ablation\n(shift of + statements minus shift of -)",
-    "bias_shift": "Bias shift of the ablation (mean margin shift)",
-    "mean_abs_shift": "Mean |margin shift| of the ablation",
-}
+_EFFECT = "specific effect\n(shift of + minus shift of - statements)"
 
 
 def _personas(table: pd.DataFrame, personas: Sequence[str] | None, what: str) -> list[str]:
@@ -51,100 +40,135 @@ def plot_dose_response(
     out_dir: str | os.PathLike | None = None,
     name: str = "causal_dose_response",
 ) -> Figure:
-    """Margin and accuracy against steering strength, one column per persona.
+    """Specific effect against alpha, one panel per layer (columns) and persona (rows).
 
-    Top row: mean margin of ``+`` statements (solid) and ``-`` statements (dashed)
-    for each intervention; curves that move together show a Yes-bias, curves that
-    part show a persona-specific effect. Bottom row: accuracy of answering as the
-    persona would. Random directions: mean over draws, band = the interval across draws.
+    The persona direction with its bootstrap interval (error bars); random directions of
+    the same norm: their mean (dashed) and the band from the smallest to the largest draw.
 
     Parameters
     ----------
     dose_response : DataFrame
         ``CausalResult.dose_response``.
     personas : list of str, optional
-        Columns to draw (default: every persona of the table).
     title : str, optional
     out_dir : path, optional
         Save ``<name>.png`` there.
     name : str
-        File stem.
     """
     personas = _personas(dose_response, personas, "dose_response")
-    fig = Figure(figsize=(4.2 * len(personas) + 0.8, 6.4), layout="constrained")
-    axes = fig.subplots(2, len(personas), squeeze=False, sharex=True)
-    for j, persona in enumerate(personas):
-        top, bottom = axes[0, j], axes[1, j]
-        rows = dose_response[dose_response["persona"] == persona]
-        for intervention, style in INTERVENTION_STYLES.items():
-            d = rows[rows["intervention"] == intervention].sort_values("alpha")
-            if d.empty:
-                continue
-            a = d["alpha"].to_numpy()
-            for column, ls, side in (("mean_margin_positive", "-", "+"), ("mean_margin_negative", "--", "-")):
-                top.plot(a, d[column], ls=ls, marker="o", ms=3, color=style["color"],
-                         label=f"{style['label']}, {side} statements")
-                if intervention == "random_direction":
-                    top.fill_between(a, d[f"{column}_low"], d[f"{column}_high"], color=style["color"], alpha=0.15,
-                                     lw=0)
-            bottom.plot(a, d["accuracy"], marker="o", ms=3, color=style["color"], label=style["label"])
-            bottom.fill_between(a, d["accuracy_low"], d["accuracy_high"], color=style["color"], alpha=0.12, lw=0)
-        top.axhline(0, color="black", lw=0.6)
-        bottom.axhline(0.5, color="black", lw=0.6, ls=":")
-        top.set_title(persona, fontsize=10)
-        if j == 0:  # shared meaning across columns: label once
-            top.set_ylabel("mean margin log p(Yes) - log p(No)")
-            bottom.set_ylabel("accuracy (answered as the persona would)")
-        bottom.set_xlabel("alpha (x mean activation norm)")
-        bottom.set_ylim(-0.02, 1.02)
+    layers = sorted(dose_response["layer"].unique())
+    fig = Figure(figsize=(3.8 * len(layers) + 0.8, 3.2 * len(personas) + 0.8), layout="constrained")
+    axes = fig.subplots(len(personas), len(layers), squeeze=False, sharey="row")
+    for i, persona in enumerate(personas):
+        for j, layer in enumerate(layers):
+            ax = axes[i, j]
+            rows = dose_response[(dose_response["persona"] == persona) & (dose_response["layer"] == layer)]
+            r = rows[rows["intervention"] == "random_direction"].sort_values("alpha")
+            if len(r):
+                ax.fill_between(r["alpha"], r["low"], r["high"], color="tab:gray", alpha=0.25, lw=0,
+                                label="random directions (band: draws)")
+                ax.plot(r["alpha"], r["specific_effect"], color="tab:gray", ls="--", lw=1)
+            d = rows[rows["intervention"] == "direction"].sort_values("alpha")
+            ax.errorbar(d["alpha"], d["specific_effect"], yerr=[d["specific_effect"] - d["low"],
+                        d["high"] - d["specific_effect"]], color="tab:blue", marker="o", ms=3, capsize=2,
+                        label="persona direction (bootstrap interval)")
+            ax.axhline(0, color="black", lw=0.6)
+            ax.set_title(f"{persona}, layer {layer}", fontsize=9)
+            ax.set_xlabel("alpha (x mean hidden-state norm)")
+            if j == 0:
+                ax.set_ylabel(_EFFECT)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle(title or "Steering along the persona direction: dose-response on held-out statements")
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    readout = dose_response["readout"].iloc[0] if "readout" in dose_response else "readout"
+    fig.suptitle(title or f"Dose response: steering along the persona direction ({readout} readout, held-out)")
+    return _finish(fig, out_dir, name)
+
+
+def plot_specificity(
+    specificity: pd.DataFrame,
+    specificity_test: pd.DataFrame | None = None,
+    *,
+    title: str | None = None,
+    out_dir: str | os.PathLike | None = None,
+    name: str = "causal_specificity",
+) -> Figure:
+    """Heat map of specific effects: row = the persona whose direction is added, column = the persona read.
+
+    Parameters
+    ----------
+    specificity, specificity_test : DataFrame
+        ``CausalResult.specificity`` and (optional, for the subtitle) ``CausalResult.specificity_test``.
+    """
+    if specificity.empty:
+        raise ValueError("the specificity table is empty; run causal_check with n_specificity >= 2")
+    order = list(dict.fromkeys(specificity["steer_persona"]))
+    matrix = specificity.pivot(index="steer_persona", columns="read_persona", values="specific_effect")
+    values = matrix.loc[order, order].to_numpy(dtype=float)
+    limit = float(np.nanmax(np.abs(values))) or 1.0
+    fig = Figure(figsize=(1.1 * len(order) + 3.0, 1.0 * len(order) + 2.2), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    for i in range(len(order)):
+        for j in range(len(order)):
+            ax.text(j, i, f"{values[i, j]:+.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(order)), order, rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(range(len(order)), order, fontsize=8)
+    ax.set_xlabel("held-out statements read (persona)")
+    ax.set_ylabel("direction added (persona)")
+    fig.colorbar(image, ax=ax, label=_EFFECT)
+    subtitle = ""
+    if specificity_test is not None and not specificity_test.empty:
+        t = specificity_test.iloc[0]
+        subtitle = f"\ndiagonal dominance {t['statistic']:+.3f}, row-permutation p = {t['p_value']:.3g}"
+    alpha = specificity["alpha"].iloc[0]
+    ax.set_title((title or f"Specificity: steering along one persona's direction (alpha {alpha:+g})") + subtitle,
+                 fontsize=10)
     return _finish(fig, out_dir, name)
 
 
 def plot_ablation_null(
-    random_ablation: pd.DataFrame,
-    ablation: pd.DataFrame,
+    effects: pd.DataFrame,
     *,
-    metric: str = "specific_effect",
+    readout: str | None = None,
     personas: Sequence[str] | None = None,
     bins: int = 20,
     title: str | None = None,
     out_dir: str | os.PathLike | None = None,
-    name: str | None = None,
+    name: str = "causal_ablation",
 ) -> Figure:
-    """The salient-node ablation's effect against the histogram of random-node ablations.
+    """The salient-node ablation's specific effect against random-node ablations and the top-variance nodes.
 
     Parameters
     ----------
-    random_ablation, ablation : DataFrame
-        ``CausalResult.random_ablation`` and ``CausalResult.ablation``.
-    metric : {"specific_effect", "bias_shift", "mean_abs_shift"}
-    personas : list of str, optional
-    bins : int
-    title : str, optional
-    out_dir : path, optional
-        Save ``<name>.png`` there (default name ``causal_ablation_<metric>``).
+    effects : DataFrame
+        ``CausalResult.effects``.
+    readout : str, optional
+        Which readout (default: the first with ablations).
     """
-    check_choice(metric, "metric", ABLATION_METRICS)
-    personas = _personas(ablation, personas, "ablation")
+    abl = effects[effects["intervention"].isin(["salient_ablation", "random_ablation", "top_variance_ablation"])]
+    if abl.empty:
+        raise ValueError("no ablation in the effects table (every readout was uninformative?)")
+    readout = readout or abl["readout"].iloc[0]
+    abl = abl[abl["readout"] == readout]
+    personas = _personas(abl, personas, "ablation")
     fig = Figure(figsize=(4.2 * len(personas) + 0.6, 3.6), layout="constrained")
     axes = fig.subplots(1, len(personas), squeeze=False)
     for ax, persona in zip(axes[0], personas):
-        null = random_ablation.loc[random_ablation["persona"] == persona, metric].to_numpy(dtype=float)
-        row = ablation[(ablation["persona"] == persona) & (ablation["metric"] == metric)].iloc[0]
+        rows = abl[abl["persona"] == persona]
+        null = rows.loc[rows["intervention"] == "random_ablation", "specific_effect"].to_numpy(dtype=float)
         if len(null):
-            ax.hist(null, bins=bins, color="tab:gray", alpha=0.7,
-                    label=f"{len(null)} random sets of {int(row['n_nodes'])} nodes")
-        ax.axvline(row["salient"], color="tab:red", lw=2,
-                   label=f"salient nodes (pct {row['percentile']:.0f}, p = {row['p_value']:.3g})")
-        if np.isfinite(row.get("salient_low", np.nan)):
-            ax.axvspan(row["salient_low"], row["salient_high"], color="tab:red", alpha=0.12, lw=0)
+            ax.hist(null, bins=bins, color="tab:gray", alpha=0.7, label=f"{len(null)} random node sets")
+        for intervention, color, label in (("salient_ablation", "tab:red", "salient nodes"),
+                                           ("top_variance_ablation", "tab:purple", "top-variance nodes")):
+            sel = rows[rows["intervention"] == intervention]
+            if len(sel):
+                r = sel.iloc[0]
+                ax.axvline(r["specific_effect"], color=color, lw=2, label=label)
+                ax.axvspan(r["specific_effect_low"], r["specific_effect_high"], color=color, alpha=0.12, lw=0)
         ax.set_title(persona, fontsize=10)
-        ax.set_xlabel(_METRIC_LABELS[metric])
+        ax.set_xlabel("specific effect of the ablation")
         if ax is axes[0, 0]:
             ax.set_ylabel("random draws")
         ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle(title or "Ablating the salient nodes against as many random nodes")
-    return _finish(fig, out_dir, name or f"causal_ablation_{metric}")
+    fig.suptitle(title or f"Ablating the salient nodes against random and top-variance nodes ({readout} readout)")
+    return _finish(fig, out_dir, name)

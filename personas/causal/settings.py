@@ -1,0 +1,161 @@
+"""How the causal check runs, checked once: ``CausalSettings``.
+
+The defaults are sized for the default study (a 135M model on 2 CPU cores, a few minutes for
+2 personas): the first readout runs every arm, the others the gate and the main arms (the
+persona direction and its random directions); the restricted direction at the positive
+alphas; specificity at one strength; the dose response on the first persona only, on a subset
+of its held-out statements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from personas._core.checks import check_bool, check_choice, check_float, check_int, check_str
+from personas.model.extraction import ExtractionSettings
+from personas.model.interventions import EDIT_POSITIONS
+from personas.model.readouts import NEUTRAL_PROMPT, READOUTS
+
+__all__ = ["ARMS", "MAIN_ARMS", "CausalSettings"]
+
+#: Every arm: interventions and their controls.
+ARMS = ("direction", "random_direction", "salient_ablation", "random_ablation", "top_variance_ablation",
+        "salient_direction", "random_restricted_direction")
+#: The arms run on every informative readout (the others run on the first readout only).
+MAIN_ARMS = ("direction", "random_direction")
+DOSE_ALPHAS = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _alphas(values, name: str, allow_zero: bool) -> tuple[float, ...]:
+    try:
+        out = tuple(sorted({check_float(a, f"{name} entry") for a in values}))
+    except TypeError as exc:
+        raise ValueError(f"{name} must be a sequence of numbers, e.g. (-0.25, 0.25); got {values!r}") from exc
+    if not allow_zero:
+        out = tuple(a for a in out if a != 0.0)
+    if not out:
+        raise ValueError(f"{name} must hold at least one non-zero value, e.g. (-0.25, 0.25); got {values!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class CausalSettings:
+    """Settings of :func:`personas.causal.causal_check`.
+
+    Attributes
+    ----------
+    readouts : tuple of str or callable
+        ``"likelihood"``, ``"yes_no"`` (:mod:`personas.model.readouts`) or callables
+        ``(model, tokenizer, statements) -> scores``. The first runs every arm (and the
+        specificity matrix and the dose response); the others the gate and ``MAIN_ARMS``.
+    likelihood_prompt : str
+        The neutral user turn of the likelihood readout.
+    rule : {"logsumexp", "first"}
+        Which tokens count as Yes/No.
+    n_heldout, n_train : int
+        Held-out statements per direction (never in DeepScan's pools), and training
+        statements per direction (the direction, the ablation values, the node variances).
+    alphas : tuple of float
+        Steering strengths of the main arms (x mean norm of the training hidden states).
+    n_random_directions, n_random_nodes : int
+        Random directions of the same norm (per alpha); random node sets (ablation draws and
+        the restricted-direction control).
+    edit_positions : {"all", "last"}
+        Token positions an intervention edits.
+    skip_uninformative : bool
+        Run no intervention on a readout the gate marks uninformative.
+    n_specificity : int
+        Personas of the specificity matrix (the checked ones first); 0: none, else at least 2.
+    specificity_alpha : float
+    dose_alphas : tuple of float
+        Strengths of the dose response (0 is the baseline).
+    dose_layers : tuple of int or None
+        Layers of the dose response; None: ``n_blocks // 4``, ``n_blocks // 2`` and the check's layer.
+    n_dose_personas : int
+        The dose response runs on the first this many checked personas (0: none).
+    n_dose_random : int
+        Random directions per alpha and layer in the dose response.
+    n_dose_heldout : int or None
+        Held-out statements per direction of the dose response (the first of the held-out
+        draw); None: all ``n_heldout``.
+    n_boot, ci : int, float
+        Bootstrap replicates (statements resampled within each direction) and interval coverage.
+    n_permutations : int
+        Row permutations of the specificity test when k! is larger (else all are enumerated).
+    batch_size : int
+    reuse_prefix : bool
+        Compute blocks ``1..layer`` once per batch and reuse them for every intervention (exact).
+    extraction : ExtractionSettings
+        How the training statements are read (the direction is read where extraction reads).
+    """
+
+    readouts: tuple = ("likelihood", "yes_no")
+    likelihood_prompt: str = NEUTRAL_PROMPT
+    rule: str = "logsumexp"
+    n_heldout: int = 40
+    n_train: int = 40
+    alphas: tuple = (-0.25, 0.25)
+    n_random_directions: int = 2
+    n_random_nodes: int = 4
+    edit_positions: str = "all"
+    skip_uninformative: bool = True
+    n_specificity: int = 4
+    specificity_alpha: float = 0.25
+    dose_alphas: tuple = DOSE_ALPHAS
+    dose_layers: tuple | None = None
+    n_dose_personas: int = 1
+    n_dose_random: int = 2
+    n_dose_heldout: int | None = 10
+    n_boot: int = 1000
+    ci: float = 0.95
+    n_permutations: int = 2000
+    batch_size: int = 16
+    reuse_prefix: bool = True
+    extraction: ExtractionSettings = ExtractionSettings()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.readouts, (str, bytes)) or callable(self.readouts):
+            raise ValueError(f"readouts must be a tuple, e.g. ('likelihood',); got {self.readouts!r}")
+        readouts = tuple(self.readouts)
+        if not readouts:
+            raise ValueError("readouts must name at least one readout, e.g. ('likelihood', 'yes_no')")
+        for r in readouts:
+            if not callable(r) and r not in READOUTS:
+                raise ValueError(f"unknown readout {r!r}; choose from {sorted(READOUTS)} or pass a callable "
+                                 "(model, tokenizer, statements) -> scores")
+        object.__setattr__(self, "readouts", readouts)
+        check_str(self.likelihood_prompt, "likelihood_prompt")
+        check_choice(self.rule, "rule", ("logsumexp", "first"))
+        check_int(self.n_heldout, "n_heldout", min_val=2)
+        check_int(self.n_train, "n_train", min_val=1)
+        object.__setattr__(self, "alphas", _alphas(self.alphas, "alphas", allow_zero=False))
+        object.__setattr__(self, "dose_alphas", _alphas(self.dose_alphas, "dose_alphas", allow_zero=True))
+        for name in ("n_random_directions", "n_random_nodes", "n_dose_personas", "n_dose_random"):
+            check_int(getattr(self, name), name, min_val=0)
+        check_choice(self.edit_positions, "edit_positions", EDIT_POSITIONS)
+        check_bool(self.skip_uninformative, "skip_uninformative")
+        check_int(self.n_specificity, "n_specificity", min_val=0)
+        if self.n_specificity == 1:
+            raise ValueError("n_specificity must be 0 (no specificity matrix) or at least 2; got 1")
+        check_float(self.specificity_alpha, "specificity_alpha")
+        if self.specificity_alpha == 0:
+            raise ValueError("specificity_alpha must be non-zero, e.g. 0.25")
+        if self.n_dose_heldout is not None:
+            check_int(self.n_dose_heldout, "n_dose_heldout", min_val=2)
+        if self.dose_layers is not None:
+            object.__setattr__(self, "dose_layers", tuple(check_int(x, "dose_layers entry", min_val=0)
+                                                          for x in self.dose_layers))
+        check_int(self.n_boot, "n_boot", min_val=1)
+        check_float(self.ci, "ci", min_val=0.0, max_val=1.0, include_min=False, include_max=False)
+        check_int(self.n_permutations, "n_permutations", min_val=1)
+        check_int(self.batch_size, "batch_size", min_val=1)
+        check_bool(self.reuse_prefix, "reuse_prefix")
+        if not isinstance(self.extraction, ExtractionSettings):
+            raise TypeError(f"extraction must be an ExtractionSettings; got {type(self.extraction).__name__}")
+
+    def record(self) -> dict:
+        """The settings as JSON-friendly values (callables by name)."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "extraction"}
+        out["readouts"] = [r if isinstance(r, str) else getattr(r, "__name__", repr(r)) for r in self.readouts]
+        out["extraction"] = dict(vars(self.extraction))
+        return out

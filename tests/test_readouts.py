@@ -1,0 +1,156 @@
+"""Readouts on tiny decoders: batched = unbatched, hand computations, a planted persona direction.
+
+The planted persona model: a tiny LlamaForCausalLM whose blocks add nothing (zeroed output
+projections) and whose final norm is the identity, so the hidden state at every layer is the
+token embedding and logits = lm_head . h. Each persona p owns one unit u_p: a token's
+embedding there is g * c_p(t) and its LM-head weight k * c_p(t), where c_p(t) in [-1, 1] says
+how much more often token t appears in p's ``+`` statements than in its ``-`` ones. A bias unit,
+1 in every embedding, with head weight sum_p c_p(t), makes ``+`` statements likelier at baseline.
+Adding alpha * e_{u_p} at a layer raises every token's logit by alpha * k * c_p(t): ``+``
+statements of p gain log-probability, ``-`` ones lose it; the Yes/No margin, read at the
+template's last token (the same token for every statement), is constant: it always says No.
+"""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from personas.model.answers import answer_margins
+from personas.model.interventions import add_vector
+from personas.model.readouts import (NEUTRAL_PROMPT, StatementLikelihood, resolve_readout, statement_likelihood,
+                                     yes_no_margin)
+from personas.statements import load_statements
+from tests.test_answers_interventions import planted_tokenizer
+from tests.tiny_models import make_model, tiny_statements
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+PERSONAS = ["agreeableness", "politically-liberal", "subscribes-to-deontology", "narcissism"]
+UNITS = [20, 21, 22, 23]
+BIAS_UNIT = 25
+STATEMENTS = list(tiny_statements(12))
+
+
+def persona_statements(n_per_direction=30):
+    return load_statements(PERSONAS, n_per_direction=n_per_direction, min_confidence=0.0, seed=2)
+
+
+def token_polarity(tok, statements, persona):
+    """c_p(t): (#+ - #-) / (#+ + #- + 1) over the persona's statements' tokens."""
+    rows = statements[statements["persona"] == persona]
+    counts = np.zeros((2, len(tok)))
+    for side, direction in enumerate(("positive", "negative")):
+        for text in rows.loc[rows["direction"] == direction, "statement"]:
+            for t in tok(text.strip(), add_special_tokens=False)["input_ids"]:
+                counts[side, t] += 1
+    return (counts[0] - counts[1]) / (counts.sum(0) + 1)
+
+
+def planted_persona_model(tok, statements, g=1.0, k=3.0):
+    model = make_model("llama", seed=0, causal_lm=True, vocab_size=len(tok), hidden=32, n_blocks=3)
+    with torch.no_grad():
+        for block in model.model.layers:
+            block.self_attn.o_proj.weight.zero_()
+            block.mlp.down_proj.weight.zero_()
+        model.model.norm = nn.Identity()
+        emb, head = model.model.embed_tokens.weight, model.lm_head.weight
+        emb[:, UNITS + [BIAS_UNIT]] = 0.0
+        head[:, UNITS + [BIAS_UNIT]] = 0.0
+        emb[:, BIAS_UNIT] = 1.0
+        for persona, unit in zip(PERSONAS, UNITS):
+            c = torch.tensor(token_polarity(tok, statements, persona), dtype=torch.float32)
+            emb[:, unit] = g * c
+            head[:, unit] = k * c
+            head[:, BIAS_UNIT] += c
+        yes, no = tok.convert_tokens_to_ids(["Yes", "No"])
+        head[[yes, no]] = 0.0
+        head[no, BIAS_UNIT] = 5.0  # always No
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    tok = planted_tokenizer()
+    return make_model("llama", seed=3, causal_lm=True, vocab_size=len(tok)), tok
+
+
+def test_batched_equals_unbatched_for_both_readouts(tiny):
+    model, tok = tiny
+    for fn in (statement_likelihood, yes_no_margin):
+        one = fn(model, tok, STATEMENTS, batch_size=1)
+        many = fn(model, tok, STATEMENTS, batch_size=5)
+        np.testing.assert_allclose(one, many, atol=1e-5)
+    # the Yes/No readout is the answer margin of personas.model.answers
+    ref, _ = answer_margins(model, tok, STATEMENTS, batch_size=3)
+    np.testing.assert_allclose(yes_no_margin(model, tok, STATEMENTS, batch_size=4), ref, atol=1e-5)
+
+
+def test_likelihood_equals_hand_computation(tiny):
+    model, tok = tiny
+    got = statement_likelihood(model, tok, STATEMENTS, batch_size=4)
+    head = tok.apply_chat_template([{"role": "user", "content": NEUTRAL_PROMPT}], tokenize=False,
+                                   add_generation_prompt=True)
+    assert "system" not in head  # no system prompt
+    prompt = tok(head, add_special_tokens=False)["input_ids"]
+    for i, s in enumerate(STATEMENTS):  # one unpadded sequence, no cache
+        stmt = tok(s.strip(), add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([prompt + stmt])).logits[0].double(), -1)
+        hand = np.mean([logp[len(prompt) - 1 + j, t].item() for j, t in enumerate(stmt)])
+        assert got[i] == pytest.approx(hand, abs=1e-5)
+
+
+def test_interventions_apply_and_block_reuse_is_exact(tiny):
+    model, tok = tiny
+    vec = np.random.default_rng(0).standard_normal(32)
+    plain = StatementLikelihood().prepare(tok, STATEMENTS, 4, share_prefix=False)
+    shared = StatementLikelihood().prepare(tok, STATEMENTS, 4)
+    assert len(shared.prefix) > 5 and not plain.prefix
+    base = shared.scores(model)
+    shared.prime(model, 2)
+    with add_vector(model, 2, vec):
+        a, b, c = plain.scores(model), shared.scores(model), shared.scores(model, reuse_below=2)
+    assert shared.reused and np.abs(a - base).max() > 1e-3
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a, c, atol=1e-5)
+
+
+def test_planted_direction_raises_positive_statements_beyond_random():
+    tok = planted_tokenizer()
+    statements = persona_statements()
+    model = planted_persona_model(tok, statements)
+    rows = statements[statements["persona"] == "agreeableness"]
+    positive = (rows["direction"] == "positive").to_numpy()
+    prepared = StatementLikelihood().prepare(tok, rows["statement"].tolist(), 8)
+    base = prepared.scores(model)
+    assert base[positive].mean() > base[~positive].mean()
+
+    def specific(vec):
+        with add_vector(model, 1, vec):
+            shift = prepared.scores(model) - base
+        return shift[positive].mean() - shift[~positive].mean()
+
+    planted = np.zeros(32)
+    planted[UNITS[0]] = 0.5
+    randoms = np.random.default_rng(1).standard_normal((8, 32))
+    randoms *= 0.5 / np.linalg.norm(randoms, axis=1, keepdims=True)
+    effect, null = specific(planted), np.array([specific(r) for r in randoms])
+    assert effect > 0.1 and effect > 2 * np.abs(null).max()
+    assert specific(-planted) < -0.1  # signed
+    # the Yes/No margin of this model is one constant: No
+    margins = yes_no_margin(model, tok, rows["statement"].tolist())
+    assert np.ptp(margins) < 1e-6 and margins.max() < -1
+
+
+def test_resolve_readout():
+    assert resolve_readout("likelihood", likelihood_prompt="Say something.").describe()["user_prompt"] == \
+        "Say something."
+    assert resolve_readout("yes_no").name == "yes_no"
+
+    def mine(model, tokenizer, statements):
+        return np.zeros(len(statements))
+
+    assert resolve_readout(mine).name == "mine"
+    with pytest.raises(ValueError, match="unknown readout 'logit'"):
+        resolve_readout("logit")
