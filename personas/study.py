@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import io
 import os
 import sys
 import time
@@ -356,8 +358,10 @@ def _run_replicates(params: dict[str, Any], n: int, progress: bool) -> None:
         rep["store_dir"] = str(root / statement_sample_key(rep))
         reused = "reuses the store of an earlier seed" if rep["store_dir"] in {str(root / k) for k in keys.values()} \
             else "new statement sample"
-        print(f"== replicate seed {seed} ({reused}) -> {sub}", flush=True)
-        run_study(rep, progress=progress)
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):  # one line per replicate, not its steps and summary
+            run_study(rep, progress=progress)
+        print(f"  replicate seed {seed} ({reused}): {time.perf_counter() - t0:.1f} s -> {sub}", flush=True)
         dirs[str(seed)] = os.path.relpath(sub, out_dir)
         keys[str(seed)] = Path(rep["store_dir"]).name
     write_json(out_dir / REPLICATES_FILE, {"seeds": seeds, "dirs": dirs, "store_keys": keys,

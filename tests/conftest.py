@@ -25,3 +25,47 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# The one end-to-end run of the study that the study tests share (a few minutes on the embedded SmolLM2):
+# the quick study from the command line, with a researcher's own personas and topics and two replicates.
+# Two personas (statements drawn from two bundled behaviours and renamed) join the quick study's three;
+# the topics file puts both in one topic beside two of the bundled personas and leaves
+# ``politically-liberal`` in none.
+MINE = {"interest-in-art": "likes-galleries", "interest-in-music": "likes-concerts"}
+STUDY_TOPICS = {"Leisure": ["likes-galleries", "likes-concerts"], "Personality": ["agreeableness"],
+                "Ethics": ["subscribes-to-deontology"]}
+
+
+@pytest.fixture(scope="session")
+def quick_study(tmp_path_factory):
+    """``(out, console, statements_file, topics_file, params)`` of ``python -m personas.study --quick ...``."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from personas.statements import load_statements
+    from personas.study import study_parameters
+
+    root_dir = Path(__file__).resolve().parent.parent
+    root = tmp_path_factory.mktemp("study")
+    parts = [load_statements(src, n_per_direction=50, seed=7).assign(persona=name) for src, name in MINE.items()]
+    statements = root / "my_personas.csv"
+    pd.concat(parts)[["persona", "direction", "statement"]].to_csv(statements, index=False)
+    topics = root / "my_topics.json"
+    topics.write_text(json.dumps(STUDY_TOPICS), encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=str(root_dir), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", MPLBACKEND="Agg")
+    done = subprocess.run(
+        [sys.executable, "-m", "personas.study", "--quick", "--statements", str(statements), "--topics", str(topics),
+         "--output", str(root), "--name", "smoke", "--no-progress"],
+        cwd=root_dir, env=env, capture_output=True, text=True, timeout=1500,
+    )
+    console = done.stdout + done.stderr
+    assert done.returncode == 0, console[-4000:]
+    params = study_parameters(name="smoke", output=root, quick=True, statements=statements, topics=topics)
+    return SimpleNamespace(out=root / "smoke", console=console, statements=statements, topics=topics, params=params,
+                           personas=list(params["personas"]))

@@ -1,8 +1,9 @@
 """The three notebooks and the study command, end to end on small parameters.
 
-One quick study (3 personas from 3 topics, 40 statements per direction, the
-embedded default model) executes every notebook top to bottom through papermill;
-the tests then check the artifacts each notebook promises and the report.
+One quick study (3 bundled personas and 2 from a user's file, 40 statements per direction,
+two replicates, the embedded default model; the session fixture ``quick_study`` of
+tests/conftest.py) executes every notebook top to bottom through papermill; the tests
+then check the artifacts each notebook promises and the report.
 """
 
 from __future__ import annotations
@@ -19,17 +20,17 @@ from personas.study import NOTEBOOKS, notebook_defaults, study_parameters
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-PERSONAS = ["agreeableness", "subscribes-to-deontology", "politically-liberal"]
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    from personas.study import run_study
+def study(quick_study):
+    """The shared quick study (tests/conftest.py): 3 bundled personas and 2 of a user's, 2 replicates."""
+    return quick_study.out, quick_study.out / "report.md", quick_study.params
 
-    root = tmp_path_factory.mktemp("study")
-    params = study_parameters(name="smoke", output=root, quick=True, personas=PERSONAS, levels=[2, 0])
-    report = run_study(params, progress=False)
-    return root / "smoke", report, params
+
+@pytest.fixture(scope="module")
+def personas(quick_study):
+    return quick_study.personas
 
 
 def _nonempty(path: Path) -> bool:
@@ -49,33 +50,33 @@ def test_every_notebook_ran_without_error(study):
         assert "parameters" in tags[0] and "injected-parameters" in tags[1], name
 
 
-def test_extraction_notebook_artifacts(study):
+def test_extraction_notebook_artifacts(study, personas):
     out, _, params = study
     table = pd.read_csv(out / "tables" / "layer_metrics.csv")
     # SmolLM2: 30 blocks, the default layers (the paper's pattern) analysed, controls present
     assert sorted(table["layer"].unique()) == [0, 1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 29]
     assert set(table["control"]) == {"none", "shuffled_labels", "wording", "length"}
-    assert set(table.loc[table["persona"] != "ALL", "persona"]) == set(PERSONAS)
+    assert set(table.loc[table["persona"] != "ALL", "persona"]) == set(personas)
     chosen = json.loads((out / "chosen_layer.json").read_text())
     assert 1 <= chosen["layer"] <= 29 and chosen["metric"] == "silhouette"
     assert chosen["relative_depth"] == pytest.approx(chosen["layer"] / 30)
     figures = list((out / "figures").glob("*.png"))
     assert len(figures) >= 5 and all(_nonempty(f) for f in figures)
     store = Path(params["store_dir"]) / "smollm2-135m-instruct"
-    assert sorted(p.stem for p in store.glob("*.safetensors")) == sorted(PERSONAS)
+    assert sorted(p.stem for p in store.glob("*.safetensors")) == sorted(personas)
     manifest = json.loads((store / "agreeableness.json").read_text())
     assert manifest["template_mode"] == "system" and manifest["position"] == "last"
     assert manifest["gguf_file"] == "SmolLM2-135M-Instruct.Q4_1.gguf" and manifest["quantisation"] == "MOSTLY_Q4_1"
 
 
-def test_deepscan_notebook_artifacts(study):
+def test_deepscan_notebook_artifacts(study, personas):
     out, _, params = study
     summary = pd.read_csv(out / "tables" / "deepscan_precision_recall.csv")
-    assert set(summary["level"]) == {0, 2}
+    assert set(summary["level"]) == {0, 1, 2}
     assert set(summary["method"]) == {"deepscan", "lof", "iforest", "kmeans"}
     assert (summary["n_runs"] == params["n_runs"]).all()
     index = json.loads((out / "runs" / "index.json").read_text())
-    assert set(index["levels"]) == {"2", "0"} and set(index["levels"]["2"]) == set(PERSONAS)
+    assert set(index["levels"]) == {"2", "1", "0"} and set(index["levels"]["2"]) == set(personas)
     for level in index["levels"].values():
         for name in level.values():
             lines = (out / "runs" / name).read_text().splitlines()
@@ -83,11 +84,11 @@ def test_deepscan_notebook_artifacts(study):
     assert _nonempty(out / "figures" / "precision_recall_level2.png")
 
 
-def test_nodes_notebook_artifacts(study):
+def test_nodes_notebook_artifacts(study, personas):
     out, _, _ = study
     nodes = out / "tables" / "nodes"
     sizes = pd.read_csv(nodes / "set_sizes.csv")
-    assert list(sizes["persona"]) == PERSONAS
+    assert sorted(sizes["persona"]) == sorted(personas)
     salient = json.loads((nodes / "salient_sets.json").read_text())
     assert {p: len(v) for p, v in salient.items()} == dict(zip(sizes["persona"], sizes["size"]))
     for name in ("pairwise_overlaps.csv", "overlap_table.csv", "flagged_statements.csv", "node_frequency.csv"):
@@ -111,24 +112,24 @@ def test_causal_check_artifacts(study):
         assert _nonempty(out / "figures" / name), name
 
 
-def test_report_has_every_section(study):
+def test_report_has_every_section(study, personas):
     out, report, _ = study
     assert report == out / "report.md"
     text = report.read_text()
     positions = [text.find(head) for head in REPORT_SECTIONS]
     assert all(p >= 0 for p in positions) and positions == sorted(positions)
     assert "Not available" not in text
-    for persona in PERSONAS:
+    for persona in personas:
         assert persona in text
 
 
-def test_untrained_control_artifacts(study):
+def test_untrained_control_artifacts(study, personas):
     out, report, _ = study
     trained = pd.read_csv(out / "tables" / "layer_metrics.csv")
     untrained = pd.read_csv(out / "tables" / "layer_metrics_untrained.csv")
     assert set(untrained["model"]) == {"smollm2-135m-instruct (untrained, seed 0)"}
     assert sorted(untrained["layer"].unique()) == sorted(trained["layer"].unique())
-    assert set(untrained["analysis"]) == {"cluster"} and set(untrained["persona"]) == set(PERSONAS)
+    assert set(untrained["analysis"]) == {"cluster"} and set(untrained["persona"]) == set(personas)
     assert _nonempty(out / "figures" / "untrained_control_silhouette.png")
     text = report.read_text()
     assert "SH untrained model" in text and "Untrained control (the same architecture with random weights" in text

@@ -11,48 +11,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pandas as pd
 import pytest
-
-from personas.statements import load_statements
+from conftest import MINE
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 ROOT = Path(__file__).resolve().parent.parent
-MINE = {"interest-in-art": "likes-galleries", "interest-in-music": "likes-concerts"}
-TOPICS = {"Leisure": ["likes-galleries", "likes-concerts"], "Personality": ["agreeableness"],
-          "Ethics": ["subscribes-to-deontology"]}
 WARNING_LINE = re.compile(r"warn", re.IGNORECASE)
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mine")
-    parts = [load_statements(src, n_per_direction=50, seed=7).assign(persona=name) for src, name in MINE.items()]
-    statements = root / "my_personas.csv"
-    pd.concat(parts)[["persona", "direction", "statement"]].to_csv(statements, index=False)
-    topics = root / "my_topics.json"
-    topics.write_text(json.dumps(TOPICS), encoding="utf-8")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", MPLBACKEND="Agg")
-    done = subprocess.run(
-        [sys.executable, "-m", "personas.study", "--quick", "--statements", str(statements), "--topics", str(topics),
-         "--output", str(root), "--name", "mine", "--no-progress"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500,
-    )
-    console = done.stdout + done.stderr
-    assert done.returncode == 0, console[-4000:]
-    return root / "mine", console, statements, topics
+def study(quick_study):
+    """The shared quick study of tests/conftest.py."""
+    return quick_study.out, quick_study.console, quick_study.statements, quick_study.topics, quick_study.params
 
 
 def test_the_console_is_one_line_per_step_and_a_summary(study):
-    out, console, _, _ = study
+    out, console, _, _, _ = study
     warnings = [line for line in console.splitlines() if WARNING_LINE.search(line)]
     assert len(warnings) <= 5, warnings
     steps = [line for line in console.splitlines() if re.match(r"\[\d/4\] \S+ +\d+\.\d s$", line)]
@@ -63,7 +43,7 @@ def test_the_console_is_one_line_per_step_and_a_summary(study):
 
 
 def test_the_report_names_both_personas_at_every_level_their_topics_allow(study):
-    out, _, statements, topics = study
+    out, _, statements, topics, params = study
     summary = pd.read_csv(out / "tables" / "deepscan_precision_recall.csv")
     ds = summary[summary["method"] == "deepscan"]
     levels = {level: set(part["persona"]) for level, part in ds.groupby("level")}
@@ -86,9 +66,9 @@ def test_the_report_names_both_personas_at_every_level_their_topics_allow(study)
 
 
 def test_the_files_hashes_are_in_the_store_and_the_run_files(study):
-    out, _, statements, topics = study
+    out, _, statements, topics, params = study
     digest = hashlib.sha256(statements.read_bytes()).hexdigest()
-    manifest = json.loads((out.parent / "activations" / "smollm2-135m-instruct" / "likes-galleries.json").read_text())
+    manifest = json.loads((Path(params["store_dir"]) / "smollm2-135m-instruct" / "likes-galleries.json").read_text())
     assert manifest["sources"]["statements_file"]["sha256"] == digest
     index = json.loads((out / "runs" / "index.json").read_text())
     header = json.loads((out / "runs" / index["levels"]["1"]["likes-concerts"]).read_text().splitlines()[0])
@@ -97,14 +77,14 @@ def test_the_files_hashes_are_in_the_store_and_the_run_files(study):
 
 
 def test_the_node_analysis_gives_a_persona_in_no_topic_its_own_group(study):
-    out, _, _, _ = study
+    out, _, _, _, _ = study
     table = pd.read_csv(out / "tables" / "nodes" / "overlap_table.csv")
     groups = dict(zip(table["group"], table["n_personas"]))
     assert groups["Leisure"] == 2 and groups["politically-liberal"] == 1 and groups["ALL"] == 5
 
 
 def test_executed_notebooks_carry_no_warning_tracebacks_or_source_echoes(study):
-    out, _, _, _ = study
+    out, _, _, _, _ = study
     echo = re.compile(r"\.py:\d+: \w*Warning|^\s+warnings\.warn\(|Traceback", re.MULTILINE)
     notes = []
     for path in sorted((out / "notebooks").glob("*.ipynb")):
