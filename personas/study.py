@@ -39,11 +39,11 @@ import io
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 from personas._core.io import safe_name, write_json
+from personas._core.quiet import quiet_third_parties
 
 __all__ = [
     "NOTEBOOKS",
@@ -99,12 +99,6 @@ REPLICATE_OVERRIDES = {"causal": False, "umap": False}
 _STUDY_OPTIONS = ("replicates",)
 # Parameters the study sets itself, whatever the notebooks' cells say.
 _STUDY_KEYS = ("model_name", "personas", "layers", "store_dir", "out_dir", "statements_file", "topics_file", "prefer")
-# Third-party warnings that carry nothing for the user of the study: (category, module regex).
-_NOISE = (
-    (DeprecationWarning, r"(jupyter_client|jupyter_core|nbclient|nbformat|papermill|traitlets|zmq)(\.|$)"),
-    (PendingDeprecationWarning, r"(jupyter_client|nbclient|papermill|zmq)(\.|$)"),
-    (RuntimeWarning, r"(jupyter_client|nbclient|zmq)(\.|$)"),  # e.g. "coroutine was never awaited" at shutdown
-)
 # Kernel arguments: ipykernel logs "Kernel is running over TCP without encryption" at WARNING on every start
 _KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
@@ -285,12 +279,6 @@ def _execute(notebook: str, out_dir: Path, params: dict[str, Any], progress: boo
         cwd=str(REPO_ROOT), log_output=False, extra_arguments=list(_KERNEL_ARGUMENTS),
     )
     return dest
-
-
-def _quiet_third_parties() -> None:
-    """Inside the study's ``warnings.catch_warnings()``: drop the ``_NOISE`` warnings, by category and module."""
-    for category, module in _NOISE:
-        warnings.filterwarnings("ignore", category=category, module=module)
 
 
 def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
@@ -485,8 +473,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         parser.error(str(exc))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedded models never need the hub; a cached one neither
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the kernel's debugger: no frozen-modules notice
-    with warnings.catch_warnings():  # the filters hold for the study only, never for the caller
-        _quiet_third_parties()
+    with quiet_third_parties():  # the filters hold for the study only, never for the caller
         if models is None:
             return run_study(params, progress=not args.no_progress)
         return run_studies(models, params, progress=not args.no_progress)
