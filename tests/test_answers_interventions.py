@@ -11,14 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from personas.model.answers import (
-    answer_is_matching,
-    answer_margins,
-    answer_tokens,
-    prepare_answers,
-    question_prompts,
-)
+from personas.model.answers import answer_is_matching, answer_tokens, question_prompts
 from personas.model.interventions import ablate_nodes, add_vector, edit_layer
+from personas.model.readouts import YesNoMargin, yes_no_margin
 from tests.tiny_models import make_model, make_tokenizer, tiny_statements
 
 PLANTED_UNITS = [5, 11]
@@ -56,6 +51,11 @@ def w_vector(model, tok):
 STATEMENTS = list(tiny_statements(12))
 
 
+def prepare_answers(tok, statements, batch_size=16, rule="logsumexp"):
+    """The Yes/No readout's prepared batches, run once per intervention."""
+    return YesNoMargin(rule).prepare(tok, statements, batch_size)
+
+
 @pytest.fixture(scope="module")
 def setup():
     tok = planted_tokenizer()
@@ -80,8 +80,8 @@ def test_answer_tokens_and_prompt(setup):
 
 def test_margin_equals_hand_computation_from_logits(setup):
     model, tok = setup
-    margins, info = answer_margins(model, tok, STATEMENTS, batch_size=5)
-    assert info["answer_tokens"]["yes_ids"] == [600, 602]
+    margins = yes_no_margin(model, tok, STATEMENTS, batch_size=5)
+    assert answer_tokens(tok)["yes_ids"] == [600, 602]
     texts = question_prompts(tok, STATEMENTS)
     for i, text in enumerate(texts):  # one unpadded prompt at a time, full logits
         ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
@@ -90,26 +90,14 @@ def test_margin_equals_hand_computation_from_logits(setup):
         hand = torch.logsumexp(logits[[600, 602]], 0) - logits[601]
         assert margins[i] == pytest.approx(hand.item(), abs=1e-4)
     # batch size and padding side do not change a margin
-    again, _ = answer_margins(model, tok, STATEMENTS, batch_size=1)
+    again = yes_no_margin(model, tok, STATEMENTS, batch_size=1)
     np.testing.assert_allclose(margins, again, atol=1e-4)
     # the planted head, one token per side: margin = w . h_last
-    first, _ = answer_margins(model, tok, STATEMENTS[:1], rule="first")
+    first = yes_no_margin(model, tok, STATEMENTS[:1], rule="first")
     with torch.no_grad():
         enc = tok(texts[0], add_special_tokens=False, return_tensors="pt")
         h = model(**enc, output_hidden_states=True).hidden_states[-1][0, -1].double().numpy()
     assert first[0] == pytest.approx(float(w_vector(model, tok) @ h), abs=1e-4)
-
-
-def test_last_hidden_matches_hidden_states(setup):
-    model, tok = setup
-    real = make_model("llama", seed=3, causal_lm=True, vocab_size=len(tok))  # all blocks active
-    batches = prepare_answers(tok, STATEMENTS, batch_size=4)
-    got = batches.last_hidden(real, 2)
-    for i, text in enumerate(question_prompts(tok, STATEMENTS)):
-        enc = tok(text, add_special_tokens=False, return_tensors="pt")
-        with torch.no_grad():
-            ref = real(**enc, output_hidden_states=True).hidden_states[2][0, -1]
-        np.testing.assert_allclose(got[i], ref.numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("layer,active", [(0, 0), (1, 1), (2, 1), (3, 1)])
@@ -117,35 +105,35 @@ def test_steering_moves_margin_by_expected_amount(layer, active):
     tok = planted_tokenizer()
     model = planted_model(tok, active_blocks=active)
     batches = prepare_answers(tok, STATEMENTS, batch_size=4, rule="first")
-    base = batches.margins(model)
+    base = batches.scores(model)
     w = w_vector(model, tok)
     rng = np.random.default_rng(1)
     v = rng.standard_normal(32)
     for alpha in (-0.7, 0.4):
         for positions in ("all", "last"):
             with add_vector(model, layer, v, alpha=alpha, positions=positions):
-                moved = batches.margins(model)
+                moved = batches.scores(model)
             np.testing.assert_allclose(moved - base, alpha * (w @ v), atol=1e-4)
 
 
 def test_ablation_removes_the_planted_effect_and_random_units_do_not(setup):
     model, tok = setup
     batches = prepare_answers(tok, STATEMENTS, batch_size=4, rule="first")
-    base = batches.margins(model)
+    base = batches.scores(model)
     assert base.std() > 1e-3  # the statements do move the margin
     w = w_vector(model, tok)
     values = np.arange(32, dtype=float) / 10
     with ablate_nodes(model, 1, PLANTED_UNITS, values):
-        ablated = batches.margins(model)
+        ablated = batches.scores(model)
     # the margin no longer depends on the statement: it is w . values on the planted units
     np.testing.assert_allclose(ablated, w[PLANTED_UNITS] @ values[PLANTED_UNITS], atol=1e-4)
     others = [u for u in range(32) if u not in PLANTED_UNITS][:10]
     with ablate_nodes(model, 1, others, values[others]):
-        untouched = batches.margins(model)
+        untouched = batches.scores(model)
     np.testing.assert_allclose(untouched, base, atol=1e-5)
     # steering along w is undone when its units are ablated after it (later hooks run later)
     with add_vector(model, 1, w, alpha=2.0), ablate_nodes(model, 1, PLANTED_UNITS, values):
-        steered_then_ablated = batches.margins(model)
+        steered_then_ablated = batches.scores(model)
     np.testing.assert_allclose(steered_then_ablated, ablated, atol=1e-4)
 
 
@@ -154,21 +142,21 @@ def test_reusing_block_outputs_is_exact(setup, layer):
     _, tok = setup
     model = make_model("llama", seed=7, causal_lm=True, vocab_size=len(tok))  # every block active
     batches = prepare_answers(tok, STATEMENTS, batch_size=5)
-    full = batches.margins(model)
-    np.testing.assert_allclose(batches.margins(model, reuse_below=layer), full, atol=1e-5)
+    full = batches.scores(model)
+    np.testing.assert_allclose(batches.scores(model, reuse_below=layer), full, atol=1e-5)
     assert batches.reused
     v = np.linspace(-1, 1, 32)
     for positions in ("all", "last"):
         with add_vector(model, layer, v, alpha=0.8, positions=positions):
-            ref = batches.margins(model)
-            fast = batches.margins(model, reuse_below=layer)
+            ref = batches.scores(model)
+            fast = batches.scores(model, reuse_below=layer)
         assert np.abs(ref - full).max() > 1e-3  # the intervention does act
         np.testing.assert_allclose(fast, ref, atol=1e-5)
     with ablate_nodes(model, layer, [1, 4, 9], np.zeros(32)):
-        np.testing.assert_allclose(batches.margins(model, reuse_below=layer), batches.margins(model), atol=1e-5)
+        np.testing.assert_allclose(batches.scores(model, reuse_below=layer), batches.scores(model), atol=1e-5)
     # the skipped blocks are restored
     assert all("forward" not in vars(block) for block in model.model.layers)
-    np.testing.assert_allclose(batches.margins(model), full, atol=1e-6)
+    np.testing.assert_allclose(batches.scores(model), full, atol=1e-6)
 
 
 def test_interventions_leave_the_model_unchanged(setup):
