@@ -4,8 +4,10 @@ For node j and value x: ``L = #{b < x}``, ``R = #{b <= x}`` over the background
 column. Two paths count them, with identical results (``engine=``; None takes the
 compiled one when numba imports, see :mod:`deepscan._kernels`):
 
-- compiled: each block of nodes is sorted by numpy, then a numba kernel searches every
-  record in each node's sorted column in the input's precision and writes the p-values;
+- compiled: each block of nodes is sorted by numpy, then a numba kernel searches, tile
+  by tile (32 nodes x up to 512 records), every record in each node's sorted column in
+  the input's precision (a vectorised count of 15 pivots, then a branchless binary
+  search) and writes the p-values;
 - numpy: nodes are counted in blocks, handed to threads as they come free, each thread
   reusing its own buffers (a fresh array per block costs page faults). A block's
   background is rounded to float32 and sorted once per node, then a branchless binary
@@ -247,26 +249,28 @@ def _use_compiled(engine: str | None) -> bool:
 
 
 def _compiled_blocks(bg: np.ndarray, x: np.ndarray, kernel) -> None:
-    """``kernel(flat, pad, x, s, e, scratch)`` for every block ``s:e`` of ``_CBLOCK`` nodes, in threads.
+    """``kernel(flat, pad, x, s, e, work)`` for every block ``s:e`` of ``_CBLOCK`` nodes, in threads.
 
-    Each thread sorts its block's background rows into its own buffer, padded with +inf to
-    ``pad`` (a power of two > n); ``scratch`` (int64 (2, SUB)) holds the kernel's per-node counts.
+    Each thread copies its block's background columns into its own buffer, padded with +inf
+    to ``pad`` (a power of two > n), and sorts them; ``work`` is the kernel's tile (records
+    and counts of SUB nodes x rc records, and a pivot buffer), one per thread.
     """
     n, m = bg.shape
     pad = 1 << int(n).bit_length()
-    sub = kernels().SUB
+    kern = kernels()
+    tile = (kern.SUB, min(kern.RECORDS, x.shape[0]))
     local = threading.local()
 
     def work(s: int) -> None:
         e = min(s + _CBLOCK, m)
         if not hasattr(local, "table"):
             local.table = np.empty((_CBLOCK, pad), bg.dtype)
-            local.scratch = np.empty((2, sub), np.int64)
+            local.work = (np.empty(tile, x.dtype), np.empty(tile, np.int64), np.empty(tile, np.int64),
+                          np.empty(kern.PIVOTS, x.dtype))
         table = local.table[: e - s]
-        table[:, :n] = bg[:, s:e].T
-        table[:, n:] = np.inf
+        kern.block_table(bg, s, e, table)
         table[:, :n].sort(axis=1)
-        kernel(table.ravel(), pad, x, s, e, local.scratch)
+        kernel(table.ravel(), pad, x, s, e, local.work)
 
     _in_threads(work, range(0, m, _CBLOCK))
 

@@ -113,7 +113,10 @@ def ltss_nodes(levT: np.ndarray, rec: np.ndarray | None, thr: np.ndarray, fn, co
     t_n = thr.size
     if r == 0 or m == 0:
         return 0.0, None, np.zeros(0, np.int64)
-    s = np.sort(sub, axis=1)  # s[e, c-1] = c-th smallest level of node e over the records
+    # s[e, c-1] = c-th smallest level of node e over the records. Levels are integers, so any sort
+    # gives the same values: int16 takes numpy's radix sort ("stable"), O(r) per row, where its
+    # quicksort has a SIMD path only with AVX-512 (without it, 6x slower on 4096 x 300 levels)
+    s = np.sort(sub, axis=1, kind="stable" if sub.dtype.itemsize <= 2 else None)
     hist = np.bincount(_offset(s, t_n + 1), minlength=r * (t_n + 1)).reshape(r, t_n + 1)
     n_ge = np.empty((t_n, r + 2), np.int64)  # n_ge[t, c] = #{e : c_e(t) >= c}, c = 0..r+1
     n_ge[:, 0] = m
