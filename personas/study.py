@@ -78,6 +78,9 @@ QUICK = {
     "anom_ssize": 5,
     "n_runs": 6,
     "umap": False,
+    "pca_grid_personas": 1,
+    # the untrained control on 20 of the 40 statements per direction (the report lists the trim)
+    "untrained_per_direction": 20,
     # 6 runs are too few for the calibrated sets (nothing passes the per-node test): show the union
     "salient_method": "union",
     "causal_personas": ["politically-liberal"],
@@ -93,8 +96,9 @@ QUICK = {
     "causal_dose_alphas": [-1.0, 0.0, 1.0],
     "causal_skip_uninformative": False,
 }
-# What a replicate (a seed after the first) leaves out: only the replicated claims' inputs are recomputed.
-REPLICATE_OVERRIDES = {"causal": False, "umap": False}
+# What a replicate (a seed after the first) leaves out: only the replicated claims' inputs are recomputed
+# (the PCA pair grids are figures no claim reads).
+REPLICATE_OVERRIDES = {"causal": False, "umap": False, "pca_grid_personas": 0}
 # Study options that are no notebook parameter.
 _STUDY_OPTIONS = ("replicates",)
 # Parameters the study sets itself, whatever the notebooks' cells say.
