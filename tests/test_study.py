@@ -154,7 +154,7 @@ def test_second_run_reuses_activations(study, tmp_path):
     out, _, params = study
     store = Path(params["store_dir"]) / "smollm2-135m-instruct"
     before = {p.name: p.stat().st_mtime_ns for p in store.iterdir()}
-    # the trained model's store only, without figures
+    # the trained model's store only, without the PCA grids
     again = dict(params, out_dir=str(tmp_path / "again"), untrained_control=False, pca_grid_personas=0)
     _execute(NOTEBOOKS[0], tmp_path / "again", again, progress=False)
     assert {p.name: p.stat().st_mtime_ns for p in store.iterdir()} == before  # nothing re-extracted
