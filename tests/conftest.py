@@ -62,7 +62,7 @@ def quick_study(tmp_path_factory):
     done = subprocess.run(
         [sys.executable, "-m", "personas.study", "--quick", "--statements", str(statements), "--topics", str(topics),
          "--output", str(root), "--name", "smoke", "--no-progress"],
-        cwd=root_dir, env=env, capture_output=True, text=True, timeout=1500,
+        cwd=root_dir, env=env, capture_output=True, text=True, timeout=2400,
     )
     console = done.stdout + done.stderr
     assert done.returncode == 0, console[-4000:]
