@@ -143,8 +143,12 @@ def test_planted_direction_raises_positive_statements_beyond_random():
 
 
 def test_resolve_readout():
-    assert resolve_readout("likelihood", likelihood_prompt="Say something.").describe()["user_prompt"] == \
-        "Say something."
+    from personas.causal.settings import CausalSettings
+
+    settings = CausalSettings(likelihood_prompt="Say something.", rule="first")
+    assert resolve_readout("likelihood", settings).describe()["user_prompt"] == "Say something."
+    assert resolve_readout("likelihood").describe()["user_prompt"] == NEUTRAL_PROMPT
+    assert resolve_readout("yes_no", settings).rule == "first"
     assert resolve_readout("yes_no").name == "yes_no"
 
     def mine(model, tokenizer, statements):

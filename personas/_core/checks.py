@@ -27,6 +27,7 @@ __all__ = [
     "check_classes",
     "check_directions",
     "check_meta",
+    "check_settings",
 ]
 
 # the two directions of a persona's statements (as personas.statements.DIRECTIONS)
@@ -200,3 +201,20 @@ def check_meta(meta: Any, n: int, columns: Sequence[str]):
     if "direction" in columns:
         check_directions(meta["direction"].to_numpy())
     return meta
+
+
+def check_settings(given: Any, cls: type, name: str, *, required: bool = False) -> Any:
+    """A settings object: ``given`` when it is a ``cls``, ``cls()`` (its defaults) when None.
+
+    Raises
+    ------
+    TypeError
+        If ``given`` is another type, or None while ``required``; the message names the parameter
+        and the class to pass (settings are frozen dataclasses checked in their ``__post_init__``).
+    """
+    if given is None and not required:
+        return cls()
+    if not isinstance(given, cls):
+        raise TypeError(f"{name} must be a {cls.__name__} (e.g. {name}={cls.__name__}(...)); "
+                        f"got {type(given).__name__}")
+    return given

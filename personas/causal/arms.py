@@ -7,7 +7,7 @@ An *arm* is ``(intervention, alpha, draw, context)``: ``context()`` opens the ho
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -16,10 +16,11 @@ import pandas as pd
 from personas.causal.split import random_node_draws, random_unit_directions
 from personas.causal.stats import _bootstrap_index, auc_interval, effect_summary
 from personas._core.provenance import derive_rng
+from personas.model.extraction import extract_activations
 from personas.model.interventions import ablate_nodes, add_vector
 
 
-@dataclass
+@dataclass(frozen=True)
 class Geometry:
     """One persona at one layer, from its training statements read as extraction reads them.
 
@@ -46,8 +47,6 @@ class Geometry:
 
 def persona_geometry(model, tokenizer, train: pd.DataFrame, layers, extraction, persona: str) -> dict[int, Geometry]:
     """``{layer: Geometry}`` from one extraction pass over ``train`` (``personas.model.extraction``)."""
-    from personas.model.extraction import extract_activations
-
     acts, _ = extract_activations(model, tokenizer, train["statement"].tolist(), sorted(set(layers)), extraction,
                                   progress=False)
     pos = (train["direction"] == "positive").to_numpy()
@@ -67,7 +66,34 @@ def top_variance_nodes(geom: Geometry, size: int) -> np.ndarray:
     return np.sort(np.argsort(-geom.variance, kind="stable")[:size])
 
 
-def steering_arms(model, layer: int, geom: Geometry, alphas, n_random: int, key: tuple, positions: str) -> Iterator:
+@dataclass(frozen=True)
+class Site:
+    """Where an arm edits: a layer, the token positions, and where the model's blocks and final norm are.
+
+    ``blocks_path`` and ``final_norm`` are ``ExtractionSettings``' overrides, so an edit lands where
+    extraction reads (:mod:`personas.model.hooks`).
+    """
+
+    layer: int
+    positions: str = "all"
+    blocks_path: str | None = None
+    final_norm: str | None = "auto"
+
+    def at(self, layer: int) -> "Site":
+        return replace(self, layer=layer)
+
+    def steer(self, model, vector: np.ndarray):
+        """A context adding ``vector`` at this site (:func:`personas.model.interventions.add_vector`)."""
+        return add_vector(model, self.layer, vector, positions=self.positions, blocks_path=self.blocks_path,
+                          final_norm=self.final_norm)
+
+    def ablate(self, model, nodes: np.ndarray, values: np.ndarray):
+        """A context setting ``nodes`` to ``values`` at this site (:func:`~personas.model.interventions.ablate_nodes`)."""
+        return ablate_nodes(model, self.layer, nodes, values, positions=self.positions, blocks_path=self.blocks_path,
+                            final_norm=self.final_norm)
+
+
+def steering_arms(model, site: Site, geom: Geometry, alphas, n_random: int, key: tuple) -> Iterator:
     """The persona direction and ``n_random`` random directions of the same norm, at every alpha.
 
     ``key = (seed, persona)`` seeds the random directions.
@@ -75,26 +101,26 @@ def steering_arms(model, layer: int, geom: Geometry, alphas, n_random: int, key:
     randoms = random_unit_directions(*key, len(geom.unit), n_random)
     for alpha in alphas:
         vec = alpha * geom.scale * geom.unit
-        yield "direction", alpha, 0, lambda v=vec: add_vector(model, layer, v, positions=positions)
+        yield "direction", alpha, 0, lambda v=vec: site.steer(model, v)
         for k in range(n_random):
             rvec = alpha * geom.scale * randoms[k]
-            yield "random_direction", alpha, k, lambda v=rvec: add_vector(model, layer, v, positions=positions)
+            yield "random_direction", alpha, k, lambda v=rvec: site.steer(model, v)
 
 
-def ablation_arms(model, layer: int, geom: Geometry, nodes: np.ndarray, n_random: int, key: tuple,
-                  positions: str, top_variance: bool = True) -> Iterator:
+def ablation_arms(model, site: Site, geom: Geometry, nodes: np.ndarray, n_random: int, key: tuple,
+                  top_variance: bool = True) -> Iterator:
     """Salient nodes set to their background mean; as many random nodes; as many top-variance nodes."""
     values = geom.mean_neg
-    yield "salient_ablation", np.nan, 0, lambda: ablate_nodes(model, layer, nodes, values, positions=positions)
+    yield "salient_ablation", np.nan, 0, lambda: site.ablate(model, nodes, values)
     for k, pick in enumerate(random_node_draws(*key, len(geom.unit), len(nodes), n_random)):
-        yield "random_ablation", np.nan, k, lambda p=pick: ablate_nodes(model, layer, p, values, positions=positions)
+        yield "random_ablation", np.nan, k, lambda p=pick: site.ablate(model, p, values)
     if top_variance:
         top = top_variance_nodes(geom, len(nodes))
-        yield "top_variance_ablation", np.nan, 0, lambda: ablate_nodes(model, layer, top, values, positions=positions)
+        yield "top_variance_ablation", np.nan, 0, lambda: site.ablate(model, top, values)
 
 
-def restricted_arms(model, layer: int, geom: Geometry, nodes: np.ndarray, alphas, n_random: int, key: tuple,
-                    positions: str) -> Iterator:
+def restricted_arms(model, site: Site, geom: Geometry, nodes: np.ndarray, alphas, n_random: int,
+                    key: tuple) -> Iterator:
     """The direction's components on the salient nodes only, against its components on as many random nodes."""
     hidden = len(geom.unit)
     masks = []
@@ -106,10 +132,9 @@ def restricted_arms(model, layer: int, geom: Geometry, nodes: np.ndarray, alphas
     salient[nodes] = 1.0
     for alpha in alphas:
         vec = alpha * geom.scale * geom.unit
-        yield "salient_direction", alpha, 0, lambda v=vec * salient: add_vector(model, layer, v, positions=positions)
+        yield "salient_direction", alpha, 0, lambda v=vec * salient: site.steer(model, v)
         for k, m in enumerate(masks):
-            yield ("random_restricted_direction", alpha, k,
-                   lambda v=vec * m: add_vector(model, layer, v, positions=positions))
+            yield "random_restricted_direction", alpha, k, lambda v=vec * m: site.steer(model, v)
 
 
 @dataclass
@@ -130,7 +155,8 @@ class HeldOut:
 def held_out(persona: str, readout, heldout: pd.DataFrame, tokenizer, settings, seed: int,
              share_prefix: bool) -> HeldOut:
     """Prepare one readout on one persona's held-out statements (no forward pass yet)."""
-    prepared = readout.prepare(tokenizer, heldout["statement"].tolist(), settings.batch_size, share_prefix)
+    prepared = readout.prepare(tokenizer, heldout["statement"].tolist(), settings.batch_size, share_prefix,
+                               settings.extraction.blocks_path)
     positive = (heldout["direction"] == "positive").to_numpy()
     boot = _bootstrap_index(positive, settings.n_boot, derive_rng(seed, persona, "bootstrap"))
     return HeldOut(persona, readout.name, prepared, heldout["id"].astype(str).to_numpy(),

@@ -1,138 +1,225 @@
 """The causal check: steer along the persona direction and ablate the salient nodes, on each readout,
-against random and harder controls; specificity across personas; dose response over layers."""
+against random and harder controls; specificity across personas; dose response over layers.
+
+What passes between the phases is typed: ``_Check`` (what is checked and how, fixed before the first
+pass), ``_Plan`` (who enters the specificity matrix and the dose response, at which layers),
+``_Prepared`` (the directions and the prepared held-out readouts) and ``_Phases`` (what the tables are
+built from). Each helper's signature says what it reads; none writes into another's inputs.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
-from personas._core.checks import check_bool, check_seed
+from personas._core.checks import check_bool, check_seed, check_settings
 from personas._core.provenance import now_iso, package_versions
-from personas.causal.arms import (Geometry, HeldOut, Recorder, ablation_arms, held_out, persona_geometry,
+from personas.causal.arms import (Geometry, HeldOut, Recorder, Site, ablation_arms, held_out, persona_geometry,
                                   restricted_arms, steering_arms)
-from personas.causal.compare import (comparisons, dose_table, row_permutation_test, specificity_table)
+from personas.causal.compare import comparisons, dose_table, row_permutation_test, specificity_table
 from personas.causal.results import CausalResult
 from personas.causal.settings import CausalSettings
 from personas.causal.split import split_statements
 from personas.model.batching import accepts
 from personas.model.hooks import layer_info, resolve_layers
 from personas.model.interventions import check_nodes
-from personas.model.readouts import resolve_readout
+from personas.model.loading import model_info
+from personas.model.readouts import Readout, resolve_readout
 
 __all__ = ["causal_check"]
 
 
-def _validate(statements, salient_nodes, personas, model, layer) -> tuple[list[str], dict, int, dict]:
+@dataclass(frozen=True)
+class _Check:
+    """What one causal check does, fixed before its first forward pass.
+
+    ``readouts`` are those the model can express (the first is the *main* readout: every arm, the
+    specificity matrix, the dose response); ``not_applicable`` maps the others' names to why not.
+    """
+
+    settings: CausalSettings
+    seed: int
+    site: Site
+    checked: tuple[str, ...]
+    nodes: Mapping[str, np.ndarray]
+    readouts: tuple[Readout, ...]
+    not_applicable: Mapping[str, str]
+    share: bool
+    exclude: frozenset
+    n_blocks: int
+    hidden_size: int
+    layer_convention: str
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Which personas enter the specificity matrix and the dose response, and the dose layers."""
+
+    specificity: tuple[str, ...]
+    dose_personas: tuple[str, ...]
+    dose_layers: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Per persona: its geometry at each layer it needs, its held-out statements and ids; per
+    ``(persona, readout name)``: the prepared held-out readout."""
+
+    geoms: Mapping[str, dict[int, Geometry]]
+    held: Mapping[tuple[str, str], HeldOut]
+    heldout: Mapping[str, pd.DataFrame]
+    ids: Mapping[str, dict]
+
+
+@dataclass(frozen=True)
+class _Phases:
+    """What the result's tables are built from, and the pass count and seconds of each phase."""
+
+    prepared: _Prepared
+    gate: pd.DataFrame
+    specificity: pd.DataFrame
+    specificity_test: dict
+    dose: pd.DataFrame
+    counts: dict
+
+
+def _check(model, tokenizer, statements, salient_nodes, personas, layer, settings, seed, exclude_ids) -> _Check:
     missing = [c for c in ("id", "persona", "direction", "statement") if c not in statements.columns]
     if missing:
         raise ValueError(f"statements lacks columns {missing}; use personas.statements.load_statements")
-    where = layer_info(model)
+    ex = settings.extraction
+    where = layer_info(model, ex.blocks_path, ex.final_norm)
     (layer,) = resolve_layers([layer], where["n_blocks"])
-    personas = list(salient_nodes) if personas is None else list(personas)
-    if not personas:
+    checked = list(salient_nodes) if personas is None else list(personas)
+    if not checked:
         raise ValueError("no personas to check; pass salient_nodes={persona: nodes}")
-    unknown = [p for p in personas if p not in salient_nodes]
+    unknown = [p for p in checked if p not in salient_nodes]
     if unknown:
         raise ValueError(f"personas {unknown} have no salient nodes; salient_nodes has {sorted(salient_nodes)}")
-    nodes = {p: check_nodes(list(salient_nodes[p]), where["hidden_size"], f"salient_nodes[{p!r}]") for p in personas}
-    return personas, nodes, layer, where
+    nodes = {p: check_nodes(list(salient_nodes[p]), where["hidden_size"], f"salient_nodes[{p!r}]") for p in checked}
+    readouts = [resolve_readout(r, settings) for r in settings.readouts]
+    if len({r.name for r in readouts}) != len(readouts):
+        raise ValueError(f"readouts must have distinct names; got {[r.name for r in readouts]}")
+    why = {r.name: r.not_applicable(model, tokenizer) for r in readouts}
+    share = settings.edit_positions == "all" and accepts(model, "past_key_values") and accepts(model, "use_cache")
+    return _Check(settings=settings, seed=seed, site=Site(layer, settings.edit_positions, ex.blocks_path,
+                                                          ex.final_norm),
+                  checked=tuple(checked), nodes=nodes, readouts=tuple(r for r in readouts if why[r.name] is None),
+                  not_applicable={k: v for k, v in why.items() if v is not None}, share=share,
+                  exclude=frozenset(map(str, exclude_ids)), n_blocks=where["n_blocks"],
+                  hidden_size=where["hidden_size"], layer_convention=where["layer_convention"])
 
 
-def _plan(settings: CausalSettings, statements: pd.DataFrame, checked: list[str], layer: int, where: dict) -> dict:
+def _plan(check: _Check, statements: pd.DataFrame) -> _Plan:
     """Which personas go into the specificity matrix and the dose response, at which layers."""
+    settings, checked = check.settings, list(check.checked)
     spec = []
-    if settings.n_specificity:
+    if settings.n_specificity and check.readouts:
         others = [p for p in dict.fromkeys(statements["persona"]) if p not in checked]
         spec = (checked + others)[: settings.n_specificity]
         if len(spec) < 2:
             spec = []
-    n_blocks = where["n_blocks"]
+    n_blocks = check.n_blocks
     dose_layers = settings.dose_layers
     if dose_layers is None:
-        dose_layers = (max(1, n_blocks // 4), max(1, n_blocks // 2), layer)
+        dose_layers = (max(1, n_blocks // 4), max(1, n_blocks // 2), check.site.layer)
     dose_layers = sorted(set(resolve_layers(list(dose_layers), n_blocks)))
-    return {"specificity": spec, "dose_personas": checked[: settings.n_dose_personas], "dose_layers": dose_layers}
+    dose_personas = checked[: settings.n_dose_personas] if check.readouts else []
+    return _Plan(tuple(spec), tuple(dose_personas), tuple(dose_layers))
 
 
-def _prepare(model, tokenizer, statements, plan: dict, ctx: dict) -> tuple[dict, dict, dict]:
+def _prepare(model, tokenizer, statements, check: _Check, plan: _Plan, bar) -> _Prepared:
     """Split, read the training statements (one extraction pass each), prepare every readout's prompts."""
-    settings, seed = ctx["settings"], ctx["seed"]
-    geoms, held, ids = {}, {}, {}
-    for persona in dict.fromkeys(ctx["checked"] + plan["specificity"]):
+    settings, seed = check.settings, check.seed
+    geoms, held, heldouts, ids = {}, {}, {}, {}
+    for persona in dict.fromkeys(check.checked + plan.specificity):
         heldout, train = split_statements(statements, persona, n_heldout=settings.n_heldout,
-                                          n_train=settings.n_train, exclude_ids=ctx["exclude"], seed=seed)
-        layers = [ctx["layer"]] + (plan["dose_layers"] if persona in plan["dose_personas"] else [])
+                                          n_train=settings.n_train, exclude_ids=check.exclude, seed=seed)
+        layers = [check.site.layer] + (list(plan.dose_layers) if persona in plan.dose_personas else [])
         geoms[persona] = persona_geometry(model, tokenizer, train, layers, settings.extraction, persona)
-        ctx["bar"].update(1)
-        readouts = ctx["readouts"] if persona in ctx["checked"] else ctx["readouts"][:1]
+        bar.update(1)
+        readouts = check.readouts if persona in check.checked else check.readouts[:1]
         for readout in readouts:
             held[(persona, readout.name)] = held_out(persona, readout, heldout, tokenizer, settings, seed,
-                                                     ctx["share"])
-        ctx["heldout"][persona] = heldout
+                                                     check.share)
+        heldouts[persona] = heldout
         ids[persona] = {"heldout_ids": heldout["id"].astype(str).tolist(),
                         "train_ids": train["id"].astype(str).tolist()}
-    return geoms, held, ids
+    return _Prepared(geoms, held, heldouts, ids)
 
 
-def _main_arms(model, rec: Recorder, h: HeldOut, geom: Geometry, nodes: np.ndarray, ctx: dict, full: bool) -> None:
+def _main_arms(model, rec: Recorder, h: HeldOut, geom: Geometry, nodes: np.ndarray, check: _Check,
+               full: bool) -> None:
     """The arms of one persona on one readout at the check's layer.
 
-    Every arm when ``full`` (the first readout): steering and its random directions at every alpha,
+    Every arm when ``full`` (the main readout): steering and its random directions at every alpha,
     the ablations, and the restricted direction at the positive alphas. Otherwise ``MAIN_ARMS``: the
     steering arm and its random directions.
     """
-    s, layer, key, pos = ctx["settings"], ctx["layer"], (ctx["seed"], h.persona), ctx["settings"].edit_positions
-    arms = list(steering_arms(model, layer, geom, s.alphas, s.n_random_directions, key, pos))
+    s, site, key = check.settings, check.site, (check.seed, h.persona)
+    arms = list(steering_arms(model, site, geom, s.alphas, s.n_random_directions, key))
     if full:
-        arms += list(ablation_arms(model, layer, geom, nodes, s.n_random_nodes, key, pos))
+        arms += list(ablation_arms(model, site, geom, nodes, s.n_random_nodes, key))
         positive = [a for a in s.alphas if a > 0] or list(s.alphas[-1:])
-        arms += list(restricted_arms(model, layer, geom, nodes, positive, s.n_random_directions, key, pos))
+        arms += list(restricted_arms(model, site, geom, nodes, positive, s.n_random_directions, key))
     for arm in arms:
-        rec.run(model, h, layer, arm)
+        rec.run(model, h, site.layer, arm)
 
 
-def _specificity(model, rec: Recorder, geoms: dict, held: dict, plan: dict, ctx: dict) -> tuple[pd.DataFrame, dict]:
-    s, layer, main = ctx["settings"], ctx["layer"], ctx["readouts"][0].name
-    spec = plan["specificity"]
+def _specificity(model, rec: Recorder, prepared: _Prepared, check: _Check,
+                 plan: _Plan) -> tuple[pd.DataFrame, dict]:
+    s, site, main = check.settings, check.site, check.readouts[0].name
+    spec = list(plan.specificity)
     for steer in spec:
-        vec_arm = next(steering_arms(model, layer, geoms[steer][layer], [s.specificity_alpha], 0,
-                                     (ctx["seed"], steer), s.edit_positions))
+        vec_arm = next(steering_arms(model, site, prepared.geoms[steer][site.layer], [s.specificity_alpha], 0,
+                                     (check.seed, steer)))
         for read in spec:
-            rec.run(model, held[(read, main)], layer, vec_arm, steer=None if read == steer else steer)
-    table, matrix = specificity_table(rec.effects_table(), spec, main, layer, s.specificity_alpha)
-    return table, row_permutation_test(matrix, s.n_permutations, ctx["seed"])
+            rec.run(model, prepared.held[(read, main)], site.layer, vec_arm, steer=None if read == steer else steer)
+    table, matrix = specificity_table(rec.effects_table(), spec, main, site.layer, s.specificity_alpha)
+    return table, row_permutation_test(matrix, s.n_permutations, check.seed)
 
 
-def _dose(model, rec: Recorder, geoms: dict, held: dict, plan: dict, ctx: dict) -> pd.DataFrame:
+def _dose(model, rec: Recorder, tokenizer, prepared: _Prepared, check: _Check, plan: _Plan) -> pd.DataFrame:
     """The dose response on the main readout; on the first ``n_dose_heldout`` held-out statements per
     direction when that is fewer than ``n_heldout`` (its own baseline and recorder), else on all of them."""
-    s, readout = ctx["settings"], ctx["readouts"][0]
+    if not plan.dose_personas:
+        return pd.DataFrame()
+    s, readout = check.settings, check.readouts[0]
     alphas = [a for a in s.dose_alphas if a != 0]
     subset = s.n_dose_heldout is not None and s.n_dose_heldout < s.n_heldout
-    dose_rec = Recorder(s.ci, ctx["bar"], s.reuse_prefix) if subset else rec
-    for persona in plan["dose_personas"]:
-        h = held[(persona, readout.name)]
+    dose_rec = Recorder(s.ci, rec.bar, s.reuse_prefix) if subset else rec
+    for persona in plan.dose_personas:
+        h = prepared.held[(persona, readout.name)]
         if subset:
-            frame = ctx["heldout"][persona].groupby("direction", sort=False).head(s.n_dose_heldout)
-            h = held_out(persona, readout, frame, ctx["tokenizer"], s, ctx["seed"], ctx["share"])
-            dose_rec.baseline(model, h, plan["dose_layers"][0])
-        for layer in plan["dose_layers"]:
+            frame = prepared.heldout[persona].groupby("direction", sort=False).head(s.n_dose_heldout)
+            h = held_out(persona, readout, frame, tokenizer, s, check.seed, check.share)
+            dose_rec.baseline(model, h, plan.dose_layers[0])
+        for layer in plan.dose_layers:
             dose_rec.prime(h, layer)
-            for arm in steering_arms(model, layer, geoms[persona][layer], alphas, s.n_dose_random,
-                                     (ctx["seed"], persona), s.edit_positions):
+            for arm in steering_arms(model, check.site.at(layer), prepared.geoms[persona][layer], alphas,
+                                     s.n_dose_random, (check.seed, persona)):
                 dose_rec.run(model, h, layer, arm)
     if subset:
         rec.n_passes += dose_rec.n_passes
-    return dose_table(dose_rec.effects_table(), plan["dose_personas"], plan["dose_layers"], readout.name,
+    return dose_table(dose_rec.effects_table(), list(plan.dose_personas), list(plan.dose_layers), readout.name,
                       s.dose_alphas, s.n_dose_random)
 
 
-def _phases(model, rec: Recorder, statements, tokenizer, plan: dict, ctx: dict) -> dict:
+def _not_applicable_rows(check: _Check) -> list[dict]:
+    """Gate rows of the readouts the model cannot express: never informative, with the reason."""
+    return [{"persona": p, "readout": name, "n_heldout": 0, "auc": np.nan, "auc_low": np.nan, "auc_high": np.nan,
+             "informative": False, "mean_positive": np.nan, "mean_negative": np.nan,
+             "not_applicable": why} for p in check.checked for name, why in check.not_applicable.items()]
+
+
+def _phases(model, rec: Recorder, statements, tokenizer, check: _Check, plan: _Plan) -> _Phases:
     """Run everything; returns the tables' ingredients and the pass count and time of each phase."""
-    counts, out = {}, {}
+    counts = {}
     t0, c0, n0 = time.perf_counter(), time.process_time(), rec.n_passes
 
     def tick(name):  # wall seconds, and CPU seconds of this process (all threads): robust to shared cores
@@ -141,24 +228,27 @@ def _phases(model, rec: Recorder, statements, tokenizer, plan: dict, ctx: dict) 
                         "cpu_seconds": round(time.process_time() - c0, 2)}
         t0, c0, n0 = time.perf_counter(), time.process_time(), rec.n_passes
 
-    geoms, held, ids = _prepare(model, tokenizer, statements, plan, ctx)
+    prepared = _prepare(model, tokenizer, statements, check, plan, rec.bar)
     tick("extraction")
-    gate = [rec.baseline(model, h, ctx["layer"]) for h in held.values()]
+    gate = [rec.baseline(model, h, check.site.layer) for h in prepared.held.values()]
     tick("baseline")
-    for persona in ctx["checked"]:
-        for i, readout in enumerate(ctx["readouts"]):
-            h = held[(persona, readout.name)]
-            if ctx["settings"].skip_uninformative and not h.gate["informative"]:
+    for persona in check.checked:
+        for i, readout in enumerate(check.readouts):
+            h = prepared.held[(persona, readout.name)]
+            if check.settings.skip_uninformative and not h.gate["informative"]:
                 continue
-            _main_arms(model, rec, h, geoms[persona][ctx["layer"]], ctx["nodes"][persona], ctx, full=(i == 0))
+            _main_arms(model, rec, h, prepared.geoms[persona][check.site.layer], check.nodes[persona], check,
+                       full=(i == 0))
     tick("main_arms")
-    out["specificity"], out["specificity_test"] = (pd.DataFrame(), {}) if not plan["specificity"] else \
-        _specificity(model, rec, geoms, held, plan, ctx)
+    specificity, test = (pd.DataFrame(), {}) if not plan.specificity else \
+        _specificity(model, rec, prepared, check, plan)
     tick("specificity")
-    out["dose"] = _dose(model, rec, geoms, held, plan, ctx)
+    dose = _dose(model, rec, tokenizer, prepared, check, plan)
     tick("dose_response")
-    out.update(gate=pd.DataFrame(gate), geoms=geoms, held=held, ids=ids, counts=counts)
-    return out
+    gate_table = pd.DataFrame(gate + _not_applicable_rows(check))
+    if check.not_applicable and "not_applicable" in gate_table:
+        gate_table["not_applicable"] = gate_table["not_applicable"].fillna("")
+    return _Phases(prepared, gate_table, specificity, test, dose, counts)
 
 
 def causal_check(
@@ -192,7 +282,8 @@ def causal_check(
     layer : int
         0..n_blocks (0 = embeddings, i = output of block i).
     settings : CausalSettings, optional
-        Readouts, sizes, strengths, controls (default: ``CausalSettings()``).
+        Readouts, sizes, strengths, controls (default: ``CausalSettings()``). Its
+        ``extraction.blocks_path`` / ``final_norm`` place every read and every edit.
     seed : int
         Seeds every draw (held-out split, random controls, bootstrap, permutations).
     personas : list of str, optional
@@ -205,51 +296,41 @@ def causal_check(
     Returns
     -------
     CausalResult
+        A readout the model cannot express (e.g. no LM head) is a gate row marked
+        ``not_applicable`` with the reason, and runs no arm.
     """
-    from tqdm.auto import tqdm
-
-    settings = CausalSettings() if settings is None else settings
-    if not isinstance(settings, CausalSettings):
-        raise TypeError(f"settings must be a CausalSettings; got {type(settings).__name__}")
+    settings = check_settings(settings, CausalSettings, "settings")
     seed, progress = check_seed(seed), check_bool(progress, "progress")
-    checked, nodes, layer, where = _validate(statements, salient_nodes, personas, model, layer)
-    plan = _plan(settings, statements, checked, layer, where)
-    readouts = [resolve_readout(r, likelihood_prompt=settings.likelihood_prompt, rule=settings.rule)
-                for r in settings.readouts]
-    if len({r.name for r in readouts}) != len(readouts):
-        raise ValueError(f"readouts must have distinct names; got {[r.name for r in readouts]}")
-    share = settings.edit_positions == "all" and accepts(model, "past_key_values") and accepts(model, "use_cache")
+    check = _check(model, tokenizer, statements, salient_nodes, personas, layer, settings, seed, exclude_ids)
+    plan = _plan(check, statements)
     bar = tqdm(desc="causal", unit="pass", disable=not progress)
     rec = Recorder(settings.ci, bar, settings.reuse_prefix)
-    ctx = {"settings": settings, "seed": seed, "layer": layer, "checked": checked, "nodes": nodes, "bar": bar,
-           "readouts": readouts, "share": share, "exclude": set(map(str, exclude_ids)),
-           "tokenizer": tokenizer, "heldout": {}}
     started = time.perf_counter()
-    out = _phases(model, rec, statements, tokenizer, plan, ctx)
+    phases = _phases(model, rec, statements, tokenizer, check, plan)
     bar.close()
     effects = rec.effects_table()
-    meta = _meta(model, ctx, plan, out, where, rec)
+    meta = _meta(model, check, plan, phases, rec)
     meta["seconds"] = round(time.perf_counter() - started, 2)
+    test = phases.specificity_test
     return CausalResult(
-        gate=out["gate"], scores=pd.concat(rec.frames, ignore_index=True), effects=effects,
-        comparisons=comparisons(effects, rec.shifts, out["held"], settings.ci), specificity=out["specificity"],
-        specificity_test=pd.DataFrame([out["specificity_test"]]) if out["specificity_test"] else pd.DataFrame(),
-        dose_response=out["dose"], meta=meta,
+        gate=phases.gate, scores=pd.concat(rec.frames, ignore_index=True) if rec.frames else pd.DataFrame(),
+        effects=effects, comparisons=comparisons(effects, rec.shifts, phases.prepared.held, settings.ci),
+        specificity=phases.specificity, specificity_test=pd.DataFrame([test]) if test else pd.DataFrame(),
+        dose_response=phases.dose, meta=meta,
     )
 
 
-def _meta(model, ctx: dict, plan: dict, out: dict, where: dict, rec: Recorder) -> dict:
-    from personas.model.loading import model_info
-
+def _meta(model, check: _Check, plan: _Plan, phases: _Phases, rec: Recorder) -> dict:
     return {
-        "created": now_iso(), "model": model_info(model), "layer": ctx["layer"], "n_blocks": where["n_blocks"],
-        "hidden_size": where["hidden_size"], "layer_convention": where["layer_convention"], "seed": ctx["seed"],
-        "personas": ctx["checked"], "settings": ctx["settings"].record(),
-        "readouts": [r.describe() for r in ctx["readouts"]],
-        "specificity_personas": plan["specificity"], "dose_personas": plan["dose_personas"],
-        "dose_layers": plan["dose_layers"], "n_excluded_ids": len(ctx["exclude"]), "shared_prefix": ctx["share"],
-        "n_passes": rec.n_passes, "phases": out["counts"],
-        "per_persona": _per_persona(out, ctx["nodes"], ctx["layer"]),
+        "created": now_iso(), "model": model_info(model), "layer": check.site.layer, "n_blocks": check.n_blocks,
+        "hidden_size": check.hidden_size, "layer_convention": check.layer_convention, "seed": check.seed,
+        "personas": list(check.checked), "settings": check.settings.record(),
+        "readouts": [r.describe() for r in check.readouts],
+        "not_applicable": dict(check.not_applicable),
+        "specificity_personas": list(plan.specificity), "dose_personas": list(plan.dose_personas),
+        "dose_layers": list(plan.dose_layers), "n_excluded_ids": len(check.exclude), "shared_prefix": check.share,
+        "n_passes": rec.n_passes, "phases": phases.counts,
+        "per_persona": _per_persona(phases.prepared, check),
         "direction": "unit mean(+) - mean(-) of the training hidden states read as extraction reads them",
         "steering_scale": "alpha x mean norm of the training hidden states at the layer",
         "ablation_values": "mean over the persona's training negative statements at the layer",
@@ -257,16 +338,16 @@ def _meta(model, ctx: dict, plan: dict, out: dict, where: dict, rec: Recorder) -
     }
 
 
-def _per_persona(out: dict, nodes: dict, layer: int) -> dict:
-    info = {}
-    for persona, ids in out["ids"].items():
-        geom = out["geoms"][persona]
+def _per_persona(prepared: _Prepared, check: _Check) -> dict:
+    info, layer = {}, check.site.layer
+    for persona, ids in prepared.ids.items():
+        geom = prepared.geoms[persona]
         row = dict(ids, scale={str(k): g.scale for k, g in geom.items()},
                    direction_norm={str(k): g.norm for k, g in geom.items()})
-        if persona in nodes:
-            row["n_salient"] = len(nodes[persona])
-            row["salient_norm_fraction"] = float(np.linalg.norm(geom[layer].unit[nodes[persona]]))
+        if persona in check.nodes:
+            row["n_salient"] = len(check.nodes[persona])
+            row["salient_norm_fraction"] = float(np.linalg.norm(geom[layer].unit[check.nodes[persona]]))
         row["reused_prefix"] = {name: bool(getattr(h.prepared, "reused", False))
-                                for (p, name), h in out["held"].items() if p == persona}
+                                for (p, name), h in prepared.held.items() if p == persona}
         info[persona] = row
     return info

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from personas._core.checks import check_bool, check_choice, check_float, check_int, check_str
+from personas.model.answers import ANSWER_RULES
 from personas.model.extraction import ExtractionSettings
 from personas.model.interventions import EDIT_POSITIONS
 from personas.model.readouts import NEUTRAL_PROMPT, READOUTS
@@ -125,7 +126,7 @@ class CausalSettings:
                                  "(model, tokenizer, statements) -> scores")
         object.__setattr__(self, "readouts", readouts)
         check_str(self.likelihood_prompt, "likelihood_prompt")
-        check_choice(self.rule, "rule", ("logsumexp", "first"))
+        check_choice(self.rule, "rule", ANSWER_RULES)
         check_int(self.n_heldout, "n_heldout", min_val=2)
         check_int(self.n_train, "n_train", min_val=1)
         object.__setattr__(self, "alphas", _alphas(self.alphas, "alphas", allow_zero=False))

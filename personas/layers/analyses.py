@@ -23,7 +23,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from personas._core.checks import check_classes, check_int, check_meta, check_seed
+from personas._core.checks import check_classes, check_int, check_meta, check_seed, check_settings
 from personas._core.notes import ConstantFeaturesWarning, aggregated_warnings, constant_layer_message
 from personas._core.parallel import one_blas_thread
 from personas._core.provenance import now_iso, package_versions
@@ -179,14 +179,6 @@ def _direction_table(activations, prep: _Prepared, probes: ProbeSettings, seed: 
                           model_name=model_name, progress=progress)
 
 
-def _settings(given: Any, cls: type, what: str) -> Any:
-    if given is None:
-        return cls()
-    if not isinstance(given, cls):
-        raise TypeError(f"{what} must be a {cls.__name__}; got {type(given).__name__}")
-    return given
-
-
 def cluster_separation(
     activations: Mapping[int, Any],
     meta: pd.DataFrame,
@@ -229,7 +221,7 @@ def cluster_separation(
     DataFrame
         Tidy table (``RESULT_COLUMNS``), analysis "cluster", classifier "none".
     """
-    protocol = _settings(protocol, LayerProtocol, "protocol")
+    protocol = check_settings(protocol, LayerProtocol, "protocol")
     prep = _prepare(activations, meta, layers, n_blocks, controls, ["persona", "direction"])
     _check_plans(prep, protocol, None, personas=False, directions=False)
     return _cluster_table(activations, prep, protocol, check_seed(seed), controls, n_jobs, progress, model_name)
@@ -260,7 +252,7 @@ def persona_classification(
         Tidy table, analysis "persona_classifier", persona "ALL"; ``attrs["n_not_converged"]``
         counts probe fits stopped by ``probe_max_iter``.
     """
-    probes = _settings(probes, ProbeSettings, "probes")
+    probes = check_settings(probes, ProbeSettings, "probes")
     prep = _prepare(activations, meta, layers, n_blocks, controls, ["persona"])
     _check_plans(prep, None, probes, personas=True, directions=False)
     return _persona_table(activations, prep, probes, check_seed(seed), controls, n_jobs, progress, model_name)
@@ -290,7 +282,7 @@ def direction_classification(
     DataFrame
         Tidy table, analysis "direction_classifier", one persona per row group.
     """
-    probes = _settings(probes, ProbeSettings, "probes")
+    probes = check_settings(probes, ProbeSettings, "probes")
     prep = _prepare(activations, meta, layers, n_blocks, controls, ["persona", "direction"])
     _check_plans(prep, None, probes, personas=False, directions=True)
     return _direction_table(activations, prep, probes, check_seed(seed), controls, n_jobs, progress, model_name)
@@ -346,9 +338,9 @@ def analyse_layers(
         wording and length controls are rows with ``control`` "wording" / "length" at ``layer``
         0 (reference lines beside every layer), no shuffled labels.
     """
-    protocol = _settings(protocol, LayerProtocol, "protocol")
-    probes = _settings(probes, ProbeSettings, "probes")
-    controls = _settings(controls, LayerControls, "controls")
+    protocol = check_settings(protocol, LayerProtocol, "protocol")
+    probes = check_settings(probes, ProbeSettings, "probes")
+    controls = check_settings(controls, LayerControls, "controls")
     seed = check_seed(seed)
     prep = _prepare(activations, meta, None, n_blocks, controls.baseline, ["persona", "direction"])
     control_features = _control_features(controls, len(prep.meta))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from personas._core.checks import check_classes, check_labels, check_matrix, check_seed
+from personas._core.checks import check_classes, check_labels, check_matrix, check_seed, check_settings
 from personas._core.notes import ConstantFeaturesWarning
 from personas._core.parallel import one_blas_thread
 from personas._core.provenance import derive_seed, seeded_rng
@@ -152,7 +152,7 @@ def cross_validate_classifier(
     """
     from sklearn.model_selection import StratifiedKFold
 
-    probes = ProbeSettings() if probes is None else _check_probes(probes)
+    probes = check_settings(probes, ProbeSettings, "probes")
     X = check_matrix(X)
     y = check_labels(y, X.shape[0], "y")
     warn_if_constant(X, seed_key)
@@ -200,12 +200,6 @@ def _fold_rows(X, folds, label_sets: dict, classifiers, probes: ProbeSettings, s
             n_not_converged += n_nc
             n_constant += constant
     return rows, n_not_converged, n_constant
-
-
-def _check_probes(probes: Any) -> ProbeSettings:
-    if not isinstance(probes, ProbeSettings):
-        raise TypeError(f"probes must be a ProbeSettings; got {type(probes).__name__}")
-    return probes
 
 
 def _forest_rows(XT, X, train, test, sets, probes: ProbeSettings, random_state: int, n_jobs, fold: int) -> list:

@@ -21,6 +21,7 @@ from personas._core.checks import (
     check_labels,
     check_matrix,
     check_seed,
+    check_settings,
 )
 from personas._core.notes import IdenticalPointsWarning
 from personas._core.parallel import one_blas_thread
@@ -155,10 +156,7 @@ def direction_clusters(
     DataFrame
         Long table, columns ``control, rep, metric, value``.
     """
-    if protocol is None:
-        protocol = LayerProtocol()
-    elif not isinstance(protocol, LayerProtocol):
-        raise TypeError(f"protocol must be a LayerProtocol; got {type(protocol).__name__}")
+    protocol = check_settings(protocol, LayerProtocol, "protocol")
     X = check_matrix(X)
     d = check_labels(directions, X.shape[0], "directions").astype(str)
     check_directions(d, "directions")

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from personas._core.checks import check_settings
 from personas.layers.analyses import cluster_separation
 from personas.layers.settings import LayerProtocol
 
@@ -118,7 +119,7 @@ def untrained_layer_control(
     from personas.model.untrained import untrained_model, untrained_name
     from personas.store.read import load_layers
 
-    control = _control(control)
+    control = check_settings(control, UntrainedControl, "control")
     n_per_direction, init_seed = control.n_per_direction, control.init_seed
     name = untrained_name(model_name, init_seed)
     statements, protocol = _subset(statements, protocol if protocol is not None else LayerProtocol(), n_per_direction)
@@ -160,11 +161,3 @@ def _subset(statements: pd.DataFrame, protocol: LayerProtocol, n_per_direction: 
             # every repetition would draw the same statements: one is enough
             protocol = dataclasses.replace(protocol, n_reps=1)
     return statements, protocol
-
-
-def _control(control) -> UntrainedControl:
-    if control is None:
-        return UntrainedControl()
-    if not isinstance(control, UntrainedControl):
-        raise TypeError(f"control must be an UntrainedControl, got {type(control).__name__}")
-    return control

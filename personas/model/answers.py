@@ -22,11 +22,9 @@ safe, the shared prompt start run once) builds on the prompts and token ids here
 
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from personas._core.checks import check_choice
 from personas.statements import statement_texts
@@ -117,34 +115,6 @@ def answer_tokens(tokenizer, rule: str = "logsumexp") -> dict:
     if set(out["yes_ids"]) & set(out["no_ids"]):
         raise ValueError(f"token ids {sorted(set(out['yes_ids']) & set(out['no_ids']))} count as both Yes and No")
     return out
-
-
-@contextlib.contextmanager
-def _skip_blocks(model, layer: int | None, cached: torch.Tensor | None):
-    """Blocks 1..layer return at once (the last of them ``cached``); their hooks still run."""
-    if layer is None or cached is None:
-        yield
-        return
-    from personas.model.hooks import find_blocks
-
-    _, blocks = find_blocks(model)
-    skipped = list(blocks[:layer])
-
-    def passthrough(hidden_states=None, *args, **kwargs):
-        return hidden_states  # its output is ignored: the next skipped block returns its own
-
-    def cached_output(*args, **kwargs):
-        return cached
-
-    try:
-        for block in skipped[:-1]:
-            block.forward = passthrough
-        skipped[-1].forward = cached_output
-        yield
-    finally:
-        for block in skipped:
-            if "forward" in vars(block):
-                del block.forward
 
 
 def answer_is_matching(margins: Sequence[float], directions: Sequence[str]) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from personas._core.checks import check_bool, check_choice, check_int, check_meta, check_str
+from personas._core.checks import check_bool, check_choice, check_int, check_meta, check_settings, check_str
 from personas._core.io import clean_temp_files, exclusive_lock
 from personas.model.batching import longest_first, model_inputs, pad_batch, pad_token_id, tokenize_prompts
 from personas.model.hooks import capture_layers, layer_info, resolve_layers
@@ -83,14 +83,6 @@ class ExtractionSettings:
         if self.blocks_path is not None:
             check_str(self.blocks_path, "blocks_path")
         check_choice(self.too_long, "too_long", ("error", "truncate"))
-
-
-def _settings(settings) -> ExtractionSettings:
-    if settings is None:
-        return ExtractionSettings()
-    if not isinstance(settings, ExtractionSettings):
-        raise TypeError(f"settings must be an ExtractionSettings; got {type(settings).__name__}")
-    return settings
 
 
 def _context_limit(model) -> int | None:
@@ -206,7 +198,7 @@ def extract_activations(
     """
     from tqdm.auto import tqdm
 
-    settings = _settings(settings)
+    settings = check_settings(settings, ExtractionSettings, "settings")
     check_bool(progress, "progress")
     statements = statement_texts(statements)
     where = layer_info(model, settings.blocks_path, settings.final_norm)
@@ -304,7 +296,7 @@ def extract_to_store(
     check_meta(statements, len(statements), META_COLUMNS)
     if statements["id"].duplicated().any():
         raise ValueError("statement ids must be unique")
-    settings = _settings(settings)
+    settings = check_settings(settings, ExtractionSettings, "settings")
     overwrite = check_bool(overwrite, "overwrite")
     check_bool(progress, "progress")
     where = layer_info(model, settings.blocks_path, settings.final_norm)

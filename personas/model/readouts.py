@@ -24,6 +24,7 @@ tokens, so a score does not depend on the batch it sits in. Interventions of
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -32,14 +33,60 @@ import numpy as np
 import torch
 
 from personas._core.checks import check_int, check_str
-from personas.model.answers import _skip_blocks, answer_tokens, question_prompts
+from personas.model.answers import INSTRUCTION, QUESTION, answer_tokens
 from personas.model.batching import accepts, pad_token_id
+from personas.model.hooks import find_blocks
 from personas.statements import statement_texts
 
-__all__ = ["NEUTRAL_PROMPT", "READOUTS", "Readout", "YesNoMargin", "StatementLikelihood", "PreparedReadout",
-           "yes_no_margin", "statement_likelihood", "resolve_readout"]
+__all__ = ["NEUTRAL_PROMPT", "RAW_FRAME", "READOUTS", "Readout", "YesNoMargin", "StatementLikelihood",
+           "PreparedReadout", "yes_no_margin", "statement_likelihood", "resolve_readout", "prompt_mode"]
 
 NEUTRAL_PROMPT = "Tell me one thing you believe."
+#: How a user turn is framed for a model without a chat template (a base model): raw text.
+RAW_FRAME = "Q: {prompt}\nA:"
+
+
+def prompt_mode(tokenizer) -> str:
+    """``"chat"`` when the tokenizer has a chat template, else ``"raw"`` (a base model: ``RAW_FRAME``)."""
+    return "chat" if getattr(tokenizer, "chat_template", None) else "raw"
+
+
+def _user_turn_ids(tokenizer, content: str) -> list[int]:
+    """Token ids of ``content`` as a user turn with the generation prompt appended, in the tokenizer's mode.
+
+    Chat mode renders the chat template (which carries its own special tokens); raw mode frames the
+    turn as ``RAW_FRAME`` and lets the tokenizer add what its model file asks for (e.g. ``<bos>``).
+    """
+    if prompt_mode(tokenizer) == "chat":
+        text = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                             add_generation_prompt=True)
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return list(tokenizer(RAW_FRAME.format(prompt=content), add_special_tokens=True)["input_ids"])
+
+
+@contextlib.contextmanager
+def _skip_blocks(blocks, layer: int | None, cached: torch.Tensor | None):
+    """Blocks 1..layer return at once (the last of them ``cached``); their hooks still run."""
+    if layer is None or cached is None:
+        yield
+        return
+    skipped = list(blocks[:layer])
+
+    def passthrough(hidden_states=None, *args, **kwargs):
+        return hidden_states  # its output is ignored: the next skipped block returns its own
+
+    def cached_output(*args, **kwargs):
+        return cached
+
+    try:
+        for block in skipped[:-1]:
+            block.forward = passthrough
+        skipped[-1].forward = cached_output
+        yield
+    finally:
+        for block in skipped:
+            if "forward" in vars(block):
+                del block.forward
 
 
 class _Stop(Exception):
@@ -63,6 +110,9 @@ class PreparedReadout:
     n : int
     reused : bool
         Whether the last ``scores(..., reuse_below=L)`` could reuse block outputs.
+    blocks_path : str, optional
+        Where the blocks are (``ExtractionSettings.blocks_path``); None: found as
+        :func:`personas.model.hooks.find_blocks` finds them.
     """
 
     prefix: list
@@ -70,6 +120,7 @@ class PreparedReadout:
     score: Callable
     n: int
     reused: bool = False
+    blocks_path: str | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def _run_prefix(self, model):
@@ -119,7 +170,8 @@ class PreparedReadout:
                 kwargs = self._inputs(model, b, past)
                 if accepts(model, "logits_to_keep"):
                     kwargs["logits_to_keep"] = keep
-                with _skip_blocks(model, reuse_below, cached[b] if cached else None):
+                blocks = find_blocks(model, self.blocks_path)[1] if cached else None
+                with _skip_blocks(blocks, reuse_below, cached[b] if cached else None):
                     logits = model(**kwargs).logits[:, -keep:].float()
                 out[rows.numpy()] = self.score(logits, b)
         return out
@@ -130,11 +182,9 @@ class PreparedReadout:
             self._block_outputs(model, layer)
 
     def _block_outputs(self, model, layer: int) -> list | None:
-        from personas.model.hooks import find_blocks
-
         key = (id(model), int(layer))
         if key not in self._cache:
-            _, blocks = find_blocks(model)
+            _, blocks = find_blocks(model, self.blocks_path)
             if not 1 <= layer <= len(blocks):
                 raise ValueError(f"reuse_below must be in 1..{len(blocks)}; got {layer}")
             outputs: list = []
@@ -193,21 +243,40 @@ def _split(model_accepts_cache: bool, ids: list[list[int]]) -> tuple[list[int], 
 class Readout:
     """A readout with a prepare step (tokenise once, run under many interventions).
 
-    Subclasses set ``name`` and implement ``prepare(tokenizer, statements, batch_size, share_prefix)``.
-    Calling the object is the plain readout ``(model, tokenizer, statements) -> scores``.
+    Subclasses set ``name``, implement ``prepare(tokenizer, statements, batch_size, share_prefix)`` and,
+    when they can be built from the causal check's settings, ``from_settings(settings)``; ``describe()``
+    returns what the report prints (``summary``) and what it records. Calling the object is the plain
+    readout ``(model, tokenizer, statements) -> scores``. A new built-in readout is one entry in
+    ``READOUTS`` (``docs/extending.md``).
     """
 
     name = "readout"
 
-    def describe(self) -> dict:
-        return {"name": self.name}
+    @classmethod
+    def from_settings(cls, settings) -> "Readout":
+        """The readout as ``settings`` (a ``CausalSettings``, or any object with its fields) configures it."""
+        return cls()
 
-    def prepare(self, tokenizer, statements, batch_size: int = 16, share_prefix: bool = True) -> PreparedReadout:
+    def describe(self) -> dict:
+        return {"name": self.name, "summary": "a user-supplied readout"}
+
+    def not_applicable(self, model, tokenizer) -> str | None:
+        """Why this readout cannot be formed for ``model`` (e.g. no language-model head), or None."""
+        return _lm_head_missing(model)
+
+    def prepare(self, tokenizer, statements, batch_size: int = 16, share_prefix: bool = True,
+                blocks_path: str | None = None) -> PreparedReadout:
         raise NotImplementedError
 
     def __call__(self, model, tokenizer, statements, *, batch_size: int = 16) -> np.ndarray:
         share = accepts(model, "past_key_values") and accepts(model, "use_cache")
         return self.prepare(tokenizer, statements, batch_size, share).scores(model)
+
+
+def _lm_head_missing(model) -> str | None:
+    if model is not None and getattr(model, "get_output_embeddings", lambda: None)() is None:
+        return f"{type(model).__name__} has no language-model head (an encoder), so it gives no token probabilities"
+    return None
 
 
 class YesNoMargin(Readout):
@@ -217,17 +286,37 @@ class YesNoMargin(Readout):
 
     def __init__(self, rule: str = "logsumexp"):
         self.rule = rule
+        self.mode = None
+
+    @classmethod
+    def from_settings(cls, settings) -> "YesNoMargin":
+        return cls(settings.rule)
 
     def describe(self) -> dict:
-        return {"name": self.name, "question": "Is the following statement something you would say?",
-                "rule": self.rule, "answer_tokens": getattr(self, "tokens", None)}
+        tokens = getattr(self, "tokens", None) or {}
+        frame = "the chat template's user turn" if self.mode == "chat" else f"the raw frame {RAW_FRAME!r}"
+        question = QUESTION.splitlines()[0]
+        return {"name": self.name, "question": question, "rule": self.rule, "mode": self.mode,
+                "answer_tokens": getattr(self, "tokens", None),
+                "summary": f"log p(Yes) - log p(No) after \"{question}\" in {frame} "
+                           f"(Yes tokens {tokens.get('yes_tokens')}, No tokens {tokens.get('no_tokens')})"}
 
-    def prepare(self, tokenizer, statements, batch_size: int = 16, share_prefix: bool = True) -> PreparedReadout:
+    def not_applicable(self, model, tokenizer) -> str | None:
+        why = _lm_head_missing(model)
+        if why is None:
+            try:
+                answer_tokens(tokenizer, self.rule)
+            except ValueError as exc:
+                why = str(exc)
+        return why
+
+    def prepare(self, tokenizer, statements, batch_size: int = 16, share_prefix: bool = True,
+                blocks_path: str | None = None) -> PreparedReadout:
         batch_size = check_int(batch_size, "batch_size", min_val=1)
         tokens = answer_tokens(tokenizer, self.rule)
-        self.tokens = tokens
-        texts = question_prompts(tokenizer, statements)
-        ids = [list(x) for x in tokenizer(texts, add_special_tokens=False, padding=False)["input_ids"]]
+        self.tokens, self.mode = tokens, prompt_mode(tokenizer)
+        ids = [_user_turn_ids(tokenizer, QUESTION.format(statement=s.strip()) + INSTRUCTION)
+               for s in statement_texts(statements)]
         prefix, rests = _split(share_prefix, ids)
         yes, no = torch.tensor(tokens["yes_ids"]), torch.tensor(tokens["no_ids"])
 
@@ -237,32 +326,38 @@ class YesNoMargin(Readout):
             return m.cpu().double().numpy()
 
         batches = _batches(rests, batch_size, pad_token_id(tokenizer), lambda rows: 1)
-        return PreparedReadout(prefix=prefix, batches=batches, score=score, n=len(ids))
+        return PreparedReadout(prefix=prefix, batches=batches, score=score, n=len(ids), blocks_path=blocks_path)
 
 
 class StatementLikelihood(Readout):
-    """Mean log p of the statement's tokens as the assistant's reply to ``prompt`` (no system message)."""
+    """Mean log p of the statement's tokens as the assistant's reply to ``prompt`` (no system message);
+    for a model without a chat template, after ``RAW_FRAME`` (``"Q: <prompt>\\nA:"``)."""
 
     name = "likelihood"
 
     def __init__(self, prompt: str = NEUTRAL_PROMPT):
         self.prompt = check_str(prompt, "likelihood_prompt")
+        self.mode = None
+
+    @classmethod
+    def from_settings(cls, settings) -> "StatementLikelihood":
+        return cls(settings.likelihood_prompt)
 
     def describe(self) -> dict:
-        return {"name": self.name, "user_prompt": self.prompt}
+        if self.mode == "raw":
+            where = f"the continuation of the raw frame {RAW_FRAME.format(prompt=self.prompt)!r} (no chat template)"
+        else:
+            where = f"the assistant's reply to the user turn \"{self.prompt}\" (no system message passed)"
+        return {"name": self.name, "user_prompt": self.prompt, "mode": self.mode,
+                "summary": f"the mean log-probability of the statement's tokens as {where}"}
 
-    def _prompt_ids(self, tokenizer) -> list[int]:
-        if getattr(tokenizer, "chat_template", None):
-            text = tokenizer.apply_chat_template(
-                [{"role": "user", "content": self.prompt}], tokenize=False, add_generation_prompt=True
-            )
-            return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-        return list(tokenizer(self.prompt + "\n", add_special_tokens=True)["input_ids"])
-
-    def prepare(self, tokenizer, statements, batch_size: int = 16, share_prefix: bool = True) -> PreparedReadout:
+    def prepare(self, tokenizer, statements, batch_size: int = 16, share_prefix: bool = True,
+                blocks_path: str | None = None) -> PreparedReadout:
         batch_size = check_int(batch_size, "batch_size", min_val=1)
-        head = self._prompt_ids(tokenizer)
-        texts = [s.strip() for s in statement_texts(statements)]
+        self.mode = prompt_mode(tokenizer)
+        head = _user_turn_ids(tokenizer, self.prompt)
+        # a raw frame ends in "A:"; the statement follows after a space
+        texts = [(" " if self.mode == "raw" else "") + s.strip() for s in statement_texts(statements)]
         stmt = [list(x) for x in tokenizer(texts, add_special_tokens=False, padding=False)["input_ids"]]
         empty = [i for i, x in enumerate(stmt) if not x]
         if empty:
@@ -283,7 +378,7 @@ class StatementLikelihood(Readout):
                 out[r] = logp[r, keep - 1 - s : keep - 1].gather(1, target[:, None]).mean().item()
             return out
 
-        return PreparedReadout(prefix=prefix, batches=batches, score=score, n=len(stmt))
+        return PreparedReadout(prefix=prefix, batches=batches, score=score, n=len(stmt), blocks_path=blocks_path)
 
 
 class _Callable(Readout):
@@ -294,9 +389,14 @@ class _Callable(Readout):
         self.name = getattr(fn, "__name__", type(fn).__name__)
 
     def describe(self) -> dict:
-        return {"name": self.name, "callable": f"{getattr(self.fn, '__module__', '?')}.{self.name}"}
+        return {"name": self.name, "callable": f"{getattr(self.fn, '__module__', '?')}.{self.name}",
+                "summary": "a user-supplied readout"}
 
-    def prepare(self, tokenizer, statements, batch_size: int = 16, share_prefix: bool = True):
+    def not_applicable(self, model, tokenizer) -> str | None:
+        return None
+
+    def prepare(self, tokenizer, statements, batch_size: int = 16, share_prefix: bool = True,
+                blocks_path: str | None = None):
         fn, texts = self.fn, statement_texts(statements)
 
         class _Prepared:
@@ -314,18 +414,27 @@ class _Callable(Readout):
         return _Prepared()
 
 
-READOUTS = {"yes_no": YesNoMargin, "likelihood": StatementLikelihood}
+#: The built-in readouts by name: each a ``Readout`` subclass with ``from_settings``.
+READOUTS: dict[str, type[Readout]] = {"likelihood": StatementLikelihood, "yes_no": YesNoMargin}
 
 
-def resolve_readout(spec, *, likelihood_prompt: str = NEUTRAL_PROMPT, rule: str = "logsumexp") -> Readout:
-    """A ``Readout`` from a name in ``READOUTS``, a ``Readout`` or a callable."""
+def resolve_readout(spec, settings=None) -> Readout:
+    """A ``Readout`` from a name in ``READOUTS`` (configured by ``settings``), a ``Readout`` or a callable.
+
+    Parameters
+    ----------
+    spec : str, Readout or callable
+    settings : CausalSettings, optional
+        Passed to the registered class's ``from_settings`` (default: the class's own defaults).
+    """
     if isinstance(spec, Readout):
         return spec
     if isinstance(spec, str):
         if spec not in READOUTS:
             raise ValueError(f"unknown readout {spec!r}; choose from {sorted(READOUTS)} or pass a callable "
                              "(model, tokenizer, statements) -> scores")
-        return StatementLikelihood(likelihood_prompt) if spec == "likelihood" else YesNoMargin(rule)
+        cls = READOUTS[spec]
+        return cls() if settings is None else cls.from_settings(settings)
     if callable(spec):
         return _Callable(spec)
     raise ValueError(f"a readout is a name in {sorted(READOUTS)} or a callable; got {spec!r}")

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from personas._core.checks import check_settings
 from personas._core.io import write_json
 from personas.scans.null_runs import null_file_name, reused_null_auc, write_null_runs
 from personas.scans.pools import ScanPools, experiment_seed, level_targets, run_file_name, scan_pools, topic_pools
@@ -119,7 +120,7 @@ def run_persona_scans(
         the columns of :func:`personas.scans.summary.summarise_runs`, detection_auc (deepscan
         rows), run_file, store_fingerprint.
     """
-    study = _study(activations, meta, plan, _checked(settings, ScanSettings, "settings"), model_name=model_name,
+    study = _study(activations, meta, plan, check_settings(settings, ScanSettings, "settings"), model_name=model_name,
                    runs_dir=runs_dir, seed=seed, n_jobs=n_jobs, progress=progress, store_fingerprint=store_fingerprint)
     index: dict[str, dict[str, dict[str, str]]] = {"levels": {}, "null": {}, "status": {}}
     timings: dict[str, dict[str, float]] = {}
@@ -188,7 +189,7 @@ def _study(activations, meta, plan: ScanPlan, settings: ScanSettings, **shared) 
     """The checked inputs of one call, with the node layout of the scanned layer."""
     import deepscan
 
-    plan = _checked(plan, ScanPlan, "plan", required=True)
+    plan = check_settings(plan, ScanPlan, "plan", required=True)
     activations = np.asarray(activations)
     if activations.ndim != 2 or len(activations) != len(meta):
         raise ValueError(
@@ -209,14 +210,6 @@ def _timed(seconds: dict[str, float], key: str):
 
 def _runs_baselines(settings: ScanSettings, level: int) -> bool:
     return bool(settings.baselines) and (settings.baseline_levels is None or level in settings.baseline_levels)
-
-
-def _checked(given: Any, cls: type, what: str, required: bool = False) -> Any:
-    if given is None and not required:
-        return cls()
-    if not isinstance(given, cls):
-        raise TypeError(f"{what} must be a {cls.__name__}; got {type(given).__name__}")
-    return given
 
 
 def _targets(plan: ScanPlan) -> list[_Target]:

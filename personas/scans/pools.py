@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from personas._core.checks import check_meta
+from personas._core.checks import check_meta, check_settings
 from personas._core.io import safe_name
 from personas._core.notes import StudyNote
 from personas._core.provenance import derive_seed
@@ -61,14 +61,6 @@ def _topic_of(persona: str, topics: dict[str, list[str]]) -> str:
     )
 
 
-def _sizes(sizes: PoolSizes | None) -> PoolSizes:
-    if sizes is None:
-        return PoolSizes()
-    if not isinstance(sizes, PoolSizes):
-        raise TypeError(f"sizes must be a PoolSizes; got {type(sizes).__name__}")
-    return sizes
-
-
 def scan_pools(
     meta: pd.DataFrame,
     persona: str,
@@ -102,7 +94,7 @@ def scan_pools(
     ScanPools
     """
     check_meta(meta, len(meta), _COLUMNS)
-    sizes = _sizes(sizes)
+    sizes = check_settings(sizes, PoolSizes, "sizes")
     if level not in LEVEL_NAMES:
         raise ValueError(f"level must be 2, 1 or 0 ({LEVEL_NAMES}), got {level!r}")
     present = set(meta["persona"])
@@ -200,7 +192,7 @@ def topic_pools(
         Seed of the shuffles that split the pools.
     """
     check_meta(meta, len(meta), _COLUMNS)
-    sizes = _sizes(sizes)
+    sizes = check_settings(sizes, PoolSizes, "sizes")
     if topic not in topics:
         raise ValueError(f"topic {topic!r} is not one of {sorted(topics)}")
     present = set(meta["persona"])
