@@ -16,6 +16,7 @@ import personas._core.notes as _notes
 from personas._core.io import write_table, write_text
 from personas._core.parallel import dask_scheduler, parallel_jobs
 from personas.layers import (
+    CLUSTER_METRICS,
     LayerControls,
     LayerProtocol,
     ProbeSettings,
@@ -44,7 +45,7 @@ __all__ = [
     # personas.store
     "load_layers", "store_manifest", "store_fingerprints",
     # personas.layers
-    "LayerProtocol", "ProbeSettings", "LayerControls", "analyse_layers", "save_results", "most_divergent_layers",
+    "CLUSTER_METRICS", "LayerProtocol", "ProbeSettings", "LayerControls", "analyse_layers", "save_results", "most_divergent_layers",
     "choose_layer", "save_chosen_layer", "read_chosen_layer", "load_wording_controls", "combine_results",
     "UntrainedControl", "untrained_layer_control",
     # personas._core

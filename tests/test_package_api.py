@@ -24,7 +24,7 @@ PUBLIC = {
         "list_personas", "load_statements", "study_inputs",
         "load_model", "extraction_plan", "ExtractionSettings", "extract_with_controls", "extract_to_store",
         "load_layers", "store_manifest", "store_fingerprints",
-        "LayerProtocol", "ProbeSettings", "LayerControls", "analyse_layers", "save_results",
+        "CLUSTER_METRICS", "LayerProtocol", "ProbeSettings", "LayerControls", "analyse_layers", "save_results",
         "most_divergent_layers", "choose_layer", "save_chosen_layer", "read_chosen_layer", "load_wording_controls",
         "combine_results", "UntrainedControl", "untrained_layer_control",
         "dask_scheduler", "parallel_jobs", "write_table", "write_text",

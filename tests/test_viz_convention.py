@@ -17,10 +17,26 @@ from matplotlib.figure import Figure  # noqa: E402
 import personas.viz as viz  # noqa: E402
 from personas.nodes import pairwise_overlaps  # noqa: E402
 
-PLOTS = [name for name in viz.__all__ if name.startswith("plot_")]
+PLOTS = list(viz.PLOTS)
 # the data, and for metric-vs-layer plots the metric they plot
 POSITIONAL = {"plot_metric_by_layer": 2, "plot_metric_by_relative_depth": 2, "plot_pca_grid": 2, "plot_scatter_2d": 2,
               "plot_specificity": 2}  # data first: the specificity matrix and its permutation test
+
+
+def test_every_plot_is_registered():
+    """A ``plot_*`` function in any viz module is an entry of the plot registry, and the facade shows it."""
+    import importlib
+    import pkgutil
+
+    import utils_viz
+
+    found = set()
+    for info in pkgutil.iter_modules(viz.__path__):
+        module = importlib.import_module(f"personas.viz.{info.name}")
+        found |= {n for n, f in vars(module).items()
+                  if n.startswith("plot_") and callable(f) and f.__module__ == module.__name__}
+    assert found == set(viz.PLOTS)
+    assert set(viz.PLOTS) <= set(utils_viz.__all__)
 
 
 @pytest.mark.parametrize("name", PLOTS)

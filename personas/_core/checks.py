@@ -215,6 +215,7 @@ def check_settings(given: Any, cls: type, name: str, *, required: bool = False) 
     if given is None and not required:
         return cls()
     if not isinstance(given, cls):
-        raise TypeError(f"{name} must be a {cls.__name__} (e.g. {name}={cls.__name__}(...)); "
+        article = "an" if cls.__name__[:1].upper() in "AEIOU" else "a"
+        raise TypeError(f"{name} must be {article} {cls.__name__} (e.g. {name}={cls.__name__}(...)); "
                         f"got {type(given).__name__}")
     return given

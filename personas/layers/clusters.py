@@ -1,6 +1,6 @@
 """The paper's cluster protocol: PCA of one persona's ``+`` and ``-`` statements, then four cluster metrics.
 
-- ``CLUSTER_METRICS``: silhouette, Calinski-Harabasz, Davies-Bouldin, centroid distance.
+- ``CLUSTER_METRICS``: the metric registry (silhouette, Calinski-Harabasz, Davies-Bouldin, centroid distance).
 - ``cluster_scores``: the four metrics of labelled points.
 - ``direction_clusters``: repeated samples of one persona at one layer, with the shuffled-label control.
 """
@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 import warnings
-
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -30,14 +30,64 @@ from personas.layers.classifiers import warn_if_constant
 from personas.layers.pca import pca_projections
 from personas.layers.settings import LayerProtocol
 
-__all__ = ["CLUSTER_METRICS", "cluster_scores", "direction_clusters"]
+__all__ = ["ClusterMetric", "CLUSTER_METRICS", "cluster_scores", "direction_clusters"]
 
 
-CLUSTER_METRICS: tuple[str, ...] = ("silhouette", "calinski_harabasz", "davies_bouldin", "centroid_distance")
+@dataclass(frozen=True)
+class ClusterMetric:
+    """One cluster metric: how it scores, how it is named, which way is better.
+
+    Attributes
+    ----------
+    score : callable
+        ``(Z (n_points, n_dims), labels (n_points,), centroids (n_groups, n_dims)) -> float``.
+    label : str
+        Its name on axes and in the report (``"Calinski-Harabasz"``).
+    short : str
+        Its abbreviation in report tables (``"CH"``).
+    lower_is_better : bool
+        Whether a smaller value means more separated groups.
+    identical : float
+        Its value when every point is identical (a constant layer): 0 (no separation) or NaN (0/0).
+    """
+
+    score: Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+    label: str
+    short: str
+    lower_is_better: bool = False
+    identical: float = 0.0
+
+
+def _centroid_distance(Z: np.ndarray, y: np.ndarray, centroids: np.ndarray) -> float:
+    """Distance between the two group centroids (mean pairwise distance for more groups)."""
+    diffs = centroids[:, None, :] - centroids[None, :, :]
+    iu = np.triu_indices(len(centroids), 1)
+    return float(np.linalg.norm(diffs[iu], axis=1).mean())
+
+
+def _sklearn(name: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], float]:
+    def score(Z: np.ndarray, y: np.ndarray, centroids: np.ndarray) -> float:
+        import sklearn.metrics
+
+        return float(getattr(sklearn.metrics, name)(Z, y))
+
+    return score
+
+
+#: The cluster metrics, in table order: the paper's four. A new metric is one entry here
+#: (``docs/extending.md``); the results table, the plots and the report read this registry.
+CLUSTER_METRICS: dict[str, ClusterMetric] = {
+    "silhouette": ClusterMetric(_sklearn("silhouette_score"), "silhouette", "SH"),
+    "calinski_harabasz": ClusterMetric(_sklearn("calinski_harabasz_score"), "Calinski-Harabasz", "CH",
+                                       identical=float("nan")),
+    "davies_bouldin": ClusterMetric(_sklearn("davies_bouldin_score"), "Davies-Bouldin", "DB", lower_is_better=True,
+                                    identical=float("nan")),
+    "centroid_distance": ClusterMetric(_centroid_distance, "centroid distance", "ED"),
+}
 
 
 def cluster_scores(Z: Any, labels: Any) -> dict[str, float]:
-    """Separation of labelled groups of points: the paper's four cluster metrics.
+    """Separation of labelled groups of points: every metric of ``CLUSTER_METRICS``.
 
     Parameters
     ----------
@@ -52,11 +102,9 @@ def cluster_scores(Z: Any, labels: Any) -> dict[str, float]:
         ``silhouette`` (higher = more separated), ``calinski_harabasz`` (higher),
         ``davies_bouldin`` (lower) as in ``sklearn.metrics``, and ``centroid_distance``: the
         Euclidean distance between the two group centroids (mean pairwise distance for more groups).
-        Identical points (a constant layer) score silhouette 0, centroid distance 0 and NaN for
-        Calinski-Harabasz and Davies-Bouldin (both 0/0).
+        Identical points (a constant layer) score each metric's ``identical`` value: silhouette and
+        centroid distance 0, Calinski-Harabasz and Davies-Bouldin NaN (both 0/0).
     """
-    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
-
     Z = check_matrix(Z, "Z")
     y = check_labels(labels, Z.shape[0], "labels")
     classes, _ = check_classes(y, "labels")
@@ -64,26 +112,15 @@ def cluster_scores(Z: Any, labels: Any) -> dict[str, float]:
         raise ValueError(f"labels has {len(classes)} groups for {Z.shape[0]} points; need fewer groups than points")
     if not np.ptp(Z, axis=0).any():
         # every point identical (a constant layer, e.g. layer 0 at the template's last token):
-        # no separation at all (silhouette and centroid distance 0); CH and DB are 0/0 ratios,
-        # which sklearn reports as 1 and 0 (a perfect DB!), so they are NaN here
+        # no separation at all; CH and DB are 0/0 ratios, which sklearn reports as 1 and 0 (a perfect DB!)
         warnings.warn("all points are identical: the groups cannot be told apart (constant features); "
                       "silhouette and centroid distance are 0, Calinski-Harabasz and Davies-Bouldin NaN",
                       IdenticalPointsWarning, stacklevel=2)
-        return {"silhouette": 0.0, "calinski_harabasz": float("nan"), "davies_bouldin": float("nan"),
-                "centroid_distance": 0.0}
-    centroids = np.stack([Z[y == c].mean(axis=0) for c in classes])
-    diffs = centroids[:, None, :] - centroids[None, :, :]
-    iu = np.triu_indices(len(classes), 1)
+        return {name: m.identical for name, m in CLUSTER_METRICS.items()}
     if np.all(Z == Z[:1]):
-        # identical points (a constant layer): no separation; the two ratio metrics are 0/0
-        return {"silhouette": 0.0, "calinski_harabasz": float("nan"), "davies_bouldin": float("nan"),
-                "centroid_distance": 0.0}
-    return {
-        "silhouette": float(silhouette_score(Z, y)),
-        "calinski_harabasz": float(calinski_harabasz_score(Z, y)),
-        "davies_bouldin": float(davies_bouldin_score(Z, y)),
-        "centroid_distance": float(np.linalg.norm(diffs[iu], axis=1).mean()),
-    }
+        return {name: m.identical for name, m in CLUSTER_METRICS.items()}
+    centroids = np.stack([Z[y == c].mean(axis=0) for c in classes])
+    return {name: m.score(Z, y, centroids) for name, m in CLUSTER_METRICS.items()}
 
 
 def cluster_plan(

@@ -35,8 +35,9 @@ __all__ = [
 ]
 
 
-#: Metrics where a smaller value means more separated (all others: larger is more separated).
-LOWER_IS_BETTER: frozenset[str] = frozenset({"davies_bouldin"})
+#: Metrics where a smaller value means more separated (all others: larger is more separated),
+#: from the metric registry ``CLUSTER_METRICS``.
+LOWER_IS_BETTER: frozenset[str] = frozenset(name for name, m in CLUSTER_METRICS.items() if m.lower_is_better)
 
 
 #: Columns of every results table, in this order. ``classifier`` is "none" for the cluster analysis,

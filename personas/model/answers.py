@@ -107,7 +107,8 @@ def answer_tokens(tokenizer, rule: str = "logsumexp") -> dict:
         if not ids:
             raise ValueError(
                 f"no spelling of {side!r} in {list(variants)} is a single token of {type(tokenizer).__name__}; "
-                "pass answer_tokens={'yes_ids': [...], 'no_ids': [...]} explicitly"
+                "the Yes/No readout cannot be formed for it (use the likelihood readout, or register a readout "
+                "with your own answer tokens: docs/extending.md)"
             )
         if rule == "first":
             ids, tokens = ids[:1], tokens[:1]

@@ -33,6 +33,10 @@ from personas._core.checks import check_int
 
 __all__ = [
     "LAYER_CONVENTION",
+    "ModelFamily",
+    "MODEL_FAMILIES",
+    "TASK_PREFIXES",
+    "model_family",
     "BLOCK_PATHS",
     "FINAL_NORM_NAMES",
     "find_blocks",
@@ -47,8 +51,46 @@ __all__ = [
 
 LAYER_CONVENTION = "0 = embeddings, i = output of block i"
 
-# Attribute paths of the block list, tried in order. Base models (AutoModel) first,
-# then the same under the usual task-model prefixes (…ForCausalLM etc.).
+@dataclass(frozen=True)
+class ModelFamily:
+    """One architecture family, keyed by ``config.model_type`` in ``MODEL_FAMILIES``.
+
+    Attributes
+    ----------
+    blocks_path : str or None
+        Attribute path of the block list in the base model (``AutoModel``); the task models'
+        prefixes (``TASK_PREFIXES``) are tried in front of it. None: search ``BLOCK_PATHS``.
+    encoder : bool
+        A bidirectional encoder: its last token is ``[SEP]``, so extraction reads the mean over the
+        statement's tokens by default, and it has no language-model head for the readouts.
+    """
+
+    blocks_path: str | None = "layers"
+    encoder: bool = False
+
+
+#: The model-family registry. A new family is one entry here plus a tiny random config in
+#: tests/tiny_models.py, which tests/test_extraction.py holds to ``output_hidden_states``
+#: (``docs/extending.md``). A family missing here still loads when its blocks sit at one of
+#: ``BLOCK_PATHS`` or are the only ModuleList as long as ``config.num_hidden_layers``.
+MODEL_FAMILIES: dict[str, ModelFamily] = {
+    **{t: ModelFamily("layers") for t in ("llama", "mistral", "mixtral", "gemma", "gemma2", "gemma3", "gemma3_text",
+                                          "qwen2", "qwen3", "granite", "phi3", "olmo", "olmo2", "gpt_neox")},
+    **{t: ModelFamily("h") for t in ("gpt2", "gptj", "falcon", "bloom")},
+    "opt": ModelFamily("decoder.layers"),
+    "mpt": ModelFamily("blocks"),
+    **{t: ModelFamily("encoder.layer", encoder=True) for t in ("bert", "roberta", "xlm-roberta", "camembert", "mpnet",
+                                                                "electra", "deberta", "deberta-v2")},
+    "distilbert": ModelFamily("transformer.layer", encoder=True),
+    "modernbert": ModelFamily("layers", encoder=True),
+    "albert": ModelFamily(None, encoder=True),
+}
+#: Prefixes of the base model inside the task models (``...ForCausalLM``, multimodal wrappers).
+TASK_PREFIXES = ("", "model.", "model.language_model.", "language_model.", "transformer.", "gpt_neox.",
+                 "model.decoder.", "bert.", "roberta.", "distilbert.")
+
+# Attribute paths of the block list, tried in order when the family is not registered. Base models
+# (AutoModel) first, then the same under the usual task-model prefixes (…ForCausalLM etc.).
 BLOCK_PATHS = (
     "layers",  # Llama, Mistral, Gemma/Gemma2/Gemma3 text, Qwen2/3, Granite, Phi-3, GPT-NeoX (base)
     "h",  # GPT-2, GPT-J, Falcon, Bloom (base)
@@ -84,6 +126,19 @@ def _module_lists(model: nn.Module) -> list[tuple[str, nn.ModuleList]]:
     return [(name, mod) for name, mod in model.named_modules() if isinstance(mod, nn.ModuleList) and len(mod) > 0]
 
 
+def model_family(model_or_config) -> ModelFamily | None:
+    """The registered family of a model or config (``MODEL_FAMILIES[config.model_type]``), or None."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return MODEL_FAMILIES.get(getattr(config, "model_type", None))
+
+
+def _family_paths(model: nn.Module) -> tuple[str, ...]:
+    family = model_family(model)
+    if family is None or family.blocks_path is None:
+        return ()
+    return tuple(prefix + family.blocks_path for prefix in TASK_PREFIXES)
+
+
 def find_blocks(model: nn.Module, blocks_path: str | None = None) -> tuple[str, nn.ModuleList]:
     """The list of transformer blocks of ``model`` and its attribute path.
 
@@ -110,7 +165,7 @@ def find_blocks(model: nn.Module, blocks_path: str | None = None) -> tuple[str, 
         if not isinstance(mod, nn.ModuleList) or len(mod) == 0:
             raise ValueError(f"blocks_path {blocks_path!r} is a {type(mod).__name__}, not a non-empty ModuleList")
         return blocks_path, mod
-    for path in BLOCK_PATHS:
+    for path in _family_paths(model) + BLOCK_PATHS:
         try:
             mod = operator.attrgetter(path)(model)
         except AttributeError:

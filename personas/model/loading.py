@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from personas._core.checks import check_bool
+from personas.model.hooks import MODEL_FAMILIES
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -54,10 +55,9 @@ DTYPES = {
     "bfloat16": torch.bfloat16,
     "auto": "auto",
 }
-#: ``config.model_type`` of bidirectional encoders: their last token is ``[SEP]``, so
-#: their default position is the mean over the statement's tokens.
-ENCODER_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra", "deberta", "deberta-v2",
-                 "albert", "camembert", "modernbert")
+#: ``config.model_type`` of bidirectional encoders (the model-family registry's ``encoder`` entries):
+#: their last token is ``[SEP]``, so their default position is the mean over the statement's tokens.
+ENCODER_TYPES = tuple(name for name, family in MODEL_FAMILIES.items() if family.encoder)
 
 
 def resolve_model(name_or_path: str | os.PathLike, *, cache_dir=None, progress: bool = True) -> dict:

@@ -41,18 +41,8 @@ def _excludes_zero(lo, hi) -> bool:
 def _intro(meta: dict) -> list[str]:
     model = (meta.get("model") or {}).get("model", "the model")
     s = meta.get("settings", {})
-    readouts = []
-    for r in meta.get("readouts", []):
-        if r["name"] == "likelihood":
-            readouts.append(f"`likelihood`: the mean log-probability of the statement's tokens as the assistant's "
-                            f"reply to the user turn \"{r.get('user_prompt')}\" (no system message passed)")
-        elif r["name"] == "yes_no":
-            tokens = r.get("answer_tokens") or {}
-            readouts.append("`yes_no`: log p(Yes) - log p(No) after \"Is the following statement something you "
-                            f"would say?\" (Yes tokens {tokens.get('yes_tokens')}, "
-                            f"No tokens {tokens.get('no_tokens')})")
-        else:
-            readouts.append(f"`{r['name']}`: a user-supplied readout")
+    readouts = [f"`{r['name']}`: {r.get('summary', 'a user-supplied readout')}" for r in meta.get("readouts", [])]
+    readouts += [f"`{name}`: not applicable: {why}" for name, why in (meta.get("not_applicable") or {}).items()]
     return [
         f"Model `{model}` (from the result's metadata), layer {meta.get('layer')} of {meta.get('n_blocks')}, "
         f"{s.get('n_heldout')} held-out statements per direction and persona (in neither DeepScan's pools nor the "
@@ -72,16 +62,18 @@ def _gate(result: CausalResult) -> list[str]:
     from personas.report import markdown_table
 
     g = result.gate
+    why = g["not_applicable"].fillna("") if "not_applicable" in g else pd.Series("", index=g.index)
     table = pd.DataFrame({
         "persona": g["persona"], "readout": g["readout"], "n": g["n_heldout"],
-        "AUC [interval]": [f"{a:.3f} [{lo:.3f}, {hi:.3f}]" for a, lo, hi in zip(g["auc"], g["auc_low"], g["auc_high"])],
+        "AUC [interval]": [f"not applicable: {w}" if w else f"{a:.3f} [{lo:.3f}, {hi:.3f}]"
+                           for a, lo, hi, w in zip(g["auc"], g["auc_low"], g["auc_high"], why)],
         "informative": ["yes" if bool(x) else "no" for x in g["informative"]],
     })
     lines = ["**Gate.** Before any intervention, does each readout separate the held-out `+` statements from the "
              "`-` ones? A readout whose AUC interval contains 0.5 is *uninformative*: no intervention can show a "
              "persona-specific change in it, so no causal conclusion is drawn from it.", "",
              markdown_table(table), ""]
-    bad = g[~g["informative"].astype(bool)]
+    bad = g[~g["informative"].astype(bool) & (why == "")]
     checked = result.meta.get("personas", [])
     skip = result.meta.get("settings", {}).get("skip_uninformative")
     for _, row in bad.iterrows():

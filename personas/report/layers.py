@@ -8,13 +8,15 @@ import numpy as np
 import pandas as pd
 
 from personas._core.io import read_json
+from personas.layers.clusters import CLUSTER_METRICS
+from personas.layers.results import LOWER_IS_BETTER
 from personas.report.tables import figure_links, markdown_table, mean_std, missing
 
 __all__ = ["CLUSTER_SHORT", "read_layer_table", "persona_table", "layer_profile", "chosen_layer_text",
            "final_third_claim", "final_third_numbers", "read_untrained_table", "FINAL_THIRD_BAND"]
 
 #: The paper's abbreviations of the cluster metrics (Tables 1 and 5).
-CLUSTER_SHORT = {"silhouette": "SH", "calinski_harabasz": "CH", "davies_bouldin": "DB", "centroid_distance": "ED"}
+CLUSTER_SHORT = {name: m.short for name, m in CLUSTER_METRICS.items()}
 FINAL_THIRD = 2 / 3
 
 
@@ -122,7 +124,7 @@ def _word_controls(table: pd.DataFrame) -> pd.DataFrame | None:
         if not len(at):
             continue
         per_layer = at[at["layer"] > 0].groupby("layer")["mean"].mean()
-        lower = metric == "davies_bouldin"
+        lower = metric in LOWER_IS_BETTER
         best_layer = per_layer.idxmin() if lower else per_layer.idxmax()
         row = {"analysis": analysis, "classifier": classifier, "metric": metric,
                "best layer": int(best_layer), "best": per_layer[best_layer]}

@@ -26,19 +26,14 @@ from personas.viz.style import persona_colors, register_notebook_display
 
 register_notebook_display()  # pyplot-free figures render as images in Jupyter
 
-__all__ = [
-    "persona_colors",
-    "plot_pca_grid",
-    "plot_metric_by_layer",
-    "plot_metric_by_relative_depth",
-    "plot_classifier_heatmap",
-    "plot_scatter_2d",
-    "plot_upset",
-    "plot_venn",
-    "plot_overlap_heatmap",
-    "plot_node_frequency",
-    "plot_precision_recall",
-    "plot_dose_response",
-    "plot_ablation_null",
-    "plot_specificity",
-]
+#: Every plot, by name: the plot registry. A new plot is a function in the module of its stage,
+#: written to the convention above, plus one entry here (``docs/extending.md``);
+#: tests/test_viz_convention.py holds every entry to the convention.
+PLOTS = {f.__name__: f for f in (
+    plot_pca_grid, plot_metric_by_layer, plot_metric_by_relative_depth, plot_classifier_heatmap, plot_scatter_2d,
+    plot_upset, plot_venn, plot_overlap_heatmap, plot_node_frequency,
+    plot_precision_recall,
+    plot_dose_response, plot_ablation_null, plot_specificity,
+)}
+
+__all__ = ["persona_colors", "PLOTS", *PLOTS]

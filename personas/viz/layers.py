@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from personas.layers import (
     CLASSIFIER_METRICS,
+    CLUSTER_METRICS,
     LOWER_IS_BETTER,
     embed_2d,
     pca_projections,
@@ -35,10 +36,7 @@ __all__ = [
 ]
 
 _PRETTY = {
-    "silhouette": "silhouette",
-    "calinski_harabasz": "Calinski-Harabasz",
-    "davies_bouldin": "Davies-Bouldin",
-    "centroid_distance": "centroid distance",
+    **{name: m.label for name, m in CLUSTER_METRICS.items()},
     "accuracy": "accuracy",
     "precision_weighted": "weighted precision",
     "f1_weighted": "weighted F1",
