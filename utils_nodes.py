@@ -8,7 +8,7 @@ stage module (``personas.scans``, ``personas.nodes``, ``personas.causal``, ``per
   into run files (``run_persona_scans`` with a ``ScanPlan`` and ``ScanSettings``)
 - ``personas.nodes``: run files -> node frequencies, salient sets (union, min_fraction, or
   calibrated against null runs), overlaps, the node reports
-- ``personas.causal`` and ``personas.report.causal``: whether steering along the persona direction or
+- ``personas.causal``: whether steering along the persona direction or
   ablating the salient nodes moves what the model says, on readouts it can express (statement
   likelihood, Yes/No margin, each gated for informativeness), against random and top-variance controls
 
@@ -32,7 +32,6 @@ from personas.nodes import (
     set_sizes,
     statement_table,
 )
-from personas.report.causal import causal_summary_markdown
 from personas.scans.driver import check_runs_current, run_persona_scans
 from personas.scans.settings import PoolSizes, SampleSizes, ScanPlan, ScanSettings, scan_config
 
@@ -44,5 +43,4 @@ __all__ = [
     "set_sizes", "pairwise_overlaps", "overlap_table", "save_node_report", "save_calibration_report", "level0_sets",
     # personas.causal
     "CausalSettings", "causal_inputs", "causal_check", "save_causal_result", "load_causal_result",
-    "causal_summary_markdown",
 ]

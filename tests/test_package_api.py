@@ -36,7 +36,6 @@ PUBLIC = {
         "set_sizes", "pairwise_overlaps", "overlap_table", "save_node_report", "save_calibration_report",
         "level0_sets",
         "CausalSettings", "causal_inputs", "causal_check", "save_causal_result", "load_causal_result",
-        "causal_summary_markdown",
     },
     "utils_viz": {
         "persona_colors", "plot_pca_grid", "plot_metric_by_layer", "plot_metric_by_relative_depth", "plot_classifier_heatmap", "plot_scatter_2d",

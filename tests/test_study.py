@@ -107,7 +107,9 @@ def test_causal_check_artifacts(study):
     assert set(dose["alpha"]) == set(params["causal_dose_alphas"]) and dose["layer"].nunique() == 3
     spec = pd.read_csv(out / "causal" / "causal_specificity.csv")
     assert spec["steer_persona"].nunique() == params["causal_specificity"]
-    assert "**Gate.**" in (out / "causal" / "summary.md").read_text()
+    # the report's causal section is built from these files (no summary.md copy)
+    assert not (out / "causal" / "summary.md").exists()
+    assert "**Gate.**" in (out / "report.md").read_text()
     for name in ("causal_dose_response.png", "causal_specificity.png"):
         assert _nonempty(out / "figures" / name), name
 

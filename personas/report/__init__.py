@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from personas._core.io import read_json, write_text
+from personas.causal.results import load_causal_result
+from personas.report.causal import causal_summary_markdown
 from personas.report.layers import (
     FINAL_THIRD_BAND,
     chosen_layer_text,
@@ -133,12 +135,17 @@ def _first_manifest(params: dict) -> dict | None:
 
 
 def _causal(out: Path) -> str:
-    summary = out / "causal" / "summary.md"
-    if summary.exists():
-        text = summary.read_text(encoding="utf-8").strip()
-        figs = figure_links(out, "causal_*.png", "causal check", 4)
-        return text + ("\n\n" + figs if figs else "")
-    return missing("causal/summary.md (the causal check of vis_top_nodes.ipynb)")
+    """The causal section, built from the saved causal result (``load_causal_result``) and its figures."""
+    folder = out / "causal"
+    if not (folder / "causal_check.json").exists():
+        return missing("causal/causal_check.json (the causal check of vis_top_nodes.ipynb)")
+    try:
+        result = load_causal_result(folder)
+    except Exception as exc:  # a damaged result is named, never silently left out
+        return missing(f"causal/ (unreadable: {type(exc).__name__}: {exc})")
+    text = causal_summary_markdown(result, heading="").strip()
+    figs = figure_links(out, "causal_*.png", "causal check", 4)
+    return text + ("\n\n" + figs if figs else "")
 
 
 def _fmt(x) -> str:

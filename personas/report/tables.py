@@ -45,4 +45,6 @@ def figure_links(out: Path, pattern: str, caption: str, limit: int = 6) -> str:
 
 
 def missing(what: str) -> str:
+    if "unreadable" in what:
+        return f"_Not available: {what}._"
     return f"_Not available: {what} was not found (did the notebook that writes it run?)._"
