@@ -13,7 +13,7 @@ Layer convention everywhere: index 0 = embeddings, index i = output of block i
 """
 
 import personas._core.notes as _notes
-from personas._core.io import write_table, write_text
+from personas._core.io import write_table
 from personas._core.parallel import dask_scheduler, parallel_jobs
 from personas.layers import (
     CLUSTER_METRICS,
@@ -49,7 +49,7 @@ __all__ = [
     "choose_layer", "save_chosen_layer", "read_chosen_layer", "load_wording_controls", "combine_results",
     "UntrainedControl", "untrained_layer_control",
     # personas._core
-    "dask_scheduler", "parallel_jobs", "write_table", "write_text",
+    "dask_scheduler", "parallel_jobs", "write_table",
 ]
 
 _notes.one_line_warnings()  # this package's warnings in one line in the notebooks

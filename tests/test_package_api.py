@@ -27,7 +27,7 @@ PUBLIC = {
         "CLUSTER_METRICS", "LayerProtocol", "ProbeSettings", "LayerControls", "analyse_layers", "save_results",
         "most_divergent_layers", "choose_layer", "save_chosen_layer", "read_chosen_layer", "load_wording_controls",
         "combine_results", "UntrainedControl", "untrained_layer_control",
-        "dask_scheduler", "parallel_jobs", "write_table", "write_text",
+        "dask_scheduler", "parallel_jobs", "write_table",
     },
     "utils_nodes": {
         "ScanPlan", "ScanSettings", "PoolSizes", "SampleSizes", "scan_config", "run_persona_scans",
