@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from personas.causal.results import CausalResult
+from personas.report.tables import markdown_table
 
 ARM_LABELS = {
     "direction": "persona direction",
@@ -59,7 +60,6 @@ def _intro(meta: dict) -> list[str]:
 
 
 def _gate(result: CausalResult) -> list[str]:
-    from personas.report import markdown_table
 
     g = result.gate
     why = g["not_applicable"].fillna("") if "not_applicable" in g else pd.Series("", index=g.index)
@@ -128,7 +128,6 @@ def _effects(result: CausalResult) -> list[str]:
 
 
 def _specificity(result: CausalResult) -> list[str]:
-    from personas.report import markdown_table
 
     sp, test = result.specificity, result.specificity_test
     if sp.empty or test.empty:
@@ -159,7 +158,6 @@ def _specificity(result: CausalResult) -> list[str]:
 
 
 def _dose(result: CausalResult) -> list[str]:
-    from personas.report import markdown_table
 
     d = result.dose_response
     if d.empty:
