@@ -18,8 +18,11 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+import deepscan
+from deepscan.runfile import InputsChanged
 from personas._core.checks import check_settings
 from personas._core.io import write_json
+from personas.scans.baselines import baseline_runs
 from personas.scans.null_runs import null_file_name, reused_null_auc, write_null_runs
 from personas.scans.pools import ScanPools, experiment_seed, level_targets, run_file_name, scan_pools, topic_pools
 from personas.scans.settings import PoolSizes, ScanPlan, ScanSettings
@@ -35,6 +38,21 @@ class _Target:
     level: int
     name: str
     topic: str | None
+
+
+@dataclass(frozen=True, eq=False)
+class _Pools:
+    """One experiment's pools, drawn once: their rows, their activations and the experiment's seed."""
+
+    chosen: ScanPools
+    background: np.ndarray
+    clean: np.ndarray
+    anomalous: np.ndarray
+    seed: int
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.background, self.clean, self.anomalous
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,20 +155,23 @@ def run_persona_scans(
 def _experiment(study: _Study, target: _Target, index: dict, timings: dict) -> list[dict]:
     """One experiment: pools, scan into its run file, detection power, baselines; its rows of the table."""
     chosen = _target_pools(study.meta, target, study.plan.topics, study.settings.pool_sizes, study.seed)
+    X = study.activations
+    pools = _Pools(chosen, X[chosen.background], X[chosen.clean], X[chosen.anomalous],
+                   experiment_seed(study.seed, target.name, target.level))
     seconds: dict[str, float] = {}
     with _timed(seconds, "deepscan"):
-        result, path, status = _scan(study, target, chosen)
+        result, path, status = _scan(study, target, pools)
     index["status"][f"level{target.level}/{target.name}"] = status
     index["levels"].setdefault(str(target.level), {})[target.name] = path.name
     auc = None
     if study.settings.detection:
         with _timed(seconds, "detection"):
-            auc, null_path = _detection_auc(study, target, chosen, result)
+            auc, null_path = _detection_auc(study, target, pools, result)
         index["null"].setdefault(str(target.level), {})[target.name] = null_path.name
     rows = [_summary_row(target, "deepscan", result.runs, auc=auc, run_file=path.name)]
     if _runs_baselines(study.settings, target.level):
         with _timed(seconds, "baselines"):
-            rows += _baseline_rows(study, target, chosen, result.runs, run_file=path.name)
+            rows += _baseline_rows(study, target, pools, result.runs, run_file=path.name)
     # wall times stay out of the table (same inputs, same table), in the index instead
     timings[f"level{target.level}/{target.name}"] = {k: round(v, 3) for k, v in seconds.items()}
     return rows
@@ -187,8 +208,6 @@ def _experiment_fingerprint(study: _Study, chosen: ScanPools | None) -> str | No
 
 def _study(activations, meta, plan: ScanPlan, settings: ScanSettings, **shared) -> _Study:
     """The checked inputs of one call, with the node layout of the scanned layer."""
-    import deepscan
-
     plan = check_settings(plan, ScanPlan, "plan", required=True)
     activations = np.asarray(activations)
     if activations.ndim != 2 or len(activations) != len(meta):
@@ -224,20 +243,13 @@ def _target_pools(meta: pd.DataFrame, target: _Target, topics, sizes: PoolSizes,
     return topic_pools(meta, target.topic, topics, sizes=sizes, seed=seed)
 
 
-def _pool_arrays(study: _Study, chosen: ScanPools) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    X = study.activations
-    return X[chosen.background], X[chosen.clean], X[chosen.anomalous]
-
-
-def _scan(study: _Study, target: _Target, chosen: ScanPools):
+def _scan(study: _Study, target: _Target, pools: _Pools):
     """The DeepScan experiment of one target into its run file; returns the result, the file's path, its status.
 
     Status: ``computed`` (new file), ``reused`` (every run was there: the file is not rewritten),
     ``resumed`` (missing runs added) or ``recomputed`` (the pools now hold other data).
     """
-    import deepscan
-    from deepscan.runfile import InputsChanged
-
+    chosen = pools.chosen
     path = study.runs_dir / run_file_name(target.name, target.level, study.layer)
     fingerprint = _experiment_fingerprint(study, chosen)
     before = path.stat().st_mtime_ns if path.exists() else None
@@ -245,19 +257,18 @@ def _scan(study: _Study, target: _Target, chosen: ScanPools):
     sizes = study.settings.sample_sizes
     kwargs = dict(
         clean_ssize=sizes.clean, anom_ssize=sizes.anomalous, n_runs=sizes.n_runs,
-        seed=experiment_seed(study.seed, target.name, target.level),
-        config=study.settings.config, run_file=path, node_layout=study.node_layout, persona=target.name,
+        seed=pools.seed, config=study.settings.config, run_file=path, node_layout=study.node_layout, persona=target.name,
         model=study.model_name, layers=[study.layer], n_jobs=study.n_jobs, progress=study.progress,
         metadata={"level": target.level, "pools": chosen.description, "study_seed": study.seed, **ids},
         inputs=None if fingerprint is None else {"store": fingerprint}, provenance=study.plan.sources,
     )
     if before is not None and _pools_changed(path, ids):
         # same experiment, other statements in its pools (e.g. a persona added to its topic): redo it
-        return deepscan.run_experiment(*_pool_arrays(study, chosen), overwrite=True, **kwargs), path, "recomputed"
+        return deepscan.run_experiment(*pools.arrays, overwrite=True, **kwargs), path, "recomputed"
     try:
-        result = deepscan.run_experiment(*_pool_arrays(study, chosen), **kwargs)
+        result = deepscan.run_experiment(*pools.arrays, **kwargs)
     except InputsChanged:  # the same statements with other activations (a re-extracted persona)
-        return deepscan.run_experiment(*_pool_arrays(study, chosen), overwrite=True, **kwargs), path, "recomputed"
+        return deepscan.run_experiment(*pools.arrays, overwrite=True, **kwargs), path, "recomputed"
     if before is None:
         return result, path, "computed"
     return result, path, "reused" if path.stat().st_mtime_ns == before else "resumed"
@@ -265,8 +276,6 @@ def _scan(study: _Study, target: _Target, chosen: ScanPools):
 
 def _pools_changed(path: Path, ids: dict[str, list[str]]) -> bool:
     """Whether an existing run file's pools held other statements than ``ids`` (then it is recomputed)."""
-    import deepscan
-
     try:
         old = deepscan.read_run_file(path).header.get("config", {}).get("metadata", {})
     except (ValueError, OSError):
@@ -274,16 +283,14 @@ def _pools_changed(path: Path, ids: dict[str, list[str]]) -> bool:
     return any(k in old and old[k] != v for k, v in ids.items())
 
 
-def _detection_auc(study: _Study, target: _Target, chosen: ScanPools, result) -> tuple[float, Path]:
+def _detection_auc(study: _Study, target: _Target, pools: _Pools, result) -> tuple[float, Path]:
     """The detection power of one experiment: reused from its null runs when made for it, else computed."""
-    import deepscan
-
     null_path = study.runs_dir / null_file_name(target.name, target.level, study.layer)
     auc = reused_null_auc(null_path, result.header)
     if auc is None:
         power = deepscan.detection_power(
-            *_pool_arrays(study, chosen), clean_ssize=study.settings.sample_sizes.clean, anom_ssize=study.settings.sample_sizes.anomalous,
-            n_runs=study.settings.sample_sizes.n_runs, seed=experiment_seed(study.seed, target.name, target.level),
+            *pools.arrays, clean_ssize=study.settings.sample_sizes.clean, anom_ssize=study.settings.sample_sizes.anomalous,
+            n_runs=study.settings.sample_sizes.n_runs, seed=pools.seed,
             config=study.settings.config, n_jobs=study.n_jobs, progress=False,
         )
         auc = power.auc
@@ -293,14 +300,11 @@ def _detection_auc(study: _Study, target: _Target, chosen: ScanPools, result) ->
     return auc, null_path
 
 
-def _baseline_rows(study: _Study, target: _Target, chosen: ScanPools, runs: pd.DataFrame, *,
+def _baseline_rows(study: _Study, target: _Target, pools: _Pools, runs: pd.DataFrame, *,
                    run_file: str) -> list[dict]:
     """The baselines on the very samples of the runs, one summary row per method."""
-    from personas.scans.baselines import baseline_runs
-
     pairs = zip(runs["run_id"], runs["sample_clean"], runs["sample_anomalous"])
-    table = baseline_runs(*_pool_arrays(study, chosen), pairs, methods=study.settings.baselines,
-                          seed=experiment_seed(study.seed, target.name, target.level))
+    table = baseline_runs(*pools.arrays, pairs, methods=study.settings.baselines, seed=pools.seed)
     return [_summary_row(target, method, part, auc=None, run_file=run_file)
             for method, part in table.groupby("method", sort=False)]
 
