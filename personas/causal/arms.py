@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from personas.causal.split import random_node_draws, random_unit_directions
-from personas.causal.stats import _bootstrap_index, auc_interval, effect_summary
+from personas.causal.stats import bootstrap_index, auc_interval, effect_summary
 from personas._core.provenance import derive_rng
 from personas.model.extraction import extract_activations
 from personas.model.interventions import ablate_nodes, add_vector
@@ -158,7 +158,7 @@ def held_out(persona: str, readout, heldout: pd.DataFrame, tokenizer, settings, 
     prepared = readout.prepare(tokenizer, heldout["statement"].tolist(), settings.batch_size, share_prefix,
                                settings.extraction.blocks_path)
     positive = (heldout["direction"] == "positive").to_numpy()
-    boot = _bootstrap_index(positive, settings.n_boot, derive_rng(seed, persona, "bootstrap"))
+    boot = bootstrap_index(positive, settings.n_boot, derive_rng(seed, persona, "bootstrap"))
     return HeldOut(persona, readout.name, prepared, heldout["id"].astype(str).to_numpy(),
                    heldout["direction"].to_numpy(), positive, boot)
 

@@ -2,74 +2,16 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
+from deepscan import roc_auc
 from personas._core.checks import check_choice
 
 
-# ------------------------------------------------------------------ statistics
-
-
-def _bootstrap_index(positive: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_index(positive: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     pos, neg = np.flatnonzero(positive), np.flatnonzero(~positive)
     # resampled within each direction: every replicate keeps the balance of the sample
     return pos[rng.integers(0, len(pos), (n_boot, len(pos)))], neg[rng.integers(0, len(neg), (n_boot, len(neg)))]
-
-
-def _stats(margin: np.ndarray, base: np.ndarray, pos_idx: np.ndarray, neg_idx: np.ndarray) -> dict[str, np.ndarray]:
-    """Statistics over the statement indices ``pos_idx``/``neg_idx`` (``(..., n_pos)``, ``(..., n_neg)``)."""
-    shift = margin - base
-    mp, mn = margin[pos_idx], margin[neg_idx]
-    sp, sn = shift[pos_idx], shift[neg_idx]
-    n = pos_idx.shape[-1] + neg_idx.shape[-1]
-    return {
-        "mean_margin": (mp.sum(-1) + mn.sum(-1)) / n,
-        "mean_margin_positive": mp.mean(-1),
-        "mean_margin_negative": mn.mean(-1),
-        "accuracy": ((mp > 0).sum(-1) + (mn < 0).sum(-1)) / n,
-        "bias_shift": (sp.sum(-1) + sn.sum(-1)) / n,
-        "specific_effect": sp.mean(-1) - sn.mean(-1),
-        "mean_abs_shift": (np.abs(sp).sum(-1) + np.abs(sn).sum(-1)) / n,
-    }
-
-
-def shift_summary(
-    margin: np.ndarray,
-    base: np.ndarray,
-    positive: np.ndarray,
-    boot: tuple[np.ndarray, np.ndarray] | None = None,
-    ci: float = 0.95,
-) -> dict[str, float]:
-    """Statistics of one intervention's margins against the baseline margins.
-
-    Parameters
-    ----------
-    margin, base : ndarray ``(n,)``
-        Margins with and without the intervention.
-    positive : bool ndarray ``(n,)``
-        True for ``positive`` statements (matching answer Yes).
-    boot : (ndarray ``(n_boot, n_pos)``, ndarray ``(n_boot, n_neg)``), optional
-        Bootstrap statement indices; adds ``<stat>_low`` / ``<stat>_high``.
-    ci : float
-        Coverage of the percentile intervals.
-
-    Returns
-    -------
-    dict
-        ``mean_margin``, ``mean_margin_positive``, ``mean_margin_negative``,
-        ``accuracy`` (answered as the persona would: Yes for positive, No for
-        negative), ``bias_shift`` (mean shift), ``specific_effect`` (mean shift of
-        positive minus negative statements), ``mean_abs_shift``.
-    """
-    positive = np.asarray(positive, dtype=bool)
-    out = {k: float(v) for k, v in _stats(margin, base, np.flatnonzero(positive), np.flatnonzero(~positive)).items()}
-    if boot is not None:
-        reps = _stats(margin, base, *boot)
-        lo, hi = (1 - ci) / 2, 1 - (1 - ci) / 2
-        for k, v in reps.items():
-            out[f"{k}_low"], out[f"{k}_high"] = (float(x) for x in np.quantile(v, [lo, hi]))
-    return out
 
 
 def empirical_test(value: float, null: np.ndarray, alternative: str = "two-sided") -> tuple[float, float]:
@@ -90,17 +32,6 @@ def empirical_test(value: float, null: np.ndarray, alternative: str = "two-sided
     less = (1 + (null <= value).sum()) / (k + 1)
     p = {"greater": greater, "less": less, "two-sided": min(1.0, 2 * min(greater, less))}[alternative]
     return float(percentile), float(p)
-
-
-def _auc(score: np.ndarray, positive: np.ndarray) -> float:
-    from scipy.stats import rankdata
-
-    ranks = rankdata(score)
-    n_pos, n_neg = positive.sum(), (~positive).sum()
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-
 
 
 def _effects(score: np.ndarray, base: np.ndarray, pos_idx: np.ndarray, neg_idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -127,7 +58,7 @@ def effect_summary(score, base, positive, boot=None, ci: float = 0.95) -> dict[s
         Readout scores with and without the intervention.
     positive : bool ndarray ``(n,)``
     boot : (ndarray ``(n_boot, n_pos)``, ndarray ``(n_boot, n_neg)``), optional
-        Bootstrap statement indices (:func:`_bootstrap_index`).
+        Bootstrap statement indices (:func:`bootstrap_index`).
 
     Returns
     -------
@@ -150,7 +81,8 @@ def auc_interval(score: np.ndarray, positive: np.ndarray, boot, ci: float = 0.95
     Ties count one half. ``boot`` as for :func:`effect_summary`.
     """
     positive = np.asarray(positive, dtype=bool)
-    auc = _auc(np.asarray(score, dtype=float), positive)
+    score = np.asarray(score, dtype=float)
+    auc = roc_auc(score[positive], score[~positive])  # the project's one AUC (Mann-Whitney, ties 1/2)
     sp, sn = score[boot[0]], score[boot[1]]  # (n_boot, n_pos), (n_boot, n_neg)
     wins = (sp[:, :, None] > sn[:, None, :]).mean((1, 2)) + 0.5 * (sp[:, :, None] == sn[:, None, :]).mean((1, 2))
     lo, hi = np.quantile(wins, [(1 - ci) / 2, 1 - (1 - ci) / 2])
