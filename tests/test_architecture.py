@@ -179,3 +179,29 @@ def test_no_function_over_80_lines_or_10_parameters():
     stale = sorted(name for name in FUNCTION_ALLOW if name not in found
                    or (found[name][0] <= MAX_FUNCTION_LINES and found[name][1] <= MAX_PARAMETERS))
     assert not stale, f"FUNCTION_ALLOW lists functions within the limits or gone: {stale}"
+
+
+def _private_imports(path: Path, module: str, package: str) -> list[str]:
+    """``from <package module> import _x`` lines of ``path`` that take a private name of another module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            source = _absolute(node, path)
+            if source.split(".")[0] != package or source == module:
+                continue
+            found += [f"{module}:{node.lineno} takes {source}.{a.name}" for a in node.names
+                      if a.name.startswith("_") and not a.name.startswith("__")]
+    return found
+
+
+def test_private_finder_finds_a_planted_import(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("from personas.nodes.runs import _hidden, node_space\nfrom personas.x import public\n")
+    assert _private_imports(path, "personas.y", "personas") == ["personas.y:1 takes personas.nodes.runs._hidden"]
+
+
+def test_no_private_name_is_imported_across_modules():
+    """Private means private: a ``_name`` is used only in its own module (as deepscan's structure test holds).
+    Helpers shared inside a stage drop the underscore; the stage's ``__init__`` says what is public."""
+    bad = [line for name, path in _sources("personas").items() for line in _private_imports(path, name, "personas")]
+    assert not bad, "\n".join(bad)

@@ -12,7 +12,7 @@ from scipy import stats
 
 import deepscan
 import personas.nodes as pn
-from personas.nodes.calibration import _bh_reject, _fisher_table
+from personas.nodes.calibration import _bh_reject, fisher_table
 from personas.nodes.overlaps import adjust_p_values, intersection_p_value
 from personas.scans.driver import run_persona_scans
 from personas.scans.pools import experiment_seed, scan_pools
@@ -53,7 +53,7 @@ TOPICS = {"T1": ["a", "b"], "T2": ["c", "noise"]}
 
 
 def test_fisher_table_and_bh_match_scipy():
-    table = _fisher_table(12, 9)
+    table = fisher_table(12, 9)
     for k, k0 in [(0, 0), (5, 1), (12, 0), (3, 9), (7, 4)]:
         expected = stats.fisher_exact([[k, 12 - k], [k0, 9 - k0]], alternative="greater").pvalue
         assert table[k, k0] == pytest.approx(expected, rel=1e-10)

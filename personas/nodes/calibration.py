@@ -27,7 +27,7 @@ import pandas as pd
 from scipy import special
 
 from personas._core.checks import check_float
-from personas.nodes.runs import _flat_nodes, _layer_unit, _name, _runs, node_space
+from personas.nodes.runs import flat_nodes, layer_unit, run_name, read_runs, node_space
 from personas.scans.null_runs import NullRuns, load_null_runs, null_runs_of, read_null_runs
 
 __all__ = [
@@ -61,8 +61,8 @@ def _node_lists(runs: Any) -> tuple[list, str]:
         return runs.nodes_clean, str(runs.path or "<null runs>")
     if isinstance(runs, (list, tuple)):
         return list(runs), "<node lists>"
-    table = _runs(runs)
-    return list(table["nodes"]), _name(runs)
+    table = read_runs(runs)
+    return list(table["nodes"]), run_name(runs)
 
 
 def selection_matrix(runs: Any, n_nodes: int) -> np.ndarray:
@@ -81,7 +81,7 @@ def selection_matrix(runs: Any, n_nodes: int) -> np.ndarray:
     lists, where = _node_lists(runs)
     if not lists:
         raise ValueError(f"{where} holds no runs")
-    run_index, nodes = _flat_nodes(pd.DataFrame({"nodes": lists}), where)
+    run_index, nodes = flat_nodes(pd.DataFrame({"nodes": lists}), where)
     if nodes.size and nodes.max() >= n_nodes:
         raise ValueError(f"{where} chose node {int(nodes.max())} but n_nodes={n_nodes}; pass the right n_nodes")
     out = np.zeros((len(lists), int(n_nodes)), dtype=bool)
@@ -93,7 +93,7 @@ def selection_matrix(runs: Any, n_nodes: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _fisher_table(n: int, n_null: int) -> np.ndarray:
+def fisher_table(n: int, n_null: int) -> np.ndarray:
     """One-sided Fisher exact p-values for every pair of counts, shape (n + 1, n_null + 1), read-only.
 
     ``p[k, k0] = P(X >= k)`` for X hypergeometric: ``k + k0`` selections among ``n + n_null`` runs,
@@ -133,17 +133,17 @@ def _bh_reject(p: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
 def _calibrated_from_counts(k: np.ndarray, n: int, k_null: np.ndarray, n_null: int, q: float,
                             table: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(p, q-values, salient) from selection counts, vectorised over any leading axes (..., n_nodes)."""
-    table = _fisher_table(n, n_null) if table is None else table
+    table = fisher_table(n, n_null) if table is None else table
     p = table[k, k_null]
     qv, salient = _bh_reject(p, q)
     return p, qv, salient
 
 
-def _check_q(q: Any) -> float:
+def check_q(q: Any) -> float:
     return check_float(q, "q", min_val=0.0, max_val=1.0, include_min=False, include_max=False)
 
 
-def _method_sets(k: np.ndarray, n: int, method: str, *, min_fraction: float | None = None,
+def method_sets(k: np.ndarray, n: int, method: str, *, min_fraction: float | None = None,
                  k_null: np.ndarray | None = None, n_null: int | None = None, q: float = 0.05,
                  table: np.ndarray | None = None) -> np.ndarray:
     """Salient membership (bool, shape of ``k``) from selection counts ``k`` of ``n`` runs by ``method``."""
@@ -187,7 +187,7 @@ def node_calibration(
         ``ratio = ((k + c) / (n_runs + 2c)) / ((k_null + c) / (n_null + 2c))`` with ``c`` the
         pseudo-count; ``salient`` is ``q <= q`` (the argument).
     """
-    q = _check_q(q)
+    q = check_q(q)
     pseudo_count = check_float(pseudo_count, "pseudo_count", min_val=0.0)
     if n_nodes is None and _header_n(run_file) is None and isinstance(null, NullRuns):
         n_nodes = null.n_nodes  # a runs table without a header: the null file knows the nodes
@@ -200,7 +200,7 @@ def node_calibration(
     k, k0 = observed.sum(axis=0), null_m.sum(axis=0)
     p, qv, salient = _calibrated_from_counts(k, n, k0, n0, q)
     nodes = np.arange(space.n_nodes, dtype=np.int64)
-    layers, units = _layer_unit(nodes, space.node_layout)
+    layers, units = layer_unit(nodes, space.node_layout)
     c = pseudo_count
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = ((k + c) / (n + 2 * c)) / ((k0 + c) / (n0 + 2 * c))
@@ -244,7 +244,7 @@ def calibrated_sets(
     q: float = 0.05,
 ) -> dict[str, set[int]]:
     """``{persona: nodes chosen significantly more often than under the null}`` (BH at ``q``)."""
-    q = _check_q(q)
+    q = check_q(q)
     for persona in run_files:  # a missing null is the likelier mistake: name it first
         null_runs_of(nulls, persona)
     space = node_space(run_files, n_nodes=n_nodes)

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from personas._core.checks import check_choice, check_float, check_int, check_seed
-from personas.nodes.overlaps import _topics_dict
-from personas.nodes.stability import SetBootstrap, _interval, shared_excess
+from personas.nodes.overlaps import topics_dict
+from personas.nodes.stability import SetBootstrap, bootstrap_interval, shared_excess
 from personas._core.parallel import one_blas_thread
 from personas._core.provenance import derive_rng
 
@@ -104,7 +104,7 @@ def compare_shared(
     _, _, ex_b = shared_excess(boot.observed[ib])
     diff = float(ex_a - ex_b)
     reps = shared_excess(boot.replicates[:, ia])[2] - shared_excess(boot.replicates[:, ib])[2]
-    lo, hi = _interval(reps, ci)
+    lo, hi = bootstrap_interval(reps, ci)
     if alternative == "greater":
         p_boot = (1 + np.count_nonzero(reps <= 0)) / (1 + reps.size)
     else:
@@ -123,7 +123,7 @@ def compare_shared(
 
 def _claim_members(boot: SetBootstrap, topics, topic_a: str, topic_b: str) -> tuple[list[str], list[str]]:
     """The personas of the two topics present in ``boot``, checked: two each, none shared."""
-    groups = _topics_dict(topics)
+    groups = topics_dict(topics)
     for t in (topic_a, topic_b):
         if t not in groups:
             raise ValueError(f"topic {t!r} is not one of {sorted(groups)}")
@@ -180,7 +180,7 @@ def topic_claims(
     ``topics``, tested two-sided (no direction was claimed in advance); given pairs are tested as
     ``kwargs["alternative"]`` says (default "greater").
     """
-    groups = _topics_dict(topics)
+    groups = topics_dict(topics)
     if pairs is None:
         usable = [t for t, members in groups.items() if sum(p in boot.personas for p in members) >= 2]
         pairs = list(itertools.combinations(usable, 2))

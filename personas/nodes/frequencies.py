@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from personas._core.checks import check_int
-from personas.nodes.overlaps import _check_sets
-from personas.nodes.runs import _config, _flat_nodes, _layer_unit, _name, _normalise_layout, _runs, node_space
+from personas.nodes.overlaps import check_sets
+from personas.nodes.runs import run_config, flat_nodes, layer_unit, run_name, normalise_layout, read_runs, node_space
 
 __all__ = [
     "SalientSets",
@@ -48,16 +48,16 @@ def node_frequency(
         by node. ``frequency = n_runs / number of runs``; ``layer`` is -1 when the
         layout is unknown (then ``unit == node``).
     """
-    runs = _runs(run_file)
-    where = _name(run_file)
+    runs = read_runs(run_file)
+    where = run_name(run_file)
     space = node_space({"": run_file}, n_nodes=n_nodes, node_layout=node_layout)
-    _, nodes = _flat_nodes(runs, where)
+    _, nodes = flat_nodes(runs, where)
     if space.n_nodes is not None:
         counts = np.bincount(nodes, minlength=space.n_nodes)
         node_ids = np.arange(space.n_nodes, dtype=np.int64)
     else:
         node_ids, counts = np.unique(nodes, return_counts=True)
-    layers, units = _layer_unit(node_ids, space.node_layout)
+    layers, units = layer_unit(node_ids, space.node_layout)
     return pd.DataFrame(
         {
             "node": node_ids,
@@ -91,7 +91,7 @@ def node_frequencies(
     return pd.concat(tables, ignore_index=True)
 
 
-def _check_fraction(min_fraction: float | None) -> None:
+def check_fraction(min_fraction: float | None) -> None:
     if min_fraction is not None and not (0 < min_fraction <= 1):
         raise ValueError(
             f"min_fraction must be in (0, 1] (share of runs a node must be chosen in), got {min_fraction!r}; "
@@ -114,9 +114,9 @@ def salient_nodes(run_file: Any, min_fraction: float | None = None) -> np.ndarra
     ndarray of int64, shape (n_salient,)
         Sorted global node indices.
     """
-    _check_fraction(min_fraction)
-    runs = _runs(run_file)
-    run_index, nodes = _flat_nodes(runs, _name(run_file))
+    check_fraction(min_fraction)
+    runs = read_runs(run_file)
+    run_index, nodes = flat_nodes(runs, run_name(run_file))
     uniq, counts = np.unique(nodes, return_counts=True)
     if min_fraction is None:
         return uniq
@@ -151,7 +151,7 @@ class SalientSets(dict):
         return f"chosen more often than in null runs (one-sided Fisher exact, BH q <= {self.q})"
 
 
-def _resolve_method(method: str | None, min_fraction: float | None) -> str:
+def resolve_method(method: str | None, min_fraction: float | None) -> str:
     from personas.nodes.calibration import SALIENT_METHODS
 
     if method is None:  # the historical call salient_sets(run_files, min_fraction)
@@ -203,8 +203,8 @@ def salient_sets(
     SalientSets
         A dict whose ``method``, ``min_fraction``, ``q`` and ``rule`` say how it was made.
     """
-    _check_fraction(min_fraction)
-    method = _resolve_method(method, min_fraction)
+    check_fraction(min_fraction)
+    method = resolve_method(method, min_fraction)
     if method == "calibrated":
         from personas.nodes.calibration import calibrated_sets
 
@@ -222,17 +222,17 @@ def layer_counts(sets: Mapping[str, Iterable[int]], node_layout: Sequence[Mappin
         Columns ``persona, layer, n_units, n_salient, fraction`` (fraction of the
         layer's units), one row per persona and layer of ``node_layout``.
     """
-    layout = _normalise_layout(node_layout, "node_layout argument")
+    layout = normalise_layout(node_layout, "node_layout argument")
     if not layout:
         raise ValueError("node_layout is required and must not be empty")
-    sets = _check_sets(sets, min_sets=1)
+    sets = check_sets(sets, min_sets=1)
     n_total = sum(block["n_units"] for block in layout)
     rows = []
     for persona, nodes in sets.items():
         arr = np.fromiter(nodes, dtype=np.int64, count=len(nodes))
         if arr.size and arr.max() >= n_total:
             raise ValueError(f"persona {persona!r} has node {int(arr.max())} outside node_layout ({n_total} nodes)")
-        layers, _ = _layer_unit(arr, layout)
+        layers, _ = layer_unit(arr, layout)
         for block in layout:
             n = int(np.count_nonzero(layers == block["layer"]))
             rows.append((persona, block["layer"], block["n_units"], n, n / block["n_units"]))
@@ -270,8 +270,8 @@ def flagged_statements(
         ``flag_rate`` (n_flagged / n_sampled) when the runs table records the
         samples, and ``statement`` when ``statements`` is given.
     """
-    runs = _runs(run_file)
-    where = _name(run_file)
+    runs = read_runs(run_file)
+    where = run_name(run_file)
     if top is not None:
         top = check_int(top, "top", min_val=1)
     table = _flag_counts(runs, where)
@@ -339,7 +339,7 @@ def _sample_counts(runs: pd.DataFrame) -> pd.DataFrame | None:
 
 def _statement_ids(table: pd.DataFrame, run_file: Any, where: str) -> list | None:
     """The statement id of each row from the header's pool ids, or None when the header has none."""
-    metadata = _config(run_file).get("metadata") or {}
+    metadata = run_config(run_file).get("metadata") or {}
     ids = {True: metadata.get("anomalous_pool_ids"), False: metadata.get("clean_pool_ids")}
     if ids[True] is None and ids[False] is None:
         return None

@@ -41,7 +41,7 @@ def check_n_nodes(n_nodes: Any) -> int:
     return check_int(n_nodes, "n_nodes", min_val=1)
 
 
-def _check_sets(sets: Mapping[str, Iterable[int]], min_sets: int = 1) -> dict[str, set[int]]:
+def check_sets(sets: Mapping[str, Iterable[int]], min_sets: int = 1) -> dict[str, set[int]]:
     """Validate ``{persona: nodes}`` and return it as ``{str: set of int}``."""
     if not isinstance(sets, Mapping):
         raise TypeError(f"sets must be a dict {{persona: nodes}}, got {type(sets).__name__}")
@@ -82,7 +82,7 @@ def set_sizes(sets: Mapping[str, Iterable[int]], n_nodes: int | None = None, *, 
         Columns ``persona, size``, with ``n_nodes`` ``fraction`` (size / n_nodes), then ``method``.
     """
     label = _method_of(sets, method)
-    sets = _check_sets(sets)
+    sets = check_sets(sets)
     table = pd.DataFrame({"persona": list(sets), "size": [len(s) for s in sets.values()]})
     if n_nodes is not None:
         table["fraction"] = table["size"] / n_nodes
@@ -132,7 +132,7 @@ def exclusive_intersections(
         pattern.
     """
     label = _method_of(sets, None)
-    sets = _check_sets(sets)
+    sets = check_sets(sets)
     clash = [p for p in sets if p in _RESERVED_COLUMNS]
     if clash:
         raise ValueError(f"persona names {clash} clash with the table's columns {_RESERVED_COLUMNS}; rename them")
@@ -162,7 +162,7 @@ def exclusive_intersections(
 
 def shared_by_all(sets: Mapping[str, Iterable[int]]) -> np.ndarray:
     """Nodes in every persona's set, sorted (shape ``(n_shared,)``, int64)."""
-    sets = _check_sets(sets)
+    sets = check_sets(sets)
     common = set.intersection(*sets.values())
     return np.array(sorted(common), dtype=np.int64)
 
@@ -294,7 +294,7 @@ def pairwise_overlaps(
         ``p_adjusted``, then ``method`` (how the sets were made, see :func:`set_sizes`).
     """
     label = _method_of(sets, method)
-    sets = _check_sets(sets, min_sets=2)
+    sets = check_sets(sets, min_sets=2)
     n_nodes = check_n_nodes(n_nodes)
     n_nodes = int(n_nodes)
     for persona, s in sets.items():
@@ -335,7 +335,7 @@ def pairwise_overlaps(
     )
 
 
-def _topics_dict(topics: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+def topics_dict(topics: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     # accept the whole data/paper_personas.json as well as its "topics" entry
     if isinstance(topics, Mapping) and isinstance(topics.get("topics"), Mapping):
         topics = topics["topics"]
@@ -373,9 +373,9 @@ def topic_sets(
         ``{topic: {persona: set of nodes}}``, topics and personas in the order of ``topics``.
     """
     check_choice(missing, "missing", ("raise", "ignore"))
-    sets = _check_sets(sets)
+    sets = check_sets(sets)
     grouped: dict[str, dict[str, set[int]]] = {}
-    for topic, members in _topics_dict(topics).items():
+    for topic, members in topics_dict(topics).items():
         absent = [m for m in members if m not in sets]
         if absent and missing == "raise":
             raise ValueError(
@@ -426,7 +426,7 @@ def overlap_table(
         (how the sets were made, see :func:`set_sizes`).
     """
     label = _method_of(sets, method)
-    sets = _check_sets(sets)
+    sets = check_sets(sets)
     n_nodes = check_n_nodes(n_nodes)
     groups: dict[str, dict[str, set[int]]] = {}
     if topics is not None:

@@ -11,9 +11,9 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from personas._core.io import write_json, write_table
-from personas.nodes.frequencies import SalientSets, _check_fraction, flagged_statements, layer_counts, node_frequencies, salient_sets
-from personas.nodes.overlaps import _topics_dict, exclusive_intersections, overlap_table, pairwise_overlaps, set_sizes
-from personas.nodes.runs import _name, node_space
+from personas.nodes.frequencies import SalientSets, check_fraction, flagged_statements, layer_counts, node_frequencies, salient_sets
+from personas.nodes.overlaps import topics_dict, exclusive_intersections, overlap_table, pairwise_overlaps, set_sizes
+from personas.nodes.runs import run_name, node_space
 from personas.nodes.calibration import node_calibrations
 from personas.nodes.claims import topic_claims
 from personas.nodes.stability import bootstrap_sets, overlap_stability, pairwise_stability, stability_table
@@ -27,7 +27,7 @@ def _checked_space(run_files, min_fraction, *, n_nodes=None, node_layout=None):
     """The node space of ``run_files`` after the checks both report writers need."""
     if not isinstance(run_files, Mapping) or not run_files:
         raise ValueError("run_files must be a non-empty dict {persona: RunFile}")
-    _check_fraction(min_fraction)
+    check_fraction(min_fraction)
     space = node_space(run_files, n_nodes=n_nodes, node_layout=node_layout)
     if space.n_nodes is None:
         raise ValueError(
@@ -116,7 +116,7 @@ def _node_metadata(run_files, space, sets: SalientSets, topics, correction: str,
     return {
         "kind": "node-report",
         "personas": list(run_files),
-        "run_files": {p: _name(rf) for p, rf in run_files.items()},
+        "run_files": {p: run_name(rf) for p, rf in run_files.items()},
         "formats": {p: getattr(rf, "format", None) for p, rf in run_files.items()},
         "n_nodes": space.n_nodes,
         "node_layout": space.node_layout,
@@ -124,7 +124,7 @@ def _node_metadata(run_files, space, sets: SalientSets, topics, correction: str,
         "salient_rule": sets.rule,
         "min_fraction": sets.min_fraction,
         "q": sets.q,
-        "topics": None if topics is None else _topics_dict(topics),
+        "topics": None if topics is None else topics_dict(topics),
         "correction": correction,
         "overlap_test": "hypergeometric P(overlap >= observed) under independent uniform random sets",
         "tables": {name: path.name for name, path in written.items()},
@@ -245,12 +245,12 @@ def _calibration_metadata(run_files, nulls, n_nodes: int, boots: dict, params: d
     return {
         "kind": "node-calibration-report",
         "personas": list(run_files),
-        "run_files": {p: _name(rf) for p, rf in run_files.items()},
+        "run_files": {p: run_name(rf) for p, rf in run_files.items()},
         "null_files": {p: str(getattr(nulls.get(p), "path", None)) for p in run_files},
         "n_nodes": n_nodes,
         "methods": {m: b.method for m, b in boots.items()},
         **params,
-        "topics": None if topics is None else _topics_dict(topics),
+        "topics": None if topics is None else topics_dict(topics),
         "test": "per node one-sided Fisher exact (persona runs vs null runs), Benjamini-Hochberg over nodes",
         "excess": "(shared by all - n_nodes * prod(size_i / n_nodes)) / n_nodes",
         "tables": {name: path.name for name, path in written.items()},

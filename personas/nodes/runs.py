@@ -39,13 +39,13 @@ class NodeSpace(NamedTuple):
     node_layout: list[dict] | None
 
 
-def _name(run_file: Any) -> str:
+def run_name(run_file: Any) -> str:
     """How to name a run file (or runs table) in an error message."""
     path = getattr(run_file, "path", None)
     return str(path) if path is not None else "<runs table>"
 
 
-def _runs(run_file: Any) -> pd.DataFrame:
+def read_runs(run_file: Any) -> pd.DataFrame:
     """The runs DataFrame of a RunFile (or a runs DataFrame itself), checked non-empty."""
     runs = run_file if isinstance(run_file, pd.DataFrame) else getattr(run_file, "runs", None)
     if not isinstance(runs, pd.DataFrame):
@@ -54,13 +54,13 @@ def _runs(run_file: Any) -> pd.DataFrame:
             "read run files with deepscan.read_run_file or load_runs"
         )
     if "nodes" not in runs.columns:
-        raise ValueError(f"{_name(run_file)}: runs table has no 'nodes' column (columns: {list(runs.columns)})")
+        raise ValueError(f"{run_name(run_file)}: runs table has no 'nodes' column (columns: {list(runs.columns)})")
     if len(runs) == 0:
-        raise ValueError(f"{_name(run_file)} holds no runs; rerun the scan or check the file")
+        raise ValueError(f"{run_name(run_file)} holds no runs; rerun the scan or check the file")
     return runs
 
 
-def _config(run_file: Any) -> dict:
+def run_config(run_file: Any) -> dict:
     header = getattr(run_file, "header", None)
     if not isinstance(header, Mapping):
         return {}
@@ -69,16 +69,16 @@ def _config(run_file: Any) -> dict:
 
 
 def _file_node_space(run_file: Any) -> NodeSpace:
-    config = _config(run_file)
+    config = run_config(run_file)
     n_nodes = config.get("n_nodes")
     layout = config.get("node_layout")
     if layout is None and config.get("layers") is not None and len(config["layers"]) == 1 and n_nodes is not None:
         # one layer without an explicit layout: node index = unit of that layer
         layout = [{"layer": int(config["layers"][0]), "n_units": int(n_nodes)}]
-    return NodeSpace(None if n_nodes is None else int(n_nodes), _normalise_layout(layout, _name(run_file)))
+    return NodeSpace(None if n_nodes is None else int(n_nodes), normalise_layout(layout, run_name(run_file)))
 
 
-def _normalise_layout(layout: Any, where: str) -> list[dict] | None:
+def normalise_layout(layout: Any, where: str) -> list[dict] | None:
     if layout is None:
         return None
     try:
@@ -92,7 +92,7 @@ def _normalise_layout(layout: Any, where: str) -> list[dict] | None:
     return out
 
 
-def _flat_nodes(runs: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
+def flat_nodes(runs: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]:
     """All chosen nodes of all runs, deduplicated within each run.
 
     Returns
@@ -115,7 +115,7 @@ def _flat_nodes(runs: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray]
     return run_index, nodes
 
 
-def _layer_unit(nodes: np.ndarray, layout: list[dict] | None) -> tuple[np.ndarray, np.ndarray]:
+def layer_unit(nodes: np.ndarray, layout: list[dict] | None) -> tuple[np.ndarray, np.ndarray]:
     """``(layer, unit)`` of global node indices; layer is -1 when the layout is unknown."""
     if layout is None:
         return np.full(nodes.shape, -1, dtype=np.int64), nodes.astype(np.int64)
@@ -151,7 +151,7 @@ def node_space(
         Naming the offending file, when headers disagree on ``n_nodes`` or
         ``node_layout``, or when a run chose a node ``>= n_nodes``.
     """
-    layout = _normalise_layout(node_layout, "node_layout argument")
+    layout = normalise_layout(node_layout, "node_layout argument")
     if layout is not None:
         total = sum(block["n_units"] for block in layout)
         if n_nodes is None:
@@ -162,7 +162,7 @@ def node_space(
     ref_layout = (layout, "the node_layout argument") if layout is not None else None
     for persona, run_file in run_files.items():
         space = _file_node_space(run_file)
-        where = _name(run_file) + (f" (persona {persona!r})" if persona else "")
+        where = run_name(run_file) + (f" (persona {persona!r})" if persona else "")
         if space.n_nodes is not None:
             if ref_n is None:
                 ref_n = (space.n_nodes, where)
@@ -187,10 +187,10 @@ def node_space(
             raise ValueError(f"node_layout {final_layout} covers {total} nodes but {ref_n[1]} says {final_n}")
     if final_n is not None:
         for persona, run_file in run_files.items():
-            _, nodes = _flat_nodes(_runs(run_file), _name(run_file))
+            _, nodes = flat_nodes(read_runs(run_file), run_name(run_file))
             if nodes.size and nodes.max() >= final_n:
                 raise ValueError(
-                    _name(run_file) + (f" (persona {persona!r})" if persona else "")
+                    run_name(run_file) + (f" (persona {persona!r})" if persona else "")
                     + f" chose node {int(nodes.max())} but there are only "
                     f"{final_n} nodes; pass the right n_nodes or check the file"
                 )
@@ -246,12 +246,12 @@ def load_runs(
         if not path.is_file():
             raise ValueError(f"run file {path} does not exist or is not a file")
         run_file = read_run_file(path)
-        _runs(run_file)  # no runs -> error naming the file
+        read_runs(run_file)  # no runs -> error naming the file
         if persona is None:
-            persona = _config(run_file).get("persona") or _persona_from_path(path)
+            persona = run_config(run_file).get("persona") or _persona_from_path(path)
         if persona in run_files:
             raise ValueError(
-                f"persona {persona!r} given twice ({_name(run_files[persona])} and {path}); pass a dict to name them"
+                f"persona {persona!r} given twice ({run_name(run_files[persona])} and {path}); pass a dict to name them"
             )
         run_files[persona] = run_file
     node_space(run_files, n_nodes=n_nodes, node_layout=node_layout)

@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 
 from personas._core.checks import check_float, check_int, check_seed
-from personas.nodes.calibration import SALIENT_METHODS, _check_q, _fisher_table, _method_sets, selection_matrix
+from personas.nodes.calibration import SALIENT_METHODS, check_q, fisher_table, method_sets, selection_matrix
 from personas.scans.null_runs import null_runs_of
-from personas.nodes.frequencies import _check_fraction, _resolve_method
+from personas.nodes.frequencies import check_fraction, resolve_method
 from personas.nodes.overlaps import topic_sets
 from personas.nodes.runs import node_space
 from personas._core.parallel import one_blas_thread
@@ -131,9 +131,9 @@ def bootstrap_sets(
     """
     if method not in SALIENT_METHODS:
         raise ValueError(f"method must be one of {SALIENT_METHODS}, got {method!r}")
-    _check_fraction(min_fraction)
-    method = _resolve_method(method, min_fraction)
-    q = _check_q(q)
+    check_fraction(min_fraction)
+    method = resolve_method(method, min_fraction)
+    q = check_q(q)
     n_boot = check_int(n_boot, "n_boot", min_val=1)
     seed = check_seed(seed)
     space = node_space(run_files, n_nodes=n_nodes)
@@ -163,7 +163,7 @@ def _persona_sets(persona, run_file, nulls, method, min_fraction, q, n_boot, see
     counts = _resample_counts(runs, n_boot, derive_rng(seed, "bootstrap-runs", persona))
     if method != "calibrated":
         def sets_of(k, n_obs):
-            return _method_sets(k, n_obs, method, min_fraction=min_fraction)
+            return method_sets(k, n_obs, method, min_fraction=min_fraction)
         return (sets_of(runs.sum(0), n), sets_of(runs[:h].sum(0), h), sets_of(runs[h:].sum(0), n - h),
                 sets_of(counts, n), n)
     null = selection_matrix(null_runs_of(nulls, persona), n_nodes)
@@ -173,12 +173,12 @@ def _persona_sets(persona, run_file, nulls, method, min_fraction, q, n_boot, see
     counts0 = _resample_counts(null, n_boot, derive_rng(seed, "bootstrap-null", persona))
 
     def cal(k, n_obs, k0, n_null):
-        return _method_sets(k, n_obs, "calibrated", k_null=k0, n_null=n_null, q=q)
+        return method_sets(k, n_obs, "calibrated", k_null=k0, n_null=n_null, q=q)
     return (cal(runs.sum(0), n, null.sum(0), n0), cal(runs[:h].sum(0), h, null[:h0].sum(0), h0),
             cal(runs[h:].sum(0), n - h, null[h0:].sum(0), n0 - h0), cal(counts, n, counts0, n0), n)
 
 
-def _interval(values: np.ndarray, ci: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_interval(values: np.ndarray, ci: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval over replicates (NaN replicates, e.g. Jaccard of empty sets, left out)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN, as they should
@@ -236,7 +236,7 @@ def stability_table(boot: SetBootstrap, *, ci: float = 0.95) -> pd.DataFrame:
     """
     ci = _check_ci(ci)
     sizes = boot.replicates.sum(-1)  # (n_boot, n_personas)
-    lo, hi = _interval(sizes, ci)
+    lo, hi = bootstrap_interval(sizes, ci)
     size = boot.observed.sum(-1)
     return pd.DataFrame({
         "persona": boot.personas, "method": boot.method, "n_runs": boot.n_runs, "size": size,
@@ -283,8 +283,8 @@ def overlap_stability(
         idx = boot.index(members)
         shared, expected, excess = shared_excess(boot.observed[idx])
         b_shared, _, b_excess = shared_excess(boot.replicates[:, idx])
-        s_lo, s_hi = _interval(b_shared, ci)
-        e_lo, e_hi = _interval(b_excess, ci)
+        s_lo, s_hi = bootstrap_interval(b_shared, ci)
+        e_lo, e_hi = bootstrap_interval(b_excess, ci)
         above, below = e_lo > _TOL, e_hi < -_TOL  # float noise around 0 is not an effect
         rows.append({
             "group": group, "method": boot.method, "n_personas": len(members), "personas": ";".join(members),
@@ -311,7 +311,7 @@ def pairwise_stability(boot: SetBootstrap, *, ci: float = 0.95) -> pd.DataFrame:
     ia, ib = (np.array(x) for x in zip(*pairs))
     observed = _jaccard(boot.observed[ia], boot.observed[ib])
     reps = _jaccard(boot.replicates[:, ia], boot.replicates[:, ib])
-    lo, hi = _interval(reps, ci)
+    lo, hi = bootstrap_interval(reps, ci)
     return pd.DataFrame({
         "persona_a": [boot.personas[i] for i in ia], "persona_b": [boot.personas[i] for i in ib],
         "method": boot.method, "jaccard": observed, "jaccard_low": lo, "jaccard_high": hi,

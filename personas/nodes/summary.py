@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from personas.nodes.runs import _runs
+from personas.nodes.runs import read_runs
 from personas.scans.summary import summarise_runs
 
 __all__ = ["precision_recall_summary"]
@@ -46,7 +46,7 @@ def precision_recall_summary(
         raise ValueError("run_files must be a non-empty dict {persona: RunFile}")
     rows = []
     for persona, run_file in run_files.items():
-        runs = _runs(run_file)
+        runs = read_runs(run_file)
         row: dict[str, Any] = {"persona": persona, **summarise_runs(runs, none_as=none_as, ddof=ddof)}
         for column in ("score", "n_records", "n_nodes"):
             values = pd.to_numeric(runs[column], errors="coerce") if column in runs else pd.Series(dtype=float)

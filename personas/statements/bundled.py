@@ -116,7 +116,7 @@ def paper_personas(path: str | os.PathLike | None = None) -> list[str]:
 
 
 @lru_cache(maxsize=1)
-def _bundled_table() -> pd.DataFrame:
+def bundled_table() -> pd.DataFrame:
     if not _BUNDLED.exists():
         raise FileNotFoundError(
             f"bundled statements {_BUNDLED} are missing; rebuild them with "
@@ -174,10 +174,10 @@ def _check_duplicates(df: pd.DataFrame, name: str) -> None:
         )
 
 
-def _read_source(source) -> pd.DataFrame:
+def read_source(source) -> pd.DataFrame:
     """Validate a user table (CSV/Parquet path or DataFrame) into ``STATEMENT_COLUMNS``."""
     if source is None:
-        return _bundled_table()
+        return bundled_table()
     if isinstance(source, (str, os.PathLike)):
         df, name = _read_file(Path(source)), str(source)
     elif isinstance(source, pd.DataFrame) and source.attrs.get("checked"):
@@ -246,7 +246,7 @@ def _check_confidence(min_confidence) -> float:
 
 def list_personas(source=None) -> list[str]:
     """Sorted names of all personas available (bundled data: 135 behaviours)."""
-    return sorted(_read_source(source)["persona"].unique())
+    return sorted(read_source(source)["persona"].unique())
 
 
 def persona_counts(min_confidence: float = 0.85, source=None) -> pd.DataFrame:
@@ -258,7 +258,7 @@ def persona_counts(min_confidence: float = 0.85, source=None) -> pd.DataFrame:
         Index persona, columns ``positive``, ``negative`` (ints), sorted by persona.
     """
     min_confidence = _check_confidence(min_confidence)
-    df = _read_source(source)
+    df = read_source(source)
     kept = df[df["label_confidence"] >= min_confidence]
     counts = kept.groupby(["persona", "direction"]).size().unstack("direction")
     counts = counts.reindex(index=sorted(df["persona"].unique()), columns=list(DIRECTIONS)).fillna(0).astype(int)
@@ -338,7 +338,7 @@ def load_statements(
         n_per_direction = check_int(n_per_direction, "n_per_direction", min_val=1)
     min_confidence = _check_confidence(min_confidence)
     seed = check_seed(seed)
-    df = _read_source(source)
+    df = read_source(source)
     names = _resolve_personas(personas, sorted(df["persona"].unique()))
 
     parts = []

@@ -27,8 +27,8 @@ import pandas as pd
 
 from personas._core.io import file_sha256, safe_name
 from personas.statements.bundled import (
-    _bundled_table,
-    _read_source,
+    bundled_table,
+    read_source,
     load_statements,
     load_topics,
     paper_personas,
@@ -139,9 +139,9 @@ def mixed_statements(statements_file: str | os.PathLike, prefer: str | None = No
     """
     if prefer is not None and prefer not in PREFER:
         raise ValueError(f"prefer must be one of {PREFER} or None, got {prefer!r}")
-    user = _read_source(statements_file)
+    user = read_source(statements_file)
     names = list(dict.fromkeys(user["persona"]))
-    bundled = _bundled_table()
+    bundled = bundled_table()
     _check_names(names, sorted(bundled["persona"].unique()), statements_file, prefer)
     if prefer == "bundled":
         user = user[~user["persona"].isin(set(bundled["persona"]))]
@@ -207,7 +207,7 @@ def study_inputs(
     # the draw checks the names and, with n_per_direction, that every persona has enough statements
     names = list(dict.fromkeys(load_statements(personas, n_per_direction=n_per_direction or 1,
                                                min_confidence=min_confidence, source=table)["persona"]))
-    known = set(_bundled_table()["persona"]) | set(user)
+    known = set(bundled_table()["persona"]) | set(user)
     topics = load_topics(topics_file)
     if topics_file is not None:
         _check_topics(topics, known, topics_file)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from personas.viz.style import _finish
+from personas.viz.style import finish_figure
 
 __all__ = ["plot_dose_response", "plot_specificity", "plot_ablation_null"]
 
@@ -81,7 +81,7 @@ def plot_dose_response(
     fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     readout = dose_response["readout"].iloc[0] if "readout" in dose_response else "readout"
     fig.suptitle(title or f"Dose response: steering along the persona direction ({readout} readout, held-out)")
-    return _finish(fig, out_dir, name)
+    return finish_figure(fig, out_dir, name)
 
 
 def plot_specificity(
@@ -123,7 +123,7 @@ def plot_specificity(
     alpha = specificity["alpha"].iloc[0]
     ax.set_title((title or f"Specificity: steering along one persona's direction (alpha {alpha:+g})") + subtitle,
                  fontsize=10)
-    return _finish(fig, out_dir, name)
+    return finish_figure(fig, out_dir, name)
 
 
 def plot_ablation_null(
@@ -171,4 +171,4 @@ def plot_ablation_null(
             ax.set_ylabel("random draws")
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(title or f"Ablating the salient nodes against random and top-variance nodes ({readout} readout)")
-    return _finish(fig, out_dir, name)
+    return finish_figure(fig, out_dir, name)

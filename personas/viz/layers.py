@@ -25,7 +25,7 @@ from personas.layers import (
     select_metric_rows,
 )
 from personas.model.hooks import resolve_layers
-from personas.viz.style import _finish, _slug, persona_colors
+from personas.viz.style import finish_figure, figure_slug, persona_colors
 
 __all__ = [
     "plot_pca_grid",
@@ -173,7 +173,7 @@ def plot_pca_grid(
             ax.set_title(f"layer {layer}: PC0 vs PC{c}", fontsize=9)
     axes[0, -1].legend(title="direction", fontsize=8, markerscale=2)
     fig.suptitle(f"PCA of + and - statements: {persona}" + (f" ({model_name})" if model_name else ""))
-    return _finish(fig, out_dir, name or _slug("pca_grid", model_name, persona))
+    return finish_figure(fig, out_dir, name or figure_slug("pca_grid", model_name, persona))
 
 
 # ----------------------------------------------------------------------------- metric curves
@@ -250,7 +250,7 @@ def plot_metric_by_layer(
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     else:
         ax.legend(fontsize=8)
-    return _finish(fig, out_dir, name or _slug("metric_by_layer", model_name, analysis, None if classifier == "none" else classifier, metric))
+    return finish_figure(fig, out_dir, name or figure_slug("metric_by_layer", model_name, analysis, None if classifier == "none" else classifier, metric))
 
 
 def _draw_controls(ax, sub: pd.DataFrame, real: pd.DataFrame, shuffled: pd.DataFrame) -> None:
@@ -330,7 +330,7 @@ def plot_metric_by_relative_depth(
     who = persona if persona else "mean over personas"
     ax.set_title(f"{_PRETTY.get(metric, metric)} by relative depth: {what} ({who})")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _finish(fig, out_dir, name or _slug("metric_by_relative_depth", analysis, None if classifier == "none" else classifier, metric))
+    return finish_figure(fig, out_dir, name or figure_slug("metric_by_relative_depth", analysis, None if classifier == "none" else classifier, metric))
 
 
 # ----------------------------------------------------------------------------- heatmap
@@ -397,7 +397,7 @@ def plot_classifier_heatmap(
     fig.colorbar(image, ax=list(axes), shrink=0.9, label="score")
     who = f", {persona}" if persona else (", mean over personas" if analysis != "persona_classifier" else "")
     fig.suptitle(f"{_ANALYSES.get(analysis, analysis)} ({classifier}{who}), {model_name}")
-    return _finish(fig, out_dir, name or _slug("classifier_heatmap", model_name, analysis, classifier))
+    return finish_figure(fig, out_dir, name or figure_slug("classifier_heatmap", model_name, analysis, classifier))
 
 
 # ----------------------------------------------------------------------------- 2-D scatter
@@ -464,4 +464,4 @@ def plot_scatter_2d(
     where = " ".join(x for x in (model_name or "", f"layer {layer}" if layer is not None else "") if x)
     ax.set_title(f"{embedding.upper()} of statements by {color_by}" + (f" ({where})" if where else ""))
     ax.legend(title=color_by, fontsize=8, markerscale=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _finish(fig, out_dir, name or _slug("scatter", embedding, model_name, None if layer is None else f"layer{layer}", color_by))
+    return finish_figure(fig, out_dir, name or figure_slug("scatter", embedding, model_name, None if layer is None else f"layer{layer}", color_by))

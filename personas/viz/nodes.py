@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 
 from personas._core.checks import check_choice, check_int
 from personas.nodes import exclusive_intersections
-from personas.nodes.overlaps import _check_sets
-from personas.viz.style import _file_stem, _finish, persona_colors
+from personas.nodes.overlaps import check_sets
+from personas.viz.style import file_stem, finish_figure, persona_colors
 
 __all__ = [
     "plot_upset",
@@ -157,7 +157,7 @@ def plot_upset(
     -------
     matplotlib.figure.Figure
     """
-    sets = _check_sets(sets, min_sets=2)
+    sets = check_sets(sets, min_sets=2)
     names = list(sets)
     palette = persona_colors(names, colors)
     table = exclusive_intersections(sets)
@@ -185,7 +185,7 @@ def plot_upset(
     if axes.get("totals") is not None:
         axes["totals"].set_xlabel("Salient nodes")
     fig.suptitle(title or f"Salient nodes shared between {len(names)} personas (UpSet)")
-    return _finish(fig, out_dir, _file_stem("upset", names, name))
+    return finish_figure(fig, out_dir, file_stem("upset", names, name))
 
 
 # ----------------------------------------------------------------------------- Venn
@@ -231,7 +231,7 @@ def plot_venn(
     if not isinstance(sets, Mapping) or not 2 <= len(sets) <= 6:
         n = len(sets) if isinstance(sets, Mapping) else "?"
         raise ValueError(f"a Venn diagram shows 2 to 6 sets, got {n}; use plot_upset for more")
-    sets = _check_sets(sets, min_sets=2)
+    sets = check_sets(sets, min_sets=2)
     if not any(sets.values()):
         raise ValueError("every node set is empty: there is nothing to draw in a Venn diagram")
     names = list(sets)
@@ -248,7 +248,7 @@ def plot_venn(
         ax=ax,
     )
     ax.set_title(title or f"Salient nodes shared between {len(names)} personas (Venn)")
-    return _finish(fig, out_dir, _file_stem("venn", names, name))
+    return finish_figure(fig, out_dir, file_stem("venn", names, name))
 
 
 # -------------------------------------------------------------------------- heatmap
@@ -334,7 +334,7 @@ def plot_overlap_heatmap(
         _annotate_cells(ax, image, matrix, significant, integers=value == "intersection")
     star = f"; * adjusted p < {significance:g}" if annotate and "p_adjusted" in pairwise.columns else ""
     ax.set_title(title or f"Overlap of salient nodes between personas\n({_HEATMAP_VALUES[value]}{star})")
-    return _finish(fig, out_dir, _file_stem(f"overlap_{value}", names, name))
+    return finish_figure(fig, out_dir, file_stem(f"overlap_{value}", names, name))
 
 
 def _pair_matrix(pairwise: pd.DataFrame, value: str, names: list[str], significance: float):
@@ -451,4 +451,4 @@ def plot_node_frequency(
         ax.set_visible(False)
     fig.suptitle(title or "How often each node is chosen over runs")
     fig.tight_layout()
-    return _finish(fig, out_dir, _file_stem("node_frequency", names, name))
+    return finish_figure(fig, out_dir, file_stem("node_frequency", names, name))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from personas.viz.style import _finish, _slug, persona_colors
+from personas.viz.style import finish_figure, figure_slug, persona_colors
 
 __all__ = ["plot_precision_recall"]
 
@@ -74,4 +74,4 @@ def plot_precision_recall(
     axes[1].legend(title="method", fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.suptitle(title or f"DeepScan level {level}: precision and recall per persona")
     fig.tight_layout()
-    return _finish(fig, out_dir, name or _slug("precision_recall", f"level{level}"))
+    return finish_figure(fig, out_dir, name or figure_slug("precision_recall", f"level{level}"))

@@ -1,8 +1,8 @@
 """What every plot shares: one palette, one way to name a figure file, one figure saver.
 
 - ``persona_colors``: one colour per label (personas, directions, models), from the data.
-- ``_file_stem`` / ``_slug``: descriptive, file-system-safe figure names.
-- ``_finish``: save a figure atomically as ``<out_dir>/<stem>.png`` (``personas._core.io.save_figure``)
+- ``file_stem`` / ``figure_slug``: descriptive, file-system-safe figure names.
+- ``finish_figure``: save a figure atomically as ``<out_dir>/<stem>.png`` (``personas._core.io.save_figure``)
   and return it.
 
 Figures are built without pyplot (``matplotlib.figure.Figure``), so nothing accumulates in
@@ -82,12 +82,12 @@ def persona_colors(
     return {p: mcolors.to_rgba(c) for p, c in zip(personas, colors)}
 
 
-def _slug(*parts: Any) -> str:
+def figure_slug(*parts: Any) -> str:
     """Parts joined by "_", made file-system safe (empty and None parts skipped)."""
     return safe_name("_".join(str(p) for p in parts if p is not None and str(p) != "")) or "figure"
 
 
-def _file_stem(kind: str, personas: Iterable[str], name: str | None) -> str:
+def file_stem(kind: str, personas: Iterable[str], name: str | None) -> str:
     """``name`` if given, else ``<kind>_<k>_personas_<names>``; long persona lists get a short hash."""
     if name is not None:
         return safe_name(name) or "x"
@@ -99,7 +99,7 @@ def _file_stem(kind: str, personas: Iterable[str], name: str | None) -> str:
     return stem
 
 
-def _finish(fig: Figure, out_dir: str | os.PathLike | None, stem: str) -> Figure:
+def finish_figure(fig: Figure, out_dir: str | os.PathLike | None, stem: str) -> Figure:
     """Save ``fig`` as ``<out_dir>/<stem>.png`` (stem made file-system safe) when ``out_dir`` is given; return it."""
     if out_dir is not None:
         save_figure(fig, Path(out_dir) / f"{safe_name(stem) or 'figure'}.png")
