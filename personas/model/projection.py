@@ -245,6 +245,22 @@ def _aggregate(tokens: pd.DataFrame, rendered: list[RenderedText], aggregate: st
     return pd.DataFrame(rows)
 
 
+def _resolve(model, direction, layer, settings) -> tuple[int, ExtractionSettings]:
+    """The layer and settings to read with; a Direction is checked against the model."""
+    if isinstance(direction, Direction):
+        check_direction_fits(direction, model)
+        if layer is not None and layer != direction.layer:
+            raise ValueError(f"the direction was made at layer {direction.layer}, not {layer}; "
+                             "omit layer= or pass the direction made at that layer")
+        layer = direction.layer
+    elif layer is None:
+        raise ValueError("layer is required when direction is an array (hidden_states index)")
+    settings = direction_settings(direction) if settings is None else settings
+    if not isinstance(settings, ExtractionSettings):
+        raise TypeError(f"settings must be an ExtractionSettings; got {type(settings).__name__}")
+    return layer, settings
+
+
 def project_texts(
     model,
     tokenizer,
@@ -301,17 +317,7 @@ def project_texts(
     check_choice(aggregate, "aggregate", AGGREGATES)
     check_bool(add_generation_prompt, "add_generation_prompt")
     check_bool(progress, "progress")
-    if isinstance(direction, Direction):
-        check_direction_fits(direction, model)
-        if layer is not None and layer != direction.layer:
-            raise ValueError(f"the direction was made at layer {direction.layer}, not {layer}; "
-                             "omit layer= or pass the direction made at that layer")
-        layer = direction.layer
-    elif layer is None:
-        raise ValueError("layer is required when direction is an array (hidden_states index)")
-    settings = direction_settings(direction) if settings is None else settings
-    if not isinstance(settings, ExtractionSettings):
-        raise TypeError(f"settings must be an ExtractionSettings; got {type(settings).__name__}")
+    layer, settings = _resolve(model, direction, layer, settings)
     unit = _unit(direction, layer_info(model, settings.blocks_path, settings.final_norm)["hidden_size"])
     rendered = _render(tokenizer, texts, settings, add_generation_prompt)
     ids, offsets = _tokenize(tokenizer, rendered)
