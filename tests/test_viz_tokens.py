@@ -63,6 +63,16 @@ def test_html_colours_follow_the_scores():
     assert colours[7] == matplotlib.colors.to_hex(cmap(1.0)) and colours[9] == matplotlib.colors.to_hex(cmap(0.0))
 
 
+def test_default_scale_leaves_out_the_attention_sink():
+    table = _tokens()
+    table.loc[0, "score"] = -2000.0  # the first position's outsized value (SmolLM2's is in the thousands)
+    colours = re.findall(r"background:(#[0-9a-f]{6})", token_heatmap_html(table))
+    cmap = matplotlib.colormaps["RdBu_r"]
+    assert colours[7] == matplotlib.colors.to_hex(cmap(1.0)) and colours[9] == matplotlib.colors.to_hex(cmap(0.0))
+    assert colours[0] == matplotlib.colors.to_hex(cmap(0.0))  # saturated, not setting the scale
+    assert colours[3] == matplotlib.colors.to_hex(cmap(matplotlib.colors.Normalize(-4, 4)(2.0)))
+
+
 def test_html_span_only_and_percentiles():
     out = token_heatmap_html(_tokens(), span_only=True, value="percentile_negative")
     assert out.count("<span") == 7 and "im_start" not in out

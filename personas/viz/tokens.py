@@ -81,7 +81,10 @@ def _pieces(rows: pd.DataFrame) -> list[str]:
 
 
 def _norm(values: np.ndarray, value: str, limits) -> mcolors.Normalize:
-    """The colour scale: ``limits`` as given, else symmetric about 0 (scores) or 0..100 (percentiles)."""
+    """The colour scale: ``limits`` as given, else symmetric about 0 (scores) or 0..100 (percentiles).
+
+    ``values`` are those that set the default scale (``_scaled``: each prompt's first token left out).
+    """
     if limits is not None:
         try:
             low, high = (float(x) for x in limits)
@@ -95,6 +98,18 @@ def _norm(values: np.ndarray, value: str, limits) -> mcolors.Normalize:
     spread = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.0
     spread = spread if spread > 0 else 1.0
     return mcolors.Normalize(vmin=-spread, vmax=spread)
+
+
+def _scaled(rows: pd.DataFrame, value: str) -> np.ndarray:
+    """The values that set the default colour scale: every token but each prompt's first (token 0).
+
+    The first position of a decoder's input is its attention sink, whose hidden state is often
+    orders of magnitude larger than the others; it would wash out every other colour (it
+    saturates instead). When nothing else is shown it sets the scale.
+    """
+    first = rows["token"].to_numpy() == 0
+    keep = rows[~first] if (~first).any() else rows
+    return keep[value].to_numpy(dtype=float)
 
 
 def _select(tokens: pd.DataFrame, texts, span_only: bool) -> pd.DataFrame:
@@ -140,8 +155,9 @@ def token_heatmap_html(
     span_only : bool
         Only the tokens of the span (the text itself, or the last message), no template tokens.
     limits : (float, float), optional
-        The values at the two ends of the colour map; default: ``-m .. m`` with ``m`` the largest
-        absolute score (0 in the middle), ``0 .. 100`` for percentiles.
+        The values at the two ends of the colour map (values beyond saturate); default:
+        ``-m .. m`` with ``m`` the largest absolute score of the tokens after each prompt's first (the
+        attention sink's outsized value would wash out the rest), ``0 .. 100`` for percentiles.
     cmap : str
         A diverging matplotlib colour map.
     title : str, optional
@@ -154,7 +170,7 @@ def token_heatmap_html(
     """
     _check(tokens, value)
     rows = _select(tokens, texts, span_only)
-    norm = _norm(rows[value].to_numpy(dtype=float), value, limits)
+    norm = _norm(_scaled(rows, value), value, limits)
     colormap = colormaps[cmap]
     lines = []
     for text, group in rows.groupby("text", sort=False):
@@ -221,7 +237,7 @@ def plot_token_scores(
     grid = np.full(n_rows * per_row, np.nan)
     grid[: len(values)] = values
     grid = grid.reshape(n_rows, per_row)
-    norm = _norm(values, value, limits)
+    norm = _norm(_scaled(rows, value), value, limits)
     colormap = colormaps[cmap].with_extremes(bad="white")
     fig = Figure(figsize=(0.85 * per_row + 1.6, 0.42 * n_rows + 1.3), layout="constrained")
     ax = fig.add_subplot()
