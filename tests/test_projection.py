@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from personas.model.directions import Direction, direction_from_store
+from personas.model.directions import Direction, Provenance, direction_from_store
 from personas.model.extraction import ExtractionSettings, extract_activations, extract_to_store
 from personas.model.projection import percentiles, project_texts
 from personas.statements import load_statements
@@ -203,3 +203,19 @@ def test_turn_spans_are_exact_on_smollm2_chat_template(smollm2):
     assert straddle["start"] < start < straddle["end"]
     prefix_ids = tok(text[:start], add_special_tokens=False)["input_ids"]
     assert prefix_ids != tokens["token_id"].tolist()[:len(prefix_ids)]  # re-encoding the prefix would mis-split
+
+
+def test_reference_must_be_the_directions_persona(tiny):
+    model, toks = tiny
+    v, unit = _unit(5)
+    meta = pd.DataFrame({"persona": ["a"] * 4, "direction": ["positive", "positive", "negative", "negative"],
+                         "statement": list("wxyz"), "id": list("1234")})
+    acts = {2: np.random.default_rng(0).normal(size=(4, 32)).astype(np.float32)}
+    d = Direction(vector=v, layer=2, provenance=Provenance(personas=("b",)))
+    with pytest.raises(ValueError, match="persona 'b'"):
+        project_texts(model, toks["left"], TEXTS, d, reference=(acts, meta), progress=False)
+    got = project_texts(model, toks["left"], pd.DataFrame({"statement": TEXTS}), v, 2, reference=(acts, meta),
+                        progress=False)
+    ref = acts[2].astype(np.float64) @ unit
+    np.testing.assert_allclose(got["percentile_positive"], percentiles(got["score"], ref[:2]))
+    np.testing.assert_allclose(got["percentile_negative"], percentiles(got["score"], ref[2:]))

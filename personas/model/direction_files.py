@@ -13,7 +13,8 @@ and one 1-D float32 tensor ``direction.<N>`` per layer. Our metadata travels bes
 ``personas.directions`` (JSON per tensor) and ``personas.layer_convention``.
 
 Layer mapping, read in llama.cpp at commit 0c1e57098 (ggml-org/llama.cpp, as vendored by
-llama-cpp-python 0.3.36; the same lines are in ``src/llama-adapter.cpp`` at fdfa89f):
+llama-cpp-python 0.3.36; ``src/llama-adapter.cpp`` holds the same code at fdfa89f, two lines
+earlier):
 
 - ``common/common.cpp:1913-1915`` (``common_control_vector_load_one``) parses ``N`` from a
   tensor named ``direction.<N>``; ``:1924`` refuses ``N == 0``; ``:1931`` refuses non-F32

@@ -137,7 +137,7 @@ class Direction:
         vec = vec.copy()
         vec.flags.writeable = False
         object.__setattr__(self, "vector", vec)
-        check_int(self.layer, "layer", min_val=0)
+        object.__setattr__(self, "layer", check_int(self.layer, "layer", min_val=0))
         object.__setattr__(self, "n_blocks", None if self.n_blocks is None else check_int(self.n_blocks, "n_blocks",
                                                                                            min_val=1))
         if self.n_blocks is not None and self.layer > self.n_blocks:

@@ -93,6 +93,9 @@ def reference_projections(reference, layer: int, unit: np.ndarray, persona: str 
                          f"and the direction ({unit.shape[0]} values)")
     rows = np.ones(len(meta), dtype=bool)
     personas = list(dict.fromkeys(meta["persona"])) if "persona" in meta else []
+    if persona is not None and personas and persona not in personas:
+        raise ValueError(f"the direction is persona {persona!r}'s, the reference holds {personas}; "
+                         f"load_layers(store_dir, model_name, {persona!r}, [{layer}])")
     if persona is not None and persona in personas:
         rows = (meta["persona"] == persona).to_numpy()
     elif len(personas) > 1:
@@ -117,6 +120,12 @@ def percentiles(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def _render(tokenizer, texts, settings: ExtractionSettings, add_generation_prompt: bool) -> list[RenderedText]:
+    if isinstance(texts, pd.DataFrame):
+        if "statement" not in texts:
+            raise ValueError("a DataFrame of texts needs a 'statement' column (a statements table)")
+        texts = texts["statement"].tolist()
+    elif isinstance(texts, (pd.Series, np.ndarray)):
+        texts = texts.tolist()
     if isinstance(texts, (str, dict)) or not isinstance(texts, Sequence) or not len(texts):
         raise ValueError("texts must be a non-empty list of strings, or of conversations (lists of "
                          "{'role', 'content'} dicts)")
@@ -284,7 +293,7 @@ def project_texts(
     ----------
     model, tokenizer :
         As for ``extract_activations``; the tokenizer must be fast (offset mappings).
-    texts : list of str, or list of conversations
+    texts : list of str (or a statements table), or list of conversations
         Plain texts (formatted as extraction formats statements: ``settings.template`` and
         ``settings.wrap``), or conversations, each a list of ``{"role", "content"}`` dicts.
     direction : Direction or array (hidden,)
