@@ -242,3 +242,18 @@ def test_direction_from_store_is_the_mean_difference(tmp_path, tiny):
     assert d.scale == pytest.approx(np.linalg.norm(a, axis=1).mean())
     check_direction_fits(d, model)  # the store's fingerprint is this model's
     _same(d, load_direction(save_direction(d, tmp_path / "d.safetensors"), model=model))
+
+
+def test_direction_checks_its_fields():
+    with pytest.raises(ValueError, match="float32 or float64"):
+        Direction(vector=np.ones(4, np.float16), layer=1)
+    with pytest.raises(ValueError, match="non-finite"):
+        Direction(vector=np.array([1.0, np.nan]), layer=1)
+    with pytest.raises(ValueError, match="beyond the model's 3 blocks"):
+        Direction(vector=np.ones(4), layer=4, n_blocks=3)
+    with pytest.raises(ValueError, match="operation must be one of"):
+        Direction(vector=np.ones(4), layer=1, operation="project")
+    d = Direction(vector=np.array([3.0, 4.0]), layer=np.int64(2))
+    assert type(d.layer) is int and d.norm == 5.0 and np.allclose(d.unit, [0.6, 0.8]) and d.hidden_size == 2
+    with pytest.raises(ValueError):
+        d.vector[0] = 1.0  # read-only: a frozen direction stays what it was made as
