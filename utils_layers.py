@@ -1,4 +1,4 @@
-"""Layer-side API for the notebooks: statements, models, extraction, the store, layer metrics, I/O.
+"""Layer-side API for the notebooks: statements, models, extraction, the store, layer metrics, directions, I/O.
 
 The notebook API is exactly the names below (``__all__``): what the notebooks and the docs
 use. Each is defined in one module of the ``personas`` package, named on its import line,
@@ -29,9 +29,12 @@ from personas.layers import (
     save_chosen_layer,
     save_results,
 )
+from personas.model.direction_files import export_control_vector, import_control_vector, load_direction, save_direction
+from personas.model.directions import Direction, direction_from_store
 from personas.model.extraction import ExtractionSettings, extract_to_store
 from personas.model.loading import load_model
 from personas.model.plan import extract_with_controls, extraction_plan
+from personas.model.projection import project_texts
 from personas.layers.untrained import UntrainedControl, untrained_layer_control
 from personas.statements import list_personas, load_statements, study_inputs
 from personas.store.fingerprints import store_fingerprints
@@ -42,6 +45,9 @@ __all__ = [
     "list_personas", "load_statements", "study_inputs",
     # personas.model
     "load_model", "extraction_plan", "ExtractionSettings", "extract_with_controls", "extract_to_store",
+    # personas.model: persona directions, scoring texts on them, direction files
+    "Direction", "direction_from_store", "project_texts", "save_direction", "load_direction",
+    "export_control_vector", "import_control_vector",
     # personas.store
     "load_layers", "store_manifest", "store_fingerprints",
     # personas.layers

@@ -5,10 +5,11 @@ PCA grids, metric-vs-layer curves, classifier heatmaps and 2-D views of statemen
 (``personas.viz.layers``); UpSet, Venn, overlap heatmaps and node frequencies
 (``personas.viz.nodes``); precision and recall of DeepScan against the baselines
 (``personas.viz.scan``); the causal check's dose-response, specificity and ablation plots
-(``personas.viz.causal``). One convention for all: the data first, every option
-keyword-only; each function returns a ``matplotlib.figure.Figure`` built without pyplot
-(show it with ``display(fig)``), and, given ``out_dir``, saves it there atomically as
-``<name>.png``. Everything else (``save_figure``, ...) stays
+(``personas.viz.causal``); a text's tokens coloured by their score on a persona direction
+(``personas.viz.tokens``). One convention for all: the data first, every option keyword-only;
+each ``plot_*`` function returns a ``matplotlib.figure.Figure`` built without pyplot (show it
+with ``display(fig)``), and, given ``out_dir``, saves it there atomically as ``<name>.png``;
+``token_heatmap_html`` returns HTML that Jupyter renders. Everything else (``save_figure``, ...) stays
 importable from ``personas.viz`` and ``personas._core.io``.
 """
 
@@ -25,8 +26,10 @@ from personas.viz import (
     plot_precision_recall,
     plot_scatter_2d,
     plot_specificity,
+    plot_token_scores,
     plot_upset,
     plot_venn,
+    token_heatmap_html,
 )
 
 __all__ = [
@@ -40,4 +43,6 @@ __all__ = [
     "plot_precision_recall",
     # causal check
     "plot_dose_response", "plot_ablation_null", "plot_specificity",
+    # scores of texts on a direction, token by token
+    "plot_token_scores", "token_heatmap_html",
 ]

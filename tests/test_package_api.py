@@ -23,6 +23,8 @@ PUBLIC = {
     "utils_layers": {
         "list_personas", "load_statements", "study_inputs",
         "load_model", "extraction_plan", "ExtractionSettings", "extract_with_controls", "extract_to_store",
+        "Direction", "direction_from_store", "project_texts", "save_direction", "load_direction",
+        "export_control_vector", "import_control_vector",
         "load_layers", "store_manifest", "store_fingerprints",
         "CLUSTER_METRICS", "LayerProtocol", "ProbeSettings", "LayerControls", "analyse_layers", "save_results",
         "most_divergent_layers", "choose_layer", "save_chosen_layer", "read_chosen_layer", "load_wording_controls",
@@ -41,6 +43,7 @@ PUBLIC = {
         "persona_colors", "plot_pca_grid", "plot_metric_by_layer", "plot_metric_by_relative_depth", "plot_classifier_heatmap", "plot_scatter_2d",
         "plot_upset", "plot_venn", "plot_overlap_heatmap", "plot_node_frequency", "plot_precision_recall",
         "plot_dose_response", "plot_ablation_null", "plot_specificity",
+        "plot_token_scores", "token_heatmap_html",
     },
 }
 

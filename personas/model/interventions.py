@@ -118,7 +118,7 @@ def check_nodes(nodes, hidden_size: int, name: str = "nodes") -> np.ndarray:
 
 
 def _vector(values, size: int, name: str) -> torch.Tensor:
-    vec = torch.as_tensor(np.asarray(values, dtype=np.float32))
+    vec = torch.as_tensor(np.array(values, dtype=np.float32))  # a copy: read-only arrays (a Direction) are fine
     if vec.ndim != 1 or vec.shape[0] != size:
         raise ValueError(f"{name} must have shape ({size},); got {tuple(vec.shape)}")
     if not torch.isfinite(vec).all():

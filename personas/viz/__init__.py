@@ -4,6 +4,7 @@
 - ``nodes``: UpSet, Venn, overlap heatmaps and node frequencies of salient node sets.
 - ``scan``: precision and recall of DeepScan against the baselines.
 - ``causal``: the causal check's dose response, specificity heat map and salient-ablation null.
+- ``tokens``: a text's tokens coloured by their score on a direction (HTML for notebooks, a figure).
 - ``style``: the one palette (``persona_colors``), figure file names and the figure saver.
 
 One convention for all: the data first (and, for metric plots, the metric), every option
@@ -23,6 +24,7 @@ from personas.viz.layers import (
 from personas.viz.nodes import plot_node_frequency, plot_overlap_heatmap, plot_upset, plot_venn
 from personas.viz.scan import plot_precision_recall
 from personas.viz.style import persona_colors, register_notebook_display
+from personas.viz.tokens import plot_token_scores, token_heatmap_html
 
 register_notebook_display()  # pyplot-free figures render as images in Jupyter
 
@@ -34,6 +36,7 @@ PLOTS = {f.__name__: f for f in (
     plot_upset, plot_venn, plot_overlap_heatmap, plot_node_frequency,
     plot_precision_recall,
     plot_dose_response, plot_ablation_null, plot_specificity,
+    plot_token_scores,
 )}
 
-__all__ = ["persona_colors", "PLOTS", *PLOTS]
+__all__ = ["persona_colors", "PLOTS", *PLOTS, "token_heatmap_html"]
