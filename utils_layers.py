@@ -33,9 +33,10 @@ from personas.model.direction_files import export_control_vector, import_control
 from personas.model.directions import Direction, direction_from_store
 from personas.model.extraction import ExtractionSettings, extract_to_store
 from personas.model.loading import load_model
-from personas.model.plan import extract_with_controls, extraction_plan
+from personas.model.plan import extract_untrained_control, extract_with_controls, extraction_plan
+from personas.model.untrained import UntrainedControl
 from personas.model.projection import project_texts
-from personas.layers.untrained import UntrainedControl, untrained_layer_control
+from personas.layers.untrained import untrained_layer_control
 from personas.statements import list_personas, load_statements, study_inputs
 from personas.store.fingerprints import store_fingerprints
 from personas.store.read import load_layers, store_manifest
@@ -45,6 +46,7 @@ __all__ = [
     "list_personas", "load_statements", "study_inputs",
     # personas.model
     "load_model", "extraction_plan", "ExtractionSettings", "extract_with_controls", "extract_to_store",
+    "UntrainedControl", "extract_untrained_control",
     # personas.model: persona directions, scoring texts on them, direction files
     "Direction", "direction_from_store", "project_texts", "save_direction", "load_direction",
     "export_control_vector", "import_control_vector",
@@ -53,7 +55,7 @@ __all__ = [
     # personas.layers
     "CLUSTER_METRICS", "LayerProtocol", "ProbeSettings", "LayerControls", "analyse_layers", "save_results", "most_divergent_layers",
     "choose_layer", "save_chosen_layer", "read_chosen_layer", "load_wording_controls", "combine_results",
-    "UntrainedControl", "untrained_layer_control",
+    "untrained_layer_control",
     # personas._core
     "dask_scheduler", "parallel_jobs", "write_table",
 ]

@@ -28,7 +28,7 @@ PUBLIC = {
         "load_layers", "store_manifest", "store_fingerprints",
         "CLUSTER_METRICS", "LayerProtocol", "ProbeSettings", "LayerControls", "analyse_layers", "save_results",
         "most_divergent_layers", "choose_layer", "save_chosen_layer", "read_chosen_layer", "load_wording_controls",
-        "combine_results", "UntrainedControl", "untrained_layer_control",
+        "combine_results", "UntrainedControl", "untrained_layer_control", "extract_untrained_control",
         "dask_scheduler", "parallel_jobs", "write_table",
     },
     "utils_nodes": {

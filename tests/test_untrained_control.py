@@ -8,14 +8,15 @@ and the untrained model is about depth, and the verdict says so.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from personas.layers import LayerProtocol, ProbeSettings, analyse_layers, synthetic_activations
-from personas.layers.untrained import UntrainedControl, untrained_layer_control
+from personas.layers.untrained import untrained_layer_control
 from personas.model.extraction import ExtractionSettings
-from personas.model.untrained import untrained_model, untrained_name
+from personas.model.untrained import UntrainedControl, untrained_model, untrained_name
 from personas.report.layers import final_third_claim, final_third_numbers
 from personas.store.fingerprints import model_fingerprint
 from tests.tiny_models import make_model, make_tokenizer, tiny_statements
@@ -60,17 +61,28 @@ def _statements(personas=("agreeableness", "narcissism"), n=12) -> pd.DataFrame:
 
 
 def test_untrained_layer_control_runs_into_its_own_store(tmp_path):
-    model_dir = tmp_path / "tiny-llama"
-    make_model("llama", seed=0).save_pretrained(model_dir)
-    make_tokenizer("llama3").save_pretrained(model_dir)
+    """Built from the model already loaded (as the wording control), read back by the layer analysis."""
+    from personas.model.plan import extract_untrained_control
+
+    model, tok = make_model("llama", seed=0), make_tokenizer("llama3")
     statements = _statements()
     store = tmp_path / "store"
-    kwargs = dict(layers="all", store_dir=store, extraction=ExtractionSettings(position="last", batch_size=8),
-                  protocol=LayerProtocol(n_components=2, n_reps=2, n_per_cluster=6), n_jobs=1, progress=False)
-    table = untrained_layer_control(str(model_dir), statements, control=UntrainedControl(8), **kwargs)
-    one_rep = untrained_layer_control(str(model_dir), statements, control=UntrainedControl(6), **kwargs)
+    settings = ExtractionSettings(position="last", batch_size=8)
+    analysis = dict(layers="all", store_dir=store, protocol=LayerProtocol(n_components=2, n_reps=2, n_per_cluster=6),
+                    n_jobs=1, progress=False)
+
+    def run(control):
+        stored = extract_untrained_control(model, tok, statements, model_name="tiny-llama", layers=[0, 1, 2, 3],
+                                           store_dir=store, settings=settings, control=control, progress=False)
+        return stored, untrained_layer_control("tiny-llama", statements, control=control, extracted=stored,
+                                               **analysis)
+
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stored, table = run(UntrainedControl(8))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the trained model is untouched
+    _, one_rep = run(UntrainedControl(6))
     assert one_rep.attrs["metadata"]["n_reps"] == 1 and table.attrs["metadata"]["n_reps"] == 2
-    name = untrained_name(str(model_dir), 0)
+    name = untrained_name("tiny-llama", 0)
     assert set(table["model"]) == {name} and set(table["analysis"]) == {"cluster"}
     assert sorted(table["layer"].unique()) == [0, 1, 2, 3]
     assert set(table["control"]) == {"none", "shuffled_labels"}
@@ -78,16 +90,29 @@ def test_untrained_layer_control_runs_into_its_own_store(tmp_path):
     assert len(sil) == 2 * 4 and sil["mean"].between(-1, 1).all()
     meta = table.attrs["metadata"]
     assert meta["n_statements"] == 2 * 2 * 8 and meta["extraction"] == {"computed": 2}
+    assert set(meta["seconds"]) == {"extraction", "cluster analysis"}
     # its own folder in the store, beside (never inside) the trained model's
     assert [p.name for p in store.iterdir()] == ["untrained-control"]
     assert sorted(p.name for p in (store / "untrained-control").iterdir()) == ["6-per-direction", "8-per-direction"]
     assert [p.name for p in (store / "untrained-control" / "8-per-direction").iterdir() if p.is_dir()] == [
         "tiny-llama-untrained-seed-0"]
-    again = untrained_layer_control(str(model_dir), statements, control=UntrainedControl(8), **kwargs)
+    # the stored activations are those of the seeded re-initialised model, read as extraction reads
+    from personas.model.extraction import extract_activations
+    from personas.model.untrained import control_statements, untrained_model
+    from personas.store.read import load_layers
+
+    fresh = untrained_model(model, seed=0, model_name="tiny-llama")
+    rows = control_statements(statements, 8)
+    direct, _ = extract_activations(fresh, tok, rows["statement"].tolist(), [2], settings, progress=False)
+    acts, meta_rows = load_layers(store / "untrained-control" / "8-per-direction", name,
+                                  ["agreeableness", "narcissism"], [2])
+    order = meta_rows["id"].map({i: k for k, i in enumerate(rows["id"])}).to_numpy()
+    np.testing.assert_allclose(acts[2], direct[2][order], rtol=1e-5, atol=1e-6)
+    again_stored, again = run(UntrainedControl(8))
     assert again.attrs["metadata"]["extraction"] == {"reused": 2}
     pd.testing.assert_frame_equal(again, table)
     with pytest.raises(ValueError, match="n_per_direction must be an int >= the protocol's n_per_cluster"):
-        untrained_layer_control(str(model_dir), statements, control=UntrainedControl(3), **kwargs)
+        untrained_layer_control("tiny-llama", statements, control=UntrainedControl(3), **analysis)
 
 
 def _profile(peak: int, name: str, seed: int = 1, n_personas: int = 4, n_blocks: int = 6) -> pd.DataFrame:

@@ -1,9 +1,10 @@
-"""The untrained-model control of the layer claim, end to end: re-initialise, extract, analyse.
+"""The untrained-model control of the layer claim: its analysis.
 
-``untrained_layer_control`` loads the model (for its config and tokenizer), builds the same
-architecture with seeded random weights (``personas.model.untrained``), runs the same
-extraction into the same store under its own model name, and the same cluster protocol
-(with its shuffled-label control) on the same statements. Its table sits beside the
+``personas.model.plan.extract_untrained_control`` builds the same architecture with seeded random
+weights from the model already loaded (``personas.model.untrained``) and runs the same extraction
+into the store under its own model name, as the wording control is built; ``untrained_layer_control``
+reads it back and runs the same cluster protocol (with its shuffled-label control) on the same
+statements. Its table sits beside the
 trained model's (``combine_results``) in the relative-depth plot and in the report's
 "final third" verdict.
 """
@@ -13,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
@@ -22,49 +21,11 @@ import pandas as pd
 from personas._core.checks import check_settings
 from personas.layers.analyses import cluster_separation
 from personas.layers.settings import LayerProtocol
+from personas.model.hooks import resolve_layers
+from personas.model.untrained import UntrainedControl, control_statements, untrained_name, untrained_store_dir
+from personas.store.read import load_layers, store_manifest
 
-__all__ = ["UNTRAINED_STORE", "UntrainedControl", "untrained_store_dir", "untrained_layer_control"]
-
-UNTRAINED_STORE = "untrained-control"
-
-
-def untrained_store_dir(store_dir: str | os.PathLike, n_per_direction: int | None = None) -> Path:
-    """``<store_dir>/untrained-control/<n>-per-direction`` (``all`` for None): the control's store."""
-    return Path(store_dir) / UNTRAINED_STORE / ("all" if n_per_direction is None else f"{n_per_direction}-per-direction")
-
-
-@dataclass(frozen=True)
-class UntrainedControl:
-    """How the untrained-model control is built: its statements, its weights' seed, where it runs.
-
-    Attributes
-    ----------
-    n_per_direction : int, optional
-        Keep only the first ``n_per_direction`` statements of each persona and direction (the
-        sample is already seeded and shuffled): less to extract; None keeps them all. At least
-        the protocol's ``n_per_cluster``; equal to it, every repetition would draw the same
-        statements, so the protocol runs one repetition.
-    init_seed : int
-        Seed of the weight initialisation.
-    dtype, device : str
-        As for ``load_model``.
-    """
-
-    n_per_direction: int | None = None
-    init_seed: int = 0
-    dtype: str = "float32"
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        from personas._core.checks import check_int
-
-        if self.n_per_direction is not None:
-            check_int(self.n_per_direction, "n_per_direction", min_val=1)
-        check_int(self.init_seed, "init_seed", min_val=0)
-        for field in ("dtype", "device"):
-            if not isinstance(getattr(self, field), str):
-                raise TypeError(f"{field} must be a string (as for load_model), got {getattr(self, field)!r}")
-
+__all__ = ["untrained_layer_control"]
 
 def untrained_layer_control(
     model_name: str,
@@ -72,34 +33,37 @@ def untrained_layer_control(
     *,
     layers: Sequence[int] | str,
     store_dir: str | os.PathLike,
-    extraction=None,
     protocol: LayerProtocol | None = None,
     control: UntrainedControl | None = None,
+    extracted: pd.DataFrame | None = None,
     seed: int = 0,
     n_jobs: int | None = -1,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Cluster metrics per layer of ``model_name``'s architecture with re-initialised weights.
 
-        control = UntrainedControl(n_per_direction=100)
+        stored = extract_untrained_control(model, tokenizer, statements, model_name=model_name, layers=plan.layers,
+                                           store_dir=store_dir, settings=settings, control=control)
         untrained = untrained_layer_control(model_name, statements, layers=plan.layers, store_dir=store_dir,
-                                            control=control)
+                                            control=control, extracted=stored)
 
     Parameters
     ----------
     model_name : str
-        The trained model (alias, hub name, local path or ``.gguf``), as given to ``load_model``.
+        The trained model's name, as given to ``load_model`` and to the extraction.
     statements : DataFrame
         The trained model's statements (``load_statements`` output), the same rows.
     layers : "default", "all" or list of int
+        Layers analysed (as extracted by :func:`personas.model.plan.extract_untrained_control`).
     store_dir : path
-        The trained model's activation store; the control goes to
-        ``untrained_store_dir(store_dir, control.n_per_direction)`` as
-        ``untrained_name(model_name, control.init_seed)``, so other subsets never meet in one folder.
-    extraction, protocol : ExtractionSettings, LayerProtocol, optional
-        The trained model's extraction settings and cluster protocol.
+        The trained model's activation store; the control is read from
+        ``untrained_store_dir(store_dir, control.n_per_direction)`` as ``untrained_name(model_name, control.init_seed)``.
+    protocol : LayerProtocol, optional
+        The trained model's cluster protocol.
     control : UntrainedControl, optional
-        Statements per direction, the weights' seed, dtype and device (default: all statements, seed 0).
+        As given to the extraction (default: all statements, seed 0).
+    extracted : DataFrame, optional
+        The extraction's table: its status counts and seconds go into the metadata.
     seed : int
         Seed of the cluster protocol (the same as the trained model's analysis, so both see
         the same repetitions and shuffles).
@@ -113,36 +77,26 @@ def untrained_layer_control(
         ``model`` = ``untrained_name(model_name, init_seed)``; ``attrs["metadata"]`` records
         the seeds and the seconds of extraction and analysis.
     """
-    from personas.model.extraction import extract_to_store
-    from personas.model.hooks import layer_info, resolve_layers
-    from personas.model.loading import load_model
-    from personas.model.untrained import untrained_model, untrained_name
-    from personas.store.read import load_layers
-
     control = check_settings(control, UntrainedControl, "control")
-    n_per_direction, init_seed = control.n_per_direction, control.init_seed
-    name = untrained_name(model_name, init_seed)
-    statements, protocol = _subset(statements, protocol if protocol is not None else LayerProtocol(), n_per_direction)
-    t0 = time.perf_counter()
-    trained, tokenizer = load_model(model_name, dtype=control.dtype, device=control.device)
-    model = untrained_model(trained, seed=init_seed, model_name=model_name)
-    del trained
-    store_dir = untrained_store_dir(store_dir, n_per_direction)
-    stored = extract_to_store(model, tokenizer, statements, model_name=name, layers=layers, store_dir=store_dir,
-                              settings=extraction, progress=progress)
-    n_blocks = layer_info(model)["n_blocks"]
-    wanted = resolve_layers(layers, n_blocks)
-    del model
+    name = untrained_name(model_name, control.init_seed)
+    statements, protocol = _subset(statements, check_settings(protocol, LayerProtocol, "protocol"),
+                                   control.n_per_direction)
     t1 = time.perf_counter()
     personas = list(dict.fromkeys(statements["persona"]))
-    activations, meta = load_layers(store_dir, name, personas, wanted)
+    folder = untrained_store_dir(store_dir, control.n_per_direction)
+    manifest = store_manifest(folder, name, personas[0])
+    n_blocks = int(manifest["n_blocks"])
+    activations, meta = load_layers(folder, name, personas, resolve_layers(layers, n_blocks))
     table = cluster_separation(activations, meta, model_name=name, n_blocks=n_blocks, protocol=protocol, seed=seed,
                                n_jobs=n_jobs, progress=progress)
+    seconds = {"cluster analysis": round(time.perf_counter() - t1, 1)}
+    if extracted is not None and "seconds" in extracted.attrs:
+        seconds = {"extraction": extracted.attrs["seconds"], **seconds}
     table.attrs["metadata"] = {
-        "kind": "untrained-control", "model": name, "trained_model": str(model_name), "init_seed": int(init_seed),
-        "seed": int(seed), "n_statements": int(len(statements)), "n_reps": int(protocol.n_reps),
-        "extraction": stored["status"].value_counts().to_dict(),
-        "seconds": {"extraction": round(t1 - t0, 1), "cluster analysis": round(time.perf_counter() - t1, 1)},
+        "kind": "untrained-control", "model": name, "trained_model": str(model_name),
+        "init_seed": int(control.init_seed), "seed": int(seed), "n_statements": int(len(statements)),
+        "n_reps": int(protocol.n_reps), "seconds": seconds,
+        **({"extraction": extracted["status"].value_counts().to_dict()} if extracted is not None else {}),
     }
     return table
 
@@ -155,8 +109,7 @@ def _subset(statements: pd.DataFrame, protocol: LayerProtocol, n_per_direction: 
             raise ValueError(f"n_per_direction must be an int >= the protocol's n_per_cluster "
                              f"({need}) or None, got {n_per_direction!r}; raise it (the notebook's "
                              "untrained_per_direction) or pass None to keep every statement")
-        statements = statements.groupby(["persona", "direction"], sort=False).head(n_per_direction)
-        statements = statements.reset_index(drop=True)
+        statements = control_statements(statements, n_per_direction)
         if protocol.n_per_cluster is not None and n_per_direction == protocol.n_per_cluster and protocol.n_reps > 1:
             # every repetition would draw the same statements: one is enough
             protocol = dataclasses.replace(protocol, n_reps=1)

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from dataclasses import dataclass
 
 import pandas as pd
 
-from personas._core.checks import check_choice
+from personas._core.checks import check_choice, check_settings
 from personas.model.extraction import READ_POSITIONS, ExtractionSettings, extract_to_store
 from personas.model.hooks import layer_info, resolve_layers
 from personas.model.loading import default_position
+from personas.model.untrained import (UntrainedControl, control_statements, untrained_model, untrained_name,
+                                      untrained_store_dir)
 from personas.store.paths import wording_store_dir
 
-__all__ = ["ExtractionPlan", "extraction_plan", "extract_with_controls"]
+__all__ = ["ExtractionPlan", "extraction_plan", "extract_with_controls", "extract_untrained_control"]
 
 
 @dataclass(frozen=True)
@@ -93,4 +96,45 @@ def extract_with_controls(
         extract_to_store(model, tokenizer, statements, model_name=model_name, layers=[0],
                          store_dir=wording_store_dir(store_dir), settings=dataclasses.replace(settings, position="mean"),
                          sources=sources, progress=progress)
+    return stored
+
+
+def extract_untrained_control(
+    model,
+    tokenizer,
+    statements: pd.DataFrame,
+    *,
+    model_name: str,
+    layers,
+    store_dir: str | os.PathLike,
+    settings: ExtractionSettings,
+    control: UntrainedControl | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """The untrained-model control's extraction, from the model already loaded (built as the wording control is).
+
+        stored = extract_untrained_control(model, tokenizer, statements, model_name=model_name,
+                                           layers=plan.layers, store_dir=store_dir, settings=settings,
+                                           control=UntrainedControl(n_per_direction=100))
+
+    ``model``'s architecture is re-initialised with ``control.init_seed`` (``untrained_model``: a
+    copy, ``model`` itself is left alone, so for a while both are in memory), and the first
+    ``control.n_per_direction`` statements per persona and direction are extracted with the trained
+    model's ``settings`` into ``untrained_store_dir(store_dir, control.n_per_direction)`` under
+    ``untrained_name(model_name, control.init_seed)``. ``layers.untrained_layer_control`` analyses it.
+
+    Returns
+    -------
+    DataFrame
+        :func:`extract_to_store`'s table; ``attrs["seconds"]`` the seconds it took.
+    """
+    control = check_settings(control, UntrainedControl, "control")
+    t0 = time.perf_counter()
+    fresh = untrained_model(model, seed=control.init_seed, model_name=model_name)
+    stored = extract_to_store(fresh, tokenizer, control_statements(statements, control.n_per_direction),
+                              model_name=untrained_name(model_name, control.init_seed), layers=list(layers),
+                              store_dir=untrained_store_dir(store_dir, control.n_per_direction), settings=settings,
+                              progress=progress)
+    del fresh
+    stored.attrs["seconds"] = round(time.perf_counter() - t0, 1)
     return stored

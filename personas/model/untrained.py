@@ -15,12 +15,60 @@ apart: if the random model also "peaks in the final third", the claim is about d
 from __future__ import annotations
 
 import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
 
+import pandas as pd
 import torch
 
-from personas._core.checks import check_seed
+from personas._core.checks import check_int, check_seed
 
-__all__ = ["untrained_name", "untrained_model"]
+__all__ = ["UNTRAINED_STORE", "UntrainedControl", "untrained_store_dir", "untrained_name", "untrained_model",
+           "control_statements"]
+
+
+UNTRAINED_STORE = "untrained-control"
+
+
+def untrained_store_dir(store_dir: str | os.PathLike, n_per_direction: int | None = None) -> Path:
+    """``<store_dir>/untrained-control/<n>-per-direction`` (``all`` for None): the control's store."""
+    return Path(store_dir) / UNTRAINED_STORE / ("all" if n_per_direction is None else f"{n_per_direction}-per-direction")
+
+
+@dataclass(frozen=True)
+class UntrainedControl:
+    """How the untrained-model control is built: its statements, its weights' seed, where it runs.
+
+    Attributes
+    ----------
+    n_per_direction : int, optional
+        Keep only the first ``n_per_direction`` statements of each persona and direction (the
+        sample is already seeded and shuffled): less to extract; None keeps them all. At least
+        the protocol's ``n_per_cluster``; equal to it, every repetition would draw the same
+        statements, so the protocol runs one repetition.
+    init_seed : int
+        Seed of the weight initialisation. The control has the loaded model's dtype and device.
+    """
+
+    n_per_direction: int | None = None
+    init_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_per_direction is not None:
+            check_int(self.n_per_direction, "n_per_direction", min_val=1)
+        check_int(self.init_seed, "init_seed", min_val=0)
+
+
+def control_statements(statements: pd.DataFrame, n_per_direction: int | None) -> pd.DataFrame:
+    """The control's statements: the first ``n_per_direction`` per persona and direction (all for None).
+
+    The statements table is already seeded and shuffled, so the first rows are a random sample.
+    """
+    if n_per_direction is None:
+        return statements
+    return statements.groupby(["persona", "direction"], sort=False).head(n_per_direction).reset_index(drop=True)
+
 
 
 def untrained_name(model_name: str, seed: int = 0) -> str:
