@@ -220,3 +220,39 @@ def test_callable_scorer_checks_and_gates():
         score_texts(callable_scorer(lambda texts: ["x"] * len(texts), name="words"), ["a"])
     with pytest.raises(ValueError, match="not one string"):
         score_texts(ungated, "one text")
+
+
+# ------------------------------------------------------------------ the steered-text arm
+
+
+def test_steered_text_arm_uses_the_readouts_random_directions(tiny):
+    from personas.causal.arms import Geometry, steering_arms
+    from personas.causal.split import random_unit_directions
+    from personas.causal.text_arm import score_text_frame, steered_text_arm
+    from personas.model.generation import steer_generate
+
+    model, tok = tiny
+    model.generation_config.eos_token_id = []
+    unit = np.random.default_rng(4).standard_normal(32)
+    unit /= np.linalg.norm(unit)
+    prompts = ["Tell me about yourself.", "What matters most in life?"]
+    frame = steered_text_arm(model, tok, unit, 6.0, 2, [1.0], n_random=2, key=(3, "agreeableness"),
+                             prompts=prompts, max_new_tokens=8)
+    assert sorted(set(frame.alpha)) == [0.0, 1.0] and (frame.scale == 6.0).all() and len(frame) == 2 * 3 * 2
+    randoms = random_unit_directions(3, "agreeableness", 32, 2)
+    direct = steer_generate(model, tok, prompts, {"direction": 6.0 * unit, "random_direction": 6.0 * randoms}, 2,
+                            [0.0, 1.0], max_new_tokens=8)
+    assert frame.drop(columns="scale").equals(direct)
+    # the readout arms steer along the same random vectors
+    geom = Geometry(unit, 6.0, np.zeros(32), np.ones(32), 1.0)
+    arms = [a for a in steering_arms(model, 2, geom, [1.0], 2, (3, "agreeableness"), "all")]
+    np.testing.assert_allclose([a[3].__defaults__[0] for a in arms[1:]], 6.0 * randoms)
+
+    scored = score_text_frame(frame, [callable_scorer(lambda t: [len(x) for x in t], name="chars")], model=model,
+                              tokenizer=tok)
+    assert scored[frame.columns].equals(frame)
+    np.testing.assert_array_equal(scored["score:chars"], frame["text"].str.len())
+    np.testing.assert_allclose(scored["nll"], text_nll(model, tok, frame["text"], prompts=frame["prompt"]),
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="unit vector"):
+        steered_text_arm(model, tok, 2 * unit, 6.0, 2, [1.0])

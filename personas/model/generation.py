@@ -251,7 +251,8 @@ def steer_generate(model, tokenizer, prompts: Sequence[str], directions, layer: 
     prompts = [check_str(p, "prompt") for p in ([prompts] if isinstance(prompts, str) else list(prompts))]
     if not prompts:
         raise ValueError("prompts is empty; pass e.g. NEUTRAL_PROMPTS")
-    hidden, n_blocks = layer_info(model)["hidden_size"], layer_info(model)["n_blocks"]
+    info = layer_info(model)
+    hidden, n_blocks = info["hidden_size"], info["n_blocks"]
     layer = check_int(layer, "layer", min_val=0, max_val=n_blocks)
     vectors, alphas = _steering_vectors(directions, hidden), _check_alphas(alphas)
     check_choice(positions, "positions", GENERATION_POSITIONS)
