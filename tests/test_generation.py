@@ -248,3 +248,15 @@ def test_smollm2_cached_equals_recomputation_and_batch(smol, positions):
     ref, ref_logp = recompute(model, prompt_token_ids(tok, PROMPTS[0])[0], v, 0.5, layer, positions, 16)
     assert steered.token_ids == ref and steered.token_ids != base.token_ids
     np.testing.assert_allclose(steered.logprobs, ref_logp, atol=1e-3)
+
+
+def test_smollm2_strong_steering_costs_coherence(smol):
+    """Plumbing, not a model claim: text pushed 8 x scale along a random direction is less expected unsteered."""
+    from personas.causal.coherence import coherence_scores
+
+    model, tok = smol
+    v = layer_scale(model, tok, 15) * unit_vector(576, 7)
+    df = steer_generate(model, tok, PROMPTS[:2], v, 15, [0.0, 8.0], max_new_tokens=16)
+    scores = coherence_scores(model, tok, df["text"], prompts=df["prompt"])
+    base, steered = scores.nll[df.alpha == 0.0], scores.nll[df.alpha == 8.0]
+    assert (steered > base + 1.0).all(), (df["text"].tolist(), scores.nll)
