@@ -11,14 +11,20 @@ stage module (``personas.scans``, ``personas.nodes``, ``personas.causal``, ``per
 - ``personas.causal``: whether steering along the persona direction or
   ablating the salient nodes moves what the model says, on readouts it can express (statement
   likelihood, Yes/No margin, each gated for informativeness), against random and top-variance controls
+- ``personas.model.generation`` and ``personas.causal.text_*``: steered text (``docs/steered-text.md``):
+  generation along a direction, and offline scorers of the texts, gated like the readouts
 
 Run files themselves are read with ``deepscan.read_run_file`` (format: ``docs/run-files.md``).
 """
 
 from personas.causal.check import causal_check
+from personas.causal.coherence import coherence_scores
 from personas.causal.inputs import causal_inputs
 from personas.causal.results import load_causal_result, save_causal_result
 from personas.causal.settings import CausalSettings
+from personas.causal.text_arm import score_text_frame, steered_text_arm
+from personas.causal.text_scores import agreement_scorer, callable_scorer, persona_scorer, score_texts
+from personas.model.generation import NEUTRAL_PROMPTS, Sampling, steer_generate
 from personas.nodes import (
     level0_sets,
     node_frequencies,
@@ -43,4 +49,7 @@ __all__ = [
     "set_sizes", "pairwise_overlaps", "overlap_table", "save_node_report", "save_calibration_report", "level0_sets",
     # personas.causal
     "CausalSettings", "causal_inputs", "causal_check", "save_causal_result", "load_causal_result",
+    # steered text
+    "steer_generate", "Sampling", "NEUTRAL_PROMPTS", "steered_text_arm", "persona_scorer", "agreement_scorer",
+    "callable_scorer", "score_texts", "coherence_scores", "score_text_frame",
 ]
