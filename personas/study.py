@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from personas._core.io import safe_name, write_json
+from personas._core.parameters import parse_value as _parse_value
 from personas._core.quiet import quiet_third_parties
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "run_study",
     "run_studies",
     "check_inputs",
+    "check_parameter_values",
     "main",
 ]
 
@@ -217,6 +219,7 @@ def study_parameters(
     if replicates is not None:
         params["replicates"] = replicates
     params["replicates"] = _check_replicates(params.get("replicates", 1))
+    check_parameter_values(params)  # seconds, before the statements are drawn
     params["store_dir"] = str(output / "activations" / statement_sample_key(params))
     return params
 
@@ -229,10 +232,25 @@ def check_inputs(params: dict[str, Any]):
     """
     from personas.statements import study_inputs
 
+    check_parameter_values(params)
     p = {**notebook_defaults(), **params}
     return study_inputs(p.get("personas"), statements_file=p.get("statements_file"), topics_file=p.get("topics_file"),
                         prefer=p.get("prefer"), n_per_direction=p.get("n_per_direction"),
                         min_confidence=p.get("min_confidence", 0.85))
+
+
+def check_parameter_values(params: dict[str, Any]) -> None:
+    """Each notebook's parameters in ``params`` checked by the settings objects its cells build from them: a
+    ``ParameterError`` (``ValueError``) names the parameter, its value and an example (``-p NAME VALUE``)."""
+    from personas._core.parameters import check_parameters
+    from personas.causal.parameters import NOTEBOOK_CHECKS as nodes
+    from personas.layers.parameters import NOTEBOOK_CHECKS as layers
+    from personas.scans.parameters import NOTEBOOK_CHECKS as scans
+
+    for defaults, checks in zip(notebook_parameters().values(), (layers, scans, nodes)):
+        check_parameters(params, defaults, checks)
+
+
 def _check_replicates(n: Any) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"replicates must be an integer >= 1 (statement-sampling seeds), got {n!r}")
@@ -395,14 +413,6 @@ def _parse_layers(text: str) -> list[int] | str:
         raise SystemExit(f"--layers must be 'default', 'all' or comma-separated integers such as 1,4,7; got {text!r}")
 
 
-def _parse_value(text: str) -> Any:
-    """A ``-p`` value: a Python literal (``20``, ``0.5``, ``None``, ``[2, 1]``, ``'x'``) or else the text."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
 def _parameters_help() -> str:
     try:
         known = notebook_parameters()
@@ -473,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
                                   quick=args.quick, statements=args.statements, topics=args.topics,
                                   replicates=args.replicates, **overrides)
         check_inputs(params)  # before anything is computed or written
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError) as exc:
         parser.error(str(exc))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedded models never need the hub; a cached one neither
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the kernel's debugger: no frozen-modules notice
