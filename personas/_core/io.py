@@ -16,13 +16,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import stat
 from pathlib import Path
 from typing import Any, Iterator
 
 from deepscan.locking import FileLock
+from personas._core.names import safe_name  # noqa: F401  (re-exported: file names come from personas._core.names)
 
 __all__ = [
     "file_sha256",
@@ -36,14 +36,6 @@ __all__ = [
     "write_table",
     "save_figure",
 ]
-
-
-def safe_name(text: object, replacement: str = "-") -> str:
-    """``text`` as a file-name part: runs of characters other than letters, digits, ``.``,
-    ``_`` and ``-`` become ``replacement``; leading and trailing ``-`` and ``.`` are dropped.
-    May return ``""``: callers decide what an empty name means.
-    """
-    return re.sub(r"[^A-Za-z0-9._-]+", replacement, str(text)).strip("-.")
 
 
 def _create_temp(target: Path, suffix: str) -> tuple[Path, int]:
