@@ -42,8 +42,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from personas._core.io import safe_name, write_json
-from personas._core.parameters import parse_value as _parse_value
+from personas._core.io import exclusive_lock, safe_name, write_json
+from personas._core.parameters import parameters_help, parse_value as _parse_value
 from personas._core.quiet import quiet_third_parties
 
 __all__ = [
@@ -105,6 +105,8 @@ REPLICATE_OVERRIDES = {"causal": False, "umap": False, "pca_grid_personas": 0}
 _STUDY_OPTIONS = ("replicates",)
 # Parameters the study sets itself, whatever the notebooks' cells say.
 _STUDY_KEYS = ("model_name", "personas", "layers", "store_dir", "out_dir", "statements_file", "topics_file", "prefer")
+STUDY_LOCK = ".study.lock"  # one writer per study folder; what a second study of it is told:
+_LOCK_ADVICE = "wait for it to finish or stop that process, or run this study elsewhere (--name OTHER or --output DIR)"
 # Kernel arguments: ipykernel logs "Kernel is running over TCP without encryption" at WARNING on every start
 _KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
@@ -312,12 +314,17 @@ def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
 
     ``params`` is what :func:`study_parameters` returns; each notebook gets the parameters its
     tagged parameters cell names. The inputs are checked first (:func:`check_inputs`): a bad file stops the study before
-    anything is written. One line per step with its time, then a summary.
+    anything is written. One line per step, then a summary. A second study of the folder stops at once (``STUDY_LOCK``).
     """
-    from personas.report import report_verdicts, write_report
-
     inputs = check_inputs(params)
     out_dir = Path(params["out_dir"])
+    with exclusive_lock(out_dir / STUDY_LOCK, f"the study folder {out_dir}", _LOCK_ADVICE):  # one writer at a time
+        return _run_study(params, inputs, out_dir, progress)
+
+
+def _run_study(params: dict[str, Any], inputs, out_dir: Path, progress: bool) -> Path:
+    from personas.report import report_verdicts, write_report
+
     n_replicates = _check_replicates(params.get("replicates", 1))
     per_notebook = split_parameters(params)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -415,14 +422,9 @@ def _parse_layers(text: str) -> list[int] | str:
 
 def _parameters_help() -> str:
     try:
-        known = notebook_parameters()
+        return parameters_help(notebook_parameters(), hidden=("store_dir", "out_dir"))
     except Exception as exc:  # pragma: no cover - a broken checkout still gets --help
         return f"(notebook parameters unavailable: {exc})"
-    lines = ["notebook parameters (set any with -p NAME VALUE; defaults from each notebook's parameters cell):"]
-    for nb, params in known.items():
-        lines.append(f"  {nb}:")
-        lines += [f"    {k} = {v!r}" for k, v in params.items() if k not in ("store_dir", "out_dir")]
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

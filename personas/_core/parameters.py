@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 from personas._core.checks import check_int
 
 __all__ = ["ParameterCheck", "ParameterError", "check_parameters", "value_checks", "optional", "check_n_jobs",
-           "parameter_example", "parse_value"]
+           "parameter_example", "parse_value", "parameters_help"]
 
 
 class ParameterError(ValueError):
@@ -66,6 +66,15 @@ def parse_value(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+
+
+def parameters_help(known: Mapping[str, Mapping[str, Any]], hidden: Iterable[str] = ()) -> str:
+    """The ``--help`` text of ``{notebook: {parameter: default}}`` (``hidden`` parameters left out)."""
+    lines = ["notebook parameters (set any with -p NAME VALUE; defaults from each notebook's parameters cell):"]
+    for nb, params in known.items():
+        lines.append(f"  {nb}:")
+        lines += [f"    {k} = {v!r}" for k, v in params.items() if k not in hidden]
+    return "\n".join(lines)
 
 
 def _text(value: Any) -> str:
