@@ -71,7 +71,7 @@ def check_background(background: np.ndarray, name: str = "background") -> np.nda
         warnings.warn(
             f"{name} has a single row: each p-value against it can only be 0, 0.5 or 1 (the counted pmax only "
             "0.5 or 1), so no record looks more extreme than p = 0.5; use a background of many statements "
-            "(dozens at least)", UserWarning, stacklevel=3)
+            "(dozens at least)", UserWarning, stacklevel=4)
     return background
 
 

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from personas._core.io import exclusive_lock, safe_name, write_json
+from personas._core.io import exclusive_lock, read_json, safe_name, write_json
 from personas._core.parameters import parameters_help, parse_value as _parse_value
 from personas._core.quiet import quiet_third_parties
 
@@ -112,19 +112,18 @@ _KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def _cell_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
-    import nbformat
-
-    nb = nbformat.read(Path(notebook), as_version=4)
-    cell = next((c for c in nb.cells if "parameters" in c.metadata.get("tags", [])), None)
+    cells = read_json(notebook)["cells"]  # the notebook's JSON as it is: importing nbformat takes seconds
+    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
     if cell is None:
         raise ValueError(f"{notebook} has no cell tagged 'parameters'; papermill needs one")
     out: dict[str, Any] = {}
-    for node in ast.parse(cell.source).body:
+    source = "".join(cell["source"])  # a list of lines, or one string
+    for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             try:
                 out[node.targets[0].id] = ast.literal_eval(node.value)
             except ValueError:  # not a literal: keep the source text
-                out[node.targets[0].id] = ast.get_source_segment(cell.source, node.value)
+                out[node.targets[0].id] = ast.get_source_segment(source, node.value)
     return out
 
 
