@@ -8,11 +8,13 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
 
-__all__ = ["as_activations", "check_same_width", "check_pools", "as_pvalue_ranges", "check_int", "check_n_jobs"]
+__all__ = ["as_activations", "check_background", "check_same_width", "check_pools", "as_pvalue_ranges", "check_int",
+           "check_n_jobs"]
 
 
 def check_int(value: Any, name: str, minimum: int) -> int:
@@ -57,6 +59,20 @@ def as_activations(x, name: str) -> np.ndarray:
             "remove or impute those values before scanning"
         )
     return a
+
+
+def check_background(background: np.ndarray, name: str = "background") -> np.ndarray:
+    """``background`` (an activation array), with a ``UserWarning`` when it has a single row.
+
+    Against one row every empirical p-value is 0, 0.5 or 1 (the counted end, pmax, only 0.5
+    or 1): no record can look more extreme than p = 0.5, so a scan finds next to nothing.
+    """
+    if background.shape[0] == 1:
+        warnings.warn(
+            f"{name} has a single row: each p-value against it can only be 0, 0.5 or 1 (the counted pmax only "
+            "0.5 or 1), so no record looks more extreme than p = 0.5; use a background of many statements "
+            "(dozens at least)", UserWarning, stacklevel=4)
+    return background
 
 
 def check_same_width(background: np.ndarray, records: np.ndarray, names=("background", "records")) -> None:

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ._compiled import available, kernels
-from ._checks import as_activations, check_same_width
+from ._checks import as_activations, check_background, check_same_width
 from ._conventions import TAILS, canonical_preset, canonical_tail
 
 __all__ = ["TAILS", "ENGINES", "pvalue_ranges", "rank_counts", "ranges_from_counts", "counted_pvalues_node_major",
@@ -310,7 +310,7 @@ def _compiled_column(bg: np.ndarray, x: np.ndarray, tail: str, preset: str | Non
 
 
 def _prepare(background, records):
-    bg = as_activations(background, "background")
+    bg = check_background(as_activations(background, "background"))
     x = as_activations(records, "records")
     check_same_width(bg, x)
     dtype = np.result_type(bg.dtype, x.dtype)  # compare in a common exact type

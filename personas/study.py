@@ -42,7 +42,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from personas._core.io import safe_name, write_json
+from personas._core.io import exclusive_lock, read_json, safe_name, write_json
+from personas._core.parameters import parameters_help, parse_value as _parse_value
 from personas._core.quiet import quiet_third_parties
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "run_study",
     "run_studies",
     "check_inputs",
+    "check_parameter_values",
     "main",
 ]
 
@@ -103,24 +105,25 @@ REPLICATE_OVERRIDES = {"causal": False, "umap": False, "pca_grid_personas": 0}
 _STUDY_OPTIONS = ("replicates",)
 # Parameters the study sets itself, whatever the notebooks' cells say.
 _STUDY_KEYS = ("model_name", "personas", "layers", "store_dir", "out_dir", "statements_file", "topics_file", "prefer")
+STUDY_LOCK = ".study.lock"  # one writer per study folder; what a second study of it is told:
+_LOCK_ADVICE = "wait for it to finish or stop that process, or run this study elsewhere (--name OTHER or --output DIR)"
 # Kernel arguments: ipykernel logs "Kernel is running over TCP without encryption" at WARNING on every start
 _KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def _cell_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
-    import nbformat
-
-    nb = nbformat.read(Path(notebook), as_version=4)
-    cell = next((c for c in nb.cells if "parameters" in c.metadata.get("tags", [])), None)
+    cells = read_json(notebook)["cells"]  # the notebook's JSON as it is: importing nbformat takes seconds
+    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
     if cell is None:
         raise ValueError(f"{notebook} has no cell tagged 'parameters'; papermill needs one")
     out: dict[str, Any] = {}
-    for node in ast.parse(cell.source).body:
+    source = "".join(cell["source"])  # a list of lines, or one string
+    for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             try:
                 out[node.targets[0].id] = ast.literal_eval(node.value)
             except ValueError:  # not a literal: keep the source text
-                out[node.targets[0].id] = ast.get_source_segment(cell.source, node.value)
+                out[node.targets[0].id] = ast.get_source_segment(source, node.value)
     return out
 
 
@@ -217,6 +220,7 @@ def study_parameters(
     if replicates is not None:
         params["replicates"] = replicates
     params["replicates"] = _check_replicates(params.get("replicates", 1))
+    check_parameter_values(params)  # seconds, before the statements are drawn
     params["store_dir"] = str(output / "activations" / statement_sample_key(params))
     return params
 
@@ -229,10 +233,25 @@ def check_inputs(params: dict[str, Any]):
     """
     from personas.statements import study_inputs
 
+    check_parameter_values(params)
     p = {**notebook_defaults(), **params}
     return study_inputs(p.get("personas"), statements_file=p.get("statements_file"), topics_file=p.get("topics_file"),
                         prefer=p.get("prefer"), n_per_direction=p.get("n_per_direction"),
                         min_confidence=p.get("min_confidence", 0.85))
+
+
+def check_parameter_values(params: dict[str, Any]) -> None:
+    """Each notebook's parameters in ``params`` checked by the settings objects its cells build from them: a
+    ``ParameterError`` (``ValueError``) names the parameter, its value and an example (``-p NAME VALUE``)."""
+    from personas._core.parameters import check_parameters
+    from personas.causal.parameters import NOTEBOOK_CHECKS as nodes
+    from personas.layers.parameters import NOTEBOOK_CHECKS as layers
+    from personas.scans.parameters import NOTEBOOK_CHECKS as scans
+
+    for defaults, checks in zip(notebook_parameters().values(), (layers, scans, nodes)):
+        check_parameters(params, defaults, checks)
+
+
 def _check_replicates(n: Any) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"replicates must be an integer >= 1 (statement-sampling seeds), got {n!r}")
@@ -294,12 +313,17 @@ def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
 
     ``params`` is what :func:`study_parameters` returns; each notebook gets the parameters its
     tagged parameters cell names. The inputs are checked first (:func:`check_inputs`): a bad file stops the study before
-    anything is written. One line per step with its time, then a summary.
+    anything is written. One line per step, then a summary. A second study of the folder stops at once (``STUDY_LOCK``).
     """
-    from personas.report import report_verdicts, write_report
-
     inputs = check_inputs(params)
     out_dir = Path(params["out_dir"])
+    with exclusive_lock(out_dir / STUDY_LOCK, f"the study folder {out_dir}", _LOCK_ADVICE):  # one writer at a time
+        return _run_study(params, inputs, out_dir, progress)
+
+
+def _run_study(params: dict[str, Any], inputs, out_dir: Path, progress: bool) -> Path:
+    from personas.report import report_verdicts, write_report
+
     n_replicates = _check_replicates(params.get("replicates", 1))
     per_notebook = split_parameters(params)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -395,24 +419,11 @@ def _parse_layers(text: str) -> list[int] | str:
         raise SystemExit(f"--layers must be 'default', 'all' or comma-separated integers such as 1,4,7; got {text!r}")
 
 
-def _parse_value(text: str) -> Any:
-    """A ``-p`` value: a Python literal (``20``, ``0.5``, ``None``, ``[2, 1]``, ``'x'``) or else the text."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
 def _parameters_help() -> str:
     try:
-        known = notebook_parameters()
+        return parameters_help(notebook_parameters(), hidden=("store_dir", "out_dir"))
     except Exception as exc:  # pragma: no cover - a broken checkout still gets --help
         return f"(notebook parameters unavailable: {exc})"
-    lines = ["notebook parameters (set any with -p NAME VALUE; defaults from each notebook's parameters cell):"]
-    for nb, params in known.items():
-        lines.append(f"  {nb}:")
-        lines += [f"    {k} = {v!r}" for k, v in params.items() if k not in ("store_dir", "out_dir")]
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -473,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
                                   quick=args.quick, statements=args.statements, topics=args.topics,
                                   replicates=args.replicates, **overrides)
         check_inputs(params)  # before anything is computed or written
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, FileNotFoundError) as exc:
         parser.error(str(exc))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedded models never need the hub; a cached one neither
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the kernel's debugger: no frozen-modules notice

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from personas.scans.driver import check_runs_current, run_persona_scans
+from personas.scans.pools import run_file_name
 from personas.scans.settings import PoolSizes, SampleSizes, ScanPlan, ScanSettings
 from personas.store.fingerprints import store_fingerprints
 from personas.store.write import save_activations
@@ -76,7 +77,8 @@ def test_an_added_persona_recomputes_only_what_depends_on_it(tmp_path, capsys):
         assert status[name] == "computed", name
     # recomputed: both topics at level 0 (T2's anomalous pool and T1's background now hold p4)
     assert status["level0/T1+"] == status["level0/T2+"] == "recomputed"
-    assert second["level0_layer7_T1_.jsonl"] != first["level0_layer7_T1_.jsonl"]
+    level0 = run_file_name("T1+", 0, 7)  # a topic's level-0 run file: the checked, collision-proof name
+    assert level0.startswith("level0_layer7_T1-") and second[level0] != first[level0]
     out = capsys.readouterr().out
     assert "run files: 5 reused; 3 computed; 2 recomputed (level0/T1+, level0/T2+: their pools changed)" in out
     # the null runs of reused experiments are reused too, and the index checks against the store per persona

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -76,7 +77,10 @@ def test_experiment_seed_depends_on_name_not_position():
     assert experiment_seed(0, "a", 2) == experiment_seed(0, "a", 2)
     assert len({experiment_seed(0, "a", 2), experiment_seed(0, "b", 2), experiment_seed(0, "a", 1),
                 experiment_seed(1, "a", 2)}) == 4
-    assert run_file_name("anti-LGBTQ rights/x", 2, 31) == "level2_layer31_anti-LGBTQ_rights_x.jsonl"
+    # an unsafe name keeps its safe part and gets a hash of itself: never the file of another name
+    name = run_file_name("anti-LGBTQ rights/x", 2, 31)
+    assert re.fullmatch(r"level2_layer31_anti-LGBTQ-rights-x-[0-9a-f]{8}\.jsonl", name)
+    assert name != run_file_name("anti-LGBTQ-rights-x", 2, 31) == "level2_layer31_anti-LGBTQ-rights-x.jsonl"
 
 
 def _planted(seed=0, n_nodes=30, shift=4.0):

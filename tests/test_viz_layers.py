@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from personas._core.names import file_stem
 from personas.layers import LayerProtocol, ProbeSettings, analyse_layers, combine_results, embed_2d, synthetic_activations
 from personas.viz.layers import (
     plot_classifier_heatmap,
@@ -87,11 +88,11 @@ def test_metric_by_layer_draws_controls_and_log_distance(table, tmp_path):
     want = table[(table.metric == "centroid_distance") & (table.persona == "persona_00") & (table.control == "none")
                  & (table.layer > 0)].sort_values("layer")["mean"]
     np.testing.assert_allclose(line.get_ydata(), want)
-    _png(tmp_path / "metric_by_layer_toy-model-v1_cluster_centroid_distance.png")
+    _png(tmp_path / f"{file_stem('metric_by_layer_toy/model v1_cluster_centroid_distance')}.png")  # hashed: not safe
     fig = plot_metric_by_layer(table, "accuracy", analysis="persona_classifier", classifier="logistic",
                                out_dir=tmp_path)
     assert fig.axes[0].get_yscale() == "linear"
-    _png(tmp_path / "metric_by_layer_toy-model-v1_persona_classifier_logistic_accuracy.png")
+    _png(tmp_path / f"{file_stem('metric_by_layer_toy/model v1_persona_classifier_logistic_accuracy')}.png")
     fig = plot_metric_by_layer(table, "davies_bouldin")
     assert "lower = more separated" in fig.axes[0].get_ylabel()
     _no_temporaries(tmp_path)
@@ -126,10 +127,10 @@ def test_classifier_heatmap_with_control(table, tmp_path):
                  & (table.control == "none") & (table.metric == "accuracy")].sort_values("layer")["mean"]
     np.testing.assert_allclose(data[0], want)
     assert "persona classifier (extra_trees)" in fig._suptitle.get_text()
-    _png(tmp_path / "classifier_heatmap_toy-model-v1_persona_classifier_extra_trees.png")
+    _png(tmp_path / f"{file_stem('classifier_heatmap_toy/model v1_persona_classifier_extra_trees')}.png")
     fig = plot_classifier_heatmap(table, analysis="direction_classifier", persona="persona_02", out_dir=tmp_path)
     assert "persona_02" in fig._suptitle.get_text()
-    _png(tmp_path / "classifier_heatmap_toy-model-v1_direction_classifier_logistic.png")
+    _png(tmp_path / f"{file_stem('classifier_heatmap_toy/model v1_direction_classifier_logistic')}.png")
     with pytest.raises(ValueError, match="metric 'auc'"):
         plot_classifier_heatmap(table, metrics=("auc",))
 

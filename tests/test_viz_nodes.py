@@ -14,6 +14,7 @@ from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from personas import nodes as N  # noqa: E402
+from personas._core.names import file_stem  # noqa: E402
 from personas import viz as V  # noqa: E402
 
 N_NODES = 60
@@ -49,8 +50,9 @@ def test_upset_and_venn_write_files(tmp_path, k):
     fig = V.plot_venn(sets, out_dir=tmp_path)
     assert fig.axes[0].get_title() == f"Salient nodes shared between {k} personas (Venn)"
     assert V.plot_venn(sets, title="mine").axes[0].get_title() == "mine"
-    stem = f"{k}_personas_" + "_".join(f"persona-{i}-x" for i in range(k))
-    assert_only_files(tmp_path, [f"upset_{stem}.png", f"venn_{stem}.png"])
+    stem = f"{k}_personas_" + "_".join(f"persona {i}/x" for i in range(k))
+    assert_only_files(tmp_path, [f"{file_stem('upset_' + stem)}.png", f"{file_stem('venn_' + stem)}.png"])
+    assert file_stem("upset_" + stem).startswith(f"upset_{k}_personas_persona-0-x_persona-1-x")
     for path in tmp_path.iterdir():
         assert_png(path)
 
@@ -111,7 +113,8 @@ def test_heatmap_shows_the_pairwise_values(tmp_path):
     assert all(np.ma.is_masked(shown[i, i]) for i in range(4))
     assert [t.get_text() for t in ax.get_xticklabels()] == names
     assert fig.axes[1].get_ylabel() == "Jaccard index"
-    assert_png(tmp_path / ("overlap_jaccard_4_personas_" + "_".join(f"persona-{i}-x" for i in range(4)) + ".png"))
+    assert_png(tmp_path / (file_stem("overlap_jaccard_4_personas_" + "_".join(f"persona {i}/x" for i in range(4)))
+                           + ".png"))
 
 
 def test_heatmap_neg_log10_p_and_significance_marks():
@@ -153,7 +156,7 @@ def test_node_frequency_histograms(tmp_path):
     assert heights == [4, 2]  # nodes chosen at least once
     assert "4 of 8 nodes never chosen" in axes[0].get_title()
     assert axes[0].get_xlabel() and axes[0].get_ylabel() == "Nodes"
-    assert_png(tmp_path / "node_frequency_2_personas_one_two-b.png")
+    assert_png(tmp_path / f"{file_stem('node_frequency_2_personas_one_two/b')}.png")
     fig = V.plot_node_frequency({"one": freq[freq.persona == "one"]}, include_never=True, bins=4)
     assert sum(p.get_height() for p in fig.axes[0].patches) == 8
 
@@ -164,7 +167,7 @@ def test_long_persona_lists_get_short_file_names(tmp_path):
     (path,) = tmp_path.iterdir()
     assert len(path.name) < 130 and path.name.startswith("upset_6_personas_")
     V.plot_upset(sets, out_dir=tmp_path, name="my upset")
-    assert (tmp_path / "my-upset.png").exists()
+    assert (tmp_path / f"{file_stem('my upset')}.png").exists()  # a name given is made a file name as any other
 
 
 def test_persona_colors():

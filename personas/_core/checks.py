@@ -28,6 +28,7 @@ __all__ = [
     "check_directions",
     "check_meta",
     "check_settings",
+    "check_scores",
 ]
 
 # the two directions of a persona's statements (as personas.statements.DIRECTIONS)
@@ -219,3 +220,43 @@ def check_settings(given: Any, cls: type, name: str, *, required: bool = False) 
         raise TypeError(f"{name} must be {article} {cls.__name__} (e.g. {name}={cls.__name__}(...)); "
                         f"got {type(given).__name__}")
     return given
+def check_scores(values: Any, n: int, *, name: str, statements: Sequence[str] | None = None) -> np.ndarray:
+    """``values`` as a finite float64 array ``(n,)``: one score per statement, from readout or scorer ``name``.
+
+    Parameters
+    ----------
+    values : array-like ``(n,)``
+        What the readout or scorer returned.
+    n : int
+        The number of statements it scored.
+    name : str
+        The readout's or scorer's name, for the message.
+    statements : sequence of str ``(n,)``, optional
+        The statements, so the message can quote the first ones scored NaN or infinite.
+
+    Raises
+    ------
+    ValueError
+        For values that are not numbers, the wrong shape, NaN or infinity; the message
+        names ``name``, the count of bad scores and the first offending statements.
+    """
+    try:
+        scores = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"readout {name!r} returned {type(values).__name__} {_short(values)}, not numbers; "
+                         f"it must return {n} finite scores, one per statement") from None
+    if scores.shape != (n,):
+        raise ValueError(f"readout {name!r} returned shape {scores.shape}; expected ({n},), one score per statement "
+                         "in the order given")
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if len(bad):
+        first = ", ".join(f"#{i} ({scores[i]:g})" + (f" {_short(statements[i])}" if statements is not None else "")
+                          for i in bad[:3])
+        raise ValueError(f"readout {name!r} returned {len(bad)} non-finite score(s) (NaN or inf) of {n}, first: "
+                         f"{first}; a readout must return a finite score for every statement")
+    return scores
+
+
+def _short(x: Any, width: int = 60) -> str:
+    text = repr(x)
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -8,7 +8,7 @@ renames it over the target (``os.replace`` is atomic on POSIX and Windows), so a
 crash or an exception never leaves a half-written artifact behind. A crash can
 leave a stale temporary file; :func:`clean_temp_files` removes them.
 
-:func:`exclusive_lock` guards a writer that must be alone (the activation store).
+:func:`exclusive_lock` guards a writer that must be alone (the activation store, a study's folder).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import stat
 from pathlib import Path
 from typing import Any, Iterator
 
 from deepscan.locking import FileLock
+from personas._core.names import safe_name  # noqa: F401  (re-exported: file names come from personas._core.names)
 
 __all__ = [
     "file_sha256",
@@ -36,14 +36,6 @@ __all__ = [
     "write_table",
     "save_figure",
 ]
-
-
-def safe_name(text: object, replacement: str = "-") -> str:
-    """``text`` as a file-name part: runs of characters other than letters, digits, ``.``,
-    ``_`` and ``-`` become ``replacement``; leading and trailing ``-`` and ``.`` are dropped.
-    May return ``""``: callers decide what an empty name means.
-    """
-    return re.sub(r"[^A-Za-z0-9._-]+", replacement, str(text)).strip("-.")
 
 
 def _create_temp(target: Path, suffix: str) -> tuple[Path, int]:
@@ -128,21 +120,26 @@ def clean_temp_files(folder: str | os.PathLike, name_glob: str = "*") -> list[Pa
 
 
 @contextlib.contextmanager
-def exclusive_lock(lock_file: str | os.PathLike, what: str) -> Iterator[Path]:
+def exclusive_lock(lock_file: str | os.PathLike, what: str, advice: str | None = None) -> Iterator[Path]:
     """Hold an exclusive, non-blocking lock on ``lock_file`` while the block runs (:class:`deepscan.locking.FileLock`).
 
-    A second holder (another process, or another open in this one) gets a
-    ``RuntimeError`` at once instead of writing beside the first.
+    The one lock of the project (run files, the activation store, a study's folder): a second
+    holder (another process, or another open in this one) gets a ``RuntimeError`` at once,
+    naming the holder's pid, host and start time, instead of writing beside the first. The lock
+    file records the holder, is group-writable where the umask lets the group read, is removed
+    on release, and one left by a killed process is taken over with a ``StaleLockWarning``.
 
     Parameters
     ----------
     lock_file : path
     what : str
         What is locked, for the message (e.g. ``"the activation store <dir>"``).
+    advice : str, optional
+        How to proceed when another process holds it (default: wait, or write somewhere else).
     """
     lock_file = Path(lock_file)
     lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(lock_file, what):
+    with FileLock(lock_file, what, advice):
         yield lock_file
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from personas.causal.split import random_node_draws, random_unit_directions
-from personas.causal.stats import bootstrap_index, auc_interval, effect_summary
+from personas.causal.stats import auc_interval, bootstrap_index, effect_summary, is_informative
 from personas._core.provenance import derive_rng
 from personas.model.extraction import extract_activations
 from personas.model.interventions import ablate_nodes, add_vector
@@ -201,7 +201,7 @@ class Recorder:
         h.base = self._scores(h, layer, None)
         auc, lo, hi = auc_interval(h.base, h.positive, h.boot, self.ci)
         h.gate = {"persona": h.persona, "readout": h.readout, "n_heldout": len(h.base), "auc": auc, "auc_low": lo,
-                  "auc_high": hi, "informative": not (lo <= 0.5 <= hi),
+                  "auc_high": hi, "informative": is_informative(auc, lo, hi, h.base),
                   "mean_positive": float(h.base[h.positive].mean()), "mean_negative": float(h.base[~h.positive].mean())}
         self._frame(h, layer, "baseline", 0.0, 0, h.base)
         return h.gate

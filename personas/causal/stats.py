@@ -89,6 +89,20 @@ def auc_interval(score: np.ndarray, positive: np.ndarray, boot, ci: float = 0.95
     return auc, float(lo), float(hi)
 
 
+def is_informative(auc: float, lo: float, hi: float, scores: np.ndarray) -> bool:
+    """The gate: whether a readout separates the directions, i.e. its AUC interval ``[lo, hi]`` excludes 0.5.
+
+    Never for scores that are constant or not all finite, nor for a NaN AUC or interval: such a
+    readout cannot tell the directions apart, whatever its interval says.
+    """
+    scores = np.asarray(scores, dtype=float)
+    if not (scores.size and np.isfinite(scores).all() and np.isfinite([auc, lo, hi]).all()):
+        return False
+    if scores.max() == scores.min():
+        return False
+    return not (lo <= 0.5 <= hi)
+
+
 def paired_difference(a: np.ndarray, b: np.ndarray, base: np.ndarray, positive: np.ndarray, boot,
                       ci: float = 0.95) -> tuple[float, float, float]:
     """Specific effect of scores ``a`` minus that of ``b`` (same statements), with a paired bootstrap interval."""

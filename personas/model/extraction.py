@@ -330,7 +330,9 @@ def _extract_persona(model, tokenizer, group: pd.DataFrame, about: dict, layers:
         if diffs:
             raise ValueError(
                 f"the stored activations {manifest_file} were made differently: " + "; ".join(diffs)
-                + ". Pass overwrite=True to recompute them, or use another store_dir"
+                + f". To recompute them: delete the folder {manifest_file.parent}, or give them another store: "
+                "`python -m personas.study --output OTHER_DIR` (a study's store is <output>/activations), "
+                "store_dir=... in Python, or overwrite=True (extract_to_store)"
             )
         try:
             # the whole file, checked against the manifest: reuse trusts data, not names

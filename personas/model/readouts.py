@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from personas._core.checks import check_int, check_str
+from personas._core.checks import check_int, check_scores, check_str
 from personas.model.answers import INSTRUCTION, QUESTION, answer_tokens
 from personas.model.batching import accepts, pad_token_id
 from personas.model.hooks import find_blocks
@@ -397,7 +397,7 @@ class _Callable(Readout):
 
     def prepare(self, tokenizer, statements, batch_size: int = 16, share_prefix: bool = True,
                 blocks_path: str | None = None):
-        fn, texts = self.fn, statement_texts(statements)
+        fn, texts, name = self.fn, statement_texts(statements), self.name
 
         class _Prepared:
             reused = False
@@ -406,10 +406,7 @@ class _Callable(Readout):
                 pass
 
             def scores(self, model, *, reuse_below=None):
-                got = np.asarray(fn(model, tokenizer, texts), dtype=np.float64)
-                if got.shape != (len(texts),):
-                    raise ValueError(f"readout {fn!r} returned shape {got.shape}; expected ({len(texts)},)")
-                return got
+                return check_scores(fn(model, tokenizer, texts), len(texts), name=name, statements=texts)
 
         return _Prepared()
 

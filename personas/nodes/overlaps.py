@@ -31,7 +31,7 @@ __all__ = [
 _RESERVED_COLUMNS = ("degree", "size", "nodes")
 
 
-_CORRECTIONS = ("fdr_bh", "bonferroni", "none")
+CORRECTIONS = ("fdr_bh", "bonferroni", "none")
 
 
 def check_n_nodes(n_nodes: Any) -> int:
@@ -182,7 +182,7 @@ def adjust_p_values(p_values: Sequence[float] | np.ndarray, correction: str = "f
     -------
     ndarray of float, shape (n_tests,)
     """
-    check_choice(correction, "correction", _CORRECTIONS)
+    check_choice(correction, "correction", CORRECTIONS)
     p = np.asarray(p_values, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = ~np.isnan(p)

@@ -5,7 +5,10 @@ Reads, under a study's output directory: ``study.json`` (parameters, timings),
 ``tables/deepscan_precision_recall.csv`` and ``runs/`` (run_deepscan),
 ``tables/nodes/*.csv`` and ``causal/`` (vis_top_nodes). A missing artifact is
 reported as missing in its section rather than failing the whole report, so a
-partial study still gets a readable report.
+partial study still gets a readable report; every artifact is first cross-checked
+(``personas.report.checks``: present and whole, the chosen layer against the scanned
+one, null runs against their run files, seeds and settings against ``study.json``) and
+each problem is listed under "What failed or is missing".
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pandas as pd
 from personas._core.io import read_json, write_text
 from personas.causal.results import load_causal_result
 from personas.report.causal import causal_summary_markdown
+from personas.report.checks import artifact_problems, problems_section
 from personas.report.layers import (
     FINAL_THIRD_BAND,
     chosen_layer_text,
@@ -39,6 +43,7 @@ __all__ = ["REPORT_SECTIONS", "markdown_table", "claim_results", "build_report",
 
 REPORT_SECTIONS = (
     "## Configuration",
+    "## What failed or is missing",
     "## Layer separation per persona",
     "## Layer profile",
     "## Chosen layer",
@@ -258,31 +263,50 @@ def _sample_sizes(params: dict) -> tuple[int, int] | None:
         return None
 
 
+def _read_json_or_none(path: Path) -> dict | None:
+    try:
+        return read_json(path) if path.exists() else None
+    except (OSError, ValueError):  # cut short: artifact_problems names it
+        return None
+
+
+def _built(make, problems: list[str], head: str | None = None):
+    """``make()``; if an artifact it reads is damaged, the problem is recorded and the section says so."""
+    try:
+        return make()
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        problems.append(f"{'the section ' + repr(head[3:]) if head else 'an artifact'} could not be built: {exc}")
+        return None if head is None else "_Could not be built from the artifacts: see \"What failed or is missing\"._"
+
+
 def build_report(out_dir: str | os.PathLike) -> str:
     """The report's markdown text for a study directory (sections: ``REPORT_SECTIONS``)."""
     out = Path(out_dir)
     if not out.is_dir():
         raise ValueError(f"study directory {out} does not exist; run the study first (python -m personas.study)")
-    study = read_json(out / "study.json") if (out / "study.json").exists() else {}
-    params = {**study.get("notebook_defaults", {}), **study.get("parameters", {})}
-    table = read_layer_table(out)
-    summary = read_scan_summary(out)
-    sections = [
-        ("## Configuration", _configuration(study, out)),
-        ("## Layer separation per persona", persona_table(table) if table is not None
+    study = _read_json_or_none(out / "study.json")
+    params = {**(study or {}).get("notebook_defaults", {}), **(study or {}).get("parameters", {})}
+    study, problems = study or {}, artifact_problems(out, params)  # every artifact cross-checked first
+    table, summary = _built(lambda: read_layer_table(out), problems), _built(lambda: read_scan_summary(out), problems)
+    makers = [
+        ("## Configuration", lambda: _configuration(study, out)),
+        ("## Layer separation per persona", lambda: persona_table(table) if table is not None
          else missing("tables/layer_metrics.csv")),
-        ("## Layer profile", layer_profile(table, out, read_untrained_table(out)) if table is not None
+        ("## Layer profile", lambda: layer_profile(table, out, read_untrained_table(out)) if table is not None
          else missing("tables/layer_metrics.csv")),
-        ("## Chosen layer", chosen_layer_text(out)),
-        ("## DeepScan precision and recall", precision_recall_table(summary)),
-        ("## DeepScan against the baselines", baselines_table(summary, subset_sizes(out), _sample_sizes(params))),
-        ("## Salient nodes and overlaps", node_sections(out)),
-        ("## Do the salient nodes matter?", _causal(out)),
-        ("## The paper's claims, tested here", _claims(out)),
-        ("## Replicates", replicates_section(out, claim_results)),
-        ("## Timing", _timing(study, out)),
-        ("## Artifacts", _artifacts(out)),
+        ("## Chosen layer", lambda: chosen_layer_text(out)),
+        ("## DeepScan precision and recall", lambda: precision_recall_table(summary)),
+        ("## DeepScan against the baselines",
+         lambda: baselines_table(summary, subset_sizes(out), _sample_sizes(params))),
+        ("## Salient nodes and overlaps", lambda: node_sections(out)),
+        ("## Do the salient nodes matter?", lambda: _causal(out)),
+        ("## The paper's claims, tested here", lambda: _claims(out)),
+        ("## Replicates", lambda: replicates_section(out, claim_results)),
+        ("## Timing", lambda: _timing(study, out)),
+        ("## Artifacts", lambda: _artifacts(out)),
     ]
+    sections = [(head, _built(make, problems, head)) for head, make in makers]
+    sections.insert(1, ("## What failed or is missing", problems_section(problems, bool(study))))
     title = (f"# Persona study: {out.name}\n\nModel `{params.get('model_name', 'unknown')}`; written by "
              "`personas.report` from the study's artifacts. It follows the layout of Cintas et al. (AIES 2025): "
              "where (layers) and which activations (nodes) carry each persona.")

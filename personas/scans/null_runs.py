@@ -24,8 +24,8 @@ from personas._core.io import read_json, write_json
 from personas._core.provenance import now_iso, package_versions
 from personas.scans.pools import run_file_name
 
-__all__ = ["null_file_name", "write_null_runs", "reused_null_auc", "NullRuns", "read_null_runs", "load_null_runs",
-           "null_runs_of"]
+__all__ = ["null_file_name", "write_null_runs", "reused_null_auc", "null_matches_run_file", "NullRuns", "read_null_runs",
+           "load_null_runs", "null_runs_of"]
 
 NULL_RUNS_KIND = "deepscan-null-runs"
 NULL_RUNS_FORMAT_VERSION = 1
@@ -54,6 +54,27 @@ def reused_null_auc(path: Path, header: dict) -> float | None:
     if old.get("experiment") != _experiment_key(header):
         return None
     return float(deepscan.roc_auc(old["scores_anomalous"], old["scores_clean"]))
+
+
+def null_matches_run_file(null_header: dict, run_header: dict, run_file: str) -> list[str]:
+    """How a null-run file's header disagrees with the run file it should belong to (empty: it belongs).
+
+    Compared: the run file's name, the experiment (configuration and input fingerprints), and the
+    persona, layer, seed and sample sizes the null runs record.
+    """
+    out = []
+    if null_header.get("run_file") != run_file:
+        out.append(f"it names run file {null_header.get('run_file')!r}")
+    if null_header.get("experiment") != _experiment_key(run_header):
+        out.append("it was made for another experiment (configuration or input data differ)")
+    config = run_header.get("config", {})
+    for key, run_key in (("persona", "persona"), ("seed", "seed"), ("n_runs", "n_runs"), ("clean_ssize", "clean_ssize"),
+                         ("anom_ssize", "anom_ssize")):
+        if key in null_header and run_key in config and null_header[key] != config[run_key]:
+            out.append(f"its {key} is {null_header[key]!r}, the run file's {config[run_key]!r}")
+    if "layer" in null_header and config.get("layers") not in (None, [null_header["layer"]]):
+        out.append(f"its layer is {null_header['layer']!r}, the run file's {config['layers']!r}")
+    return out
 
 
 def write_null_runs(path: Path, power, experiment: dict, *, persona: str, level: int, layer: int, model_name: str,

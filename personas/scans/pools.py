@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from personas._core.checks import check_meta, check_settings
-from personas._core.io import safe_name
+from personas._core.names import file_stem
 from personas._core.notes import StudyNote
 from personas._core.provenance import derive_seed
 from personas.scans.settings import PoolSizes
@@ -255,7 +255,8 @@ def experiment_seed(seed: int, persona: str, level: int) -> int:
 
 
 def run_file_name(persona: str, level: int, layer: int) -> str:
-    """File name of a run file: ``level<level>_layer<layer>_<persona>.jsonl`` (persona sanitised)."""
-    return f"level{level}_layer{layer}_{safe_name(persona, '_')}.jsonl"
+    """File name of a run file: ``level<level>_layer<layer>_<persona>.jsonl``; ``persona`` (a persona, or a topic
+    at level 0) as ``personas._core.names.file_stem`` makes it: safe names kept, others hashed."""
+    return f"level{level}_layer{layer}_{file_stem(persona)}.jsonl"
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
 from personas._core.checks import check_bool, check_int
+from personas.scans.baselines import BASELINES
 
 __all__ = ["PoolSizes", "SampleSizes", "ScanPlan", "ScanSettings", "scan_config"]
 
@@ -71,8 +72,10 @@ class SampleSizes:
 
 
 def _levels(levels: Any, name: str) -> tuple[int, ...]:
+    if isinstance(levels, (str, bytes)) or not hasattr(levels, "__iter__"):
+        raise TypeError(f"{name} must be a list of levels, e.g. [2, 1, 0]; got {levels!r}")
     levels = tuple(levels)
-    bad = [lv for lv in levels if lv not in LEVELS]
+    bad = [lv for lv in levels if isinstance(lv, bool) or lv not in LEVELS]
     if bad:
         raise ValueError(f"{name}: unknown level(s) {bad}; choose from {list(LEVELS)} (2: within persona, "
                          "1: within topic, 0: between topics)")
@@ -153,6 +156,9 @@ class ScanSettings:
         if isinstance(self.baselines, str):
             raise TypeError(f"baselines must be a list of names, got the string {self.baselines!r}")
         object.__setattr__(self, "baselines", tuple(self.baselines))
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise ValueError(f"baselines: unknown method(s) {unknown}; choose from {list(BASELINES)}")
         if self.baseline_levels is not None:
             object.__setattr__(self, "baseline_levels", _levels(self.baseline_levels, "baseline_levels"))
 

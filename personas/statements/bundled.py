@@ -365,11 +365,16 @@ def load_statements(
     return out[STATEMENT_COLUMNS]
 
 
+def _kind(x) -> str:
+    return "None" if x is None else f"{type(x).__name__} {x!r}"[:80]
+
+
 def statement_texts(statements) -> list[str]:
     """The texts of ``statements`` (a sequence of strings, or a statements table's ``statement`` column).
 
-    Raises ``ValueError`` on a single string (not a sequence), on a missing value (None or NaN
-    would otherwise be embedded as the words "None" or "nan") and on an empty input.
+    Raises ``ValueError`` on None or anything else that is no sequence, on a single string, on a
+    missing value (None or NaN would otherwise be embedded as the words "None" or "nan") and on an
+    empty input.
     """
     if hasattr(statements, "columns"):  # a statements DataFrame
         if "statement" not in statements.columns:
@@ -377,6 +382,9 @@ def statement_texts(statements) -> list[str]:
         statements = statements["statement"]
     if isinstance(statements, str):
         raise ValueError("statements must be a sequence of strings, not one string; wrap it in a list")
+    if statements is None or not hasattr(statements, "__iter__"):
+        raise ValueError(f"statements must be a sequence of strings or a statements DataFrame (a 'statement' column, "
+                         f"as personas.statements.load_statements returns); got {_kind(statements)}")
     out = []
     for i, s in enumerate(statements):
         if not isinstance(s, str) and (s is None or (np.ndim(s) == 0 and bool(pd.isna(s)))):

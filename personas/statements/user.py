@@ -25,7 +25,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from personas._core.io import file_sha256, safe_name
+from personas._core.io import file_sha256
+from personas._core.names import check_file_names
 from personas.statements.bundled import (
     bundled_table,
     read_source,
@@ -98,11 +99,6 @@ def input_files(statements_file: str | os.PathLike | None = None,
     return out
 
 
-def _file_key(persona: str) -> str:
-    # run files use safe_name(persona, "_"); case folded for case-insensitive file systems
-    return safe_name(persona, "_").casefold()
-
-
 def _check_names(user: Sequence[str], bundled: Sequence[str], path, prefer: str | None) -> None:
     same = sorted(set(user) & set(bundled))
     if same and prefer is None:
@@ -110,20 +106,7 @@ def _check_names(user: Sequence[str], bundled: Sequence[str], path, prefer: str 
             f"statements file {path}: persona(s) {same[:5]} are also bundled personas; rename them in the file, "
             "or say which statements win with prefer='user' or prefer='bundled' (study: --prefer user|bundled)"
         )
-    seen: dict[str, str] = {}
-    for persona in [*bundled, *(p for p in user if p not in same)]:
-        key = _file_key(persona)
-        if not any(c.isalnum() for c in key):
-            raise ValueError(f"statements file {path}: persona name {persona!r} has no letters or digits to name "
-                             "its files; rename it")
-        if key in seen:
-            other = seen[key]
-            kind = "the bundled persona" if other in bundled else "the persona"
-            raise ValueError(
-                f"statements file {path}: persona {persona!r} and {kind} {other!r} would share file names "
-                f"({key!r} once made safe for a file name); rename one of them"
-            )
-        seen[key] = persona
+    check_file_names([*bundled, *(p for p in user if p not in same)], "persona", f"statements file {path}: ")
 
 
 def mixed_statements(statements_file: str | os.PathLike, prefer: str | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -157,6 +140,7 @@ def mixed_statements(statements_file: str | os.PathLike, prefer: str | None = No
 
 
 def _check_topics(topics: dict[str, list[str]], known: set[str], path) -> None:
+    check_file_names(topics, "topic", f"topics file {path}: ")  # topics name level-0 run files and figures
     unknown = [p for members in topics.values() for p in members if p not in known]
     if unknown:
         hints = {p: difflib.get_close_matches(p, sorted(known), n=3, cutoff=0.6) for p in unknown[:5]}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from pathlib import Path
 
 import pandas as pd
 
-from personas._core.io import read_json, safe_name
+from personas._core.io import read_json
+from personas._core.names import file_stem, safe_name
 
 __all__ = ["STORE_FORMAT_VERSION", "StoreError", "model_slug", "store_path", "list_stored", "WORDING_STORE",
            "wording_store_dir"]
@@ -26,7 +25,6 @@ def wording_store_dir(store_dir: str | os.PathLike) -> Path:
 #: The manifest format: tensors with a SHA-256 each, model and statements fingerprints.
 STORE_FORMAT_VERSION = 2
 LOCK_NAME = ".store.lock"
-_HASH_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
 # settings that must agree for a stored persona to be reused
 MATCH_FIELDS = (
     "model",
@@ -63,20 +61,10 @@ class StoreError(ValueError):
     """A stored tensor file does not match its manifest (missing, truncated, damaged, replaced)."""
 
 
-def _persona_file(persona: str) -> str:
-    persona = str(persona)
-    stem = safe_name(persona)
-    if stem == persona and not _HASH_SUFFIX.search(persona):
-        return stem  # already a safe name (and cannot look like a hashed one): kept as is
-    if not stem:
-        stem = "persona"
-    return f"{stem}-{hashlib.sha256(persona.encode('utf-8')).hexdigest()[:8]}"
-
-
 def store_path(store_dir: str | os.PathLike, model_name: str, persona: str) -> tuple[Path, Path]:
     """Paths of the safetensors file and the manifest of (model, persona)."""
     base = Path(store_dir) / model_slug(model_name)
-    stem = _persona_file(persona)
+    stem = file_stem(persona, empty="persona")  # safe names kept, others hashed: never two personas in one file
     return base / f"{stem}.safetensors", base / f"{stem}.json"
 
 

@@ -11,7 +11,6 @@ pyplot's registry and a notebook shows a figure once, with ``display(fig)``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -21,7 +20,8 @@ from matplotlib import colormaps
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 
-from personas._core.io import safe_name, save_figure
+from personas._core.io import save_figure
+from personas._core.names import file_stem as safe_file_stem
 
 __all__ = ["persona_colors"]
 
@@ -83,26 +83,26 @@ def persona_colors(
 
 
 def figure_slug(*parts: Any) -> str:
-    """Parts joined by "_", made file-system safe (empty and None parts skipped)."""
-    return safe_name("_".join(str(p) for p in parts if p is not None and str(p) != "")) or "figure"
+    """Parts joined by "_" (empty and None parts skipped): a figure's name, made a file name by :func:`finish_figure`."""
+    return "_".join(str(p) for p in parts if p is not None and str(p) != "") or "figure"
 
 
 def file_stem(kind: str, personas: Iterable[str], name: str | None) -> str:
-    """``name`` if given, else ``<kind>_<k>_personas_<names>``; long persona lists get a short hash."""
+    """``name`` if given, else ``<kind>_<k>_personas_<names>`` (a long one is cut and hashed by :func:`finish_figure`)."""
     if name is not None:
-        return safe_name(name) or "x"
+        return str(name)
     personas = [str(p) for p in personas]
-    stem = f"{kind}_{len(personas)}_personas_" + "_".join(safe_name(p) or "x" for p in personas)
-    if len(stem) > 120:
-        digest = hashlib.sha1("\x1f".join(personas).encode("utf-8")).hexdigest()[:8]
-        stem = stem[:100].rstrip("_-") + "_" + digest
-    return stem
+    return f"{kind}_{len(personas)}_personas_" + "_".join(personas)
 
 
 def finish_figure(fig: Figure, out_dir: str | os.PathLike | None, stem: str) -> Figure:
-    """Save ``fig`` as ``<out_dir>/<stem>.png`` (stem made file-system safe) when ``out_dir`` is given; return it."""
+    """Save ``fig`` as ``<out_dir>/<stem>.png`` when ``out_dir`` is given (the stem made safe); return it.
+
+    ``personas._core.names.file_stem``, as the store and the run files: a safe name is kept, any other
+    (or a long one) gets a hash of it, so two figures never share a file.
+    """
     if out_dir is not None:
-        save_figure(fig, Path(out_dir) / f"{safe_name(stem) or 'figure'}.png")
+        save_figure(fig, Path(out_dir) / f"{safe_file_stem(stem, empty='figure')}.png")
     return fig
 
 
