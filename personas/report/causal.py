@@ -59,6 +59,37 @@ def _intro(meta: dict) -> list[str]:
     ]
 
 
+def _file_directions(meta: dict) -> list[str]:
+    """Which personas were steered along a direction from a file, where it came from, and its cosine with ours."""
+    files = meta.get("file_directions") or []
+    if not files:
+        return []
+    lines = ["**Directions from files.** These personas were steered along a direction read from a file instead of "
+             "the mean difference of their training statements; their held-out statements, gate, steering scale "
+             "(alpha x the mean norm of their training statements' hidden states), random directions and "
+             "specificity row are the same as for a direction of ours. The cosine compares the file's direction "
+             "with ours (unit mean(+) - mean(-) of the training statements) at the layer.", ""]
+    per = meta.get("per_persona") or {}
+    for persona in files:
+        src = (per.get(persona) or {}).get("direction_source") or {}
+        origin = ", ".join(f"{k} `{src[key]}`" for k, key in (("file", "file"), ("method", "method"),
+                                                              ("model", "model"), ("model type", "model_type"))
+                           if src.get(key))
+        cosine = src.get("cosine_with_training_statements")
+        lines.append(f"- {persona}: {origin or 'no provenance recorded'}; vector sha256 "
+                     f"`{str(src.get('sha256', ''))[:16]}`; cosine with ours "
+                     f"{'n/a' if cosine is None else f'{cosine:+.3f}'}.")
+    only = meta.get("steering_only") or []
+    if only:
+        lines.append(f"- Steering arms only for {', '.join(only)}: no salient nodes were given, so no ablation or "
+                     "restricted-direction arm was run.")
+    skipped = meta.get("dose_skipped") or []
+    if skipped:
+        lines.append(f"- No dose response for {', '.join(skipped)}: a file's direction exists at the check's layer "
+                     "only.")
+    return lines + [""]
+
+
 def _gate(result: CausalResult) -> list[str]:
 
     g = result.gate
@@ -180,7 +211,7 @@ def _dose(result: CausalResult) -> list[str]:
 def causal_summary_markdown(result: CausalResult, heading: str = "## Do the salient nodes matter?") -> str:
     """A report section from a (saved) causal result: gate, effects against controls, specificity, dose response."""
     model = (result.meta.get("model") or {}).get("model", "the model")
-    lines = ([heading, ""] if heading else []) + _intro(result.meta) + _gate(result) + _effects(result) \
+    lines = ([heading, ""] if heading else []) + _intro(result.meta) + _file_directions(result.meta) + _gate(result) + _effects(result) \
         + _specificity(result) + _dose(result)
     lines += [
         f"What this can show: whether, in `{model}`, at this layer and with these readouts, the persona direction "
