@@ -36,7 +36,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def own_difference(model, tok, statements, settings, layer: int) -> tuple[np.ndarray, float]:
-    """``mean(+) - mean(-)`` of the check's training statements of PERSONA at ``layer`` (float64), and their mean norm."""
+    """``mean(+) - mean(-)`` (float64) of the check's training statements of PERSONA at ``layer``; their mean norm."""
     _, train = split_statements(statements, PERSONA, n_heldout=settings.n_heldout, n_train=settings.n_train, seed=SEED)
     acts, _ = extract_activations(model, tok, train["statement"].tolist(), [layer], settings.extraction,
                                   progress=False)
@@ -74,12 +74,15 @@ def test_our_direction_from_a_file_gives_exactly_our_numbers(planted, tmp_path):
     other = theirs.meta["per_persona"]["politically-liberal"]["direction_source"]
     assert other == OWN_SOURCE  # the other row of the specificity matrix keeps our direction
     assert "Directions from files" not in causal_summary_markdown(ours)
-    assert f"- {PERSONA}: method `user`, model `planted`, model type `llama`; vector sha256" in causal_summary_markdown(theirs)
+    text = causal_summary_markdown(theirs)
+    assert (f"- {PERSONA}: method `user`, model `planted`, model type `llama`; vector sha256 "
+            f"`{source['sha256'][:16]}`; cosine with ours +1.000.") in text
+    assert f"Rows steered along a file's direction: {PERSONA}." in text
 
 
 @pytest.fixture(scope="module")
 def planted_and_random(planted):  # noqa: F811
-    """The planted unit e_{u_p} and a random Gaussian vector, each as PERSONA's file direction, steering only."""
+    """The planted unit e_{u_p}, and a random Gaussian vector, as PERSONA's file direction; steering only."""
     model, tok, statements = planted
     settings = small_settings(readouts=("likelihood",), n_specificity=0, n_random_directions=19)
     hidden = model.config.hidden_size
@@ -110,7 +113,8 @@ def test_a_random_file_direction_stays_in_the_random_band_the_planted_one_leaves
     cos = {name: r.meta["per_persona"][PERSONA]["direction_source"]["cosine_with_training_statements"]
            for name, r in results.items()}
     assert cos["planted"] == pytest.approx(ours[UNITS[0]], abs=1e-12) and cos["planted"] > 0.5
-    assert cos["random"] == pytest.approx(float(rand.astype(np.float64) @ ours / np.linalg.norm(rand.astype(np.float64))), abs=1e-12)
+    rand = rand.astype(np.float64)
+    assert cos["random"] == pytest.approx(float(rand @ ours / np.linalg.norm(rand)), abs=1e-12)
 
 
 def test_without_salient_nodes_steering_only_and_no_dose_at_other_layers(planted_and_random, tmp_path):
@@ -126,6 +130,7 @@ def test_without_salient_nodes_steering_only_and_no_dose_at_other_layers(planted
     assert "**Directions from files.**" in text
     assert f"- {PERSONA}: file `planted.gguf`, method `gguf`; vector sha256 " in text
     assert f"cosine with ours {cos:+.3f}." in text
+    assert f"{PERSONA}, `likelihood`, persona direction (from the file) at alpha +0.25: specific effect" in text
     assert f"Steering arms only for {PERSONA}" in text and f"No dose response for {PERSONA}" in text
 
 
