@@ -235,8 +235,10 @@ def test_settings_reject_bad_values():
 
 def test_validation(planted):
     model, tok, statements = planted
-    with pytest.raises(ValueError, match="no salient nodes"):
-        causal_check(model, tok, statements, {"agreeableness": [1]}, LAYER, personas=["x"], progress=False)
+    with pytest.raises(ValueError, match="no personas to check"):
+        causal_check(model, tok, statements, {}, LAYER, progress=False)
+    with pytest.raises(ValueError, match="no statements of persona 'x'"):
+        causal_check(model, tok, statements, {"x": [1]}, LAYER, progress=False)
     with pytest.raises(ValueError, match="out of range"):
         causal_check(model, tok, statements, {"agreeableness": [99]}, LAYER, progress=False)
 

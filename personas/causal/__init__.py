@@ -16,7 +16,9 @@ callable) is measured without and with interventions at one layer
   against as many random nodes and as many top-variance nodes;
 - **specificity**: persona A's direction read on persona B's statements, a k x k matrix whose
   diagonal dominance is tested by permuting rows (``compare.py``);
-- **dose response**: alphas from -1 to 1 at three layers.
+- **dose response**: alphas from -1 to 1 at three layers;
+- a **direction from a file** (another tool's vector, ``directions=``) steered in place of the
+  mean difference, with the same split, gate, scale and controls (``directions.py``).
 
 The *specific effect* of an intervention is the mean shift of ``+`` statements minus that of
 ``-`` ones, with a stratified bootstrap interval. Settings: ``settings.CausalSettings``;

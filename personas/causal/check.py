@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -22,10 +22,12 @@ from personas._core.provenance import now_iso, package_versions
 from personas.causal.arms import (Geometry, HeldOut, Recorder, Site, ablation_arms, held_out, persona_geometry,
                                   restricted_arms, steering_arms)
 from personas.causal.compare import comparisons, dose_table, row_permutation_test, specificity_table
+from personas.causal.directions import OWN_SOURCE, check_file_directions, file_geometry
 from personas.causal.results import CausalResult
 from personas.causal.settings import CausalSettings
 from personas.causal.split import split_statements
 from personas.model.batching import accepts
+from personas.model.directions import Direction
 from personas.model.hooks import layer_info, resolve_layers
 from personas.model.interventions import check_nodes
 from personas.model.loading import model_info
@@ -40,6 +42,8 @@ class _Check:
 
     ``readouts`` are those the model can express (the first is the *main* readout: every arm, the
     specificity matrix, the dose response); ``not_applicable`` maps the others' names to why not.
+    ``nodes`` holds the personas with salient nodes, ``directions`` those steered along a file's
+    direction (:mod:`personas.causal.directions`); a checked persona is in one or both.
     """
 
     settings: CausalSettings
@@ -47,6 +51,7 @@ class _Check:
     site: Site
     checked: tuple[str, ...]
     nodes: Mapping[str, np.ndarray]
+    directions: Mapping[str, Direction]
     readouts: tuple[Readout, ...]
     not_applicable: Mapping[str, str]
     share: bool
@@ -58,22 +63,27 @@ class _Check:
 
 @dataclass(frozen=True)
 class _Plan:
-    """Which personas enter the specificity matrix and the dose response, and the dose layers."""
+    """Which personas enter the specificity matrix and the dose response, and the dose layers;
+    ``dose_skipped``: personas with a file direction left out of the dose response (their direction
+    exists at the check's layer only)."""
 
     specificity: tuple[str, ...]
     dose_personas: tuple[str, ...]
     dose_layers: tuple[int, ...]
+    dose_skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class _Prepared:
-    """Per persona: its geometry at each layer it needs, its held-out statements and ids; per
+    """Per persona: its geometry at each layer it needs, its held-out statements and ids, and where
+    a file direction came from (``sources``, :func:`personas.causal.directions.file_geometry`); per
     ``(persona, readout name)``: the prepared held-out readout."""
 
     geoms: Mapping[str, dict[int, Geometry]]
     held: Mapping[tuple[str, str], HeldOut]
     heldout: Mapping[str, pd.DataFrame]
     ids: Mapping[str, dict]
+    sources: Mapping[str, dict]
 
 
 @dataclass(frozen=True)
@@ -88,28 +98,27 @@ class _Phases:
     counts: dict
 
 
-def _check(model, tokenizer, statements, salient_nodes, personas, layer, settings, seed, exclude_ids) -> _Check:
+def _check(model, tokenizer, statements, salient_nodes, directions, layer, settings, seed, exclude_ids) -> _Check:
     missing = [c for c in ("id", "persona", "direction", "statement") if c not in statements.columns]
     if missing:
         raise ValueError(f"statements lacks columns {missing}; use personas.statements.load_statements")
     ex = settings.extraction
     where = layer_info(model, ex.blocks_path, ex.final_norm)
     (layer,) = resolve_layers([layer], where["n_blocks"])
-    checked = list(salient_nodes) if personas is None else list(personas)
+    site = Site(layer, settings.edit_positions, ex.blocks_path, ex.final_norm)
+    files = check_file_directions(directions, model, statements, site)
+    checked = list(dict.fromkeys([*salient_nodes, *files]))
     if not checked:
-        raise ValueError("no personas to check; pass salient_nodes={persona: nodes}")
-    unknown = [p for p in checked if p not in salient_nodes]
-    if unknown:
-        raise ValueError(f"personas {unknown} have no salient nodes; salient_nodes has {sorted(salient_nodes)}")
-    nodes = {p: check_nodes(list(salient_nodes[p]), where["hidden_size"], f"salient_nodes[{p!r}]") for p in checked}
+        raise ValueError("no personas to check; pass salient_nodes={persona: nodes} or directions={persona: Direction}")
+    nodes = {p: check_nodes(list(salient_nodes[p]), where["hidden_size"], f"salient_nodes[{p!r}]")
+             for p in checked if p in salient_nodes}
     readouts = [resolve_readout(r, settings) for r in settings.readouts]
     if len({r.name for r in readouts}) != len(readouts):
         raise ValueError(f"readouts must have distinct names; got {[r.name for r in readouts]}")
     why = {r.name: r.not_applicable(model, tokenizer) for r in readouts}
     share = settings.edit_positions == "all" and accepts(model, "past_key_values") and accepts(model, "use_cache")
-    return _Check(settings=settings, seed=seed, site=Site(layer, settings.edit_positions, ex.blocks_path,
-                                                          ex.final_norm),
-                  checked=tuple(checked), nodes=nodes, readouts=tuple(r for r in readouts if why[r.name] is None),
+    return _Check(settings=settings, seed=seed, site=site, checked=tuple(checked), nodes=nodes, directions=files,
+                  readouts=tuple(r for r in readouts if why[r.name] is None),
                   not_applicable={k: v for k, v in why.items() if v is not None}, share=share,
                   exclude=frozenset(map(str, exclude_ids)), n_blocks=where["n_blocks"],
                   hidden_size=where["hidden_size"], layer_convention=where["layer_convention"])
@@ -129,19 +138,23 @@ def _plan(check: _Check, statements: pd.DataFrame) -> _Plan:
     if dose_layers is None:
         dose_layers = (max(1, n_blocks // 4), max(1, n_blocks // 2), check.site.layer)
     dose_layers = sorted(set(resolve_layers(list(dose_layers), n_blocks)))
-    dose_personas = checked[: settings.n_dose_personas] if check.readouts else []
-    return _Plan(tuple(spec), tuple(dose_personas), tuple(dose_layers))
+    skipped = [p for p in checked if p in check.directions and dose_layers != [check.site.layer]]
+    dose_personas = [p for p in checked if p not in skipped][: settings.n_dose_personas] if check.readouts else []
+    return _Plan(tuple(spec), tuple(dose_personas), tuple(dose_layers), tuple(skipped))
 
 
 def _prepare(model, tokenizer, statements, check: _Check, plan: _Plan, bar) -> _Prepared:
     """Split, read the training statements (one extraction pass each), prepare every readout's prompts."""
     settings, seed = check.settings, check.seed
-    geoms, held, heldouts, ids = {}, {}, {}, {}
+    geoms, held, heldouts, ids, sources = {}, {}, {}, {}, {}
     for persona in dict.fromkeys(check.checked + plan.specificity):
         heldout, train = split_statements(statements, persona, n_heldout=settings.n_heldout,
                                           n_train=settings.n_train, exclude_ids=check.exclude, seed=seed)
         layers = [check.site.layer] + (list(plan.dose_layers) if persona in plan.dose_personas else [])
         geoms[persona] = persona_geometry(model, tokenizer, train, layers, settings.extraction, persona)
+        if persona in check.directions:
+            layer = check.site.layer
+            geoms[persona][layer], sources[persona] = file_geometry(geoms[persona][layer], check.directions[persona])
         bar.update(1)
         readouts = check.readouts if persona in check.checked else check.readouts[:1]
         for readout in readouts:
@@ -150,20 +163,21 @@ def _prepare(model, tokenizer, statements, check: _Check, plan: _Plan, bar) -> _
         heldouts[persona] = heldout
         ids[persona] = {"heldout_ids": heldout["id"].astype(str).tolist(),
                         "train_ids": train["id"].astype(str).tolist()}
-    return _Prepared(geoms, held, heldouts, ids)
+    return _Prepared(geoms, held, heldouts, ids, sources)
 
 
-def _main_arms(model, rec: Recorder, h: HeldOut, geom: Geometry, nodes: np.ndarray, check: _Check,
+def _main_arms(model, rec: Recorder, h: HeldOut, geom: Geometry, nodes: np.ndarray | None, check: _Check,
                full: bool) -> None:
     """The arms of one persona on one readout at the check's layer.
 
     Every arm when ``full`` (the main readout): steering and its random directions at every alpha,
     the ablations, and the restricted direction at the positive alphas. Otherwise ``MAIN_ARMS``: the
-    steering arm and its random directions.
+    steering arm and its random directions. Without salient nodes (``nodes`` None: a persona given
+    a file direction only) the steering arms alone.
     """
     s, site, key = check.settings, check.site, (check.seed, h.persona)
     arms = list(steering_arms(model, site, geom, s.alphas, s.n_random_directions, key))
-    if full:
+    if full and nodes is not None:
         arms += list(ablation_arms(model, site, geom, nodes, s.n_random_nodes, key))
         positive = [a for a in s.alphas if a > 0] or list(s.alphas[-1:])
         arms += list(restricted_arms(model, site, geom, nodes, positive, s.n_random_directions, key))
@@ -237,7 +251,7 @@ def _phases(model, rec: Recorder, statements, tokenizer, check: _Check, plan: _P
             h = prepared.held[(persona, readout.name)]
             if check.settings.skip_uninformative and not h.gate["informative"]:
                 continue
-            _main_arms(model, rec, h, prepared.geoms[persona][check.site.layer], check.nodes[persona], check,
+            _main_arms(model, rec, h, prepared.geoms[persona][check.site.layer], check.nodes.get(persona), check,
                        full=(i == 0))
     tick("main_arms")
     specificity, test = (pd.DataFrame(), {}) if not plan.specificity else \
@@ -260,7 +274,7 @@ def causal_check(
     settings: CausalSettings | None = None,
     *,
     seed: int = 0,
-    personas: Sequence[str] | None = None,
+    directions: Mapping[str, Direction] | None = None,
     exclude_ids: Iterable[str] = (),
     progress: bool = True,
 ) -> CausalResult:
@@ -270,6 +284,9 @@ def causal_check(
                               salient_sets, layer=22, settings=CausalSettings(), exclude_ids=store_ids)
         save_causal_result(result, "output/default/causal")
 
+    A direction made elsewhere (``load_direction``, ``import_control_vector``) runs through the
+    same check: ``directions={"agreeableness": direction}`` (:mod:`personas.causal.directions`).
+
     Parameters
     ----------
     model : transformers causal LM with its LM head (``load_model(..., head=True)``)
@@ -278,7 +295,8 @@ def causal_check(
         ``id, persona, direction, statement``: every statement available per persona; the
         specificity matrix also uses personas of this table that are not checked.
     salient_nodes : dict
-        ``{persona: unit indices at layer}``.
+        ``{persona: unit indices at layer}``. The personas checked are its keys and those of
+        ``directions`` (check fewer by passing fewer).
     layer : int
         0..n_blocks (0 = embeddings, i = output of block i).
     settings : CausalSettings, optional
@@ -286,8 +304,15 @@ def causal_check(
         ``extraction.blocks_path`` / ``final_norm`` place every read and every edit.
     seed : int
         Seeds every draw (held-out split, random controls, bootstrap, permutations).
-    personas : list of str, optional
-        Personas checked (default: every key of ``salient_nodes``).
+    directions : dict, optional
+        ``{persona: Direction}``: steer the persona along this direction's unit vector instead of
+        the unit mean(+) - mean(-) of its training statements; the held-out split, gate, scale
+        (alpha x the mean norm of its training statements' hidden states), random directions and
+        specificity row are its own. The direction must be at ``layer`` and fit the model
+        (``check_direction_fits``). A persona with a file direction and no salient nodes runs the
+        steering arms only; one with a file direction stays out of a dose response at other
+        layers. ``meta["per_persona"][p]["direction_source"]`` records the file's provenance,
+        the vector's SHA-256 and its cosine with our direction.
     exclude_ids : iterable of str
         Statement ids in DeepScan's pools (e.g. the activation store's): never held out.
     progress : bool
@@ -301,7 +326,7 @@ def causal_check(
     """
     settings = check_settings(settings, CausalSettings, "settings")
     seed, progress = check_seed(seed), check_bool(progress, "progress")
-    check = _check(model, tokenizer, statements, salient_nodes, personas, layer, settings, seed, exclude_ids)
+    check = _check(model, tokenizer, statements, salient_nodes, directions, layer, settings, seed, exclude_ids)
     plan = _plan(check, statements)
     bar = tqdm(desc="causal", unit="pass", disable=not progress)
     rec = Recorder(settings.ci, bar, settings.reuse_prefix)
@@ -328,10 +353,13 @@ def _meta(model, check: _Check, plan: _Plan, phases: _Phases, rec: Recorder) -> 
         "readouts": [r.describe() for r in check.readouts],
         "not_applicable": dict(check.not_applicable),
         "specificity_personas": list(plan.specificity), "dose_personas": list(plan.dose_personas),
-        "dose_layers": list(plan.dose_layers), "n_excluded_ids": len(check.exclude), "shared_prefix": check.share,
+        "dose_layers": list(plan.dose_layers), "dose_skipped": list(plan.dose_skipped),
+        "file_directions": list(check.directions), "steering_only": [p for p in check.checked if p not in check.nodes],
+        "n_excluded_ids": len(check.exclude), "shared_prefix": check.share,
         "n_passes": rec.n_passes, "phases": phases.counts,
         "per_persona": _per_persona(phases.prepared, check),
-        "direction": "unit mean(+) - mean(-) of the training hidden states read as extraction reads them",
+        "direction": "unit mean(+) - mean(-) of the training hidden states read as extraction reads them, or "
+                     "the unit vector of a file's direction (file_directions; per_persona direction_source)",
         "steering_scale": "alpha x mean norm of the training hidden states at the layer",
         "ablation_values": "mean over the persona's training negative statements at the layer",
         "versions": package_versions(),
@@ -343,7 +371,8 @@ def _per_persona(prepared: _Prepared, check: _Check) -> dict:
     for persona, ids in prepared.ids.items():
         geom = prepared.geoms[persona]
         row = dict(ids, scale={str(k): g.scale for k, g in geom.items()},
-                   direction_norm={str(k): g.norm for k, g in geom.items()})
+                   direction_norm={str(k): g.norm for k, g in geom.items()},
+                   direction_source=prepared.sources.get(persona, OWN_SOURCE))
         if persona in check.nodes:
             row["n_salient"] = len(check.nodes[persona])
             row["salient_norm_fraction"] = float(np.linalg.norm(geom[layer].unit[check.nodes[persona]]))

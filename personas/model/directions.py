@@ -215,8 +215,12 @@ def direction_from_store(store_dir: str | os.PathLike, model_name: str, persona:
                      provenance=provenance)
 
 
-def check_direction_fits(direction: Direction, model) -> None:
+def check_direction_fits(direction: Direction, model, *, blocks_path: str | None = None,
+                         final_norm: str | None = "auto") -> None:
     """Refuse a direction made for another model: hidden size, weights fingerprint, architecture, depth.
+
+    ``blocks_path`` and ``final_norm`` locate the blocks where the model needs it
+    (``ExtractionSettings``' overrides, :func:`personas.model.hooks.layer_info`).
 
     Raises
     ------
@@ -226,7 +230,7 @@ def check_direction_fits(direction: Direction, model) -> None:
     from personas.model.hooks import layer_info
     from personas.store.fingerprints import model_fingerprint
 
-    where = layer_info(model)
+    where = layer_info(model, blocks_path, final_norm)
     fix = "use the model it was made for, or make the direction again on this model"
     if direction.hidden_size != where["hidden_size"]:
         raise ValueError(f"the direction has {direction.hidden_size} values, this model's hidden size is "

@@ -59,6 +59,37 @@ def _intro(meta: dict) -> list[str]:
     ]
 
 
+def _file_directions(meta: dict) -> list[str]:
+    """Which personas were steered along a direction from a file, where it came from, and its cosine with ours."""
+    files = meta.get("file_directions") or []
+    if not files:
+        return []
+    lines = ["**Directions from files.** These personas were steered along a direction read from a file instead of "
+             "the mean difference of their training statements; their held-out statements, gate, steering scale "
+             "(alpha x the mean norm of their training statements' hidden states), random directions and "
+             "specificity row are the same as for a direction of ours. The cosine compares the file's direction "
+             "with ours (unit mean(+) - mean(-) of the training statements) at the layer.", ""]
+    per = meta.get("per_persona") or {}
+    for persona in files:
+        src = (per.get(persona) or {}).get("direction_source") or {}
+        origin = ", ".join(f"{k} `{src[key]}`" for k, key in (("file", "file"), ("method", "method"),
+                                                              ("model", "model"), ("model type", "model_type"))
+                           if src.get(key))
+        cosine = src.get("cosine_with_training_statements")
+        lines.append(f"- {persona}: {origin or 'no provenance recorded'}; vector sha256 "
+                     f"`{str(src.get('sha256', ''))[:16]}`; cosine with ours "
+                     f"{'n/a' if cosine is None else f'{cosine:+.3f}'}.")
+    only = meta.get("steering_only") or []
+    if only:
+        lines.append(f"- Steering arms only for {', '.join(only)}: no salient nodes were given, so no ablation or "
+                     "restricted-direction arm was run.")
+    skipped = meta.get("dose_skipped") or []
+    if skipped:
+        lines.append(f"- No dose response for {', '.join(skipped)}: a file's direction exists at the check's layer "
+                     "only.")
+    return lines + [""]
+
+
 def _gate(result: CausalResult) -> list[str]:
 
     g = result.gate
@@ -87,10 +118,12 @@ def _gate(result: CausalResult) -> list[str]:
     return lines + ([""] if len(bad) else [])
 
 
-def _comparison_sentence(row) -> str:
+def _comparison_sentence(row, files=()) -> str:
     where = "excludes 0" if _excludes_zero(row["effect_low"], row["effect_high"]) else "contains 0"
     alpha = "" if not np.isfinite(row["alpha"]) else f" at alpha {row['alpha']:+g}"
-    text = (f"- {row['persona']}, `{row['readout']}`, {ARM_LABELS[row['arm']]}{alpha}: specific effect "
+    label = ARM_LABELS[row["arm"]] + (" (from the file)" if row["persona"] in files and row["arm"] != "salient_ablation"
+                                      else "")
+    text = (f"- {row['persona']}, `{row['readout']}`, {label}{alpha}: specific effect "
             f"{_interval(row['effect'], row['effect_low'], row['effect_high'])} (interval {where}); "
             f"{CONTROL_LABELS[row['control']]}: ")
     if row["n_control"] > 1:
@@ -120,7 +153,8 @@ def _effects(result: CausalResult) -> list[str]:
         lines = ["No intervention on an informative readout was run at the check's layer."]
     else:
         lines = ["**Interventions against controls** (at the check's layer, informative readouts only):", ""]
-        lines += [_comparison_sentence(row) for _, row in c.iterrows()]
+        files = result.meta.get("file_directions") or ()
+        lines += [_comparison_sentence(row, files) for _, row in c.iterrows()]
     if dropped:
         lines += ["", f"{dropped} comparison(s) on uninformative readouts are in `causal_comparisons.csv`; they carry "
                       "no conclusion."]
@@ -152,6 +186,9 @@ def _specificity(result: CausalResult) -> list[str]:
     if bool(t["exact"]) and 1 / t["n_permutations"] > 0.05:
         lines[-1] += (f" With k = {int(t['k'])} personas the smallest possible p is {1 / t['n_permutations']:.3g}: "
                       "at least 4 are needed for p <= 0.05.")
+    files = [p for p in order if p in (result.meta.get("file_directions") or ())]
+    if files:
+        lines.append(f"Rows steered along a file's direction: {', '.join(files)}.")
     if unread:
         lines.append(f"Columns {unread} are uninformative under this readout (gate): their cells carry no conclusion.")
     return lines + [""]
@@ -180,8 +217,8 @@ def _dose(result: CausalResult) -> list[str]:
 def causal_summary_markdown(result: CausalResult, heading: str = "## Do the salient nodes matter?") -> str:
     """A report section from a (saved) causal result: gate, effects against controls, specificity, dose response."""
     model = (result.meta.get("model") or {}).get("model", "the model")
-    lines = ([heading, ""] if heading else []) + _intro(result.meta) + _gate(result) + _effects(result) \
-        + _specificity(result) + _dose(result)
+    lines = ([heading, ""] if heading else []) + _intro(result.meta) + _file_directions(result.meta) \
+        + _gate(result) + _effects(result) + _specificity(result) + _dose(result)
     lines += [
         f"What this can show: whether, in `{model}`, at this layer and with these readouts, the persona direction "
         "and the salient nodes change what the model says in a persona-specific way, beyond random and "
