@@ -261,3 +261,18 @@ def test_a_path_is_shown_by_its_name_and_identified_in_full(tiny, tmp_path):
     # the folder's digest is the activation store's own local-sha256 fingerprint recipe
     fingerprint = loaded.personas_source.pop("fingerprint")
     assert fingerprint == f"local-sha256:{info['model_sha256']}" == model_fingerprint(loaded)
+
+
+def test_reports_show_a_path_model_by_its_name(tmp_path):
+    from personas._core.io import write_json
+    from personas.report import build_comparison_report, build_report
+
+    gguf = tmp_path / "models" / "my-model.Q4_K_M.gguf"  # need not exist where the report is read
+    write_json(tmp_path / "study.json", {"parameters": {"model_name": str(gguf)}})
+    text = build_report(tmp_path)
+    assert text.splitlines()[2].startswith("Model `my-model.Q4_K_M.gguf`; written by")
+    assert f"| model_name | {gguf} |" in text  # the configuration keeps the full path
+    folder = tmp_path / "checkpoints" / "llama-ft"
+    folder.mkdir(parents=True)
+    text = build_comparison_report(tmp_path, {str(folder): tmp_path / "a", "org/name": tmp_path / "b"})
+    assert "- `llama-ft`: [a/report.md]" in text and "- `org/name`: [b/report.md]" in text

@@ -76,8 +76,10 @@ def display_name(name: str | os.PathLike) -> str:
     if text in MODEL_ALIASES:
         return text
     path = Path(text).expanduser()
-    if text.lower().endswith(".gguf") or path.exists():
+    if path.exists():
         return path.resolve().name or text
+    if text.lower().endswith(".gguf") or os.path.isabs(text) or text.startswith((".", "~")):
+        return path.name or text  # a path that is not here (e.g. a report read on another machine)
     return text
 
 

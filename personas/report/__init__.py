@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from personas._core.io import read_json, write_text
+from personas.model.sources import display_name
 from personas.report.layers import (
     FINAL_THIRD_BAND,
     chosen_layer_text,
@@ -74,7 +75,7 @@ def _configuration(study: dict, out: Path) -> str:
                  + ", ".join(f"`{x}`" for x in inputs["untopiced"]) + "."]
     manifest = _first_manifest(p)
     if manifest:
-        facts = [f"{k}: `{manifest[k]}`" for k in ("revision", "gguf_file", "quantisation", "template_mode",
+        facts = [f"{k}: `{manifest[k]}`" for k in ("revision", "gguf_file", "quantisation", "model_sha256", "template_mode",
                                                    "position", "n_blocks", "hidden_size") if manifest.get(k) is not None]
         text += ["", "Activation store: " + "; ".join(facts) + "."]
         if manifest.get("prompt_example"):
@@ -276,7 +277,8 @@ def build_report(out_dir: str | os.PathLike) -> str:
         ("## Timing", _timing(study, out)),
         ("## Artifacts", _artifacts(out)),
     ]
-    title = (f"# Persona study: {out.name}\n\nModel `{params.get('model_name', 'unknown')}`; written by "
+    model = display_name(params["model_name"]) if params.get("model_name") else "unknown"
+    title = (f"# Persona study: {out.name}\n\nModel `{model}`; written by "
              "`personas.report` from the study's artifacts. It follows the layout of Cintas et al. (AIES 2025): "
              "where (layers) and which activations (nodes) carry each persona.")
     return "\n\n".join([title, *(f"{head}\n\n{body}" for head, body in sections)]) + "\n"
@@ -311,7 +313,7 @@ def build_comparison_report(out_dir: str | os.PathLike, studies: Mapping[str, st
     for model, sub in studies.items():
         sub = Path(sub)
         rel = os.path.relpath(sub / "report.md", out)
-        lines.append(f"- `{model}`: [{rel}]({rel})")
+        lines.append(f"- `{display_name(model)}`: [{rel}]({rel})")
         table = read_layer_table(sub)
         if table is not None:
             tables.append(table)
