@@ -276,3 +276,16 @@ def test_reports_show_a_path_model_by_its_name(tmp_path):
     folder.mkdir(parents=True)
     text = build_comparison_report(tmp_path, {str(folder): tmp_path / "a", "org/name": tmp_path / "b"})
     assert "- `llama-ft`: [a/report.md]" in text and "- `org/name`: [b/report.md]" in text
+
+
+def test_the_study_checks_the_model_before_anything_runs(tmp_path, capsys):
+    from personas.study import check_inputs, main, run_studies
+
+    with pytest.raises(ValueError, match=r"model 'smollm2-135m' is not a known alias.*Did you mean"):
+        check_inputs({"model_name": "smollm2-135m"})
+    with pytest.raises(SystemExit):
+        main(["--model", "smollm2-135m-instruct,no-such-model", "--output", str(tmp_path), "--quick"])
+    assert "'no-such-model' is not a known alias" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="'gpt-9' is not a known alias"):
+        run_studies(["smollm2-135m-instruct", "gpt-9"], {"out_dir": str(tmp_path)})
+    assert not any(tmp_path.iterdir())  # nothing written

@@ -176,18 +176,11 @@ def load_model(
     Returns
     -------
     (model, tokenizer)
-        ``model`` in eval mode with ``model.personas_source`` = ``{"name"`` (the display name: an
-        alias or hub name as given, a file's or folder's name), ``"source"`` (the value given),
-        ``"source_path"``, ``"sha256"``, ``"path"``, ``"revision"``, ``"fingerprint"}`` (plus
-        ``gguf_file``, ``gguf_sha256``, ``quantisation``, ``tokenizer_fixes`` for GGUF models);
-        ``tokenizer`` with a pad token (EOS if it had none; padding is masked out); a GGUF
-        model's tokenizer follows the file (e.g. Gemma's adds ``<bos>``).
-
-    Raises
-    ------
-    ValueError, FileNotFoundError, ImportError
-        From :func:`~personas.model.sources.check_model_source`: an unknown name (the aliases
-        are listed), a missing or truncated file, a package that is not installed.
+        ``model`` in eval mode with ``model.personas_source`` (``name``: the display name, a
+        path shown by its file or folder name; ``source``, ``source_path``, ``sha256``, ``path``,
+        ``revision``, ``fingerprint``; GGUF facts); ``tokenizer`` with a pad token (EOS if it had
+        none). A GGUF model's tokenizer follows the file (e.g. Gemma's adds ``<bos>``). Bad names
+        and truncated files raise :func:`~personas.model.sources.check_model_source`'s errors.
     """
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
@@ -216,20 +209,24 @@ def load_model(
         if lost:  # the cached tokenizer should already follow the file
             note(f"{found['gguf_file']}: the cached tokenizer was made to follow the GGUF file: {'; '.join(lost)}")
     _ready_to_pad(tokenizer, name_or_path, padding_side)
-    commit = getattr(model.config, "_commit_hash", None)
-    model.personas_source = {
+    model.personas_source = _source_record(source, found, revision or getattr(model.config, "_commit_hash", None))
+    return model, tokenizer
+
+
+def _source_record(source: ModelSource, found: dict, revision: str | None) -> dict:
+    """``model.personas_source``: display name, the value given, path, sha256, revision, fingerprint, GGUF facts."""
+    path = found["path"]
+    record = {
         "name": found["display_name"],
         "source": source.name,
         "source_path": found.get("source_path"),
         "sha256": found.get("sha256"),
         "path": path if os.path.isdir(path) else None,
-        "revision": revision or commit or found["revision"],
+        "revision": revision or found["revision"],
         "fingerprint": found.get("fingerprint"),
     }
-    for key in _GGUF_KEYS:
-        if key in found:
-            model.personas_source[key] = found[key]
-    return model, tokenizer
+    record.update({key: found[key] for key in _GGUF_KEYS if key in found})
+    return record
 
 
 _GGUF_KEYS = ("gguf_file", "gguf_sha256", "quantisation", "tokenizer_fixes")
