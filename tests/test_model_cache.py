@@ -79,6 +79,22 @@ def test_gguf_tokenizer_follows_the_file(tiny):
     assert any("add_bos_token=True" in fix for fix in info["tokenizer_fixes"])
 
 
+def test_one_bos_whether_the_prompt_is_raw_or_a_template_that_holds_it(tiny):
+    from personas.model.batching import tokenize_prompts
+    from personas.model.prompts import format_prompts
+
+    _, tok = _load_quiet(tiny)
+    try:
+        tok.chat_template = "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        for template in ("raw", "system"):
+            prompts = format_prompts(tok, ["the cat", "the end"], template=template)
+            assert prompts.add_special_tokens == (template == "raw")
+            ids, _ = tokenize_prompts(tok, prompts, need_spans=False)
+            assert all(row[0] == 1 and row.count(1) == 1 for row in ids), (template, ids)
+    finally:
+        tok.chat_template = None
+
+
 def test_file_without_add_bos_gets_no_bos_and_its_chat_template(tmp_path):
     template = "{% for m in messages %}<s>{{ m['content'] }}</s>{% endfor %}"
     path = write_tiny_gguf(tmp_path / "plain.gguf", add_bos=False, chat_template=template)
