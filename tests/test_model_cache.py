@@ -149,12 +149,17 @@ def test_leftovers_of_a_killed_build_are_cleaned(tiny):
     stale_file.write_bytes(b"half an assembled gguf")
     running = work / f".{'c' * 64}.1234.tmp"  # a build running now (its lock is held) is left alone
     running.mkdir()
+    legacy_old, legacy_new = work / f".{'d' * 16}.x1y2.tmp", work / f".{'e' * 16}.x1y2.tmp"  # older versions' work
+    legacy_old.mkdir()
+    legacy_new.mkdir()
+    os.utime(legacy_old, (time.time() - 7200, time.time() - 7200))  # untouched for 2 hours: stale
     lock = FileLock(work / f".{'c' * 64}.lock", "a build")
     try:
         _load_quiet(tiny)
     finally:
         lock.release()
     assert not stale_dir.exists() and not stale_file.exists() and running.exists()
+    assert not legacy_old.exists() and legacy_new.exists()  # a recent one may still be written
     _load_quiet(tiny)
     assert not running.exists()
 

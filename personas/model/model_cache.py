@@ -56,6 +56,10 @@ _EDGE = 1 << 20
 _BLOCK = 1 << 16
 _N_BLOCKS = 64
 _WORK = re.compile(r"^\.([0-9a-f]{64})\.[0-9a-z_]+\.tmp$")
+# what versions before the build lock left: ".<first 16 hex of the sha256>.<random>.tmp"; no lock
+# tells whether one is still being written, so only those untouched for an hour are removed
+_LEGACY_WORK = re.compile(r"^\.[0-9a-f]{16}\.[0-9a-z_]+\.tmp$")
+_LEGACY_AGE_S = 3600.0
 _memory_index: dict[str, str] = {}
 # files a local checkpoint's digest leaves out (as the activation store's model fingerprint does)
 _FOLDER_SKIP = (".md", ".gitattributes", ".lock")
@@ -240,6 +244,9 @@ def clean_stale_work(folder: str | os.PathLike) -> list[Path]:
         match = _WORK.match(p.name)
         if match:
             stale.setdefault(match.group(1), []).append(p)
+        elif _LEGACY_WORK.match(p.name) and time.time() - p.stat().st_mtime > _LEGACY_AGE_S:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p)
     for key, paths in stale.items():
         lock = _try_lock(folder / f".{key}.lock")
         if lock is None:
