@@ -45,6 +45,7 @@ from typing import Any, Sequence
 from personas._core.io import exclusive_lock, read_json, safe_name, write_json
 from personas._core.parameters import parameters_help, parse_value as _parse_value
 from personas._core.quiet import quiet_third_parties
+from personas.model.sources import check_model_source
 
 __all__ = [
     "NOTEBOOKS",
@@ -226,15 +227,17 @@ def study_parameters(
 
 
 def check_inputs(params: dict[str, Any]):
-    """The study's statements, topics and personas checked before anything is computed or written.
+    """The study's model, statements, topics and personas checked before anything is computed or written.
 
     Returns ``personas.statements.StudyInputs``; raises the ``ValueError`` or ``FileNotFoundError``
-    of :func:`personas.statements.study_inputs` (naming the file, the value and the fix).
+    of :func:`personas.model.sources.check_model_source` (an unknown model name, a truncated GGUF
+    file) and of :func:`personas.statements.study_inputs` (naming the file, the value and the fix).
     """
     from personas.statements import study_inputs
 
     check_parameter_values(params)
     p = {**notebook_defaults(), **params}
+    check_model_source(p["model_name"])
     return study_inputs(p.get("personas"), statements_file=p.get("statements_file"), topics_file=p.get("topics_file"),
                         prefer=p.get("prefer"), n_per_direction=p.get("n_per_direction"),
                         min_confidence=p.get("min_confidence", 0.85))
@@ -396,6 +399,8 @@ def run_studies(models: Sequence[str], params: dict[str, Any], *, progress: bool
         raise ValueError("no model given")
     if len(set(models)) != len(models):
         raise ValueError(f"models {models} name one model twice")
+    for model in models:  # a typo in the last model fails now, not after the first studies
+        check_model_source(model)
     if len(models) == 1:
         return run_study(dict(params, model_name=models[0]), progress=progress)
     root = Path(params["out_dir"])
@@ -484,7 +489,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
                                   quick=args.quick, statements=args.statements, topics=args.topics,
                                   replicates=args.replicates, **overrides)
         check_inputs(params)  # before anything is computed or written
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+        for model in models or []:
+            check_model_source(model)
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
         parser.error(str(exc))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedded models never need the hub; a cached one neither
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the kernel's debugger: no frozen-modules notice

@@ -148,6 +148,17 @@ def tiny_config(arch: str, vocab_size: int = 600, n_blocks: int = 3, hidden: int
             query_pre_attn_scalar=hidden // heads,
             sliding_window=16,  # shorter than the prompts: the sliding layers really slide
         )
+    if arch == "gemma3":
+        # Gemma-3 blocks: sandwich norms (pre and post attention / feed-forward), embeddings scaled by
+        # sqrt(hidden), 5 sliding-window layers per full-attention layer (here: sliding, sliding, full)
+        return tf.Gemma3TextConfig(
+            **decoder,
+            num_key_value_heads=1,
+            head_dim=hidden // heads,
+            query_pre_attn_scalar=hidden // heads,
+            sliding_window=4,  # shorter than the prompts: the sliding layers really slide
+            layer_types=[("full_attention" if (i + 1) % 3 == 0 else "sliding_attention") for i in range(n_blocks)],
+        )
     if arch == "qwen2":
         return tf.Qwen2Config(**decoder, num_key_value_heads=heads // 2)
     if arch == "granite":
@@ -178,7 +189,7 @@ def tiny_config(arch: str, vocab_size: int = 600, n_blocks: int = 3, hidden: int
     raise ValueError(f"unknown tiny architecture {arch!r}; choose from {ARCHITECTURES}")
 
 
-ARCHITECTURES = ("llama", "mistral", "gemma", "gemma2", "qwen2", "granite", "phi3", "gpt2", "gpt_neox", "bert")
+ARCHITECTURES = ("llama", "mistral", "gemma", "gemma2", "gemma3", "qwen2", "granite", "phi3", "gpt2", "gpt_neox", "bert")
 
 
 def make_model(arch: str, seed: int = 0, causal_lm: bool = False, **config_kwargs):

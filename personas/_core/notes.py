@@ -1,8 +1,9 @@
 """Warnings that are one fact each: their categories, one-line display, and aggregation.
 
 ``StudyNote`` says that something was skipped or left out (a level for a persona in no topic);
-``ConstantFeaturesWarning`` that a layer's activations are constant. Both derive from
-``PersonasWarning``, which :func:`one_line_warnings` shows as one line, without the source line
+``ConstantFeaturesWarning`` that a layer's activations are constant; ``ModelNote`` a fact about
+the model loaded (a damaged cache entry rebuilt, a tokenizer setting taken from the GGUF file).
+All derive from ``PersonasWarning``, which :func:`one_line_warnings` shows as one line, without the source line
 that Python echoes under a warning (in a notebook that echo is the cell's code, shown in red).
 Other categories keep Python's display.
 """
@@ -14,7 +15,7 @@ import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
-__all__ = ["PersonasWarning", "StudyNote", "ConstantFeaturesWarning", "IdenticalPointsWarning",
+__all__ = ["PersonasWarning", "StudyNote", "ModelNote", "ConstantFeaturesWarning", "IdenticalPointsWarning",
            "constant_layer_message", "one_line_warnings", "aggregated_warnings"]
 
 
@@ -24,6 +25,10 @@ class PersonasWarning(Warning):
 
 class StudyNote(PersonasWarning, UserWarning):
     """Something a study skipped or left out, and why (e.g. level 1 for a persona in no topic)."""
+
+
+class ModelNote(PersonasWarning, UserWarning):
+    """A fact about the model loaded: a cache entry rebuilt, a tokenizer setting that follows the GGUF file."""
 
 
 class ConstantFeaturesWarning(PersonasWarning, RuntimeWarning):

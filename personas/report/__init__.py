@@ -24,6 +24,7 @@ from personas._core.io import read_json, write_text
 from personas.causal.results import load_causal_result
 from personas.report.causal import causal_summary_markdown
 from personas.report.checks import artifact_problems, problems_section
+from personas.model.sources import display_name
 from personas.report.layers import (
     FINAL_THIRD_BAND,
     chosen_layer_text,
@@ -81,7 +82,7 @@ def _configuration(study: dict, out: Path) -> str:
                  + ", ".join(f"`{x}`" for x in inputs["untopiced"]) + "."]
     manifest = _first_manifest(p)
     if manifest:
-        facts = [f"{k}: `{manifest[k]}`" for k in ("revision", "gguf_file", "quantisation", "template_mode",
+        facts = [f"{k}: `{manifest[k]}`" for k in ("revision", "gguf_file", "quantisation", "model_sha256", "template_mode",
                                                    "position", "n_blocks", "hidden_size") if manifest.get(k) is not None]
         text += ["", "Activation store: " + "; ".join(facts) + "."]
         if manifest.get("prompt_example"):
@@ -307,7 +308,8 @@ def build_report(out_dir: str | os.PathLike) -> str:
     ]
     sections = [(head, _built(make, problems, head)) for head, make in makers]
     sections.insert(1, ("## What failed or is missing", problems_section(problems, bool(study))))
-    title = (f"# Persona study: {out.name}\n\nModel `{params.get('model_name', 'unknown')}`; written by "
+    model = display_name(params["model_name"]) if params.get("model_name") else "unknown"
+    title = (f"# Persona study: {out.name}\n\nModel `{model}`; written by "
              "`personas.report` from the study's artifacts. It follows the layout of Cintas et al. (AIES 2025): "
              "where (layers) and which activations (nodes) carry each persona.")
     return "\n\n".join([title, *(f"{head}\n\n{body}" for head, body in sections)]) + "\n"
@@ -342,7 +344,7 @@ def build_comparison_report(out_dir: str | os.PathLike, studies: Mapping[str, st
     for model, sub in studies.items():
         sub = Path(sub)
         rel = os.path.relpath(sub / "report.md", out)
-        lines.append(f"- `{model}`: [{rel}]({rel})")
+        lines.append(f"- `{display_name(model)}`: [{rel}]({rel})")
         table = read_layer_table(sub)
         if table is not None:
             tables.append(table)
