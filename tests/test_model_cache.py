@@ -300,7 +300,8 @@ def test_reports_show_a_path_model_by_its_name(tmp_path):
 
 
 def test_the_study_checks_the_model_before_anything_runs(tmp_path, capsys):
-    from personas.study import check_inputs, main, run_studies
+    from personas.study import check_inputs, run_studies
+    from personas.study.cli import main
 
     with pytest.raises(ValueError, match=r"model 'smollm2-135m' is not a known alias.*Did you mean"):
         check_inputs({"model_name": "smollm2-135m"})

@@ -167,6 +167,35 @@ def test_second_run_reuses_activations(study, tmp_path):
     )
 
 
+def test_an_unchanged_rerun_reuses_every_stage(quick_study, tmp_path):
+    """The same command again, on a copy of the study (its folder and store moved together): every notebook
+    and the replicate say "reused", and no artifact is rewritten (modification times kept)."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    root = tmp_path / "moved"
+    shutil.copytree(quick_study.out.parent, root, copy_function=shutil.copy2)
+    skip = {"report.md", "study.json", "replicates.json", ".study.lock"}
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and p.name not in skip}
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
+    done = subprocess.run(
+        [sys.executable, "-m", "personas.study", "--quick", "--statements", str(quick_study.statements), "--topics",
+         str(quick_study.topics), "--output", str(root), "--name", "smoke", "--no-progress"],
+        cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=900,
+    )
+    console = done.stdout + done.stderr
+    assert done.returncode == 0, console[-3000:]
+    assert len(re.findall(r"\[\d/4\] \S+\.ipynb +reused \(inputs, settings and code unchanged\)", console)) == 3, console
+    after = {p: p.stat().st_mtime_ns for p in before if p.exists()}
+    assert after == before, sorted(str(p) for p in before if after.get(p) != before[p])[:5]
+    replicate = json.loads((root / "smoke" / "replicates" / "seed-1" / "study.json").read_text())
+    assert replicate["reused"] == list(NOTEBOOKS)
+    assert json.loads((root / "smoke" / "study.json").read_text())["reused"] == list(NOTEBOOKS)
+
+
 def test_markdown_table():
     df = pd.DataFrame({"a": [1, 2], "b": [0.5, float("nan")], "c": ["x|y", "z"]})
     assert markdown_table(df).splitlines() == [

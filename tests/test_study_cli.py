@@ -8,7 +8,9 @@ import pytest
 
 from personas.layers import LayerProtocol, ProbeSettings, analyse_layers, save_results, synthetic_activations
 from personas.report import build_comparison_report
-from personas.study import _parse_value, main, notebook_parameters, split_parameters, study_parameters
+from personas._core.parameters import parse_value as _parse_value
+from personas.study import notebook_parameters, split_parameters, study_parameters
+from personas.study.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

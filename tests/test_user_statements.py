@@ -174,7 +174,7 @@ def test_non_utf8_text(tmp_path):
 
 
 def test_the_study_refuses_bad_input_before_writing_anything(tmp_path, capsys):
-    from personas.study import main
+    from personas.study.cli import main
 
     rows = _rows()
     rows[2]["statement"] = rows[0]["statement"]

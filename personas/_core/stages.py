@@ -135,12 +135,17 @@ def written_since(out_dir: str | os.PathLike, started_ns: int) -> list[str]:
 
 
 def record_stage(out_dir: str | os.PathLike, stage: str, fingerprint: str, *, started_ns: int,
-                 seconds: float) -> StageRecord:
+                 seconds: float, extra: Iterable[str | os.PathLike] = ()) -> StageRecord:
     """Record ``stage``'s run in ``stages.json``: what it wrote since ``started_ns``, plus the files of its
-    previous record that are still there unchanged (artifacts it reused without rewriting them)."""
+    previous record that are still there unchanged (artifacts it reused without rewriting them).
+
+    ``extra`` names files outside ``out_dir`` the stage's artifacts stand on (e.g. the activation
+    store's manifests): recorded relative to ``out_dir``, so the stage runs again when they change.
+    """
     out_dir = Path(out_dir)
     stages = read_stages(out_dir)
     files = {rel: _file_entry(out_dir / rel) for rel in written_since(out_dir, started_ns)}
+    files.update({os.path.relpath(p, out_dir): _file_entry(Path(p)) for p in extra if Path(p).is_file()})
     previous = stages.get(stage)
     if previous is not None:
         kept = set(previous.files) - set(files) - set(_intact(out_dir, previous.files))

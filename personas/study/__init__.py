@@ -32,20 +32,18 @@ line per step with its time, then the report's path, the verdicts and the total 
 
 from __future__ import annotations
 
-import argparse
 import ast
 import contextlib
 import io
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from personas._core.io import exclusive_lock, read_json, safe_name, write_json
-from personas._core.parameters import parameters_help, parse_value as _parse_value
-from personas._core.quiet import quiet_third_parties
+from personas._core.stages import record_stage
 from personas.model.sources import check_model_source
+from personas.study.reuse import plan_stage, resolve_force
 
 __all__ = [
     "NOTEBOOKS",
@@ -60,11 +58,10 @@ __all__ = [
     "run_studies",
     "check_inputs",
     "check_parameter_values",
-    "main",
 ]
 
 NOTEBOOKS = ("representation_extraction.ipynb", "run_deepscan.ipynb", "vis_top_nodes.ipynb")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 # Small parameters for a smoke run: three personas from three topics, few statements and runs.
 QUICK = {
@@ -103,9 +100,9 @@ QUICK = {
 # (the PCA pair grids are figures no claim reads).
 REPLICATE_OVERRIDES = {"causal": False, "umap": False, "pca_grid_personas": 0}
 # Study options that are no notebook parameter.
-_STUDY_OPTIONS = ("replicates",)
+_STUDY_OPTIONS = ("replicates", "force")
 # Parameters the study sets itself, whatever the notebooks' cells say.
-_STUDY_KEYS = ("model_name", "personas", "layers", "store_dir", "out_dir", "statements_file", "topics_file", "prefer")
+STUDY_KEYS = ("model_name", "personas", "layers", "store_dir", "out_dir", "statements_file", "topics_file", "prefer")
 STUDY_LOCK = ".study.lock"  # one writer per study folder; what a second study of it is told:
 _LOCK_ADVICE = "wait for it to finish or stop that process, or run this study elsewhere (--name OTHER or --output DIR)"
 # Kernel arguments: ipykernel logs "Kernel is running over TCP without encryption" at WARNING on every start
@@ -333,10 +330,21 @@ def _run_study(params: dict[str, Any], inputs, out_dir: Path, progress: bool) ->
     timings: dict[str, float] = {}
     start = time.perf_counter()
     n_steps = len(NOTEBOOKS) + 1
+    forced, upstream, reused = resolve_force(params.get("force"), NOTEBOOKS), None, []
     for i, notebook in enumerate(NOTEBOOKS, 1):
-        t0 = time.perf_counter()
+        plan = plan_stage(out_dir, REPO_ROOT, notebook, per_notebook[notebook], upstream=upstream,
+                          input_files=inputs.files, forced=notebook in forced)
+        upstream = notebook
+        if not plan.run:
+            timings[notebook] = 0.0
+            reused.append(notebook)
+            print(f"[{i}/{n_steps}] {notebook:<34} reused ({plan.why})", flush=True)
+            continue
+        t0, started_ns = time.perf_counter(), time.time_ns()
         _execute(notebook, out_dir, per_notebook[notebook], progress)
         timings[notebook] = round(time.perf_counter() - t0, 1)
+        record_stage(out_dir, notebook, plan.fingerprint, started_ns=started_ns, seconds=timings[notebook],
+                     extra=_store_files(params) if i == 1 else ())
         print(f"[{i}/{n_steps}] {notebook:<34} {timings[notebook]:7.1f} s", flush=True)
     if n_replicates > 1:
         t0 = time.perf_counter()
@@ -350,6 +358,7 @@ def _run_study(params: dict[str, Any], inputs, out_dir: Path, progress: bool) ->
     timings["total"] = round(time.perf_counter() - start, 1)
     write_json(out_dir / "study.json", {
         "parameters": params, "notebook_defaults": notebook_defaults(), "timings_s": timings, "notebooks": list(NOTEBOOKS),
+        "reused": reused,
         "inputs": {"files": inputs.files, "user_personas": inputs.user_personas, "untopiced": inputs.untopiced},
     })
     t0 = time.perf_counter()
@@ -360,6 +369,12 @@ def _run_study(params: dict[str, Any], inputs, out_dir: Path, progress: bool) ->
     for claim, verdict in report_verdicts(out_dir):
         print(f"  {claim}: {verdict}", flush=True)
     return report
+
+
+def _store_files(params: dict[str, Any]) -> list[Path]:
+    """The activation store's manifests of this study's statement sample (the first stage stands on them)."""
+    store = Path(params["store_dir"])
+    return sorted(store.rglob("*.json")) if store.is_dir() else []
 
 
 def _run_replicates(params: dict[str, Any], n: int, progress: bool) -> None:
@@ -413,93 +428,3 @@ def run_studies(models: Sequence[str], params: dict[str, Any], *, progress: bool
         print(f"== model {model} -> {sub}", flush=True)
         run_study(dict(params, model_name=model, out_dir=str(sub)), progress=progress)
     return write_comparison_report(root, dirs)
-
-
-def _parse_layers(text: str) -> list[int] | str:
-    if text in ("all", "default"):
-        return text
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise SystemExit(f"--layers must be 'default', 'all' or comma-separated integers such as 1,4,7; got {text!r}")
-
-
-def _parameters_help() -> str:
-    try:
-        return parameters_help(notebook_parameters(), hidden=("store_dir", "out_dir"))
-    except Exception as exc:  # pragma: no cover - a broken checkout still gets --help
-        return f"(notebook parameters unavailable: {exc})"
-
-
-def main(argv: Sequence[str] | None = None) -> Path:
-    """Command-line entry point (``python -m personas.study --help``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m personas.study", description=__doc__.split("\n\n")[0],
-        epilog=_parameters_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--name", default="default", help="run name: artifacts go to <output>/<name>/ (default: default)")
-    parser.add_argument("--output", default="output", help="output root (default: output)")
-    parser.add_argument("--model", default=None,
-                        help="model alias, hub name, local path or .gguf file; several, comma-separated, are compared "
-                             "(default: the embedded smollm2-135m-instruct)")
-    parser.add_argument("--personas", default=None, help="comma-separated dataset names (default: the paper's 14)")
-    parser.add_argument("--layers", default=None, type=_parse_layers,
-                        help="'default' (the paper's pattern), 'all' or comma-separated layer indices")
-    parser.add_argument("--device", default=None, help="torch device for extraction, e.g. cuda (default: cpu)")
-    parser.add_argument("--dtype", default=None, help="model dtype, e.g. bfloat16 on a GPU (default: float32)")
-    parser.add_argument("--n-runs", type=int, default=None, help="DeepScan runs per experiment (default: 100; quick: 6)")
-    parser.add_argument("--n-jobs", type=int, default=None, help="parallel workers (joblib)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of every random choice (default: 0)")
-    parser.add_argument("--scheduler", default=None,
-                        help="address of a Dask scheduler (tcp://host:8786): the heavy loops run on its workers")
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="any notebook parameter (repeatable), e.g. -p n_runs 20 -p levels '[2]'")
-    parser.add_argument("--statements", default=None, metavar="FILE",
-                        help="your own statements (CSV or Parquet: persona, statement, direction); their personas are "
-                             "added to the study (docs/your-persona.md)")
-    parser.add_argument("--topics", default=None, metavar="FILE",
-                        help="topics as JSON {topic: [persona, ...]} (default: data/paper_personas.json); personas in "
-                             "no topic get level 2 only")
-    parser.add_argument("--prefer", default=None, choices=("user", "bundled"),
-                        help="whose statements win for a name both bundled and in --statements (default: an error)")
-    parser.add_argument("--quick", action="store_true", help="small parameters: 3 personas, few statements and runs")
-    parser.add_argument("--replicates", type=int, default=None,
-                        help="statement-sampling seeds (seed, seed+1, ...): each claim's verdict per seed and the "
-                             "share that agree (default: 1, trimmed for time; quick: 2)")
-    parser.add_argument("--no-progress", action="store_true", help="hide papermill's cell progress bar")
-    args = parser.parse_args(argv)
-
-    overrides: dict[str, Any] = {}
-    for flag, key in (("device", "device"), ("dtype", "dtype"), ("seed", "seed"), ("n_jobs", "n_jobs"),
-                      ("n_runs", "n_runs"), ("scheduler", "scheduler")):
-        value = getattr(args, flag)
-        if value is not None:
-            overrides[key] = value
-    if args.prefer:
-        overrides["prefer"] = args.prefer
-    for name, value in args.parameter:
-        if name in _STUDY_KEYS:
-            parser.error(f"-p {name}: set it with its own option (--model, --personas, --layers, --output, --name, "
-                         "--statements, --topics, --prefer)")
-        overrides[name] = _parse_value(value)
-    personas = [p.strip() for p in args.personas.split(",") if p.strip()] if args.personas else None
-    models = [m.strip() for m in args.model.split(",") if m.strip()] if args.model else None
-    try:
-        params = study_parameters(name=args.name, output=args.output, personas=personas, layers=args.layers,
-                                  quick=args.quick, statements=args.statements, topics=args.topics,
-                                  replicates=args.replicates, **overrides)
-        check_inputs(params)  # before anything is computed or written
-        for model in models or []:
-            check_model_source(model)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
-        parser.error(str(exc))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedded models never need the hub; a cached one neither
-    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the kernel's debugger: no frozen-modules notice
-    with quiet_third_parties():  # the filters hold for the study only, never for the caller
-        if models is None:
-            return run_study(params, progress=not args.no_progress)
-        return run_studies(models, params, progress=not args.no_progress)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main(sys.argv[1:])
