@@ -88,10 +88,9 @@ def test_a_change_reaches_exactly_the_stages_downstream(tmp_path):
     params = {nb: {"seed": 0} for nb in NOTEBOOKS}
 
     def run_all(params, changed_artifacts=()):
-        ran, upstream = [], None
-        for nb in NOTEBOOKS:
-            plan = plan_stage(out, ROOT, nb, params[nb], upstream=upstream, input_files={}, forced=False)
-            upstream = nb
+        ran = []
+        for i, nb in enumerate(NOTEBOOKS):
+            plan = plan_stage(out, ROOT, nb, params[nb], upstream=NOTEBOOKS[:i], input_files={}, forced=False)
             if plan.run:
                 ran.append(nb)
                 started = time.time_ns()

@@ -330,11 +330,10 @@ def _run_study(params: dict[str, Any], inputs, out_dir: Path, progress: bool) ->
     timings: dict[str, float] = {}
     start = time.perf_counter()
     n_steps = len(NOTEBOOKS) + 1
-    forced, upstream, reused = resolve_force(params.get("force"), NOTEBOOKS), None, []
+    forced, reused = resolve_force(params.get("force"), NOTEBOOKS), []
     for i, notebook in enumerate(NOTEBOOKS, 1):
-        plan = plan_stage(out_dir, REPO_ROOT, notebook, per_notebook[notebook], upstream=upstream,
+        plan = plan_stage(out_dir, REPO_ROOT, notebook, per_notebook[notebook], upstream=NOTEBOOKS[: i - 1],
                           input_files=inputs.files, forced=notebook in forced)
-        upstream = notebook
         if not plan.run:
             timings[notebook] = 0.0
             reused.append(notebook)

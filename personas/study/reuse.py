@@ -72,16 +72,16 @@ def _outputs_digest(record: StageRecord | None) -> str:
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def plan_stage(out_dir: Path, root: Path, notebook: str, params: Mapping[str, Any], *, upstream: str | None,
+def plan_stage(out_dir: Path, root: Path, notebook: str, params: Mapping[str, Any], *, upstream: Sequence[str],
                input_files: Mapping[str, Any], forced: bool) -> StagePlan:
-    """Whether ``notebook`` runs in ``out_dir``, given its parameters and the stage before it (``upstream``)."""
+    """Whether ``notebook`` runs in ``out_dir``, given its parameters and the stages before it (``upstream``)."""
     stages = read_stages(out_dir)
     settings = {k: v for k, v in params.items() if k not in _WHERE}
     fingerprint = stage_fingerprint(
         notebook=notebook, parameters=settings,
         inputs={k: (v.get("sha256") if isinstance(v, Mapping) else v) for k, v in input_files.items()},
         code=code_fingerprint(root, (notebook, *NOTEBOOK_CODE[notebook])),
-        upstream=None if upstream is None else _outputs_digest(stages.get(upstream)),
+        upstream={name: _outputs_digest(stages.get(name)) for name in upstream},
     )
     if forced:
         return StagePlan(notebook, fingerprint, True, "forced (--force)")
