@@ -20,6 +20,7 @@ from personas.viz import (
     plot_dose_response,
     plot_metric_by_layer,
     plot_metric_by_relative_depth,
+    plot_models_by_relative_depth,
     plot_node_frequency,
     plot_overlap_heatmap,
     plot_pca_grid,
@@ -36,7 +37,7 @@ __all__ = [
     "persona_colors",
     # layers
     "plot_pca_grid", "plot_metric_by_layer", "plot_metric_by_relative_depth", "plot_classifier_heatmap",
-    "plot_scatter_2d",
+    "plot_scatter_2d", "plot_models_by_relative_depth",
     # nodes
     "plot_upset", "plot_venn", "plot_overlap_heatmap", "plot_node_frequency",
     # scan

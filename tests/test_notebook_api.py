@@ -106,3 +106,16 @@ def test_facades_do_not_share_names():
         for name in importlib.import_module(facade).__all__:
             assert name not in seen, f"{name} is in both {seen[name]} and {facade}: one public path per function"
             seen[name] = facade
+
+
+def test_committed_notebooks_carry_no_outputs():
+    """The notebooks are stored clean: every code cell without outputs or an execution count (README)."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("representation_extraction.ipynb", "run_deepscan.ipynb", "vis_top_nodes.ipynb"):
+        cells = json.loads((root / name).read_text(encoding="utf-8"))["cells"]
+        dirty = [i for i, c in enumerate(cells) if c["cell_type"] == "code"
+                 and (c.get("outputs") or c.get("execution_count") is not None)]
+        assert not dirty, f"{name}: cells {dirty} carry outputs; clear them before committing"

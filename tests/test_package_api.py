@@ -42,7 +42,7 @@ PUBLIC = {
         "callable_scorer", "score_texts", "coherence_scores", "score_text_frame",
     },
     "utils_viz": {
-        "persona_colors", "plot_pca_grid", "plot_metric_by_layer", "plot_metric_by_relative_depth", "plot_classifier_heatmap", "plot_scatter_2d",
+        "persona_colors", "plot_pca_grid", "plot_metric_by_layer", "plot_metric_by_relative_depth", "plot_classifier_heatmap", "plot_scatter_2d", "plot_models_by_relative_depth",
         "plot_upset", "plot_venn", "plot_overlap_heatmap", "plot_node_frequency", "plot_precision_recall",
         "plot_dose_response", "plot_ablation_null", "plot_specificity",
         "plot_token_scores", "token_heatmap_html",

@@ -97,3 +97,16 @@ def test_agreement_share_and_ties():
     assert set(a["counts"]) == set(VERDICTS)
     with pytest.raises(ValueError, match="verdict labels"):
         agreement(["maybe"])
+
+
+def test_across_models_needs_every_model():
+    from personas.report.verdicts import across_models
+
+    assert across_models({"a": "supported", "b": "supported"}).label == "supported"
+    got = across_models({"a": "supported", "b": "inconclusive", "c": "supported"})
+    assert got.label == "inconclusive" and got.reason.startswith("not supported in b (")
+    assert across_models({"a": "supported", "b": "contradicted"}).label == "contradicted"
+    assert across_models({"a": "contradicted", "b": "inconclusive"}).label == "contradicted"
+    assert across_models({"a": "supported"}).label == "inconclusive"
+    with pytest.raises(ValueError, match="verdict label"):
+        across_models({"a": "yes", "b": "supported"})

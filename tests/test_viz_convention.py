@@ -20,7 +20,8 @@ from personas.nodes import pairwise_overlaps  # noqa: E402
 PLOTS = list(viz.PLOTS)
 # the data, and for metric-vs-layer plots the metric they plot
 POSITIONAL = {"plot_metric_by_layer": 2, "plot_metric_by_relative_depth": 2, "plot_pca_grid": 2, "plot_scatter_2d": 2,
-              "plot_specificity": 2}  # data first: the specificity matrix and its permutation test
+              "plot_specificity": 2,  # data first: the specificity matrix and its permutation test
+              "plot_models_by_relative_depth": 2}  # the models' layer results and their untrained controls
 
 
 def test_every_plot_is_registered():

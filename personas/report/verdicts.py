@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["VERDICTS", "Verdict", "claim_verdict", "agreement"]
+__all__ = ["VERDICTS", "Verdict", "claim_verdict", "agreement", "across_models"]
 
 #: The three verdicts, in the order the report lists them.
 VERDICTS = ("supported", "contradicted", "inconclusive")
@@ -193,3 +193,24 @@ def agreement(labels: Sequence[str]) -> dict:
     majority = tied[0] if len(tied) == 1 else "inconclusive"  # a tie is no majority
     return {"majority": majority, "share": counts.get(majority, 0) / len(labels), "n": len(labels),
             "counts": {v: counts.get(v, 0) for v in VERDICTS}}
+
+
+def across_models(verdicts: dict[str, str]) -> Verdict:
+    """One verdict on a claim made "across models" from each model's own verdict (``docs/verdicts.md``).
+
+    The claim is universal: **supported** when every model (at least two) supports it on its own
+    (each after its untrained-model control); **contradicted** when any model contradicts it;
+    otherwise **inconclusive**, naming the models that are.
+    """
+    if len(verdicts) < 2:
+        return Verdict("inconclusive", f"a claim across models needs at least two models; got {len(verdicts)}")
+    for label in verdicts.values():
+        if label not in VERDICTS:
+            raise ValueError(f"verdict label must be one of {VERDICTS}, got {label!r}")
+    against = [m for m, v in verdicts.items() if v == "contradicted"]
+    if against:
+        return Verdict("contradicted", f"contradicted in {', '.join(against)}")
+    open_ = [m for m, v in verdicts.items() if v != "supported"]
+    if open_:
+        return Verdict("inconclusive", f"not supported in {', '.join(open_)} (each model must support it)")
+    return Verdict("supported", f"supported in each of the {len(verdicts)} models")

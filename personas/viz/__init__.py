@@ -21,6 +21,7 @@ from personas.viz.layers import (
     plot_pca_grid,
     plot_scatter_2d,
 )
+from personas.viz.models import plot_models_by_relative_depth
 from personas.viz.nodes import plot_node_frequency, plot_overlap_heatmap, plot_upset, plot_venn
 from personas.viz.scan import plot_precision_recall
 from personas.viz.style import persona_colors, register_notebook_display
@@ -33,6 +34,7 @@ register_notebook_display()  # pyplot-free figures render as images in Jupyter
 #: tests/test_viz_convention.py holds every entry to the convention.
 PLOTS = {f.__name__: f for f in (
     plot_pca_grid, plot_metric_by_layer, plot_metric_by_relative_depth, plot_classifier_heatmap, plot_scatter_2d,
+    plot_models_by_relative_depth,
     plot_upset, plot_venn, plot_overlap_heatmap, plot_node_frequency,
     plot_precision_recall,
     plot_dose_response, plot_ablation_null, plot_specificity,
