@@ -86,8 +86,17 @@ def test_a_readout_the_model_cannot_express_is_not_applicable():
     settings = CausalSettings(n_heldout=4, n_train=4, n_random_directions=1, n_random_nodes=1, n_boot=20)
     result = causal_check(model, tok, _statements(), {"a": [1, 2]}, layer=1, settings=settings, progress=False)
     assert set(result.meta["not_applicable"]) == {"likelihood", "yes_no"}
-    assert all("no language-model head" in w for w in result.gate["not_applicable"])
+    assert all("bidirectional encoder (bert)" in w for w in result.gate["not_applicable"])
     assert not result.gate["informative"].any() and result.effects.empty
+    # an encoder with an LM head bolted on (what AutoModelForCausalLM builds for BERT: a random head) is
+    # still an encoder: not applicable, named as such
+    from transformers import BertConfig, BertLMHeadModel
+
+    headed = BertLMHeadModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                                        num_attention_heads=4, intermediate_size=64, is_decoder=True))
+    result = causal_check(headed, tok, _statements(), {"a": [1, 2]}, layer=1, settings=settings, progress=False)
+    assert all("bidirectional encoder (bert)" in w for w in result.gate["not_applicable"])
+    assert result.scores.empty and result.meta["per_persona"] == {}
 
 
 def test_base_model_readouts_use_the_raw_frame():

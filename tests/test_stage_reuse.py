@@ -106,3 +106,34 @@ def test_a_change_reaches_exactly_the_stages_downstream(tmp_path):
     assert run_all(params) == [NOTEBOOKS[2]]
     (out / f"{Path(NOTEBOOKS[0]).stem}.txt").unlink()  # a damaged first stage runs again
     assert run_all(params)[0] == NOTEBOOKS[0]
+
+
+def test_a_failing_notebook_keeps_what_came_before_and_the_report_says_what_failed(tmp_path, monkeypatch, capsys):
+    """The second notebook fails: the first one's artifacts and stage record stay, the third does not run,
+    the report is written and names the failure, and the study raises StudyFailed."""
+    import personas.study as study
+
+    ran = []
+
+    def fake_execute(notebook, out_dir, params, progress):
+        ran.append(notebook)
+        if notebook == NOTEBOOKS[1]:
+            raise RuntimeError("cell 7 raised\nValueError: the pools are empty")
+        _write(out_dir / "tables" / "made_by_first.csv", "a\n1\n")
+
+    monkeypatch.setattr(study, "_execute", fake_execute)
+    params = study.study_parameters(name="broken", output=tmp_path, quick=True)
+    with pytest.raises(study.StudyFailed, match="run_deepscan.ipynb failed"):
+        study.run_study(params, progress=False)
+    out = tmp_path / "broken"
+    assert ran == list(NOTEBOOKS[:2])
+    assert (out / "tables" / "made_by_first.csv").read_text() == "a\n1\n"
+    assert set(read_stages(out)) == {NOTEBOOKS[0]}
+    report = (out / "report.md").read_text()
+    assert "`run_deepscan.ipynb` failed (RuntimeError: ValueError: the pools are empty)" in report
+    assert "report:" in capsys.readouterr().out
+    # the next run reuses the first notebook and retries the one that failed
+    ran.clear()
+    with pytest.raises(study.StudyFailed):
+        study.run_study(params, progress=False)
+    assert ran == [NOTEBOOKS[1]]

@@ -242,7 +242,8 @@ def _phases(model, rec: Recorder, statements, tokenizer, check: _Check, plan: _P
                         "cpu_seconds": round(time.process_time() - c0, 2)}
         t0, c0, n0 = time.perf_counter(), time.process_time(), rec.n_passes
 
-    prepared = _prepare(model, tokenizer, statements, check, plan, rec.bar)
+    prepared = _prepare(model, tokenizer, statements, check, plan, rec.bar) if check.readouts else \
+        _Prepared({}, {}, {}, {}, {})  # no readout the model can express: nothing to read, no direction needed
     tick("extraction")
     gate = [rec.baseline(model, h, check.site.layer) for h in prepared.held.values()]
     tick("baseline")

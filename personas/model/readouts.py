@@ -35,7 +35,7 @@ import torch
 from personas._core.checks import check_int, check_scores, check_str
 from personas.model.answers import INSTRUCTION, QUESTION, answer_tokens
 from personas.model.batching import accepts, pad_token_id
-from personas.model.hooks import find_blocks
+from personas.model.hooks import find_blocks, model_family
 from personas.statements import statement_texts
 
 __all__ = ["NEUTRAL_PROMPT", "RAW_FRAME", "READOUTS", "Readout", "YesNoMargin", "StatementLikelihood",
@@ -274,8 +274,16 @@ class Readout:
 
 
 def _lm_head_missing(model) -> str | None:
-    if model is not None and getattr(model, "get_output_embeddings", lambda: None)() is None:
-        return f"{type(model).__name__} has no language-model head (an encoder), so it gives no token probabilities"
+    """Why ``model`` gives no trained next-token probabilities (an encoder, or no LM head), or None."""
+    if model is None:
+        return None
+    family = model_family(model)
+    if family is not None and family.encoder:
+        kind = getattr(getattr(model, "config", None), "model_type", "encoder")
+        return (f"{type(model).__name__} is a bidirectional encoder ({kind}): it has no trained language-model "
+                "head, so it gives no next-token probabilities to read")
+    if getattr(model, "get_output_embeddings", lambda: None)() is None:
+        return f"{type(model).__name__} has no language-model head, so it gives no token probabilities"
     return None
 
 

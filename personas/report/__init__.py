@@ -289,6 +289,11 @@ def build_report(out_dir: str | os.PathLike) -> str:
     study = _read_json_or_none(out / "study.json")
     params = {**(study or {}).get("notebook_defaults", {}), **(study or {}).get("parameters", {})}
     study, problems = study or {}, artifact_problems(out, params)  # every artifact cross-checked first
+    failed = study.get("failed") if study else None
+    if failed:  # a stage that failed: named first, with its error (the artifacts before it are kept)
+        problems.insert(0, f"the study stopped: `{failed['notebook']}` failed ({failed['error']}); the notebooks "
+                           f"after it did not run (their sections below say what is missing). Its executed copy, "
+                           f"with the traceback, is `notebooks/{failed['notebook']}`")
     table, summary = _built(lambda: read_layer_table(out), problems), _built(lambda: read_scan_summary(out), problems)
     makers = [
         ("## Configuration", lambda: _configuration(study, out)),

@@ -55,6 +55,7 @@ __all__ = [
     "statement_sample_key",
     "REPLICATE_OVERRIDES",
     "run_study",
+    "StudyFailed",
     "run_studies",
     "check_inputs",
     "check_parameter_values",
@@ -340,7 +341,10 @@ def _run_study(params: dict[str, Any], inputs, out_dir: Path, progress: bool) ->
             print(f"[{i}/{n_steps}] {notebook:<34} reused ({plan.why})", flush=True)
             continue
         t0, started_ns = time.perf_counter(), time.time_ns()
-        _execute(notebook, out_dir, per_notebook[notebook], progress)
+        try:
+            _execute(notebook, out_dir, per_notebook[notebook], progress)
+        except Exception as exc:  # keep what the stages before wrote; the report says what failed
+            return _failed(params, inputs, out_dir, notebook, exc, timings)
         timings[notebook] = round(time.perf_counter() - t0, 1)
         record_stage(out_dir, notebook, plan.fingerprint, started_ns=started_ns, seconds=timings[notebook],
                      extra=_store_files(params) if i == 1 else ())
@@ -355,11 +359,7 @@ def _run_study(params: dict[str, Any], inputs, out_dir: Path, progress: bool) ->
 
         (out_dir / REPLICATES_FILE).unlink(missing_ok=True)
     timings["total"] = round(time.perf_counter() - start, 1)
-    write_json(out_dir / "study.json", {
-        "parameters": params, "notebook_defaults": notebook_defaults(), "timings_s": timings, "notebooks": list(NOTEBOOKS),
-        "reused": reused,
-        "inputs": {"files": inputs.files, "user_personas": inputs.user_personas, "untopiced": inputs.untopiced},
-    })
+    _write_study_json(out_dir, params, inputs, timings, reused=reused)
     t0 = time.perf_counter()
     report = write_report(out_dir)
     print(f"[{n_steps}/{n_steps}] {'report.md':<34} {time.perf_counter() - t0:7.1f} s", flush=True)
@@ -368,6 +368,30 @@ def _run_study(params: dict[str, Any], inputs, out_dir: Path, progress: bool) ->
     for claim, verdict in report_verdicts(out_dir):
         print(f"  {claim}: {verdict}", flush=True)
     return report
+
+
+def _write_study_json(out_dir: Path, params: dict[str, Any], inputs, timings: dict, **extra: Any) -> None:
+    write_json(out_dir / "study.json", {
+        "parameters": params, "notebook_defaults": notebook_defaults(), "timings_s": timings, "notebooks": list(NOTEBOOKS),
+        "inputs": {"files": inputs.files, "user_personas": inputs.user_personas, "untopiced": inputs.untopiced},
+        **extra,
+    })
+
+
+class StudyFailed(RuntimeError):
+    """A notebook of the study failed; the report (written anyway) says which and why."""
+
+
+def _failed(params: dict[str, Any], inputs, out_dir: Path, notebook: str, exc: Exception, timings: dict):
+    """Record the failure in ``study.json``, write the report from what exists, then raise :class:`StudyFailed`."""
+    from personas.report import write_report
+
+    message = str(exc).strip().splitlines()
+    error = f"{type(exc).__name__}: {message[-1] if message else ''}"[:500]
+    _write_study_json(out_dir, params, inputs, timings, failed={"notebook": notebook, "error": error})
+    report = write_report(out_dir)
+    print(f"{notebook} failed: {error}\nthe artifacts written before it are kept; report: {report}", flush=True)
+    raise StudyFailed(f"{notebook} failed ({error}); report: {report}") from exc
 
 
 def _store_files(params: dict[str, Any]) -> list[Path]:
@@ -424,6 +448,14 @@ def run_studies(models: Sequence[str], params: dict[str, Any], *, progress: bool
         if sub in dirs.values():
             raise ValueError(f"models {models} map to the same directory {sub}")
         dirs[model] = sub
+    failed = []
+    for model, sub in dirs.items():
         print(f"== model {model} -> {sub}", flush=True)
-        run_study(dict(params, model_name=model, out_dir=str(sub)), progress=progress)
-    return write_comparison_report(root, dirs)
+        try:
+            run_study(dict(params, model_name=model, out_dir=str(sub)), progress=progress)
+        except StudyFailed as exc:  # the other models still run; the comparison says what is missing
+            failed.append(f"{model}: {exc}")
+    report = write_comparison_report(root, dirs)
+    if failed:
+        raise StudyFailed("; ".join(failed) + f"; comparison report: {report}")
+    return report

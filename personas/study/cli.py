@@ -11,7 +11,7 @@ import personas.study as study
 from personas._core.parameters import parameters_help, parse_value as _parse_value
 from personas._core.quiet import quiet_third_parties
 from personas.model.sources import check_model_source
-from personas.study import (NOTEBOOKS, STUDY_KEYS, check_inputs, notebook_parameters, run_studies, run_study,
+from personas.study import (NOTEBOOKS, STUDY_KEYS, StudyFailed, check_inputs, notebook_parameters, run_studies, run_study,
                             study_parameters)
 from personas.study.reuse import resolve_force
 
@@ -106,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedded models never need the hub; a cached one neither
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # the kernel's debugger: no frozen-modules notice
     with quiet_third_parties():  # the filters hold for the study only, never for the caller
-        if models is None:
-            return run_study(params, progress=not args.no_progress)
-        return run_studies(models, params, progress=not args.no_progress)
+        try:
+            if models is None:
+                return run_study(params, progress=not args.no_progress)
+            return run_studies(models, params, progress=not args.no_progress)
+        except StudyFailed as exc:
+            raise SystemExit(f"study failed: {exc}") from None
