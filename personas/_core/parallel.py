@@ -49,10 +49,7 @@ def dask_scheduler(scheduler: str | None = None, *, timeout: float = 30.0) -> It
         return
     if not isinstance(scheduler, str) or not scheduler.strip():
         raise ValueError(f"scheduler must be an address such as 'tcp://host:8786' or None; got {scheduler!r}")
-    try:
-        from distributed import Client
-    except ImportError as exc:  # pragma: no cover - a dependency
-        raise ImportError("a Dask scheduler needs the 'distributed' package; install it (uv sync)") from exc
+    from distributed import Client  # a declared dependency, imported here only to keep `import personas` light
     from joblib import parallel_config
 
     try:

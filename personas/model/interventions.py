@@ -5,13 +5,14 @@ layer (same convention: 0 = embeddings, i = output of block i, ``n_blocks`` = th
 final norm's output when the model has one), at every token position or at the last
 one only, and remove their hooks on exit, even on error::
 
+    prepared = READOUTS["likelihood"]().prepare(tokenizer, statements)   # personas.model.readouts
     with ablate_nodes(model, layer=22, nodes=[3, 17], values=background_mean):
-        margins = batches.margins(model)
+        ablated = prepared.scores(model)
     with add_vector(model, layer=22, vector=direction, alpha=0.5, positions="last"):
         ...
 
 ``positions="last"`` edits the final column of the batch, which is every row's last
-prompt token under left padding (what :mod:`personas.model.answers` uses).
+prompt token under left padding (the position the Yes/No readout reads).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Usage (from the repository root)::
 
     uv run python -m personas.study                      # embedded default model, the paper's 14 personas
-    uv run python -m personas.study --quick --name smoke # 3 personas, few statements: a couple of minutes
-    uv run python -m personas.study --model smollm2-135m-instruct,all-MiniLM-L6-v2   # two models, compared
+    uv run python -m personas.study --quick --name smoke # 3 personas, few statements, every stage exercised
+    uv run python -m personas.study --model smollm2-135m-instruct,gemma3-270m   # two models, compared
+    uv run python -m personas.study --force scans        # run a stage again although nothing changed
     uv run python -m personas.study --model meta-llama/Meta-Llama-3-8B-Instruct --device cuda --dtype bfloat16
     uv run python -m personas.study -p n_runs 20 -p tail upper   # any notebook parameter
     uv run python -m personas.study --statements data/examples/my_personas.csv --topics data/examples/my_topics.json
