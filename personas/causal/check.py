@@ -25,6 +25,7 @@ from personas.causal.compare import comparisons, dose_table, row_permutation_tes
 from personas.causal.results import CausalResult
 from personas.causal.settings import CausalSettings
 from personas.causal.split import split_statements
+from personas.causal.text_check import SteeredText, TextPersona, steered_text_check
 from personas.model.batching import accepts
 from personas.model.hooks import layer_info, resolve_layers
 from personas.model.interventions import check_nodes
@@ -86,6 +87,7 @@ class _Phases:
     specificity_test: dict
     dose: pd.DataFrame
     counts: dict
+    text: SteeredText | None = None
 
 
 def _check(model, tokenizer, statements, salient_nodes, personas, layer, settings, seed, exclude_ids) -> _Check:
@@ -245,10 +247,23 @@ def _phases(model, rec: Recorder, statements, tokenizer, check: _Check, plan: _P
     tick("specificity")
     dose = _dose(model, rec, tokenizer, prepared, check, plan)
     tick("dose_response")
+    text = _steered_text(model, tokenizer, statements, check, prepared, not rec.bar.disable)
+    tick("steered_text")
     gate_table = pd.DataFrame(gate + _not_applicable_rows(check))
     if check.not_applicable and "not_applicable" in gate_table:
         gate_table["not_applicable"] = gate_table["not_applicable"].fillna("")
-    return _Phases(prepared, gate_table, specificity, test, dose, counts)
+    return _Phases(prepared, gate_table, specificity, test, dose, counts, text)
+
+
+def _steered_text(model, tokenizer, statements, check: _Check, prepared: _Prepared, progress: bool):
+    """The steered-text arm (:mod:`personas.causal.text_check`) at the check's layer, or None when off."""
+    if not check.settings.steered_text:
+        return None
+    layer = check.site.layer
+    personas = [TextPersona(p, prepared.geoms[p][layer], tuple(prepared.ids[p]["heldout_ids"]),
+                            tuple(prepared.ids[p]["train_ids"])) for p in check.checked]
+    return steered_text_check(model, tokenizer, statements, personas, check.site, check.settings, check.seed,
+                              check.exclude, progress=progress)
 
 
 def causal_check(
@@ -316,7 +331,7 @@ def causal_check(
         gate=phases.gate, scores=pd.concat(rec.frames, ignore_index=True) if rec.frames else pd.DataFrame(),
         effects=effects, comparisons=comparisons(effects, rec.shifts, phases.prepared.held, settings.ci),
         specificity=phases.specificity, specificity_test=pd.DataFrame([test]) if test else pd.DataFrame(),
-        dose_response=phases.dose, meta=meta,
+        dose_response=phases.dose, meta=meta, **(phases.text.tables() if phases.text else {}),
     )
 
 
@@ -330,6 +345,7 @@ def _meta(model, check: _Check, plan: _Plan, phases: _Phases, rec: Recorder) -> 
         "specificity_personas": list(plan.specificity), "dose_personas": list(plan.dose_personas),
         "dose_layers": list(plan.dose_layers), "n_excluded_ids": len(check.exclude), "shared_prefix": check.share,
         "n_passes": rec.n_passes, "phases": phases.counts,
+        "steered_text": phases.text.meta if phases.text else None,
         "per_persona": _per_persona(phases.prepared, check),
         "direction": "unit mean(+) - mean(-) of the training hidden states read as extraction reads them",
         "steering_scale": "alpha x mean norm of the training hidden states at the layer",

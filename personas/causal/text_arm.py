@@ -45,8 +45,8 @@ def steered_text_arm(model, tokenizer, unit, scale: float, layer: int, alphas, *
     prompts : sequence of str
         User turns (default ``NEUTRAL_PROMPTS``).
     **options :
-        ``positions``, ``max_new_tokens`` (default 40), ``sampling``, ``batch_size`` of
-        :func:`personas.model.generation.steer_generate`.
+        ``positions``, ``max_new_tokens`` (default 40), ``sampling``, ``batch_size``, ``blocks_path``,
+        ``final_norm`` of :func:`personas.model.generation.steer_generate`.
 
     Returns
     -------

@@ -213,7 +213,8 @@ def _rows(n_prompts: int, vectors: list, alphas: list[float]) -> list[tuple[int,
 
 def steer_generate(model, tokenizer, prompts: Sequence[str], directions, layer: int, alphas, *,
                    positions: str = "all", max_new_tokens: int = 40, sampling: Sampling | None = None,
-                   batch_size: int = 16) -> pd.DataFrame:
+                   batch_size: int = 16, blocks_path: str | None = None, final_norm: str | None = "auto",
+                   ) -> pd.DataFrame:
     """Generate from each prompt with ``alpha * vector`` added at ``layer``: one row per text.
 
     Parameters
@@ -240,6 +241,9 @@ def steer_generate(model, tokenizer, prompts: Sequence[str], directions, layer: 
         None (default): greedy decoding.
     batch_size : int
         Rows (prompt x arm x draw x alpha) per forward pass; rows with different vectors share a batch.
+    blocks_path, final_norm :
+        Where the blocks and the final norm are (overrides, :mod:`personas.model.hooks`; as
+        ``ExtractionSettings``' so the edit lands where extraction reads).
 
     Returns
     -------
@@ -251,7 +255,7 @@ def steer_generate(model, tokenizer, prompts: Sequence[str], directions, layer: 
     prompts = [check_str(p, "prompt") for p in ([prompts] if isinstance(prompts, str) else list(prompts))]
     if not prompts:
         raise ValueError("prompts is empty; pass e.g. NEUTRAL_PROMPTS")
-    info = layer_info(model)
+    info = layer_info(model, blocks_path, final_norm)
     hidden, n_blocks = info["hidden_size"], info["n_blocks"]
     layer = check_int(layer, "layer", min_val=0, max_val=n_blocks)
     vectors, alphas = _steering_vectors(directions, hidden), _check_alphas(alphas)
@@ -263,7 +267,7 @@ def steer_generate(model, tokenizer, prompts: Sequence[str], directions, layer: 
     encoded = [prompt_token_ids(tokenizer, p) for p in prompts]
     rows = sorted(_rows(len(prompts), vectors, alphas), key=lambda r: -len(encoded[r[0]][0]))
     found = _generate_rows(model, tokenizer, [encoded[p][0] for p in range(len(prompts))], rows, vectors, layer,
-                           (positions, max_new_tokens, sampling, batch_size))
+                           (positions, max_new_tokens, sampling, batch_size, blocks_path, final_norm))
     records, stop = [], _stop_ids(model, tokenizer)
     for (p, v, alpha), (tokens, logps, finished) in zip(rows, found):
         text = tokenizer.decode([t for t in tokens if t not in stop], skip_special_tokens=True)
@@ -280,12 +284,13 @@ def steer_generate(model, tokenizer, prompts: Sequence[str], directions, layer: 
 def _generate_rows(model, tokenizer, ids: list[list[int]], rows: list, vectors: list, layer: int,
                    options: tuple) -> list[tuple[list, list, bool]]:
     """Decode ``rows`` in batches of ``batch_size`` under one hook; results in ``rows`` order."""
-    positions, max_new_tokens, sampling, batch_size = options
+    positions, max_new_tokens, sampling, batch_size, blocks_path, final_norm = options
     stop, pad_id = _stop_ids(model, tokenizer), pad_token_id(tokenizer)
     hidden = len(vectors[0][2])
     edit, out = _Edit(), []
     batches = [rows[k : k + batch_size] for k in range(0, len(rows), batch_size)]
-    with torch.inference_mode(), edit_layer(model, layer, edit, positions="all"):
+    hook = edit_layer(model, layer, edit, positions="all", blocks_path=blocks_path, final_norm=final_norm)
+    with torch.inference_mode(), hook:
         for batch in tqdm(batches, desc="steered generation", disable=len(batches) < 2, leave=False):
             # alpha * vector exactly as add_vector computes it (float32)
             edit.delta = torch.stack([torch.zeros(hidden) if v is None else alpha * torch.from_numpy(vectors[v][2])
