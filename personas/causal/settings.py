@@ -43,12 +43,16 @@ def _alphas(values, name: str, allow_zero: bool) -> tuple[float, ...]:
 
 
 def _prompts(values) -> tuple[str, ...]:
-    """The text arm's prompts: None for ``NEUTRAL_PROMPTS``, else at least 2 distinct non-empty strings."""
+    """The text arm's prompts: None for ``NEUTRAL_PROMPTS``, an int n for the first n of them, else at
+    least 2 distinct non-empty strings."""
     if values is None:
         return NEUTRAL_PROMPTS
+    if isinstance(values, int) and not isinstance(values, bool):
+        return NEUTRAL_PROMPTS[: check_int(values, "text_prompts", min_val=2, max_val=len(NEUTRAL_PROMPTS))]
     if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
-        raise ValueError(f"text_prompts must be a list of prompts, e.g. ['Tell me about yourself.', ...], or None "
-                         f"for the default {len(NEUTRAL_PROMPTS)}; got {values!r}")
+        raise ValueError(f"text_prompts must be a list of prompts, e.g. ['Tell me about yourself.', ...], a number "
+                         f"of the default prompts (2 to {len(NEUTRAL_PROMPTS)}), or None for all of them; "
+                         f"got {values!r}")
     out = tuple(check_str(v, "text_prompts entry") for v in values)
     if len(out) < 2 or len(set(out)) < len(out):
         raise ValueError(f"text_prompts must hold at least 2 distinct prompts (the intervals are bootstraps over "
@@ -109,9 +113,9 @@ class CausalSettings:
         Run the steered-text arm (:mod:`personas.causal.text_check`): texts generated at
         ``-text_alpha``, 0 and ``+text_alpha`` along each checked persona's direction and along
         ``n_text_random`` random directions of the same norm, scored offline.
-    text_prompts : tuple of str or None
-        Neutral user turns (at least 2; None: ``NEUTRAL_PROMPTS``, 8 of them). The intervals are
-        bootstraps over these prompts.
+    text_prompts : tuple of str, int or None
+        Neutral user turns (at least 2); None: ``NEUTRAL_PROMPTS`` (8); an int n: the first n of
+        them. Kept as the tuple of prompts. The intervals are bootstraps over these prompts.
     text_alpha : float
         The strength of the text arm (> 0; x mean norm of the training hidden states, as ``alphas``).
     n_text_random : int
@@ -161,7 +165,7 @@ class CausalSettings:
     reuse_prefix: bool = True
     extraction: ExtractionSettings = ExtractionSettings()
     steered_text: bool = True
-    text_prompts: tuple | None = NEUTRAL_PROMPTS
+    text_prompts: tuple | int | None = NEUTRAL_PROMPTS
     text_alpha: float = 0.25
     n_text_random: int = 2
     text_max_new_tokens: int = 24

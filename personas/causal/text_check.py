@@ -33,6 +33,7 @@ from personas.causal.settings import CausalSettings
 from personas.causal.text_arm import score_text_frame, steered_text_arm
 from personas.causal.text_scores import TextScorer, agreement_scorer, persona_scorer
 from personas.causal.text_tables import text_comparisons, text_shifts, text_sweep
+from personas.model.generation import Placement
 
 __all__ = ["TextPersona", "SteeredText", "TEXT_TABLES", "gate_statements", "steered_text_check"]
 
@@ -154,10 +155,10 @@ def _scored(model, tokenizer, frame: pd.DataFrame, scorers: dict, persona: str, 
 def _generate(model, tokenizer, tp: TextPersona, site: Site, settings: CausalSettings, seed: int, alphas,
               n_random: int, prompts, max_new_tokens: int) -> pd.DataFrame:
     geom = tp.geometry
-    return steered_text_arm(model, tokenizer, geom.unit, geom.scale, site.layer, alphas, n_random=n_random,
+    place = Placement(site.layer, site.blocks_path, site.final_norm)
+    return steered_text_arm(model, tokenizer, geom.unit, geom.scale, place, alphas, n_random=n_random,
                             key=(seed, tp.persona), prompts=prompts, positions=settings.text_positions,
-                            max_new_tokens=max_new_tokens, batch_size=settings.text_batch_size,
-                            blocks_path=site.blocks_path, final_norm=site.final_norm)
+                            max_new_tokens=max_new_tokens, batch_size=settings.text_batch_size)
 
 
 def _decoded(texts: pd.DataFrame) -> dict:
