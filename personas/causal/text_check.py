@@ -191,8 +191,14 @@ def steered_text_check(model, tokenizer, statements: pd.DataFrame, personas: Seq
     Returns
     -------
     SteeredText
+        Empty tables, and ``meta["not_applicable"]`` saying why, for a model without a language-model head.
     """
     a, prompts = settings.text_alpha, list(settings.text_prompts)
+    if getattr(model, "get_output_embeddings", lambda: None)() is None:  # an encoder: nothing to generate with
+        why = f"{type(model).__name__} has no language-model head (an encoder), so it generates no text"
+        empty = pd.DataFrame()
+        return SteeredText(pd.DataFrame(columns=TEXT_COLUMNS), empty, empty, empty, empty,
+                           {"alpha": a, "prompts": prompts, "not_applicable": why})
     frames, gates, ids = [], [], {}
     for tp in tqdm(personas, desc="steered text", unit="persona", disable=not progress, leave=False):
         scorers, rows, ids[tp.persona] = _scorers(model, tokenizer, statements, tp, settings, seed, exclude)

@@ -199,7 +199,8 @@ def _text_intro(result: CausalResult) -> list[str]:
 
 
 def _text_gate(gate: pd.DataFrame) -> list[str]:
-    note = gate["note"].fillna("") if "note" in gate else pd.Series("", index=gate.index)
+    note = gate["note"].astype(object).where(gate["note"].notna(), "") if "note" in gate else \
+        pd.Series("", index=gate.index)
     table = pd.DataFrame({
         "persona": gate["persona"], "scorer": gate["scorer"], "n": gate["n_positive"] + gate["n_negative"],
         "AUC [interval]": [f"{a:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(a) else "n/a"
@@ -254,6 +255,9 @@ def _text_sweep(sweep: pd.DataFrame) -> list[str]:
 def steered_text_markdown(result: CausalResult, n_prompts: int = 2, width: int = 160) -> list[str]:
     """The steered-text part of the causal section (lines): the scorers' gate, the shifts against the
     random directions, texts side by side, the alpha sweep. Empty when the arm did not run."""
+    why = (result.meta.get("steered_text") or {}).get("not_applicable")
+    if why:
+        return [f"**Steered text.** Not applicable: {why}.", ""]
     if result.steered_text.empty:
         return []
     lines = _text_intro(result) + _text_gate(result.text_gate) + _text_effects(result)
