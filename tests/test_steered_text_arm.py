@@ -16,6 +16,7 @@ import torch
 
 from personas.causal.arms import Site, persona_geometry, steering_arms
 from personas.causal.check import causal_check
+from personas.causal.coherence import text_nll
 from personas.causal.parameters import NOTEBOOK_CHECKS
 from personas.causal.results import load_causal_result, save_causal_result
 from personas.causal.settings import CausalSettings
@@ -29,6 +30,7 @@ from personas.report.causal import causal_summary_markdown
 from tests.test_answers_interventions import planted_tokenizer
 from tests.test_causal import CHECKED, LAYER, SEED, small_settings
 from tests.test_readouts import persona_statements, planted_persona_model
+from tests.test_text_scores import manual_mean_logp
 from tests.tiny_models import make_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -300,3 +302,19 @@ def test_notebook_parameters_reach_the_settings():
     assert quick.text_prompts == NEUTRAL_PROMPTS[:4] and quick.text_max_new_tokens == 16
     with pytest.raises(ValueError, match="text_alpha"):
         check.build({**params, "causal_text_alpha": 0.0})
+
+
+def test_nll_of_texts_after_one_prompt_is_each_text_alone(random_model):
+    """The arm's coherence pass groups the texts of a prompt (one context pass, shared batches): same NLL."""
+    model, tok = random_model[:2]
+    texts = ["I like people.", "Rules are rules rules.", "", "Hello there friend", "I like people."]
+    prompts = [PROMPTS[0], PROMPTS[0], PROMPTS[0], PROMPTS[1], PROMPTS[1]]
+    together = text_nll(model, tok, texts, prompts=prompts, batch_size=2)
+    for k, (text, prompt) in enumerate(zip(texts, prompts)):
+        if not text:
+            assert np.isnan(together[k])
+            continue
+        body = tok(text, add_special_tokens=False)["input_ids"]
+        expected = -manual_mean_logp(model, prompt_token_ids(tok, prompt)[0], body)
+        assert together[k] == pytest.approx(expected, abs=1e-5)
+    assert together[0] != pytest.approx(together[4])  # the prompt matters: the contexts were not mixed up
