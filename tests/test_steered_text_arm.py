@@ -297,7 +297,7 @@ def test_notebook_parameters_reach_the_settings():
     params = notebook_defaults()
     assert {"causal_text_prompts", "causal_text_alpha", "causal_text_tokens"} <= set(check.names) <= set(params)
     s = check.build(params)
-    assert s.steered_text and s.text_prompts == NEUTRAL_PROMPTS and s.text_max_new_tokens == 24
+    assert s.steered_text and s.text_prompts == NEUTRAL_PROMPTS and s.text_max_new_tokens == 20
     quick = check.build({**params, **{k: v for k, v in QUICK.items() if k in check.names}})
     assert quick.text_prompts == NEUTRAL_PROMPTS[:4] and quick.text_max_new_tokens == 16
     with pytest.raises(ValueError, match="text_alpha"):
@@ -318,3 +318,15 @@ def test_nll_of_texts_after_one_prompt_is_each_text_alone(random_model):
         expected = -manual_mean_logp(model, prompt_token_ids(tok, prompt)[0], body)
         assert together[k] == pytest.approx(expected, abs=1e-5)
     assert together[0] != pytest.approx(together[4])  # the prompt matters: the contexts were not mixed up
+
+
+def test_report_names_missing_steered_texts(result, tmp_path):
+    from personas.report.checks import artifact_problems
+
+    out = tmp_path / "study"
+    save_causal_result(result[0], out / "causal")
+    params = {"causal": True, "causal_steered_text": True, "seed": SEED, "causal_heldout": 10, "causal_train": 20}
+    assert not [p for p in artifact_problems(out, params) if "steered_text" in p]
+    (out / "causal" / "steered_text.csv").unlink()
+    assert [p for p in artifact_problems(out, params) if "`causal/steered_text.csv` is missing" in p]
+    assert not [p for p in artifact_problems(out, {**params, "causal_steered_text": False}) if "steered_text" in p]

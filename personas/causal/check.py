@@ -1,5 +1,6 @@
 """The causal check: steer along the persona direction and ablate the salient nodes, on each readout,
-against random and harder controls; specificity across personas; dose response over layers.
+against random and harder controls; specificity across personas; dose response over layers; steered
+text (:mod:`personas.causal.text_check`).
 
 What passes between the phases is typed: ``_Check`` (what is checked and how, fixed before the first
 pass), ``_Plan`` (who enters the specificity matrix and the dose response, at which layers),

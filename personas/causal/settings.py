@@ -5,7 +5,8 @@ The defaults are sized for the default study (a 135M model on 2 CPU cores, a few
 persona direction and its random directions); the restricted direction at the positive
 alphas; specificity at one strength; the dose response on the first persona only, on a subset
 of its held-out statements; the steered-text arm on 8 neutral prompts x 3 alphas x (1 + 2 random)
-directions x 24 tokens per persona (about 25 s of one CPU thread per persona on SmolLM2-135M).
+directions x 20 tokens per persona, with a sweep of 6 alphas on 2 prompts (about 25 s of one CPU
+thread per persona on SmolLM2-135M).
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ class CausalSettings:
     text_prompts: tuple | int | None = NEUTRAL_PROMPTS
     text_alpha: float = 0.25
     n_text_random: int = 2
-    text_max_new_tokens: int = 24
+    text_max_new_tokens: int = 20
     text_positions: str = "all"
     n_text_gate: int = 20
     n_text_agreement: int = 0
