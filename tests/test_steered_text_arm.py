@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from personas.causal.arms import Site, persona_geometry, steering_arms
+from personas.causal.arms import persona_geometry, steering_arms
 from personas.causal.check import causal_check
 from personas.causal.coherence import text_nll
 from personas.causal.parameters import NOTEBOOK_CHECKS

@@ -40,8 +40,9 @@ __all__ = ["TextPersona", "SteeredText", "TEXT_TABLES", "gate_statements", "stee
 #: ``CausalResult`` table name -> ``SteeredText`` attribute.
 TEXT_TABLES = {"steered_text": "texts", "text_gate": "gate", "text_effects": "effects",
                "text_comparisons": "comparisons", "text_sweep": "sweep"}
-TEXT_COLUMNS = ["part", "persona", "prompt_index", "prompt", "mode", "layer", "positions", "arm", "draw", "alpha", "scale",
-                "text", "n_tokens", "finished", "persona_score", "agreement_score", "nll", "distinct_2", "zlib_ratio"]
+TEXT_COLUMNS = ["part", "persona", "prompt_index", "prompt", "mode", "layer", "positions", "arm", "draw", "alpha",
+                "scale", "text", "n_tokens", "finished", "persona_score", "agreement_score", "nll", "distinct_2",
+                "zlib_ratio"]
 
 
 @dataclass(frozen=True)

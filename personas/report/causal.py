@@ -247,7 +247,8 @@ def _text_sweep(sweep: pd.DataFrame) -> list[str]:
         return []
     cols = {"persona": "persona", "alpha": "alpha", "n_prompts": "prompts", "persona_score": "persona score",
             "nll": "NLL", "distinct_2": "distinct-2", "zlib_ratio": "zlib ratio", "n_tokens": "tokens"}
-    table = sweep[[c for c in cols if c in sweep]].assign(alpha=[_alpha(a) for a in sweep["alpha"]]).rename(columns=cols)
+    table = sweep[[c for c in cols if c in sweep]].assign(alpha=[_alpha(a) for a in sweep["alpha"]])
+    table = table.rename(columns=cols)
     return ["Alpha sweep along the persona direction (means over the prompts; where the NLL climbs and distinct-2 "
             "falls, the text stops being language):", "", markdown_table(table), ""]
 
