@@ -24,6 +24,7 @@ from personas.causal.results import load_causal_result, save_causal_result
 from personas.causal.settings import CausalSettings
 from personas.causal.text_arm import score_text_frame, steered_text_arm
 from personas.causal.text_scores import agreement_scorer, callable_scorer, persona_scorer, score_texts
+from personas.causal.text_tables import steered_text_examples
 from personas.model.generation import NEUTRAL_PROMPTS, Sampling, steer_generate
 from personas.nodes import (
     level0_sets,
@@ -51,5 +52,5 @@ __all__ = [
     "CausalSettings", "causal_inputs", "causal_check", "save_causal_result", "load_causal_result",
     # steered text
     "steer_generate", "Sampling", "NEUTRAL_PROMPTS", "steered_text_arm", "persona_scorer", "agreement_scorer",
-    "callable_scorer", "score_texts", "coherence_scores", "score_text_frame",
+    "callable_scorer", "score_texts", "coherence_scores", "score_text_frame", "steered_text_examples",
 ]

@@ -88,6 +88,9 @@ def test_a_readout_the_model_cannot_express_is_not_applicable():
     assert set(result.meta["not_applicable"]) == {"likelihood", "yes_no"}
     assert all("bidirectional encoder (bert)" in w for w in result.gate["not_applicable"])
     assert not result.gate["informative"].any() and result.effects.empty
+    # nor can it generate: the steered-text arm says why and runs nothing
+    assert "bidirectional encoder (bert)" in result.meta["steered_text"]["not_applicable"]
+    assert result.steered_text.empty and result.text_effects.empty
     # an encoder with an LM head bolted on (what AutoModelForCausalLM builds for BERT: a random head) is
     # still an encoder: not applicable, named as such
     from transformers import BertConfig, BertLMHeadModel

@@ -39,7 +39,7 @@ PUBLIC = {
         "level0_sets",
         "CausalSettings", "causal_inputs", "causal_check", "save_causal_result", "load_causal_result",
         "steer_generate", "Sampling", "NEUTRAL_PROMPTS", "steered_text_arm", "persona_scorer", "agreement_scorer",
-        "callable_scorer", "score_texts", "coherence_scores", "score_text_frame",
+        "callable_scorer", "score_texts", "coherence_scores", "score_text_frame", "steered_text_examples",
     },
     "utils_viz": {
         "persona_colors", "plot_pca_grid", "plot_metric_by_layer", "plot_metric_by_relative_depth", "plot_classifier_heatmap", "plot_scatter_2d", "plot_models_by_relative_depth",

@@ -226,7 +226,7 @@ def test_callable_scorer_checks_and_gates():
 
 
 def test_steered_text_arm_uses_the_readouts_random_directions(tiny):
-    from personas.causal.arms import Geometry, steering_arms
+    from personas.causal.arms import Geometry, Site, steering_arms
     from personas.causal.split import random_unit_directions
     from personas.causal.text_arm import score_text_frame, steered_text_arm
     from personas.model.generation import steer_generate
@@ -245,7 +245,7 @@ def test_steered_text_arm_uses_the_readouts_random_directions(tiny):
     assert frame.drop(columns="scale").equals(direct)
     # the readout arms steer along the same random vectors
     geom = Geometry(unit, 6.0, np.zeros(32), np.ones(32), 1.0)
-    arms = [a for a in steering_arms(model, 2, geom, [1.0], 2, (3, "agreeableness"), "all")]
+    arms = [a for a in steering_arms(model, Site(2, "all"), geom, [1.0], 2, (3, "agreeableness"))]
     np.testing.assert_allclose([a[3].__defaults__[0] for a in arms[1:]], 6.0 * randoms)
 
     scored = score_text_frame(frame, [callable_scorer(lambda t: [len(x) for x in t], name="chars")], model=model,

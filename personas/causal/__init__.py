@@ -19,6 +19,10 @@ callable) is measured without and with interventions at one layer
 - **dose response**: alphas from -1 to 1 at three layers;
 - a **direction from a file** (another tool's vector, ``directions=``) steered in place of the
   mean difference, with the same split, gate, scale and controls (``directions.py``).
+- **steered text** (``text_check.py``): the model answers neutral prompts with the persona
+  direction added at -alpha, 0 and +alpha, against random directions of the same norm; the texts
+  are scored by a persona scorer (gated on statements used nowhere else) and for coherence, and
+  the mean shift over prompts is compared with the random directions as the readouts' arms are.
 
 The *specific effect* of an intervention is the mean shift of ``+`` statements minus that of
 ``-`` ones, with a stratified bootstrap interval. Settings: ``settings.CausalSettings``;

@@ -1,5 +1,6 @@
 """The causal check: steer along the persona direction and ablate the salient nodes, on each readout,
-against random and harder controls; specificity across personas; dose response over layers.
+against random and harder controls; specificity across personas; dose response over layers; steered
+text (:mod:`personas.causal.text_check`).
 
 What passes between the phases is typed: ``_Check`` (what is checked and how, fixed before the first
 pass), ``_Plan`` (who enters the specificity matrix and the dose response, at which layers),
@@ -26,6 +27,7 @@ from personas.causal.directions import OWN_SOURCE, check_file_directions, file_g
 from personas.causal.results import CausalResult
 from personas.causal.settings import CausalSettings
 from personas.causal.split import split_statements
+from personas.causal.text_check import SteeredText, TextPersona, steered_text_check
 from personas.model.batching import accepts
 from personas.model.directions import Direction
 from personas.model.hooks import layer_info, resolve_layers
@@ -96,6 +98,7 @@ class _Phases:
     specificity_test: dict
     dose: pd.DataFrame
     counts: dict
+    text: SteeredText | None = None
 
 
 def _check(model, tokenizer, statements, salient_nodes, directions, layer, settings, seed, exclude_ids) -> _Check:
@@ -260,10 +263,23 @@ def _phases(model, rec: Recorder, statements, tokenizer, check: _Check, plan: _P
     tick("specificity")
     dose = _dose(model, rec, tokenizer, prepared, check, plan)
     tick("dose_response")
+    text = _steered_text(model, tokenizer, statements, check, prepared, not rec.bar.disable)
+    tick("steered_text")
     gate_table = pd.DataFrame(gate + _not_applicable_rows(check))
     if check.not_applicable and "not_applicable" in gate_table:
         gate_table["not_applicable"] = gate_table["not_applicable"].fillna("")
-    return _Phases(prepared, gate_table, specificity, test, dose, counts)
+    return _Phases(prepared, gate_table, specificity, test, dose, counts, text)
+
+
+def _steered_text(model, tokenizer, statements, check: _Check, prepared: _Prepared, progress: bool):
+    """The steered-text arm (:mod:`personas.causal.text_check`) at the check's layer, or None when off."""
+    if not check.settings.steered_text:
+        return None
+    layer = check.site.layer
+    personas = [TextPersona(p, prepared.geoms[p][layer], tuple(prepared.ids[p]["heldout_ids"]),
+                            tuple(prepared.ids[p]["train_ids"])) for p in check.checked if p in prepared.geoms]
+    return steered_text_check(model, tokenizer, statements, personas, check.site, check.settings, check.seed,
+                              check.exclude, progress=progress)
 
 
 def causal_check(
@@ -342,7 +358,7 @@ def causal_check(
         gate=phases.gate, scores=pd.concat(rec.frames, ignore_index=True) if rec.frames else pd.DataFrame(),
         effects=effects, comparisons=comparisons(effects, rec.shifts, phases.prepared.held, settings.ci),
         specificity=phases.specificity, specificity_test=pd.DataFrame([test]) if test else pd.DataFrame(),
-        dose_response=phases.dose, meta=meta,
+        dose_response=phases.dose, meta=meta, **(phases.text.tables() if phases.text else {}),
     )
 
 
@@ -358,6 +374,7 @@ def _meta(model, check: _Check, plan: _Plan, phases: _Phases, rec: Recorder) -> 
         "file_directions": list(check.directions), "steering_only": [p for p in check.checked if p not in check.nodes],
         "n_excluded_ids": len(check.exclude), "shared_prefix": check.share,
         "n_passes": rec.n_passes, "phases": phases.counts,
+        "steered_text": phases.text.meta if phases.text else None,
         "per_persona": _per_persona(phases.prepared, check),
         "direction": "unit mean(+) - mean(-) of the training hidden states read as extraction reads them, or "
                      "the unit vector of a file's direction (file_directions; per_persona direction_source)",

@@ -65,7 +65,7 @@ def text_nll(model, tokenizer, texts: Sequence[str], *, prompts: Sequence[str] |
     texts = _texts(texts)
     if prompts is not None and len(prompts) != len(texts):
         raise ValueError(f"got {len(prompts)} prompts for {len(texts)} texts; pass one prompt per text")
-    contexts, conts = [], []
+    contexts, conts, pairs, where = [], [], [], {}
     for k, text in enumerate(texts):
         body = list(tokenizer(text, add_special_tokens=False)["input_ids"])
         if prompts is None:
@@ -76,10 +76,13 @@ def text_nll(model, tokenizer, texts: Sequence[str], *, prompts: Sequence[str] |
                 head, body = body[:1], body[1:]
         else:
             head = context_ids(tokenizer, "", prompts[k])
-        contexts.append(head or [0])  # an empty text without special tokens: nothing to score (NaN)
+        key = tuple(head or [0])  # an empty text without special tokens: nothing to score (NaN)
+        if key not in where:  # the texts after one context share its pass and their batches
+            where[key] = len(contexts)
+            contexts.append(list(key))
         conts.append(body if head else [])
-    lp = continuation_logprobs(model, contexts, conts, pairs=[(k, k) for k in range(len(texts))],
-                               batch_size=batch_size)
+        pairs.append((where[key], k))
+    lp = continuation_logprobs(model, contexts, conts, pairs=pairs, batch_size=batch_size)
     return -lp
 
 

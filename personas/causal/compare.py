@@ -21,11 +21,18 @@ CONTROLS = {
 }
 
 
-def _control_row(arm: dict, null: pd.DataFrame) -> dict:
-    value, values = arm["specific_effect"], null["specific_effect"].to_numpy(dtype=float)
+def control_summary(value: float, values) -> dict:
+    """An arm's effect ``value`` against its random controls' effects ``values (K,)``: the controls'
+    mean, std and largest ``|effect|``, the arm's percentile among them and the two-sided empirical
+    p-value (the columns ``comparisons`` gives each arm; the report words them)."""
+    values = np.asarray(values, dtype=float)
     pct, p = empirical_test(value, values, "two-sided")
     return {"control_mean": float(values.mean()), "control_std": float(values.std(ddof=1)) if len(values) > 1
             else np.nan, "control_max_abs": float(np.abs(values).max()), "percentile": pct, "p_value": p}
+
+
+def _control_row(arm: dict, null: pd.DataFrame) -> dict:
+    return control_summary(arm["specific_effect"], null["specific_effect"].to_numpy(dtype=float))
 
 
 def comparisons(effects: pd.DataFrame, shifts: dict, held: dict, ci: float) -> pd.DataFrame:

@@ -4,7 +4,9 @@ The defaults are sized for the default study (a 135M model on 2 CPU cores, a few
 2 personas): the first readout runs every arm, the others the gate and the main arms (the
 persona direction and its random directions); the restricted direction at the positive
 alphas; specificity at one strength; the dose response on the first persona only, on a subset
-of its held-out statements.
+of its held-out statements; the steered-text arm on 8 neutral prompts x 3 alphas x (1 + 2 random)
+directions x 20 tokens per persona, with a sweep of 6 alphas on 2 prompts (about 25 s of one CPU
+thread per persona on SmolLM2-135M).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from personas._core.checks import check_bool, check_choice, check_float, check_int, check_str
 from personas.model.answers import ANSWER_RULES
 from personas.model.extraction import ExtractionSettings
+from personas.model.generation import GENERATION_POSITIONS, NEUTRAL_PROMPTS
 from personas.model.interventions import EDIT_POSITIONS
 from personas.model.readouts import NEUTRAL_PROMPT, READOUTS
 
@@ -25,6 +28,7 @@ ARMS = ("direction", "random_direction", "salient_ablation", "random_ablation", 
 #: The arms run on every informative readout (the others run on the first readout only).
 MAIN_ARMS = ("direction", "random_direction")
 DOSE_ALPHAS = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)
+TEXT_SWEEP_ALPHAS = (-1.0, -0.5, -0.25, 0.25, 0.5, 1.0)
 
 
 def _alphas(values, name: str, allow_zero: bool) -> tuple[float, ...]:
@@ -36,6 +40,24 @@ def _alphas(values, name: str, allow_zero: bool) -> tuple[float, ...]:
         out = tuple(a for a in out if a != 0.0)
     if not out:
         raise ValueError(f"{name} must hold at least one non-zero value, e.g. (-0.25, 0.25); got {values!r}")
+    return out
+
+
+def _prompts(values) -> tuple[str, ...]:
+    """The text arm's prompts: None for ``NEUTRAL_PROMPTS``, an int n for the first n of them, else at
+    least 2 distinct non-empty strings."""
+    if values is None:
+        return NEUTRAL_PROMPTS
+    if isinstance(values, int) and not isinstance(values, bool):
+        return NEUTRAL_PROMPTS[: check_int(values, "text_prompts", min_val=2, max_val=len(NEUTRAL_PROMPTS))]
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+        raise ValueError(f"text_prompts must be a list of prompts, e.g. ['Tell me about yourself.', ...], a number "
+                         f"of the default prompts (2 to {len(NEUTRAL_PROMPTS)}), or None for all of them; "
+                         f"got {values!r}")
+    out = tuple(check_str(v, "text_prompts entry") for v in values)
+    if len(out) < 2 or len(set(out)) < len(out):
+        raise ValueError(f"text_prompts must hold at least 2 distinct prompts (the intervals are bootstraps over "
+                         f"prompts); got {list(out)!r}")
     return out
 
 
@@ -88,6 +110,36 @@ class CausalSettings:
         Compute blocks ``1..layer`` once per batch and reuse them for every intervention (exact).
     extraction : ExtractionSettings
         How the training statements are read (the direction is read where extraction reads).
+    steered_text : bool
+        Run the steered-text arm (:mod:`personas.causal.text_check`): texts generated at
+        ``-text_alpha``, 0 and ``+text_alpha`` along each checked persona's direction and along
+        ``n_text_random`` random directions of the same norm, scored offline.
+    text_prompts : tuple of str, int or None
+        Neutral user turns (at least 2); None: ``NEUTRAL_PROMPTS`` (8); an int n: the first n of
+        them. Kept as the tuple of prompts. The intervals are bootstraps over these prompts.
+    text_alpha : float
+        The strength of the text arm (> 0; x mean norm of the training hidden states, as ``alphas``).
+    n_text_random : int
+        Random directions of the same norm (those of the readouts' steering arms: same seed and persona).
+    text_max_new_tokens : int
+        Generated tokens per text at most (greedy decoding).
+    text_positions : {"all", "prompt", "generated"}
+        Positions the text arm edits (``personas.model.generation.GENERATION_POSITIONS``).
+    n_text_gate : int
+        Statements per direction gating the persona scorer: drawn from those in neither the
+        check's held-out nor training statements nor DeepScan's pools. Fewer left: the scorer is
+        marked uninformative.
+    n_text_agreement : int
+        Held-out statements per direction scored as continuations by the model's own agreement
+        scorer (``agreement_scorer``); 0 (default): no agreement scorer (it costs a forward pass per
+        text and statement).
+    text_sweep_alphas : tuple of float
+        The alpha sweep along the persona direction (where coherence collapses); () for none.
+    n_text_sweep_prompts : int
+        The sweep's prompts (the first of ``text_prompts``).
+    text_sweep_max_new_tokens : int
+    text_batch_size : int
+        Texts decoded per batch (prompts x arms x alphas).
     """
 
     readouts: tuple = ("likelihood", "yes_no")
@@ -113,6 +165,18 @@ class CausalSettings:
     batch_size: int = 16
     reuse_prefix: bool = True
     extraction: ExtractionSettings = ExtractionSettings()
+    steered_text: bool = True
+    text_prompts: tuple | int | None = NEUTRAL_PROMPTS
+    text_alpha: float = 0.25
+    n_text_random: int = 2
+    text_max_new_tokens: int = 20
+    text_positions: str = "all"
+    n_text_gate: int = 20
+    n_text_agreement: int = 0
+    text_sweep_alphas: tuple = TEXT_SWEEP_ALPHAS
+    n_text_sweep_prompts: int = 2
+    text_sweep_max_new_tokens: int = 16
+    text_batch_size: int = 64
 
     def __post_init__(self) -> None:
         if isinstance(self.readouts, (str, bytes)) or callable(self.readouts):
@@ -153,6 +217,23 @@ class CausalSettings:
         check_bool(self.reuse_prefix, "reuse_prefix")
         if not isinstance(self.extraction, ExtractionSettings):
             raise TypeError(f"extraction must be an ExtractionSettings; got {type(self.extraction).__name__}")
+        self._check_text()
+
+    def _check_text(self) -> None:
+        check_bool(self.steered_text, "steered_text")
+        object.__setattr__(self, "text_prompts", _prompts(self.text_prompts))
+        check_float(self.text_alpha, "text_alpha", min_val=0.0, include_min=False)
+        for name in ("n_text_random", "n_text_agreement"):
+            check_int(getattr(self, name), name, min_val=0)
+        for name in ("text_max_new_tokens", "text_sweep_max_new_tokens", "text_batch_size"):
+            check_int(getattr(self, name), name, min_val=1)
+        check_choice(self.text_positions, "text_positions", GENERATION_POSITIONS)
+        check_int(self.n_text_gate, "n_text_gate", min_val=2)
+        sweep = () if not self.text_sweep_alphas else _alphas(self.text_sweep_alphas, "text_sweep_alphas",
+                                                              allow_zero=False)
+        object.__setattr__(self, "text_sweep_alphas", sweep)
+        check_int(self.n_text_sweep_prompts, "n_text_sweep_prompts", min_val=1,
+                  max_val=len(self.text_prompts))
 
     def record(self) -> dict:
         """The settings as JSON-friendly values (callables by name)."""

@@ -35,7 +35,9 @@ def steered_text_arm(model, tokenizer, unit, scale: float, layer: int, alphas, *
     scale : float
         The mean norm of the hidden states at ``layer`` (``Geometry.scale``): the vector at alpha 1
         is ``scale * unit``.
-    layer : int
+    layer : int or Placement
+        The layer (a :class:`personas.model.generation.Placement` also names where the blocks and the
+        final norm are).
     alphas : sequence of float
         Strengths; 0 (the unsteered baseline, decoded once per prompt) is always added.
     n_random : int

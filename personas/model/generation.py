@@ -46,7 +46,7 @@ from personas.model.batching import accepts, pad_batch, pad_token_id, position_i
 from personas.model.hooks import layer_info
 from personas.model.interventions import edit_layer
 
-__all__ = ["GENERATION_POSITIONS", "NEUTRAL_PROMPTS", "Sampling", "prompt_token_ids", "steer_generate"]
+__all__ = ["GENERATION_POSITIONS", "NEUTRAL_PROMPTS", "Placement", "Sampling", "prompt_token_ids", "steer_generate"]
 
 GENERATION_POSITIONS = ("all", "prompt", "generated")
 
@@ -64,6 +64,19 @@ NEUTRAL_PROMPTS = (
 
 COLUMNS = ["prompt_index", "prompt", "mode", "layer", "positions", "arm", "draw", "alpha", "text", "token_ids",
            "logprobs", "n_tokens", "finished"]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the edit lands: a layer, and where the blocks and the final norm are.
+
+    ``blocks_path`` and ``final_norm`` are ``ExtractionSettings``' overrides
+    (:mod:`personas.model.hooks`), so an edit lands where extraction reads.
+    """
+
+    layer: int
+    blocks_path: str | None = None
+    final_norm: str | None = "auto"
 
 
 @dataclass(frozen=True)
@@ -226,8 +239,9 @@ def steer_generate(model, tokenizer, prompts: Sequence[str], directions, layer: 
         The vector added at ``alpha = 1`` (already scaled: pass ``scale * unit``). A bare array is
         arm ``"direction"``; a 2-D array gives draws ``0..n_draws-1`` of one arm, e.g.
         ``{"direction": s * u, "random_direction": s * randoms}``.
-    layer : int
-        0..n_blocks (0 = embeddings, i = output of block i).
+    layer : int or Placement
+        0..n_blocks (0 = embeddings, i = output of block i); a ``Placement`` also names where the
+        blocks and the final norm are.
     alphas : sequence of float
         Strengths. ``0`` is decoded once per prompt (no edit) and its row repeated for every
         arm and draw.
@@ -251,9 +265,11 @@ def steer_generate(model, tokenizer, prompts: Sequence[str], directions, layer: 
     prompts = [check_str(p, "prompt") for p in ([prompts] if isinstance(prompts, str) else list(prompts))]
     if not prompts:
         raise ValueError("prompts is empty; pass e.g. NEUTRAL_PROMPTS")
-    info = layer_info(model)
+    place = layer if isinstance(layer, Placement) else Placement(layer)
+    info = layer_info(model, place.blocks_path, place.final_norm)
     hidden, n_blocks = info["hidden_size"], info["n_blocks"]
-    layer = check_int(layer, "layer", min_val=0, max_val=n_blocks)
+    layer = check_int(place.layer, "layer", min_val=0, max_val=n_blocks)
+    place = Placement(layer, place.blocks_path, place.final_norm)
     vectors, alphas = _steering_vectors(directions, hidden), _check_alphas(alphas)
     check_choice(positions, "positions", GENERATION_POSITIONS)
     max_new_tokens = check_int(max_new_tokens, "max_new_tokens", min_val=1)
@@ -262,7 +278,7 @@ def steer_generate(model, tokenizer, prompts: Sequence[str], directions, layer: 
         raise TypeError(f"sampling must be None (greedy) or a Sampling; got {type(sampling).__name__}")
     encoded = [prompt_token_ids(tokenizer, p) for p in prompts]
     rows = sorted(_rows(len(prompts), vectors, alphas), key=lambda r: -len(encoded[r[0]][0]))
-    found = _generate_rows(model, tokenizer, [encoded[p][0] for p in range(len(prompts))], rows, vectors, layer,
+    found = _generate_rows(model, tokenizer, [encoded[p][0] for p in range(len(prompts))], rows, vectors, place,
                            (positions, max_new_tokens, sampling, batch_size))
     records, stop = [], _stop_ids(model, tokenizer)
     for (p, v, alpha), (tokens, logps, finished) in zip(rows, found):
@@ -277,7 +293,7 @@ def steer_generate(model, tokenizer, prompts: Sequence[str], directions, layer: 
         .reset_index(drop=True)
 
 
-def _generate_rows(model, tokenizer, ids: list[list[int]], rows: list, vectors: list, layer: int,
+def _generate_rows(model, tokenizer, ids: list[list[int]], rows: list, vectors: list, place: Placement,
                    options: tuple) -> list[tuple[list, list, bool]]:
     """Decode ``rows`` in batches of ``batch_size`` under one hook; results in ``rows`` order."""
     positions, max_new_tokens, sampling, batch_size = options
@@ -285,7 +301,9 @@ def _generate_rows(model, tokenizer, ids: list[list[int]], rows: list, vectors: 
     hidden = len(vectors[0][2])
     edit, out = _Edit(), []
     batches = [rows[k : k + batch_size] for k in range(0, len(rows), batch_size)]
-    with torch.inference_mode(), edit_layer(model, layer, edit, positions="all"):
+    hook = edit_layer(model, place.layer, edit, positions="all", blocks_path=place.blocks_path,
+                      final_norm=place.final_norm)
+    with torch.inference_mode(), hook:
         for batch in tqdm(batches, desc="steered generation", disable=len(batches) < 2, leave=False):
             # alpha * vector exactly as add_vector computes it (float32)
             edit.delta = torch.stack([torch.zeros(hidden) if v is None else alpha * torch.from_numpy(vectors[v][2])

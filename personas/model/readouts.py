@@ -39,7 +39,8 @@ from personas.model.hooks import find_blocks, model_family
 from personas.statements import statement_texts
 
 __all__ = ["NEUTRAL_PROMPT", "RAW_FRAME", "READOUTS", "Readout", "YesNoMargin", "StatementLikelihood",
-           "PreparedReadout", "yes_no_margin", "statement_likelihood", "resolve_readout", "prompt_mode"]
+           "PreparedReadout", "yes_no_margin", "statement_likelihood", "resolve_readout", "prompt_mode",
+           "no_lm_head_reason"]
 
 NEUTRAL_PROMPT = "Tell me one thing you believe."
 #: How a user turn is framed for a model without a chat template (a base model): raw text.
@@ -262,7 +263,7 @@ class Readout:
 
     def not_applicable(self, model, tokenizer) -> str | None:
         """Why this readout cannot be formed for ``model`` (e.g. no language-model head), or None."""
-        return _lm_head_missing(model)
+        return no_lm_head_reason(model)
 
     def prepare(self, tokenizer, statements, batch_size: int = 16, share_prefix: bool = True,
                 blocks_path: str | None = None) -> PreparedReadout:
@@ -273,7 +274,7 @@ class Readout:
         return self.prepare(tokenizer, statements, batch_size, share).scores(model)
 
 
-def _lm_head_missing(model) -> str | None:
+def no_lm_head_reason(model) -> str | None:
     """Why ``model`` gives no trained next-token probabilities (an encoder, or no LM head), or None."""
     if model is None:
         return None
@@ -310,7 +311,7 @@ class YesNoMargin(Readout):
                            f"(Yes tokens {tokens.get('yes_tokens')}, No tokens {tokens.get('no_tokens')})"}
 
     def not_applicable(self, model, tokenizer) -> str | None:
-        why = _lm_head_missing(model)
+        why = no_lm_head_reason(model)
         if why is None:
             try:
                 answer_tokens(tokenizer, self.rule)

@@ -235,6 +235,10 @@ def _timing(study: dict, out: Path) -> str:
         meta = read_json(untrained_file)
         seconds = meta.get("metadata", meta).get("seconds", {})
         rows += [(f"untrained-model control: {k}", v) for k, v in seconds.items()]
+    causal_file = out / "causal" / "causal_check.json"
+    if causal_file.exists():  # the causal check's phases (steered_text: the steered-text arm)
+        phases = read_json(causal_file).get("phases") or {}
+        rows += [(f"causal check: {k.replace('_', ' ')}", v["seconds"]) for k, v in phases.items() if "seconds" in v]
     index_file = out / "runs" / "index.json"
     if index_file.exists():
         totals: dict[str, float] = {}

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from personas.causal.results import CausalResult
+from personas.causal.text_tables import steered_text_examples
 from personas.report.tables import markdown_table
 
 ARM_LABELS = {
@@ -118,12 +119,12 @@ def _gate(result: CausalResult) -> list[str]:
     return lines + ([""] if len(bad) else [])
 
 
-def _comparison_sentence(row, files=()) -> str:
+def _comparison_sentence(row, files=(), effect: str = "specific effect") -> str:
     where = "excludes 0" if _excludes_zero(row["effect_low"], row["effect_high"]) else "contains 0"
     alpha = "" if not np.isfinite(row["alpha"]) else f" at alpha {row['alpha']:+g}"
     label = ARM_LABELS[row["arm"]] + (" (from the file)" if row["persona"] in files and row["arm"] != "salient_ablation"
                                       else "")
-    text = (f"- {row['persona']}, `{row['readout']}`, {label}{alpha}: specific effect "
+    text = (f"- {row['persona']}, `{row['readout']}`, {label}{alpha}: {effect} "
             f"{_interval(row['effect'], row['effect_low'], row['effect_high'])} (interval {where}); "
             f"{CONTROL_LABELS[row['control']]}: ")
     if row["n_control"] > 1:
@@ -214,11 +215,107 @@ def _dose(result: CausalResult) -> list[str]:
             "random directions' band shaded). The extreme alphas:", "", markdown_table(pd.DataFrame(rows)), ""]
 
 
+def _alpha(a) -> str:
+    return "0" if a == 0 else f"{a:+g}"
+
+
+def _text_intro(result: CausalResult) -> list[str]:
+    m, s = result.meta.get("steered_text") or {}, result.meta.get("settings", {})
+    n_random, ci = m.get("n_random", s.get("n_text_random")), int(round(100 * s.get("ci", 0.95)))
+    return [
+        f"**Steered text.** The model answers {len(m.get('prompts', []))} neutral prompts (greedy, at most "
+        f"{m.get('max_new_tokens')} tokens) with alpha x the mean norm x the persona direction added at layer "
+        f"{m.get('layer')} ({m.get('positions')} positions), alpha = ±{m.get('alpha', 0):g}, and along {n_random} "
+        "random directions of the same norm (those of the readouts' steering arm). The texts are scored offline: "
+        "the *persona score* is the log-odds of a logistic regression on all-MiniLM-L6-v2 embeddings of the "
+        "check's training statements that a text reads like the `+` statements; the scorer is gated by its AUC on "
+        "statements used nowhere else. Coherence: the text's mean NLL per token under the unsteered model "
+        "(higher = less expected) and distinct-2 (distinct word bigrams; lower = more repetitive). A *shift* is a "
+        f"text's value minus that of the unsteered text of the same prompt; intervals: {ci}% bootstrap over prompts.",
+        ""]
+
+
+def _text_gate(gate: pd.DataFrame) -> list[str]:
+    note = gate["note"].astype(object).where(gate["note"].notna(), "") if "note" in gate else \
+        pd.Series("", index=gate.index)
+    table = pd.DataFrame({
+        "persona": gate["persona"], "scorer": gate["scorer"], "n": gate["n_positive"] + gate["n_negative"],
+        "AUC [interval]": [f"{a:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(a) else "n/a"
+                           for a, lo, hi in zip(gate["auc"], gate["auc_low"], gate["auc_high"])],
+        "informative": ["yes" if bool(x) else "no" for x in gate["informative"]]})
+    lines = [markdown_table(table), ""]
+    for _, row in gate[~gate["informative"].astype(bool)].iterrows():
+        why = note[row.name] or "its AUC interval contains 0.5"
+        lines.append(f"- The `{row['scorer']}` scorer is uninformative for {row['persona']} ({why}): no conclusion "
+                     "is drawn from its scores.")
+    return lines + ([""] if (~gate["informative"].astype(bool)).any() else [])
+
+
+def _shift_cell(effects: pd.DataFrame, metric: str) -> str:
+    sel = effects[effects["metric"] == metric]
+    if sel.empty or not np.isfinite(sel["shift"].iloc[0]):
+        return "n/a"
+    return _interval(*sel.iloc[0][["shift", "shift_low", "shift_high"]])
+
+
+def _text_effects(result: CausalResult) -> list[str]:
+    e, rows = result.text_effects, []
+    own = e[e["arm"] == "direction"]
+    for (persona, alpha), g in own.groupby(["persona", "alpha"], sort=False):
+        rnd = e[(e["persona"] == persona) & (e["alpha"] == alpha) & (e["arm"] == "random_direction")
+                & (e["metric"] == "persona_score")]["shift"]
+        rows.append({"persona": persona, "alpha": _alpha(alpha), "persona score shift": _shift_cell(g, "persona_score"),
+                     "random directions": f"[{_fmt(rnd.min())}, {_fmt(rnd.max())}]" if len(rnd) else "n/a",
+                     "NLL shift": _shift_cell(g, "nll"), "distinct-2 shift": _shift_cell(g, "distinct_2")})
+    lines = ["Shifts along the persona direction (the random directions' persona-score shifts: smallest to "
+             "largest draw; the NLL and distinct-2 shifts are the coherence cost):", "",
+             markdown_table(pd.DataFrame(rows)), ""]
+    c = result.text_comparisons
+    if len(c):
+        c = c[c["informative"].astype(bool)]
+        lines += [_comparison_sentence(row, effect="mean shift of the score over prompts") for _, row in c.iterrows()]
+        lines += ["No gated scorer is informative: the shifts carry no conclusion."] if c.empty else []
+        lines.append("")
+    return lines
+
+
+def _text_sweep(sweep: pd.DataFrame) -> list[str]:
+    if sweep.empty:
+        return []
+    cols = {"persona": "persona", "alpha": "alpha", "n_prompts": "prompts", "persona_score": "persona score",
+            "nll": "NLL", "distinct_2": "distinct-2", "zlib_ratio": "zlib ratio", "n_tokens": "tokens"}
+    table = sweep[[c for c in cols if c in sweep]].assign(alpha=[_alpha(a) for a in sweep["alpha"]])
+    table = table.rename(columns=cols)
+    return ["Alpha sweep along the persona direction (means over the prompts; where the NLL climbs and distinct-2 "
+            "falls, the text stops being language):", "", markdown_table(table), ""]
+
+
+def steered_text_markdown(result: CausalResult, n_prompts: int = 2, width: int = 160) -> list[str]:
+    """The steered-text part of the causal section (lines): the scorers' gate, the shifts against the
+    random directions, texts side by side, the alpha sweep. Empty when the arm did not run."""
+    why = (result.meta.get("steered_text") or {}).get("not_applicable")
+    if why:
+        return [f"**Steered text.** Not applicable: {why}.", ""]
+    if result.steered_text.empty:
+        return []
+    lines = _text_intro(result) + _text_gate(result.text_gate) + _text_effects(result)
+    examples = steered_text_examples(result, n_prompts=n_prompts, width=width)
+    if len(examples):
+        side = examples[["persona", "prompt"]].copy()
+        for label in [c[len("text "):] for c in examples.columns if c.startswith("text ")]:
+            side[f"alpha {label}"] = [f"{t} ({_fmt(x)})" for t, x in zip(examples[f"text {label}"],
+                                                                      examples[f"score {label}"])]
+        lines += [f"Texts side by side (the first {n_prompts} prompts; the persona score after each text):", "",
+                  markdown_table(side), ""]
+    return lines + _text_sweep(result.text_sweep)
+
+
 def causal_summary_markdown(result: CausalResult, heading: str = "## Do the salient nodes matter?") -> str:
-    """A report section from a (saved) causal result: gate, effects against controls, specificity, dose response."""
+    """A report section from a (saved) causal result: gate, effects against controls, specificity, dose
+    response, steered text."""
     model = (result.meta.get("model") or {}).get("model", "the model")
     lines = ([heading, ""] if heading else []) + _intro(result.meta) + _file_directions(result.meta) \
-        + _gate(result) + _effects(result) + _specificity(result) + _dose(result)
+        + _gate(result) + _effects(result) + _specificity(result) + _dose(result) + steered_text_markdown(result)
     lines += [
         f"What this can show: whether, in `{model}`, at this layer and with these readouts, the persona direction "
         "and the salient nodes change what the model says in a persona-specific way, beyond random and "

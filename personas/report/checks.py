@@ -150,6 +150,11 @@ def _causal(out: Path, p: Mapping, expected: int | None, problems: list[str]) ->
         _differs("causal/causal_check.json", meta, {"seed": p.get("seed"), "layer": expected}, problems)
         _differs("causal/causal_check.json", meta.get("settings", {}),
                  {"n_heldout": p.get("causal_heldout"), "n_train": p.get("causal_train")}, problems)
+        text = meta.get("steered_text") or {}
+        if p.get("causal_steered_text") and not text.get("not_applicable") and \
+                not (out / "causal" / "steered_text.csv").is_file():
+            problems.append("`causal/steered_text.csv` is missing: the steered-text arm (`causal_steered_text`) "
+                            "left no texts")
     if not (out / "causal" / "summary.md").is_file():
         problems.append("`causal/summary.md` is missing")
 

@@ -97,6 +97,7 @@ QUICK = {
     "causal_specificity": 3,
     "causal_dose_alphas": [-1.0, 0.0, 1.0],
     "causal_skip_uninformative": False,
+    "causal_text_prompts": 4, "causal_text_tokens": 16,  # the steered-text arm: 4 of its 8 prompts, 16 tokens
 }
 # What a replicate (a seed after the first) leaves out: only the replicated claims' inputs are recomputed
 # (the PCA pair grids are figures no claim reads).
