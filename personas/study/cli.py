@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import personas.study as study
 from personas._core.parameters import parameters_help, parse_value as _parse_value
