@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from personas.report.replicates import replicates_section
 from personas.report.scans import baselines_table, precision_recall_table, read_scan_summary, subset_sizes
 from personas.report.tables import figure_links, markdown_table, missing
 
-__all__ = ["REPORT_SECTIONS", "claim_results", "build_report", "write_report", "report_verdicts"]
+__all__ = ["REPORT_SECTIONS", "claim_results", "build_report", "write_report", "report_verdicts", "recorded_settings"]
 
 REPORT_SECTIONS = (
     "## Configuration",
@@ -55,15 +56,53 @@ _CONFIG_KEYS = (
 )
 
 
+#: Run-file header fields the report reads as the scans' settings (the notebook parameter of the same name).
+_RUN_FILE_KEYS = ("background_size", "clean_ssize", "anom_ssize", "n_runs", "score", "tail", "thresholds", "a_max",
+                  "restarts", "preset")
+#: The layer table's recorded protocol and probe fields.
+_LAYER_KEYS = ("n_components", "n_reps", "n_per_cluster", "n_folds", "n_trees", "control_folds")
+
+
+def recorded_settings(out: Path) -> dict:
+    """The settings the artifacts themselves record: the layer table's protocol and probes (its metadata
+    sidecar), the scans' sample sizes and scan settings (the first run file's header), the scanned levels
+    (``runs/index.json``) and the causal check's personas. What the report states comes from here first;
+    the study's parameters fill only what no artifact records."""
+    found: dict = {}
+    layer = _read_json_or_none(out / "tables" / "layer_metrics.json") or {}
+    found.update({k: v for k, v in (layer.get("parameters") or {}).items() if k in _LAYER_KEYS})
+    index = _read_json_or_none(out / "runs" / "index.json") or {}
+    if index.get("levels"):
+        found["levels"] = sorted(int(x) for x in index["levels"])
+        first = next((name for level in index["levels"].values() for name in level.values()), None)
+        header = _run_file_config(out / "runs" / first) if first else {}
+        found.update({k: header[k] for k in _RUN_FILE_KEYS if k in header})
+    causal = _read_json_or_none(out / "causal" / "causal_check.json") or {}
+    if causal.get("personas") is not None:
+        found["causal_personas"] = list(causal["personas"])
+    return found
+
+
+def _run_file_config(path: Path) -> dict:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return json.loads(handle.readline()).get("config") or {}
+    except (OSError, ValueError, AttributeError):  # a damaged run file: artifact_problems names it
+        return {}
+
+
 def _configuration(study: dict, out: Path) -> str:
-    p = {**study.get("notebook_defaults", {}), **study.get("parameters", {})}
+    recorded = recorded_settings(out)
+    p = {**study.get("notebook_defaults", {}), **study.get("parameters", {}), **recorded}
     rows = [(k, "the paper's 14" if k == "personas" and p.get(k) is None else p[k]) for k in _CONFIG_KEYS if k in p]
     inputs = study.get("inputs", {})
     for key, file in inputs.get("files", {}).items():
         rows.append((key, f"{file['path']} (sha256 {file['sha256']})"))
     if p.get("prefer"):
         rows.append(("prefer", p["prefer"]))
-    text = [markdown_table(pd.DataFrame(rows, columns=["parameter", "value"])) if rows else "(notebook defaults)"]
+    text = [markdown_table(pd.DataFrame(rows, columns=["parameter", "value"])) if rows else "(notebook defaults)",
+            "", "Values recorded by the artifacts themselves (the layer table, the run files, the causal check) are "
+            "shown as recorded; the others are the study's parameters."]
     if inputs.get("user_personas"):
         text += ["", "Personas from the statements file: " + ", ".join(f"`{x}`" for x in inputs["user_personas"]) + "."]
     if inputs.get("untopiced"):
@@ -252,9 +291,11 @@ def _artifacts(out: Path) -> str:
     return "\n".join(groups) or "_No artifacts found._"
 
 
-def _sample_sizes(params: dict) -> tuple[int, int] | None:
+def _sample_sizes(out: Path, params: dict) -> tuple[int, int] | None:
+    """The scans' clean and anomalous sample sizes, as the run files record them (else the parameters)."""
+    sizes = {**params, **recorded_settings(out)}
     try:
-        return int(params["clean_ssize"]), int(params["anom_ssize"])
+        return int(sizes["clean_ssize"]), int(sizes["anom_ssize"])
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -298,7 +339,7 @@ def build_report(out_dir: str | os.PathLike) -> str:
         ("## Chosen layer", lambda: chosen_layer_text(out)),
         ("## DeepScan precision and recall", lambda: precision_recall_table(summary)),
         ("## DeepScan against the baselines",
-         lambda: baselines_table(summary, subset_sizes(out), _sample_sizes(params))),
+         lambda: baselines_table(summary, subset_sizes(out), _sample_sizes(out, params))),
         ("## Salient nodes and overlaps", lambda: node_sections(out)),
         ("## Do the salient nodes matter?", lambda: _causal(out)),
         ("## The paper's claims, tested here", lambda: _claims(out)),
