@@ -14,17 +14,11 @@ from torch import nn
 from personas.model.answers import answer_is_matching, answer_tokens, question_prompts
 from personas.model.interventions import ablate_nodes, add_vector, edit_layer
 from personas.model.readouts import YesNoMargin, yes_no_margin
-from tests.tiny_models import make_model, make_tokenizer, tiny_statements
+from tests.tiny_models import make_model, make_tokenizer, planted_tokenizer, tiny_statements
 
 PLANTED_UNITS = [5, 11]
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def planted_tokenizer(padding_side="left"):
-    tok = make_tokenizer("llama3", padding_side=padding_side)
-    tok.add_tokens(["Yes", "No", "yes"])  # single-token answers (ids 600, 601, 602)
-    return tok
 
 
 def planted_model(tok, active_blocks=1, hidden=32, n_blocks=3, seed=0):

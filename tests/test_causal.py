@@ -24,8 +24,7 @@ from personas.model.interventions import add_vector
 from personas.model.readouts import statement_likelihood
 from personas.report.causal import causal_summary_markdown
 from personas.viz.causal import plot_ablation_null, plot_dose_response, plot_specificity
-from tests.test_answers_interventions import planted_tokenizer
-from tests.test_readouts import PERSONAS, UNITS, persona_statements, planted_persona_model
+from tests.tiny_models import PERSONAS, UNITS, persona_statements, planted_persona_model, planted_tokenizer
 
 LAYER = 1
 SEED = 3

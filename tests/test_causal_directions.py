@@ -27,7 +27,7 @@ from personas.model.readouts import statement_likelihood
 from personas.report.causal import causal_summary_markdown
 from personas.store.fingerprints import model_fingerprint
 from tests.test_causal import LAYER, SEED, planted, small_settings  # noqa: F401  (planted: the fixture)
-from tests.test_readouts import UNITS
+from tests.tiny_models import UNITS
 
 PERSONA = "agreeableness"
 NODES = [UNITS[0], 3, 9]

@@ -1,71 +1,20 @@
 """Readouts on tiny decoders: batched = unbatched, hand computations, a planted persona direction.
-
-The planted persona model: a tiny LlamaForCausalLM whose blocks add nothing (zeroed output
-projections) and whose final norm is the identity, so the hidden state at every layer is the
-token embedding and logits = lm_head . h. Each persona p owns one unit u_p: a token's
-embedding there is g * c_p(t) and its LM-head weight k * c_p(t), where c_p(t) in [-1, 1] says
-how much more often token t appears in p's ``+`` statements than in its ``-`` ones. A bias unit,
-1 in every embedding, with head weight sum_p c_p(t), makes ``+`` statements likelier at baseline.
-Adding alpha * e_{u_p} at a layer raises every token's logit by alpha * k * c_p(t): ``+``
-statements of p gain log-probability, ``-`` ones lose it; the Yes/No margin, read at the
-template's last token (the same token for every statement), is constant: it always says No.
+The planted persona model is built in tests/tiny_models.py (``planted_persona_model``).
 """
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from personas.model.interventions import add_vector
 from personas.model.readouts import (NEUTRAL_PROMPT, StatementLikelihood, YesNoMargin, resolve_readout,
                                      statement_likelihood, yes_no_margin)
-from personas.statements import load_statements
-from tests.test_answers_interventions import planted_tokenizer
-from tests.tiny_models import make_model, tiny_statements
+from tests.tiny_models import (UNITS, make_model, persona_statements, planted_persona_model, planted_tokenizer,
+                               tiny_statements)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-PERSONAS = ["agreeableness", "politically-liberal", "subscribes-to-deontology", "narcissism"]
-UNITS = [20, 21, 22, 23]
-BIAS_UNIT = 25
 STATEMENTS = list(tiny_statements(12))
-
-
-def persona_statements(n_per_direction=30):
-    return load_statements(PERSONAS, n_per_direction=n_per_direction, min_confidence=0.0, seed=2)
-
-
-def token_polarity(tok, statements, persona):
-    """c_p(t): (#+ - #-) / (#+ + #- + 1) over the persona's statements' tokens."""
-    rows = statements[statements["persona"] == persona]
-    counts = np.zeros((2, len(tok)))
-    for side, direction in enumerate(("positive", "negative")):
-        for text in rows.loc[rows["direction"] == direction, "statement"]:
-            for t in tok(text.strip(), add_special_tokens=False)["input_ids"]:
-                counts[side, t] += 1
-    return (counts[0] - counts[1]) / (counts.sum(0) + 1)
-
-
-def planted_persona_model(tok, statements, g=1.0, k=3.0):
-    model = make_model("llama", seed=0, causal_lm=True, vocab_size=len(tok), hidden=32, n_blocks=3)
-    with torch.no_grad():
-        for block in model.model.layers:
-            block.self_attn.o_proj.weight.zero_()
-            block.mlp.down_proj.weight.zero_()
-        model.model.norm = nn.Identity()
-        emb, head = model.model.embed_tokens.weight, model.lm_head.weight
-        emb[:, UNITS + [BIAS_UNIT]] = 0.0
-        head[:, UNITS + [BIAS_UNIT]] = 0.0
-        emb[:, BIAS_UNIT] = 1.0
-        for persona, unit in zip(PERSONAS, UNITS):
-            c = torch.tensor(token_polarity(tok, statements, persona), dtype=torch.float32)
-            emb[:, unit] = g * c
-            head[:, unit] = k * c
-            head[:, BIAS_UNIT] += c
-        yes, no = tok.convert_tokens_to_ids(["Yes", "No"])
-        head[[yes, no]] = 0.0
-        head[no, BIAS_UNIT] = 5.0  # always No
-    return model
 
 
 @pytest.fixture(scope="module")

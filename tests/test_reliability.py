@@ -119,8 +119,7 @@ def test_the_gate_never_calls_a_constant_or_non_finite_readout_informative():
 
 @pytest.fixture(scope="module")
 def planted():
-    from tests.test_answers_interventions import planted_tokenizer
-    from tests.test_readouts import persona_statements, planted_persona_model
+    from tests.tiny_models import persona_statements, planted_persona_model, planted_tokenizer
 
     tok = planted_tokenizer()
     statements = persona_statements()

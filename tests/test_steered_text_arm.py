@@ -27,9 +27,8 @@ from personas.model.extraction import ExtractionSettings
 from personas.model.generation import NEUTRAL_PROMPTS, prompt_token_ids, steer_generate
 from personas.report import build_report
 from personas.report.causal import causal_summary_markdown
-from tests.test_answers_interventions import planted_tokenizer
 from tests.test_causal import CHECKED, LAYER, SEED, small_settings
-from tests.test_readouts import persona_statements, planted_persona_model
+from tests.tiny_models import persona_statements, planted_persona_model, planted_tokenizer
 from tests.test_text_scores import manual_mean_logp
 from tests.tiny_models import make_model
 
