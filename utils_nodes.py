@@ -19,7 +19,7 @@ Run files themselves are read with ``deepscan.read_run_file`` (format: ``docs/ru
 
 from personas.causal.check import causal_check
 from personas.causal.coherence import coherence_scores
-from personas.causal.inputs import causal_inputs
+from personas.causal.inputs import causal_inputs, checked_personas
 from personas.causal.results import load_causal_result, save_causal_result
 from personas.causal.settings import CausalSettings
 from personas.causal.text_arm import score_text_frame, steered_text_arm
@@ -49,7 +49,7 @@ __all__ = [
     "read_level", "statement_table", "node_space", "node_frequencies", "salient_sets",
     "set_sizes", "pairwise_overlaps", "overlap_table", "save_node_report", "save_calibration_report", "level0_sets",
     # personas.causal
-    "CausalSettings", "causal_inputs", "causal_check", "save_causal_result", "load_causal_result",
+    "CausalSettings", "causal_inputs", "checked_personas", "causal_check", "save_causal_result", "load_causal_result",
     # steered text
     "steer_generate", "Sampling", "NEUTRAL_PROMPTS", "steered_text_arm", "persona_scorer", "agreement_scorer",
     "callable_scorer", "score_texts", "coherence_scores", "score_text_frame", "steered_text_examples",

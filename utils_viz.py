@@ -14,6 +14,7 @@ importable from ``personas.viz`` and ``personas._core.io``.
 """
 
 from personas.viz import (
+    causal_figures,
     persona_colors,
     plot_ablation_null,
     plot_classifier_heatmap,
@@ -43,7 +44,7 @@ __all__ = [
     # scan
     "plot_precision_recall",
     # causal check
-    "plot_dose_response", "plot_ablation_null", "plot_specificity",
+    "plot_dose_response", "plot_ablation_null", "plot_specificity", "causal_figures",
     # scores of texts on a direction, token by token
     "plot_token_scores", "token_heatmap_html",
 ]

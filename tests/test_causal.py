@@ -6,6 +6,7 @@ u_p, and adding alpha * e_{u_p} raises the log-probability of p's ``+`` statemen
 the Yes/No margin is one constant (always No).
 """
 
+import dataclasses
 import json
 
 import matplotlib.figure
@@ -258,7 +259,7 @@ def test_saved_result_report_and_plots(result, tmp_path):
     assert "beyond every draw" in text and "row-permutation p = 0.0417" in text
 
     fig = plot_dose_response(back.dose_response, out_dir=tmp_path)
-    assert isinstance(fig, matplotlib.figure.Figure) and fig._suptitle.get_text()
+    assert isinstance(fig, matplotlib.figure.Figure) and fig.get_suptitle()
     assert fig.axes[0].get_ylabel() and fig.axes[0].get_xlabel() and "layer 1" in fig.axes[0].get_title()
     fig = plot_specificity(back.specificity, back.specificity_test, out_dir=tmp_path)
     assert fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel() and "p = 0.0417" in fig.axes[0].get_title()
@@ -266,6 +267,23 @@ def test_saved_result_report_and_plots(result, tmp_path):
     assert fig.axes[0].get_xlabel() and fig.axes[0].get_title() == "agreeableness"
     for stem in ("causal_dose_response", "causal_specificity", "causal_ablation"):
         assert (tmp_path / f"{stem}.png").stat().st_size > 1000
+    # the notebook's one call: every figure the result has data for, in order; none for a check that ran nothing
+    from personas.viz.causal import causal_figures
+
+    titles = [f.get_suptitle() or f.axes[0].get_title() for f in causal_figures(back)]
+    assert len(titles) == 3 and "dose" in titles[0].lower()
+    empty = dataclasses.replace(back, dose_response=back.dose_response.iloc[:0], specificity=back.specificity.iloc[:0],
+                                effects=back.effects.iloc[:0])
+    assert causal_figures(empty) == []
+
+
+def test_checked_personas_keeps_those_with_salient_nodes(capsys):
+    from personas.causal.inputs import checked_personas
+
+    sets = {"a": {1, 2}, "b": set(), "c": {3}}
+    assert checked_personas(sets, None) == ["a", "c"]
+    assert checked_personas(sets, ["c", "b", "z"]) == ["c"]
+    assert "no salient nodes (or no run file) for ['b', 'z']: not checked" in capsys.readouterr().out
 
 
 def test_dose_response_on_a_held_out_subset(planted):

@@ -37,14 +37,14 @@ PUBLIC = {
         "read_level", "statement_table", "node_space", "node_frequencies", "salient_sets",
         "set_sizes", "pairwise_overlaps", "overlap_table", "save_node_report", "save_calibration_report",
         "level0_sets",
-        "CausalSettings", "causal_inputs", "causal_check", "save_causal_result", "load_causal_result",
+        "CausalSettings", "causal_inputs", "checked_personas", "causal_check", "save_causal_result", "load_causal_result",
         "steer_generate", "Sampling", "NEUTRAL_PROMPTS", "steered_text_arm", "persona_scorer", "agreement_scorer",
         "callable_scorer", "score_texts", "coherence_scores", "score_text_frame", "steered_text_examples",
     },
     "utils_viz": {
         "persona_colors", "plot_pca_grid", "plot_metric_by_layer", "plot_metric_by_relative_depth", "plot_classifier_heatmap", "plot_scatter_2d", "plot_models_by_relative_depth",
         "plot_upset", "plot_venn", "plot_overlap_heatmap", "plot_node_frequency", "plot_precision_recall",
-        "plot_dose_response", "plot_ablation_null", "plot_specificity",
+        "plot_dose_response", "plot_ablation_null", "plot_specificity", "causal_figures",
         "plot_token_scores", "token_heatmap_html",
     },
 }

@@ -11,7 +11,7 @@ from personas.model.extraction import ExtractionSettings
 from personas.statements import load_statements
 from personas.store.read import store_manifest
 
-__all__ = ["causal_inputs"]
+__all__ = ["causal_inputs", "checked_personas"]
 
 
 def causal_inputs(store_dir: str | os.PathLike, model_name: str, checked: Sequence[str], others: Sequence[str] = (),
@@ -51,3 +51,14 @@ def causal_inputs(store_dir: str | os.PathLike, model_name: str, checked: Sequen
                                     template=template if template in ("system", "user", "raw") else "auto")
     in_pools = [str(i) for m in manifests.values() for i in m["ids"]]
     return load_statements(personas, n_per_direction=None, source=source), in_pools, extraction
+
+
+def checked_personas(salient_sets: dict, wanted: Sequence[str] | None) -> list[str]:
+    """The personas the causal check can take: those of ``wanted`` (None: every one of ``salient_sets``) with
+    a non-empty salient set; the others are named in one printed line."""
+    wanted = list(salient_sets) if wanted is None else list(wanted)
+    checked = [p for p in wanted if p in salient_sets and len(salient_sets[p])]
+    skipped = sorted(set(wanted) - set(checked))
+    if skipped:
+        print(f"no salient nodes (or no run file) for {skipped}: not checked")
+    return checked

@@ -13,7 +13,7 @@ and, given ``out_dir``, saves it there atomically as ``<name>.png`` (``name=`` o
 descriptive default stem).
 """
 
-from personas.viz.causal import plot_ablation_null, plot_dose_response, plot_specificity
+from personas.viz.causal import causal_figures, plot_ablation_null, plot_dose_response, plot_specificity
 from personas.viz.layers import (
     plot_classifier_heatmap,
     plot_metric_by_layer,
@@ -41,4 +41,4 @@ PLOTS = {f.__name__: f for f in (
     plot_token_scores,
 )}
 
-__all__ = ["persona_colors", "PLOTS", *PLOTS, "token_heatmap_html"]
+__all__ = ["persona_colors", "PLOTS", *PLOTS, "token_heatmap_html", "causal_figures"]

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from personas.viz.style import finish_figure
 
-__all__ = ["plot_dose_response", "plot_specificity", "plot_ablation_null"]
+__all__ = ["plot_dose_response", "plot_specificity", "plot_ablation_null", "causal_figures"]
 
 _EFFECT = "specific effect\n(shift of + minus shift of - statements)"
 
@@ -172,3 +172,17 @@ def plot_ablation_null(
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(title or f"Ablating the salient nodes against random and top-variance nodes ({readout} readout)")
     return finish_figure(fig, out_dir, name)
+
+
+def causal_figures(result, *, out_dir: str | os.PathLike | None = None) -> list[Figure]:
+    """Every causal-check figure a result has data for: the dose response, the specificity matrix and the
+    ablation null, in that order (saved under ``out_dir`` when given); a part that did not run gives none."""
+    figures = []
+    if len(result.dose_response):
+        figures.append(plot_dose_response(result.dose_response, out_dir=out_dir))
+    if len(result.specificity):
+        figures.append(plot_specificity(result.specificity, result.specificity_test, out_dir=out_dir))
+    effects = result.effects
+    if "intervention" in effects and effects["intervention"].str.endswith("ablation").any():
+        figures.append(plot_ablation_null(effects, out_dir=out_dir))
+    return figures
