@@ -1,4 +1,4 @@
-"""The causal check on the planted persona model of test_readouts.py: gate, arms, controls,
+"""The causal check on the planted persona model of tests/tiny_models.py: gate, arms, controls,
 specificity, dose response, saved result, report section and plots.
 
 In that model the hidden state at every layer is the token embedding, persona p owns unit
