@@ -250,3 +250,34 @@ def test_ablate_nodes_edits_what_the_next_block_reads(case):
         manual = _manual_tail(model, seen, layer, hidden)
         torch.testing.assert_close(edited, manual, rtol=0, atol=1e-5 * _scale(manual))
         assert (edited - clean[-1]).abs().max() > 1e-3 * _scale(clean[-1]), layer
+
+
+def test_gemma_steered_generation(gemma):
+    """steer_generate on the real base model: raw prompts with <bos>; alpha 0 is model.generate; cached steered
+    decoding at "generated" positions equals a no-cache recomputation that edits only the positions from the
+    last prompt token on, for 16 tokens; a left-padded batch equals one prompt at a time."""
+    from personas.model.generation import prompt_token_ids, steer_generate
+    from tests.test_generation import recompute
+
+    model, tok = gemma
+    prompts = ["The capital of France is", "My favourite thing to do on a Sunday morning is"]
+    ids = prompt_token_ids(tok, prompts[0])[0]
+    assert ids[0] == tok.bos_token_id  # raw mode, and the tokenizer follows the file: <bos> first
+    layer, hidden = 9, model.config.hidden_size
+    with torch.no_grad():
+        h = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[layer][0, 1:]
+    unit = np.random.default_rng(0).standard_normal(hidden).astype(np.float32)
+    v = float(h.norm(dim=-1).mean()) * unit / np.linalg.norm(unit)  # a random direction at the layer's norm
+    base = steer_generate(model, tok, prompts[:1], v, layer, [0.0], max_new_tokens=12)
+    assert set(base["mode"]) == {"raw"}
+    with torch.no_grad():
+        ref = model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             max_new_tokens=12, do_sample=False)
+    assert base["token_ids"].iloc[0] == ref[0, len(ids):].tolist()[: len(base["token_ids"].iloc[0])]
+    batched = steer_generate(model, tok, prompts, v, layer, [0.5], positions="generated", max_new_tokens=16)
+    single = steer_generate(model, tok, prompts[1], v, layer, [0.5], positions="generated", max_new_tokens=16,
+                            batch_size=1)
+    assert batched[batched.prompt_index == 1]["token_ids"].tolist() == single["token_ids"].tolist()
+    expected, _ = recompute(model, ids, v, 0.5, layer, "generated", 16)
+    got = batched[batched.prompt_index == 0]["token_ids"].iloc[0]
+    assert got == expected[: len(got)] and len(got) >= 8
