@@ -13,7 +13,7 @@ import pandas as pd
 
 from personas.causal.results import CausalResult
 from personas.causal.text_tables import steered_text_examples
-from personas.report.tables import markdown_table
+from personas.report.tables import fmt, markdown_table
 
 ARM_LABELS = {
     "direction": "persona direction",
@@ -28,8 +28,8 @@ CONTROL_LABELS = {
 }
 
 
-def _fmt(x, digits: int = 2) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:+.{digits}f}"
+def _fmt(x) -> str:
+    return fmt(x, "+.2f")
 
 
 def _interval(v, lo, hi) -> str:

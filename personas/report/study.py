@@ -28,7 +28,7 @@ from personas.report.layers import (
 from personas.report.nodes import SHARED_NODES_BAND, node_sections, shared_nodes_claim
 from personas.report.replicates import replicates_section
 from personas.report.scans import baselines_table, precision_recall_table, read_scan_summary, subset_sizes
-from personas.report.tables import figure_links, markdown_table, missing
+from personas.report.tables import figure_links, fmt, markdown_table, missing
 
 __all__ = ["REPORT_SECTIONS", "claim_results", "build_report", "write_report", "report_verdicts", "recorded_settings"]
 
@@ -182,18 +182,14 @@ def _causal(out: Path) -> str:
     return text + ("\n\n" + figs if figs else "")
 
 
-def _fmt(x) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.3g}"
-
-
 def _layer_claim_text(layer: dict) -> str:
     ctl = (f"shuffled-label control {layer['shuffled_control']:.3f}"
            + (f", wording control {layer['wording_control']:.3f}" if np.isfinite(layer["wording_control"]) else ""))
     text = (
         f"- **\"{layer['claim']}\"**: **{layer['verdict']}** ({layer['reason']}). Per persona, the best "
-        f"{layer['metric']} in the final third minus the best earlier: mean {_fmt(layer['estimate'])}, 95% bootstrap "
-        f"interval over personas [{_fmt(layer['ci_low'])}, {_fmt(layer['ci_high'])}], sign-flip p = "
-        f"{_fmt(layer['p_value'])}. The mean over personas peaks at layer {layer['best_layer']} (relative depth "
+        f"{layer['metric']} in the final third minus the best earlier: mean {fmt(layer['estimate'])}, 95% bootstrap "
+        f"interval over personas [{fmt(layer['ci_low'])}, {fmt(layer['ci_high'])}], sign-flip p = "
+        f"{fmt(layer['p_value'])}. The mean over personas peaks at layer {layer['best_layer']} (relative depth "
         f"{layer['relative_depth']:.2f}) with {layer['score']:.3f} ({ctl}); "
         f"{layer['personas_peaking_in_final_third']:.0%} of the personas peak in the final third."
     )
@@ -204,8 +200,8 @@ def _layer_claim_text(layer: dict) -> str:
         return text + " The untrained-model control has no cluster metrics above layer 0."
     return text + (
         f" Untrained control (the same architecture with random weights, the same statements): "
-        f"{ctl['verdict']} ({ctl['reason']}); its mean gap {_fmt(ctl['estimate'])} "
-        f"[{_fmt(ctl['ci_low'])}, {_fmt(ctl['ci_high'])}], its peak at relative depth {ctl['relative_depth']:.2f} "
+        f"{ctl['verdict']} ({ctl['reason']}); its mean gap {fmt(ctl['estimate'])} "
+        f"[{fmt(ctl['ci_low'])}, {fmt(ctl['ci_high'])}], its peak at relative depth {ctl['relative_depth']:.2f} "
         f"({ctl['metric']} {ctl['score']:.3f})."
     )
 

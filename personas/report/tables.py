@@ -48,3 +48,8 @@ def missing(what: str) -> str:
     if "unreadable" in what:
         return f"_Not available: {what}._"
     return f"_Not available: {what} was not found (did the notebook that writes it run?)._"
+
+
+def fmt(x, spec: str = ".3g") -> str:
+    """A number for the report's prose: ``format(x, spec)``, or "n/a" for None, NaN and infinities."""
+    return "n/a" if x is None or not np.isfinite(x) else format(x, spec)
