@@ -257,3 +257,17 @@ def test_direction_checks_its_fields():
     assert type(d.layer) is int and d.norm == 5.0 and np.allclose(d.unit, [0.6, 0.8]) and d.hidden_size == 2
     with pytest.raises(ValueError):
         d.vector[0] = 1.0  # read-only: a frozen direction stays what it was made as
+
+
+def test_a_damaged_control_vector_file_is_a_clear_error(tmp_path):
+    """Cut short or not a GGUF at all: an error naming the file, never a numpy traceback."""
+    from personas.model.direction_files import import_control_vector
+
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 10)
+    with pytest.raises(ValueError, match="cut.gguf is truncated"):
+        import_control_vector(cut)
+    text = tmp_path / "text.gguf"
+    text.write_text("direction.1 = 0.5\n")
+    with pytest.raises(ValueError, match="text.gguf"):
+        import_control_vector(text)

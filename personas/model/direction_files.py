@@ -62,6 +62,7 @@ import numpy as np
 
 from personas._core.io import atomic_path
 from personas.model.directions import LAYER_CONVENTION, Direction, Provenance, check_direction_fits
+from personas.model.gguf_file import read_gguf_header
 
 __all__ = ["FORMAT_VERSION", "save_direction", "load_direction", "export_control_vector", "import_control_vector"]
 
@@ -266,7 +267,11 @@ def import_control_vector(path: str | os.PathLike, *, model=None) -> list[Direct
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"control vector file {path} does not exist")
-    reader = gguf.GGUFReader(str(path))
+    read_gguf_header(path)  # magic, version, tensor data within the file: a clear error for a damaged file
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except (ValueError, IndexError, KeyError, OSError) as exc:
+        raise ValueError(f"{path} is not a readable GGUF file ({type(exc).__name__}: {exc})") from exc
     arch = _field_str(reader, "general.architecture")
     if arch != _GGUF_ARCH:
         raise ValueError(f"{path} is a GGUF file of architecture {arch!r}, not a control vector ({_GGUF_ARCH!r})")
