@@ -179,7 +179,17 @@ def _causal(out: Path) -> str:
         return missing(f"causal/ (unreadable: {type(exc).__name__}: {exc})")
     text = causal_summary_markdown(result, heading="").strip()
     figs = figure_links(out, "causal_*.png", "causal check", 4)
-    return text + ("\n\n" + figs if figs else "")
+    text += "\n\n" + figs if figs else ""
+    tokens = figure_links(out, "token_scores_*.png", "texts scored token by token on the persona direction", 2)
+    directions = sorted(p.name for p in (out / "directions").glob("*.safetensors")) if (out / "directions").is_dir() \
+        else []
+    if tokens or directions:
+        text += ("\n\n**Texts scored on the persona direction** (stored statements and steered texts, token by "
+                 "token: blue below 0, red above; `ul.project_texts`)" + (": the direction is saved as "
+                 + ", ".join(f"`directions/{n}`" for n in directions) + " (`ul.load_direction`; "
+                 "`ul.export_control_vector` writes it for llama.cpp)" if directions else "") + ".")
+        text += "\n\n" + tokens if tokens else ""
+    return text
 
 
 def _layer_claim_text(layer: dict) -> str:
