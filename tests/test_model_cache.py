@@ -311,3 +311,13 @@ def test_the_study_checks_the_model_before_anything_runs(tmp_path, capsys):
     with pytest.raises(ValueError, match="'gpt-9' is not a known alias"):
         run_studies(["smollm2-135m-instruct", "gpt-9"], {"out_dir": str(tmp_path)})
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_an_encoder_asked_for_its_lm_head_is_loaded_without_one():
+    """MiniLM with head=True: transformers would bolt on a random LM head; we load the encoder and say so."""
+    from personas._core.notes import ModelNote
+    from personas.model.loading import load_model
+
+    with pytest.warns(ModelNote, match="bidirectional encoder"):
+        model, _ = load_model("all-MiniLM-L6-v2", head=True, progress=False)
+    assert type(model).__name__ == "BertModel" and model.get_output_embeddings() is None

@@ -464,3 +464,18 @@ def test_a_one_row_background_warns_that_its_p_values_are_coarse():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         deepscan.pvalue_ranges(np.array([[0.0, 1.0], [0.5, 0.2]]), records, "upper")  # two rows: no warning
+
+
+def test_the_report_asks_for_the_causal_tables_not_a_summary_file(tmp_path):
+    """The causal section is built from the saved tables: a missing gate table is named, an empty effects
+    table (no informative readout) is not a problem, and no summary.md is expected."""
+    from personas.report.checks import artifact_problems
+
+    causal = tmp_path / "causal"
+    causal.mkdir()
+    (causal / "causal_check.json").write_text(json.dumps({"seed": 0, "layer": None, "settings": {}}))
+    (causal / "causal_effects.csv").write_text("\n")
+    (causal / "causal_comparisons.csv").write_text("\n")
+    problems = artifact_problems(tmp_path, {"causal": True, "seed": 0})
+    assert "`causal/causal_gate.csv` is missing" in problems
+    assert not any("summary.md" in p or "effects" in p or "comparisons" in p for p in problems)

@@ -182,7 +182,7 @@ def load_model(
         none). A GGUF model's tokenizer follows the file (e.g. Gemma's adds ``<bos>``). Bad names
         and truncated files raise :func:`~personas.model.sources.check_model_source`'s errors.
     """
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     head = check_bool(head, "head")
     torch_dtype = _torch_dtype(dtype)
@@ -200,6 +200,10 @@ def load_model(
     model_kwargs = dict(hub_kwargs, dtype=torch_dtype)
     if device_map is not None:
         model_kwargs["device_map"] = device_map
+    if head and getattr(AutoConfig.from_pretrained(path, **hub_kwargs), "model_type", None) in ENCODER_TYPES:
+        note(f"{source.display_name} is a bidirectional encoder: it has no trained language-model head, so it is "
+             "loaded without one (the readouts say 'not applicable')")
+        head = False
     model = (AutoModelForCausalLM if head else AutoModel).from_pretrained(path, **model_kwargs)
     if dev is not None:
         model.to(dev)

@@ -155,8 +155,10 @@ def _causal(out: Path, p: Mapping, expected: int | None, problems: list[str]) ->
                 not (out / "causal" / "steered_text.csv").is_file():
             problems.append("`causal/steered_text.csv` is missing: the steered-text arm (`causal_steered_text`) "
                             "left no texts")
-    if not (out / "causal" / "summary.md").is_file():
-        problems.append("`causal/summary.md` is missing")
+    _table(out / "causal" / "causal_gate.csv", problems, "causal/causal_gate.csv")  # the causal section reads it
+    for table in ("effects", "comparisons"):  # may be empty (no readout informative), never absent
+        if not (out / "causal" / f"causal_{table}.csv").is_file():
+            problems.append(f"`causal/causal_{table}.csv` is missing")
 
 
 def artifact_problems(out: str | Path, params: Mapping[str, Any]) -> list[str]:
