@@ -107,9 +107,12 @@ def test_causal_check_artifacts(study):
     assert set(dose["alpha"]) == set(params["causal_dose_alphas"]) and dose["layer"].nunique() == 3
     spec = pd.read_csv(out / "causal" / "causal_specificity.csv")
     assert spec["steer_persona"].nunique() == params["causal_specificity"]
-    # the report's causal section is built from these files (no summary.md copy)
+    # the report's causal section is built from these files (no summary.md copy), and its cross-check finds them
     assert not (out / "causal" / "summary.md").exists()
-    assert "**Gate.**" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "**Gate.**" in report
+    failed = report.split("## What failed or is missing", 1)[1].split("\n## ", 1)[0]
+    assert "causal/" not in failed, failed
     for name in ("causal_dose_response.png", "causal_specificity.png"):
         assert _nonempty(out / "figures" / name), name
 
