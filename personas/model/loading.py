@@ -134,6 +134,17 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def _has_lm_head(path, hub_kwargs: dict, display: str) -> bool:
+    """False (with a note) for a bidirectional encoder: transformers would bolt a random LM head onto it."""
+    from transformers import AutoConfig
+
+    if getattr(AutoConfig.from_pretrained(path, **hub_kwargs), "model_type", None) in ENCODER_TYPES:
+        note(f"{display} is a bidirectional encoder: it has no trained language-model head, so it is loaded "
+             "without one (the readouts say 'not applicable')")
+        return False
+    return True
+
+
 def load_model(
     name_or_path: str = DEFAULT_MODEL,
     *,
@@ -182,7 +193,7 @@ def load_model(
         none). A GGUF model's tokenizer follows the file (e.g. Gemma's adds ``<bos>``). Bad names
         and truncated files raise :func:`~personas.model.sources.check_model_source`'s errors.
     """
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     head = check_bool(head, "head")
     torch_dtype = _torch_dtype(dtype)
@@ -200,10 +211,7 @@ def load_model(
     model_kwargs = dict(hub_kwargs, dtype=torch_dtype)
     if device_map is not None:
         model_kwargs["device_map"] = device_map
-    if head and getattr(AutoConfig.from_pretrained(path, **hub_kwargs), "model_type", None) in ENCODER_TYPES:
-        note(f"{source.display_name} is a bidirectional encoder: it has no trained language-model head, so it is "
-             "loaded without one (the readouts say 'not applicable')")
-        head = False
+    head = head and _has_lm_head(path, hub_kwargs, source.display_name)
     model = (AutoModelForCausalLM if head else AutoModel).from_pretrained(path, **model_kwargs)
     if dev is not None:
         model.to(dev)
