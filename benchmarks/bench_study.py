@@ -2,7 +2,7 @@
 
     uv run python benchmarks/bench_study.py                  # the quick study (a few minutes per run)
     uv run python benchmarks/bench_study.py --default        # the default study (much longer)
-    uv run python benchmarks/bench_study.py --change n_runs=20 --output /tmp/bench
+    uv run python benchmarks/bench_study.py --change n_runs=20 --output bench-output
 
 Each run is the study's own command line (``python -m personas.study``) in a fresh output folder
 (the first run starts with an empty activation store), timed from outside. Printed per run: each
