@@ -166,12 +166,12 @@ class PreparedReadout:
         out = np.empty(self.n, dtype=np.float64)
         with torch.inference_mode():
             cached = self._block_outputs(model, reuse_below) if reuse_below else None
+            blocks = find_blocks(model, self.blocks_path)[1] if cached else None  # once per call, not per batch
             past = self._run_prefix(model)
             for b, (rows, _, _, keep) in enumerate(self.batches):
                 kwargs = self._inputs(model, b, past)
                 if accepts(model, "logits_to_keep"):
                     kwargs["logits_to_keep"] = keep
-                blocks = find_blocks(model, self.blocks_path)[1] if cached else None
                 with _skip_blocks(blocks, reuse_below, cached[b] if cached else None):
                     logits = model(**kwargs).logits[:, -keep:].float()
                 out[rows.numpy()] = self.score(logits, b)
