@@ -45,6 +45,7 @@ from personas._core.provenance import derive_rng
 from personas.model.batching import accepts, pad_batch, pad_token_id, position_ids
 from personas.model.hooks import layer_info
 from personas.model.interventions import edit_layer
+from personas.model.readouts import prompt_mode, user_turn_ids
 
 __all__ = ["GENERATION_POSITIONS", "NEUTRAL_PROMPTS", "Placement", "Sampling", "prompt_token_ids", "steer_generate"]
 
@@ -108,11 +109,8 @@ def prompt_token_ids(tokenizer, prompt: str) -> tuple[list[int], str]:
     the tokenizer's special tokens (BOS for decoders).
     """
     prompt = check_str(prompt, "prompt")
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-        return list(tokenizer(text, add_special_tokens=False)["input_ids"]), "user"
-    return list(tokenizer(prompt + "\n", add_special_tokens=True)["input_ids"]), "raw"
+    ids = user_turn_ids(tokenizer, prompt, raw_frame="{prompt}\n")  # the readouts' rendering, raw frame: the prompt
+    return ids, "user" if prompt_mode(tokenizer) == "chat" else "raw"
 
 
 def _steering_vectors(directions, hidden: int) -> list[tuple[str, int, np.ndarray]]:

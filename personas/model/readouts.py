@@ -40,7 +40,7 @@ from personas.statements import statement_texts
 
 __all__ = ["NEUTRAL_PROMPT", "RAW_FRAME", "READOUTS", "Readout", "YesNoMargin", "StatementLikelihood",
            "PreparedReadout", "yes_no_margin", "statement_likelihood", "resolve_readout", "prompt_mode",
-           "no_lm_head_reason"]
+           "no_lm_head_reason", "user_turn_ids"]
 
 NEUTRAL_PROMPT = "Tell me one thing you believe."
 #: How a user turn is framed for a model without a chat template (a base model): raw text.
@@ -52,17 +52,18 @@ def prompt_mode(tokenizer) -> str:
     return "chat" if getattr(tokenizer, "chat_template", None) else "raw"
 
 
-def _user_turn_ids(tokenizer, content: str) -> list[int]:
+def user_turn_ids(tokenizer, content: str, raw_frame: str = RAW_FRAME) -> list[int]:
     """Token ids of ``content`` as a user turn with the generation prompt appended, in the tokenizer's mode.
 
     Chat mode renders the chat template (which carries its own special tokens); raw mode frames the
-    turn as ``RAW_FRAME`` and lets the tokenizer add what its model file asks for (e.g. ``<bos>``).
+    turn as ``raw_frame`` (``{prompt}`` is the content) and lets the tokenizer add what its model file
+    asks for (e.g. ``<bos>``). The readouts and steered generation render prompts with it.
     """
     if prompt_mode(tokenizer) == "chat":
         text = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
                                              add_generation_prompt=True)
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    return list(tokenizer(RAW_FRAME.format(prompt=content), add_special_tokens=True)["input_ids"])
+    return list(tokenizer(raw_frame.format(prompt=content), add_special_tokens=True)["input_ids"])
 
 
 @contextlib.contextmanager
@@ -324,7 +325,7 @@ class YesNoMargin(Readout):
         batch_size = check_int(batch_size, "batch_size", min_val=1)
         tokens = answer_tokens(tokenizer, self.rule)
         self.tokens, self.mode = tokens, prompt_mode(tokenizer)
-        ids = [_user_turn_ids(tokenizer, QUESTION.format(statement=s.strip()) + INSTRUCTION)
+        ids = [user_turn_ids(tokenizer, QUESTION.format(statement=s.strip()) + INSTRUCTION)
                for s in statement_texts(statements)]
         prefix, rests = _split(share_prefix, ids)
         yes, no = torch.tensor(tokens["yes_ids"]), torch.tensor(tokens["no_ids"])
@@ -364,7 +365,7 @@ class StatementLikelihood(Readout):
                 blocks_path: str | None = None) -> PreparedReadout:
         batch_size = check_int(batch_size, "batch_size", min_val=1)
         self.mode = prompt_mode(tokenizer)
-        head = _user_turn_ids(tokenizer, self.prompt)
+        head = user_turn_ids(tokenizer, self.prompt)
         # a raw frame ends in "A:"; the statement follows after a space
         texts = [(" " if self.mode == "raw" else "") + s.strip() for s in statement_texts(statements)]
         stmt = [list(x) for x in tokenizer(texts, add_special_tokens=False, padding=False)["input_ids"]]
