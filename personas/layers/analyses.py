@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from personas._core.checks import check_classes, check_int, check_meta, check_seed, check_settings
 from personas._core.notes import ConstantFeaturesWarning, aggregated_warnings, constant_layer_message
-from personas._core.parallel import one_blas_thread
+from personas._core.parallel import jobs_for, one_blas_thread
 from personas._core.provenance import now_iso, package_versions
 from personas.layers.classifiers import cross_validate_classifier
 from personas.layers.clusters import cluster_plan, direction_clusters
@@ -37,11 +37,11 @@ from personas.model.hooks import resolve_layers
 __all__ = ["cluster_separation", "persona_classification", "direction_classification", "analyse_layers"]
 
 
-def _parallel(n_jobs: int | None, n_tasks: int) -> Parallel:
+def _parallel(n_jobs: int | None, n_tasks: int, n_values: int) -> Parallel:
     # the active joblib backend: processes (loky, the default) for the many small per-persona
     # tasks, whose BLAS joblib limits to their share of the cores; or Dask inside
-    # personas._core.parallel.dask_scheduler
-    return Parallel(n_jobs=1 if n_tasks <= 1 else n_jobs, prefer="processes")
+    # personas._core.parallel.dask_scheduler. One task, or a small layer matrix: serially (jobs_for)
+    return Parallel(n_jobs=1 if n_tasks <= 1 else jobs_for(n_jobs, n_values), prefer="processes")
 
 
 def _cluster_task(X, directions, persona: str, protocol: LayerProtocol, seed: int, controls: bool) -> pd.DataFrame:
@@ -77,6 +77,11 @@ class _Prepared:
     groups: dict[str, np.ndarray]  # persona -> its rows
     directions: np.ndarray | None  # "positive" / "negative" per row, when meta has them
     hidden_size: int
+
+    @property
+    def matrix_size(self) -> int:
+        """Numbers in one layer's matrix (statements x nodes): how much one parallel loop reads."""
+        return len(self.meta) * self.hidden_size
 
 
 def _prepare(activations: Mapping[int, Any], meta: Any, layers, n_blocks: int, controls: bool,
@@ -141,7 +146,7 @@ def _per_layer(activations, prep: _Prepared, score: Callable[[np.ndarray], pd.Da
 
 def _cluster_table(activations, prep: _Prepared, protocol: LayerProtocol, seed: int, controls: bool,
                    n_jobs, progress: bool, model_name: str) -> pd.DataFrame:
-    with _parallel(n_jobs, len(prep.groups)) as parallel:
+    with _parallel(n_jobs, len(prep.groups), prep.matrix_size) as parallel:
         def score(X):
             return pd.concat(parallel(delayed(_cluster_task)(X[idx], prep.directions[idx], p, protocol, seed, controls)
                                       for p, idx in prep.groups.items()), ignore_index=True)
@@ -157,7 +162,7 @@ def _persona_table(activations, prep: _Prepared, probes: ProbeSettings, seed: in
 
     def score(X):
         return cross_validate_classifier(X, y, probes, seed=seed, shuffled_control=controls, seed_key="persona",
-                                         n_jobs=n_jobs)
+                                         n_jobs=jobs_for(n_jobs, X.size))
 
     return _per_layer(activations, prep, score, by=["classifier", "control", "metric"],
                       labels={"persona": "ALL", "analysis": "persona_classifier"}, what="persona classifiers",
@@ -166,7 +171,7 @@ def _persona_table(activations, prep: _Prepared, probes: ProbeSettings, seed: in
 
 def _direction_table(activations, prep: _Prepared, probes: ProbeSettings, seed: int, controls: bool,
                      n_jobs, progress: bool, model_name: str) -> pd.DataFrame:
-    with _parallel(n_jobs, len(prep.groups)) as parallel:
+    with _parallel(n_jobs, len(prep.groups), prep.matrix_size) as parallel:
         def score(X):
             parts = parallel(delayed(_direction_task)(X[idx], prep.directions[idx], p, probes, seed, controls)
                              for p, idx in prep.groups.items())

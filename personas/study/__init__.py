@@ -44,6 +44,7 @@ from typing import Any, Sequence
 from personas._core.io import exclusive_lock, read_json, safe_name, write_json
 from personas._core.stages import record_stage
 from personas.model.sources import check_model_source
+from personas.study.kernels import MODEL_MODULES, WARM_MODULES, KernelPool
 from personas.study.reuse import plan_stage, resolve_force
 
 __all__ = [
@@ -292,7 +293,9 @@ def split_parameters(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {nb: {k: v for k, v in params.items() if k in names} for nb, names in known.items()}
 
 
-def _execute(notebook: str, out_dir: Path, params: dict[str, Any], progress: bool) -> Path:
+def _execute(notebook: str, out_dir: Path, params: dict[str, Any], progress: bool, km=None) -> Path:
+    """Run ``notebook`` with ``params`` into ``<out_dir>/notebooks/``; in ``km``'s kernel when given
+    (:class:`personas.study.kernels.KernelPool`), else in a kernel of its own."""
     import papermill as pm
 
     src = REPO_ROOT / notebook
@@ -303,6 +306,7 @@ def _execute(notebook: str, out_dir: Path, params: dict[str, Any], progress: boo
     pm.execute_notebook(
         str(src), str(dest), parameters=params, kernel_name="python3", progress_bar=progress,
         cwd=str(REPO_ROOT), log_output=False, extra_arguments=list(_KERNEL_ARGUMENTS),
+        **({"km": km} if km is not None else {}),
     )
     return dest
 
@@ -318,13 +322,27 @@ def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
     tagged parameters cell names. The inputs are checked first (:func:`check_inputs`): a bad file stops the study before
     anything is written. One line per step, then a summary. A second study of the folder stops at once (``STUDY_LOCK``).
     """
+    with KernelPool(REPO_ROOT, _KERNEL_ARGUMENTS) as pool:
+        return _locked_study(params, progress, pool, more_follow=False)
+
+
+def _kernel_modules(notebook: str, params: dict[str, Any]) -> tuple[str, ...]:
+    """What ``notebook``'s kernel imports at start-up: the facades, and transformers where it loads a model."""
+    loads_model = notebook == NOTEBOOKS[0] or (notebook == NOTEBOOKS[2] and params.get("causal", True))
+    return WARM_MODULES + (MODEL_MODULES if loads_model else ())
+
+
+def _locked_study(params: dict[str, Any], progress: bool, pool: KernelPool, more_follow: bool) -> Path:
+    """:func:`run_study` with the study folder locked; kernels from ``pool``. ``more_follow``: another
+    study's notebooks run after this one's (a replicate), so its last notebook starts their kernel."""
     inputs = check_inputs(params)
     out_dir = Path(params["out_dir"])
     with exclusive_lock(out_dir / STUDY_LOCK, f"the study folder {out_dir}", _LOCK_ADVICE):  # one writer at a time
-        return _run_study(params, inputs, out_dir, progress)
+        return _run_study(params, inputs, out_dir, progress, pool, more_follow)
 
 
-def _run_study(params: dict[str, Any], inputs, out_dir: Path, progress: bool) -> Path:
+def _run_study(params: dict[str, Any], inputs, out_dir: Path, progress: bool, pool: KernelPool,
+               more_follow: bool) -> Path:
     from personas.report import report_verdicts, write_report
 
     n_replicates = _check_replicates(params.get("replicates", 1))
@@ -343,17 +361,22 @@ def _run_study(params: dict[str, Any], inputs, out_dir: Path, progress: bool) ->
             print(f"[{i}/{n_steps}] {notebook:<34} reused ({plan.why})", flush=True)
             continue
         t0, started_ns = time.perf_counter(), time.time_ns()
+        follows = NOTEBOOKS[i] if i < len(NOTEBOOKS) else NOTEBOOKS[0] if n_replicates > 1 or more_follow else None
+        km = pool.take(_kernel_modules(notebook, per_notebook[notebook]),
+                       after=None if follows is None else _kernel_modules(follows, per_notebook[follows]))
         try:
-            _execute(notebook, out_dir, per_notebook[notebook], progress)
+            _execute(notebook, out_dir, per_notebook[notebook], progress, km)
         except Exception as exc:  # keep what the stages before wrote; the report says what failed
             return _failed(params, inputs, out_dir, notebook, exc, timings)
+        finally:
+            pool.release(km)
         timings[notebook] = round(time.perf_counter() - t0, 1)
         record_stage(out_dir, notebook, plan.fingerprint, started_ns=started_ns, seconds=timings[notebook],
                      extra=_store_files(params) if i == 1 else ())
         print(f"[{i}/{n_steps}] {notebook:<34} {timings[notebook]:7.1f} s", flush=True)
     if n_replicates > 1:
         t0 = time.perf_counter()
-        _run_replicates(params, n_replicates, progress)
+        _run_replicates(params, n_replicates, progress, pool, more_follow)
         timings["replicates"] = round(time.perf_counter() - t0, 1)
         print(f"[replicates] {n_replicates - 1} more seed(s){'':<16} {timings['replicates']:7.1f} s", flush=True)
     else:  # an earlier run's replicates are not this run's: the report must not read them
@@ -402,7 +425,7 @@ def _store_files(params: dict[str, Any]) -> list[Path]:
     return sorted(store.rglob("*.json")) if store.is_dir() else []
 
 
-def _run_replicates(params: dict[str, Any], n: int, progress: bool) -> None:
+def _run_replicates(params: dict[str, Any], n: int, progress: bool, pool: KernelPool, more_follow: bool) -> None:
     """Seeds ``seed + 1 .. seed + n - 1`` under ``<out_dir>/replicates/seed-<s>/``; then ``replicates.json``."""
     from personas.report.replicates import REPLICATE_FILE_DIR, REPLICATES_FILE
 
@@ -419,7 +442,7 @@ def _run_replicates(params: dict[str, Any], n: int, progress: bool) -> None:
             else "new statement sample"
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # one line per replicate, not its steps and summary
-            run_study(rep, progress=progress)
+            _locked_study(rep, progress, pool, more_follow=more_follow or seed != seeds[-1])
         print(f"  replicate seed {seed} ({reused}): {time.perf_counter() - t0:.1f} s -> {sub}", flush=True)
         dirs[str(seed)] = os.path.relpath(sub, out_dir)
         keys[str(seed)] = Path(rep["store_dir"]).name

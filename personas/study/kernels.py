@@ -1,0 +1,121 @@
+"""Warm kernels: every notebook of a study runs in a fresh kernel, started while the notebook before it runs.
+
+A kernel's start and the first cell's imports (torch, transformers, scikit-learn, matplotlib: 5 to 10 s
+on 2 cores) would otherwise sit between every two notebooks, six times in a quick study with its
+replicate. ``KernelPool.take`` hands out a kernel that was started earlier and starts the next one
+at once; the new kernel imports the project's facades and transformers' model code at start-up
+(``IPKernelApp.exec_lines``, in a namespace of its own: nothing is defined in the notebook's), on the
+core the running notebook leaves idle. Each notebook still gets a kernel of its own, never used
+before: only modules are imported ahead of time, as its first cell would import them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+__all__ = ["WARM_MODULES", "MODEL_MODULES", "KernelPool"]
+
+#: What a kernel imports at start-up by default: the facades the notebooks import.
+WARM_MODULES = ("utils_layers", "utils_nodes", "utils_viz")
+#: What a notebook that loads a model also imports: transformers' model, tokenizer and generation code
+#: (6 to 7 s of the first ``load_model`` otherwise).
+MODEL_MODULES = ("transformers.modeling_utils", "transformers.tokenization_utils_tokenizers",
+                 "transformers.generation.utils", "gguf")
+KERNEL_NAME = "python3"
+READY_TIMEOUT_S = 300  # a kernel importing torch and transformers on two busy cores
+
+
+def _warm_line(modules) -> str:
+    """One line for ``IPKernelApp.exec_lines``: import ``modules`` in a namespace of its own (a failed
+    import is left to the notebook's own cell to report)."""
+    body = "import importlib\nfor _m in %r:\n    try:\n        importlib.import_module(_m)\n    except Exception:\n        pass" \
+        % (tuple(modules),)
+    return f"exec({body!r}, {{}})"
+
+
+class KernelPool:
+    """Kernels for a study's notebooks: ``take`` one (started earlier when it could be), ``release`` it after.
+
+        with KernelPool(repo_root, ["--IPKernelApp.log_level=ERROR"]) as pool:
+            km = pool.take(WARM_MODULES + MODEL_MODULES, after=WARM_MODULES)  # the next kernel starts now
+            papermill.execute_notebook(..., km=km)
+            pool.release(km)               # shut down
+
+    State is real here (the spare kernel), hence a class. Leaving the ``with`` shuts the spare down.
+    """
+
+    def __init__(self, cwd: str | Path, arguments: list[str]):
+        self.cwd, self.arguments = str(cwd), list(arguments)
+        self._spare = None
+
+    def _start(self, modules):
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+
+        km = AsyncKernelManager(kernel_name=KERNEL_NAME)
+        warm = [f"--IPKernelApp.exec_lines={_warm_line(modules)}"] if modules else []
+        run_sync(km.start_kernel)(cwd=self.cwd, extra_arguments=self.arguments + warm)
+        return km
+
+    def take(self, modules=WARM_MODULES, after=None):
+        """A started kernel's manager for the next notebook (importing ``modules`` when it has to be
+        started now); ``after``: the modules of the notebook after it, whose kernel starts once this
+        one is ready (None: no notebook follows)."""
+        km, self._spare = self._spare, None
+        if km is None or not _alive(km):
+            if km is not None:
+                self.release(km)
+            km = self._start(modules)
+            if after is not None:  # one kernel importing at a time: the notebook waits for this one anyway
+                _wait_ready(km)
+        if after is not None:
+            self._spare = self._start(after)
+        return km
+
+    def release(self, km) -> None:
+        """Shut ``km``'s kernel down (a notebook that finished or failed with it)."""
+        from jupyter_core.utils import run_sync
+
+        try:
+            if run_sync(km.is_alive)():
+                run_sync(km.shutdown_kernel)(now=False)
+        except Exception as exc:  # a kernel that died on its own: nothing left to stop
+            logging.getLogger(__name__).debug("kernel shutdown: %s", exc)
+        finally:
+            try:
+                run_sync(km.cleanup_resources)()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        if self._spare is not None:
+            spare, self._spare = self._spare, None
+            self.release(spare)
+
+    def __enter__(self) -> "KernelPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _wait_ready(km) -> None:
+    """Block until ``km``'s kernel answers (its start-up imports done)."""
+    from jupyter_core.utils import run_sync
+
+    kc = km.client()
+    kc.start_channels()
+    try:
+        run_sync(kc.wait_for_ready)(timeout=READY_TIMEOUT_S)
+    finally:
+        kc.stop_channels()
+
+
+def _alive(km) -> bool:
+    from jupyter_core.utils import run_sync
+
+    try:
+        return bool(run_sync(km.is_alive)())
+    except Exception:
+        return False
