@@ -9,11 +9,34 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# Under pytest-xdist: the cores shared out among the workers (torch's, BLAS's and, through the environment, the
+# study's kernels' threads), set before torch is imported. More threads than cores make every parallel region
+# wait for a thread that is not running: two workers of two threads each on two cores ran the suite slower
+# than one process.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, _threads)
+
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "browser: drives JupyterLab in headless Chromium (deselect with -m 'not browser')"
     )
+
+
+# The module that reads the shared quick study (the session fixture ``quick_study`` below), and the module the
+# other worker starts with.
+STUDY_MODULE = "test_study.py"
+FIRST_ON_THE_OTHER = "test_jupyterlab_browser.py"
+
+
+def pytest_collection_modifyitems(config, items):
+    """For pytest-xdist's ``--dist loadfile`` (pyproject's addopts; each module stays on one worker, so its
+    fixtures are built once): the quick study's module first, the longest piece of work, and the browser tests,
+    the next longest, second, so the other worker starts with them (``--no-loadscope-reorder`` keeps this
+    order). Each module keeps its own order."""
+    items.sort(key=lambda item: (item.path.name != STUDY_MODULE, item.path.name != FIRST_ON_THE_OTHER))
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +82,10 @@ def quick_study(tmp_path_factory):
     topics = root / "my_topics.json"
     topics.write_text(json.dumps(STUDY_TOPICS), encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(root_dir), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", MPLBACKEND="Agg")
+    # every core for the study (its kernels' threads sleep rather than spin while they wait): it is the longest
+    # piece of work, and it goes on alone once the other worker has run every other module
+    env.update({var: str(os.cpu_count() or 1) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+               OMP_WAIT_POLICY="PASSIVE")
     done = subprocess.run(
         [sys.executable, "-m", "personas.study", "--quick", "--statements", str(statements), "--topics", str(topics),
          "--output", str(root), "--name", "smoke", "--no-progress"],

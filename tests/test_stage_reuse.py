@@ -115,7 +115,7 @@ def test_a_failing_notebook_keeps_what_came_before_and_the_report_says_what_fail
 
     ran = []
 
-    def fake_execute(notebook, out_dir, params, progress):
+    def fake_execute(notebook, out_dir, params, progress, **kernels):
         ran.append(notebook)
         if notebook == NOTEBOOKS[1]:
             raise RuntimeError("cell 7 raised\nValueError: the pools are empty")

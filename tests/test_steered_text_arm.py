@@ -298,7 +298,8 @@ def test_notebook_parameters_reach_the_settings():
     s = check.build(params)
     assert s.steered_text and s.text_prompts == NEUTRAL_PROMPTS and s.text_max_new_tokens == 20
     quick = check.build({**params, **{k: v for k, v in QUICK.items() if k in check.names}})
-    assert quick.text_prompts == NEUTRAL_PROMPTS[:4] and quick.text_max_new_tokens == 16
+    assert quick.text_prompts == NEUTRAL_PROMPTS[:2] and quick.text_max_new_tokens == 16
+    assert quick.n_dose_random == 1 and s.n_dose_random == 2  # the dose response's control, from the notebook
     with pytest.raises(ValueError, match="text_alpha"):
         check.build({**params, "causal_text_alpha": 0.0})
 

@@ -1,6 +1,6 @@
 """The three notebooks and the study command, end to end on small parameters.
 
-One quick study (3 bundled personas and 2 from a user's file, 40 statements per direction,
+One quick study (3 bundled personas and 2 from a user's file, 30 statements per direction,
 two replicates, the embedded default model; the session fixture ``quick_study`` of
 tests/conftest.py) executes every notebook top to bottom through papermill; the tests
 then check the artifacts each notebook promises and the report.
@@ -8,17 +8,22 @@ then check the artifacts each notebook promises and the report.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import re
 from pathlib import Path
 
 import nbformat
 import pandas as pd
 import pytest
+from conftest import MINE
 
 from personas.report import REPORT_SECTIONS, markdown_table
 from personas.study import NOTEBOOKS, notebook_defaults, study_parameters
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+WARNING_LINE = re.compile(r"warn", re.IGNORECASE)
 
 
 
@@ -153,21 +158,39 @@ def test_replicates_run_and_report_per_seed(study):
     assert "seeds (" in section and "agree)" in section
 
 
-def test_second_run_reuses_activations(study, tmp_path):
-    from personas.study import _execute
+def test_the_first_notebook_again_reads_the_store_and_gives_the_same_layer_rows(study):
+    """representation_extraction.ipynb's calls again, in this process, with the study's parameters: nothing is
+    extracted again (the store's modification times kept), and the same seed gives the same layer-table rows
+    (three of its layers: each layer's rows depend on that layer alone)."""
+    import utils_layers as ul
 
     out, _, params = study
-    store = Path(params["store_dir"]) / "smollm2-135m-instruct"
-    before = {p.name: p.stat().st_mtime_ns for p in store.iterdir()}
-    # the trained model's store only, without the PCA grids
-    again = dict(params, out_dir=str(tmp_path / "again"), untrained_control=False, pca_grid_personas=0)
-    _execute(NOTEBOOKS[0], tmp_path / "again", again, progress=False)
-    assert {p.name: p.stat().st_mtime_ns for p in store.iterdir()} == before  # nothing re-extracted
-    # same seed, same store: the same layer table
-    pd.testing.assert_frame_equal(
-        pd.read_csv(tmp_path / "again" / "tables" / "layer_metrics.csv"),
-        pd.read_csv(out / "tables" / "layer_metrics.csv"),
-    )
+    p = {**notebook_defaults(), **params}
+    store = Path(p["store_dir"]) / p["model_name"]
+    before = {f.name: f.stat().st_mtime_ns for f in store.iterdir()}
+    inputs = ul.study_inputs(p["personas"], statements_file=p["statements_file"], topics_file=p["topics_file"],
+                             prefer=p["prefer"], n_per_direction=p["n_per_direction"],
+                             min_confidence=p["min_confidence"])
+    statements = ul.load_statements(inputs.personas, n_per_direction=p["n_per_direction"],
+                                    min_confidence=p["min_confidence"], seed=p["seed"], source=inputs.table)
+    model, tokenizer = ul.load_model(p["model_name"], dtype=p["dtype"], device=p["device"])
+    plan = ul.extraction_plan(model, p["layers"], p["position"])
+    settings = ul.ExtractionSettings(position=plan.position, template=p["template"], batch_size=p["batch_size"])
+    ul.extract_with_controls(model, tokenizer, statements, model_name=p["model_name"], layers=plan.layers,
+                             store_dir=p["store_dir"], settings=settings, wording_control=p["wording_control"],
+                             sources=inputs.files, progress=False)
+    assert {f.name: f.stat().st_mtime_ns for f in store.iterdir()} == before  # nothing re-extracted
+    layers = [0, plan.layers[len(plan.layers) // 2], plan.layers[-1]]
+    activations, meta = ul.load_layers(p["store_dir"], p["model_name"], inputs.personas, layers)
+    wording, lengths = ul.load_wording_controls(p["store_dir"], p["model_name"], inputs.personas, meta)
+    table = ul.analyse_layers(
+        activations, meta, model_name=p["model_name"], n_blocks=plan.n_blocks,
+        protocol=ul.LayerProtocol(n_components=p["n_components"], n_reps=p["n_reps"], n_per_cluster=p["n_per_cluster"]),
+        probes=ul.ProbeSettings(n_folds=p["n_folds"], n_trees=p["n_trees"], control_folds=p["control_folds"]),
+        controls=ul.LayerControls(wording=wording, lengths=lengths), seed=p["seed"], progress=False)
+    saved = pd.read_csv(out / "tables" / "layer_metrics.csv")
+    again = pd.read_csv(io.StringIO(table.to_csv(index=False)))  # as the notebook's CSV reads back
+    pd.testing.assert_frame_equal(again, saved[saved["layer"].isin(layers)].reset_index(drop=True))
 
 
 def test_an_unchanged_rerun_reuses_every_stage(quick_study, tmp_path):
@@ -213,6 +236,86 @@ def test_study_parameters_quick_and_overrides(tmp_path):
     p = study_parameters(name="x", output=tmp_path, quick=True, n_runs=3)
     assert p["out_dir"] == str(tmp_path / "x")
     assert Path(p["store_dir"]).parent == tmp_path / "activations"  # keyed by the statement sample
-    assert p["n_runs"] == 3 and p["n_per_direction"] == 40 and len(p["personas"]) == 3
+    assert p["n_runs"] == 3 and p["n_per_direction"] == 30 and len(p["personas"]) == 3
     full = study_parameters(name="y", output=tmp_path)
     assert full["personas"] is None and "n_runs" not in full  # the notebooks' own defaults
+
+# ----------------------------------------------------------------------------- a researcher's own personas
+# Two personas written in tests/conftest.py (statements drawn from two bundled behaviours and renamed) join
+# the quick study's three; the topics file puts both in one topic beside two of the bundled personas and
+# leaves ``politically-liberal`` in none. The tests read the command's console, its notebooks and its report.
+
+@pytest.fixture(scope="module")
+def user_study(quick_study):
+    """The same study as the researcher sees it: its console and the user's statements and topics files."""
+    return quick_study.out, quick_study.console, quick_study.statements, quick_study.topics, quick_study.params
+
+
+def test_the_console_is_one_line_per_step_and_a_summary(user_study):
+    out, console, _, _, _ = user_study
+    warnings = [line for line in console.splitlines() if WARNING_LINE.search(line)]
+    assert len(warnings) <= 5, warnings
+    steps = [line for line in console.splitlines() if re.match(r"\[\d/4\] \S+ +\d+\.\d s$", line)]
+    assert len(steps) == 4, console
+    assert f"report: {out / 'report.md'}" in console
+    assert re.search(r"study finished in \d+\.\d s", console)
+    assert "personas diverge most in the final third" in console  # a verdict line
+
+
+def test_the_report_names_both_personas_at_every_level_their_topics_allow(user_study):
+    out, _, statements, topics, params = user_study
+    summary = pd.read_csv(out / "tables" / "deepscan_precision_recall.csv")
+    ds = summary[summary["method"] == "deepscan"]
+    levels = {level: set(part["persona"]) for level, part in ds.groupby("level")}
+    assert set(MINE.values()) <= levels[2] and set(MINE.values()) <= levels[1]
+    assert levels[1] == set(MINE.values())  # the bundled ones are alone in their topic or in none
+    assert levels[0] == {"Leisure+", "Personality+", "Ethics+"}
+    assert "politically-liberal" in levels[2]
+    text = (out / "report.md").read_text(encoding="utf-8")
+    table = text[text.index("## DeepScan precision and recall"):text.index("## DeepScan against the baselines")]
+    for level in ("2 (within persona)", "1 (within topic)"):
+        for persona in MINE.values():
+            assert re.search(rf"\| {re.escape(level)} \| {persona} \|", table), (level, persona)
+    assert "| 0 (between topics) | Leisure+ |" in table
+    config = text[text.index("## Configuration"):text.index("## Layer separation per persona")]
+    for path in (statements, topics):
+        assert f"{path} (sha256 {hashlib.sha256(path.read_bytes()).hexdigest()})" in config
+    assert "Personas in no topic" in config and "`politically-liberal`" in config
+    for persona in MINE.values():
+        assert persona in text[text.index("## Layer separation per persona"):text.index("## Layer profile")]
+
+
+def test_the_files_hashes_are_in_the_store_and_the_run_files(user_study):
+    out, _, statements, topics, params = user_study
+    digest = hashlib.sha256(statements.read_bytes()).hexdigest()
+    manifest = json.loads((Path(params["store_dir"]) / "smollm2-135m-instruct" / "likes-galleries.json").read_text())
+    assert manifest["sources"]["statements_file"]["sha256"] == digest
+    index = json.loads((out / "runs" / "index.json").read_text())
+    header = json.loads((out / "runs" / index["levels"]["1"]["likes-concerts"]).read_text().splitlines()[0])
+    assert header["provenance"]["statements_file"]["sha256"] == digest
+    assert header["provenance"]["topics_file"]["sha256"] == hashlib.sha256(topics.read_bytes()).hexdigest()
+
+
+def test_the_node_analysis_gives_a_persona_in_no_topic_its_own_group(user_study):
+    out, _, _, _, _ = user_study
+    table = pd.read_csv(out / "tables" / "nodes" / "overlap_table.csv")
+    groups = dict(zip(table["group"], table["n_personas"]))
+    assert groups["Leisure"] == 2 and groups["politically-liberal"] == 1 and groups["ALL"] == 5
+
+
+def test_executed_notebooks_carry_no_warning_tracebacks_or_source_echoes(user_study):
+    out, _, _, _, _ = user_study
+    echo = re.compile(r"\.py:\d+: \w*Warning|^\s+warnings\.warn\(|Traceback", re.MULTILINE)
+    notes = []
+    for path in sorted((out / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            for output in cell.get("outputs", []):
+                text = output.get("text", "") if output.get("output_type") == "stream" else ""
+                assert output.get("output_type") != "error", path.name
+                assert not echo.search(text), (path.name, text[:500])
+                notes += [line for line in text.splitlines() if line.startswith(("StudyNote", "ConstantFeatures"))]
+    # one line per fact: layer 0 is constant, levels 1 and 0 skip personas (once per level)
+    # (once for the model, once for its untrained control, which goes through the same analysis)
+    assert sum(line.startswith("ConstantFeaturesWarning: layer 0:") for line in notes) == 2, notes
+    assert any("in no topic" in line and "politically-liberal" in line for line in notes), notes

@@ -79,3 +79,26 @@ def test_one_palette():
     assert len(set(many.values())) == 25
     assert viz.persona_colors(["x", "y"])["y"] == matplotlib.colormaps["tab10"](1)
     assert np.allclose(viz.persona_colors(["x"], "viridis")["x"], matplotlib.colormaps["viridis"](0.0))
+
+
+def test_a_saved_figure_is_displayed_from_its_saved_bytes_until_it_changes(tmp_path):
+    """A notebook draws a saved figure once: IPython shows the PNG ``save_figure`` wrote (at the size a fresh
+    rendering would have); once the figure changes, it is drawn anew."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from personas.viz.style import register_notebook_display
+
+    shell = InteractiveShell.instance()
+    assert register_notebook_display()
+    fig = Figure(figsize=(4, 3), layout="constrained")
+    ax = fig.subplots()
+    ax.plot([1, 2, 3])
+    target = tmp_path / "line.png"
+    viz.style.finish_figure(fig, tmp_path, "line")
+    data, meta = shell.display_formatter.format(fig)
+    assert data["image/png"] == target.read_bytes()
+    width, height = (int.from_bytes(target.read_bytes()[k:k + 4], "big") for k in (16, 20))
+    assert meta["image/png"] == {"width": round(width * fig.dpi / 120), "height": round(height * fig.dpi / 120)}
+    ax.set_title("changed after the save")
+    data, meta = shell.display_formatter.format(fig)
+    assert data["image/png"] != target.read_bytes() and "image/png" not in meta

@@ -14,6 +14,7 @@ leave a stale temporary file; :func:`clean_temp_files` removes them.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import secrets
@@ -198,8 +199,20 @@ def write_table(df, target: str | os.PathLike) -> Path:
 
 
 def save_figure(fig, target: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save a matplotlib figure atomically; the format follows the target's suffix."""
+    """Save a matplotlib figure atomically; the format follows the target's suffix.
+
+    A PNG is also kept on the figure (``fig.personas_png``: its bytes and dpi) with ``fig.stale``
+    cleared, so a notebook that displays the figure next shows these bytes instead of drawing it
+    again (:func:`personas.viz.style.register_notebook_display`); any change to the figure after the
+    save marks it stale and it is drawn anew.
+    """
     target = Path(target)
+    fmt = target.suffix.lstrip(".") or "png"
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, bbox_inches="tight", format=fmt)
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=target.suffix.lstrip(".") or "png")
+        tmp.write_bytes(buffer.getvalue())
+    if fmt == "png":
+        fig.personas_png = (buffer.getvalue(), dpi)
+        fig.stale = False  # set again by any later change to the figure or its artists
     return target

@@ -48,7 +48,7 @@ def _causal(p: Mapping[str, Any]) -> CausalSettings:
         readouts=p["causal_readouts"], n_heldout=p["causal_heldout"], n_train=p["causal_train"],
         alphas=p["causal_alphas"], n_random_nodes=p["causal_random"], n_random_directions=p["causal_random_directions"],
         n_specificity=p["causal_specificity"], n_dose_personas=p["causal_dose_personas"],
-        dose_alphas=p["causal_dose_alphas"], batch_size=p["batch_size"],
+        dose_alphas=p["causal_dose_alphas"], n_dose_random=p["causal_dose_random"], batch_size=p["batch_size"],
         skip_uninformative=p["causal_skip_uninformative"], steered_text=p["causal_steered_text"],
         text_prompts=p["causal_text_prompts"], text_alpha=p["causal_text_alpha"],
         text_max_new_tokens=p["causal_text_tokens"])
@@ -58,7 +58,7 @@ NOTEBOOK_CHECKS: tuple[ParameterCheck, ...] = (
     ParameterCheck(("salient_method", "min_fraction"), _salient, examples={"min_fraction": 0.5}),
     ParameterCheck(("causal_readouts", "causal_heldout", "causal_train", "causal_alphas", "causal_random",
                     "causal_random_directions", "causal_specificity", "causal_dose_personas", "causal_dose_alphas",
-                    "batch_size", "causal_skip_uninformative", "causal_steered_text", "causal_text_prompts",
+                    "causal_dose_random", "batch_size", "causal_skip_uninformative", "causal_steered_text", "causal_text_prompts",
                     "causal_text_alpha", "causal_text_tokens"), _causal,
                    examples={"causal_text_prompts": ["Tell me about yourself.", "What matters most in life?"]}),
     *value_checks({

@@ -69,20 +69,20 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 # Small parameters for a smoke run: three personas from three topics, few statements and runs.
 QUICK = {
     "personas": ["agreeableness", "subscribes-to-deontology", "politically-liberal"],
-    "n_per_direction": 40,
+    "n_per_direction": 30,
     "n_reps": 2,
     "n_per_cluster": 20,
     "n_folds": 3,
     "n_trees": 10,
-    "background_size": 30,
+    "background_size": 20,
     "clean_size": 10,
-    "anomalous_size": 40,
+    "anomalous_size": 30,
     "clean_ssize": 5,
     "anom_ssize": 5,
     "n_runs": 6,
     "umap": False,
     "pca_grid_personas": 1,
-    # the untrained control on 20 of the 40 statements per direction (the report lists the trim)
+    # the untrained control on 20 of the 30 statements per direction (the report lists the trim)
     "untrained_per_direction": 20,
     # 6 runs are too few for the calibrated sets (nothing passes the per-node test): show the union
     "salient_method": "union",
@@ -93,12 +93,13 @@ QUICK = {
     "causal_random": 2,
     "causal_random_directions": 1,
     "replicates": 2,
-    # every part of the check runs, small: a 3 x 3 specificity matrix, a dose response of 3 alphas, and
-    # every arm even where 10 + 10 statements leave the gate unconvinced
+    # every part of the check runs, small: a 3 x 3 specificity matrix, a dose response of 3 alphas with one
+    # random direction each, and every arm even where 10 + 10 statements leave the gate unconvinced
     "causal_specificity": 3,
     "causal_dose_alphas": [-1.0, 0.0, 1.0],
+    "causal_dose_random": 1,
     "causal_skip_uninformative": False,
-    "causal_text_prompts": 4, "causal_text_tokens": 16,  # the steered-text arm: 4 of its 8 prompts, 16 tokens
+    "causal_text_prompts": 2, "causal_text_tokens": 16,  # the steered-text arm: 2 of its 8 prompts, 16 tokens
 }
 # What a replicate (a seed after the first) leaves out: only the replicated claims' inputs are recomputed
 # (the PCA pair grids are figures no claim reads).
@@ -293,9 +294,14 @@ def split_parameters(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {nb: {k: v for k, v in params.items() if k in names} for nb, names in known.items()}
 
 
-def _execute(notebook: str, out_dir: Path, params: dict[str, Any], progress: bool, km=None) -> Path:
-    """Run ``notebook`` with ``params`` into ``<out_dir>/notebooks/``; in ``km``'s kernel when given
-    (:class:`personas.study.kernels.KernelPool`), else in a kernel of its own."""
+def _execute(notebook: str, out_dir: Path, params: dict[str, Any], progress: bool,
+             kernels: KernelPool | None = None, after: tuple[str, ...] | None = None) -> Path:
+    """Run ``notebook`` with ``params`` into ``<out_dir>/notebooks/``.
+
+    With ``kernels``, in a kernel of that pool (started while the notebook before ran), and the next
+    notebook's kernel, importing ``after``, starts now (None: no notebook follows); else in a kernel
+    of its own.
+    """
     import papermill as pm
 
     src = REPO_ROOT / notebook
@@ -303,11 +309,16 @@ def _execute(notebook: str, out_dir: Path, params: dict[str, Any], progress: boo
         raise FileNotFoundError(f"notebook {src} is missing; run from a full checkout of the repository")
     dest = out_dir / "notebooks" / notebook
     dest.parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(
-        str(src), str(dest), parameters=params, kernel_name="python3", progress_bar=progress,
-        cwd=str(REPO_ROOT), log_output=False, extra_arguments=list(_KERNEL_ARGUMENTS),
-        **({"km": km} if km is not None else {}),
-    )
+    km = None if kernels is None else kernels.take(_kernel_modules(notebook, params), after=after)
+    try:
+        pm.execute_notebook(
+            str(src), str(dest), parameters=params, kernel_name="python3", progress_bar=progress,
+            cwd=str(REPO_ROOT), log_output=False, extra_arguments=list(_KERNEL_ARGUMENTS),
+            **({"km": km} if km is not None else {}),
+        )
+    finally:
+        if km is not None:
+            kernels.release(km)
     return dest
 
 
@@ -362,14 +373,11 @@ def _run_study(params: dict[str, Any], inputs, out_dir: Path, progress: bool, po
             continue
         t0, started_ns = time.perf_counter(), time.time_ns()
         follows = NOTEBOOKS[i] if i < len(NOTEBOOKS) else NOTEBOOKS[0] if n_replicates > 1 or more_follow else None
-        km = pool.take(_kernel_modules(notebook, per_notebook[notebook]),
-                       after=None if follows is None else _kernel_modules(follows, per_notebook[follows]))
+        after = None if follows is None else _kernel_modules(follows, per_notebook[follows])
         try:
-            _execute(notebook, out_dir, per_notebook[notebook], progress, km)
+            _execute(notebook, out_dir, per_notebook[notebook], progress, kernels=pool, after=after)
         except Exception as exc:  # keep what the stages before wrote; the report says what failed
             return _failed(params, inputs, out_dir, notebook, exc, timings)
-        finally:
-            pool.release(km)
         timings[notebook] = round(time.perf_counter() - t0, 1)
         record_stage(out_dir, notebook, plan.fingerprint, started_ns=started_ns, seconds=timings[notebook],
                      extra=_store_files(params) if i == 1 else ())

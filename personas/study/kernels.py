@@ -6,12 +6,15 @@ replicate. ``KernelPool.take`` hands out a kernel that was started earlier and s
 at once; the new kernel imports the project's facades and transformers' model code at start-up
 (``IPKernelApp.exec_lines``, in a namespace of its own: nothing is defined in the notebook's), on the
 core the running notebook leaves idle. Each notebook still gets a kernel of its own, never used
-before: only modules are imported ahead of time, as its first cell would import them.
+before: only modules are imported ahead of time, as its first cell would import them. Where this
+process may restore priorities (root, or ``RLIMIT_NICE``), a spare kernel runs at niceness 19 until it
+is taken, so its imports take no time from the running notebook.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 __all__ = ["WARM_MODULES", "MODEL_MODULES", "KernelPool"]
@@ -23,14 +26,15 @@ WARM_MODULES = ("utils_layers", "utils_nodes", "utils_viz")
 MODEL_MODULES = ("transformers.modeling_utils", "transformers.tokenization_utils_tokenizers",
                  "transformers.generation.utils", "gguf")
 KERNEL_NAME = "python3"
+SPARE_NICE = 19  # a spare kernel imports only on a core the running notebook leaves idle
 READY_TIMEOUT_S = 300  # a kernel importing torch and transformers on two busy cores
 
 
 def _warm_line(modules) -> str:
     """One line for ``IPKernelApp.exec_lines``: import ``modules`` in a namespace of its own (a failed
     import is left to the notebook's own cell to report)."""
-    body = "import importlib\nfor _m in %r:\n    try:\n        importlib.import_module(_m)\n    except Exception:\n        pass" \
-        % (tuple(modules),)
+    body = "\n".join(["import importlib", f"for _m in {tuple(modules)!r}:", "    try:",
+                      "        importlib.import_module(_m)", "    except Exception:", "        pass"])
     return f"exec({body!r}, {{}})"
 
 
@@ -49,13 +53,20 @@ class KernelPool:
         self.cwd, self.arguments = str(cwd), list(arguments)
         self._spare = None
 
-    def _start(self, modules):
+    @property
+    def spare(self):
+        """The kernel manager started for the next notebook, or None."""
+        return self._spare
+
+    def _start(self, modules, spare: bool = False):
         from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
         km = AsyncKernelManager(kernel_name=KERNEL_NAME)
         warm = [f"--IPKernelApp.exec_lines={_warm_line(modules)}"] if modules else []
         run_sync(km.start_kernel)(cwd=self.cwd, extra_arguments=self.arguments + warm)
+        if spare and _can_restore_priority():  # imports on the core the running notebook leaves idle
+            _set_nice(km, SPARE_NICE)
         return km
 
     def take(self, modules=WARM_MODULES, after=None):
@@ -63,6 +74,8 @@ class KernelPool:
         started now); ``after``: the modules of the notebook after it, whose kernel starts once this
         one is ready (None: no notebook follows)."""
         km, self._spare = self._spare, None
+        if km is not None and _can_restore_priority():
+            _set_nice(km, os.getpriority(os.PRIO_PROCESS, 0))  # the notebook runs at the study's priority
         if km is None or not _alive(km):
             if km is not None:
                 self.release(km)
@@ -70,7 +83,7 @@ class KernelPool:
             if after is not None:  # one kernel importing at a time: the notebook waits for this one anyway
                 _wait_ready(km)
         if after is not None:
-            self._spare = self._start(after)
+            self._spare = self._start(after, spare=True)
         return km
 
     def release(self, km) -> None:
@@ -98,6 +111,30 @@ class KernelPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _can_restore_priority() -> bool:
+    """Whether this process may give a kernel it lowered back its own priority (root, or ``RLIMIT_NICE``)."""
+    if not hasattr(os, "setpriority"):
+        return False
+    import resource
+
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    return os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_NICE)[0] >= 20 - own
+
+
+def _set_nice(km, nice: int) -> None:
+    """Give every thread of ``km``'s kernel the niceness ``nice`` (Linux keeps one per thread); best effort."""
+    pid = getattr(getattr(km, "provisioner", None), "pid", None)
+    if pid is None:
+        return
+    tasks = Path(f"/proc/{pid}/task")
+    ids = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [pid]
+    for tid in ids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except OSError:  # a thread that ended, or no permission: it keeps its priority
+            pass
 
 
 def _wait_ready(km) -> None:

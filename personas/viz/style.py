@@ -12,6 +12,7 @@ pyplot's registry and a notebook shows a figure once, with ``display(fig)``.
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -106,7 +107,15 @@ def finish_figure(fig: Figure, out_dir: str | os.PathLike | None, stem: str) -> 
     return fig
 
 
-def _figure_png(fig: Figure) -> bytes:
+def _figure_png(fig: Figure):
+    """The figure as PNG for IPython: the bytes ``save_figure`` kept when nothing changed since (shown
+    at the size a fresh rendering at ``fig.dpi`` would have), else a fresh rendering."""
+    saved = getattr(fig, "personas_png", None)
+    if saved is not None and not fig.stale:
+        data, dpi = saved
+        width, height = struct.unpack(">II", data[16:24])  # the PNG header's IHDR chunk
+        scale = fig.dpi / dpi
+        return data, {"width": max(1, round(width * scale)), "height": max(1, round(height * scale))}
     from IPython.core.pylabtools import print_figure
 
     return print_figure(fig, "png", bbox_inches="tight")
