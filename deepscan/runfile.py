@@ -70,6 +70,7 @@ __all__ = [
     "runs_frame",
     "new_header",
     "InputsChanged",
+    "ConfigChanged",
 ]
 
 FORMAT_VERSION = 1
@@ -79,6 +80,10 @@ HEADER_KIND = "deepscan-run-file"
 
 class InputsChanged(ValueError):
     """A run file holds the same experiment computed from other inputs (the message names what differs)."""
+
+
+class ConfigChanged(ValueError):
+    """A run file holds an experiment with another configuration (the message names what differs)."""
 
 
 def new_header(config: Mapping, inputs: Mapping | None = None, provenance: Mapping | None = None) -> dict:
@@ -351,9 +356,9 @@ def open_run_file(
     Raises
     ------
     ValueError
-        If the file exists with a different configuration or inputs (the message
-        lists the differences; the file is untouched; :class:`InputsChanged` for
-        inputs), or is not a valid deepscan run file.
+        If the file exists with a different configuration (:class:`ConfigChanged`) or inputs
+        (:class:`InputsChanged`): the message lists the differences, the file is untouched; or if
+        it is not a valid deepscan run file.
     RuntimeError
         If another writer has the file open.
     """
@@ -378,7 +383,7 @@ def _open_locked(path, config, inputs, versions, overwrite, flush_every, lock, p
             raise ValueError(f"{path} exists and is not a deepscan .jsonl run file; choose another path or pass overwrite=True")
         diff = _config_diff(old.header.get("config", {}), config)
         if diff:
-            raise ValueError(
+            raise ConfigChanged(
                 f"{path} holds an experiment with a different configuration ("
                 + "; ".join(diff)
                 + "); choose a new run file path or pass overwrite=True to replace it"

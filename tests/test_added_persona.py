@@ -30,7 +30,7 @@ def _study(personas):
     return np.concatenate(blocks), pd.DataFrame(rows)
 
 
-def _scan(tmp_path, personas, topics):
+def _scan(tmp_path, personas, topics, n_runs: int = 3):
     X, meta = _study(personas)
     info = {"hidden_size": X.shape[1], "n_blocks": 8, "position": "last", "n_tokens": []}
     store = tmp_path / "store"
@@ -41,7 +41,7 @@ def _scan(tmp_path, personas, topics):
                              persona=persona)
     plan = ScanPlan(personas, layer=7, levels=[2, 1, 0], topics=topics,
                     sources={"topics_file": {"path": "topics.json", "sha256": "0" * 64}})
-    settings = ScanSettings(pool_sizes=PoolSizes(30, 10, 40), sample_sizes=SampleSizes(5, 5, 3), detection=True)
+    settings = ScanSettings(pool_sizes=PoolSizes(30, 10, 40), sample_sizes=SampleSizes(5, 5, n_runs), detection=True)
     return run_persona_scans(
         X, meta, plan, model_name="toy", runs_dir=tmp_path / "runs", settings=settings, progress=False,
         store_fingerprint=store_fingerprints(store, "toy", personas, [7]),
@@ -119,3 +119,22 @@ def test_an_added_persona_is_the_only_one_extracted(tmp_path):
     import hashlib
 
     assert recorded["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_other_scan_settings_recompute_the_study_s_run_files(tmp_path, capsys):
+    """``-p n_runs 4`` after a study with 3 runs: the study's run files of every experiment are made again with 4
+    runs (not an error naming the old configuration), and the next run with 4 reuses them."""
+    topics = {"T1": ["p1", "p2"], "T2": ["p3"]}
+    with pytest.warns(UserWarning, match="level 1"):
+        _scan(tmp_path, ["p1", "p2", "p3"], topics)
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="level 1"):
+        _scan(tmp_path, ["p1", "p2", "p3"], topics, n_runs=4)
+    index = json.loads((tmp_path / "runs" / "index.json").read_text())
+    assert set(index["status"].values()) == {"recomputed"}
+    header, *runs = (tmp_path / "runs" / "level2_layer7_p1.jsonl").read_text().splitlines()
+    assert json.loads(header)["config"]["n_runs"] == 4 and len(runs) == 4
+    first = _mtimes(tmp_path / "runs")
+    with pytest.warns(UserWarning, match="level 1"):
+        _scan(tmp_path, ["p1", "p2", "p3"], topics, n_runs=4)
+    assert _mtimes(tmp_path / "runs") == first

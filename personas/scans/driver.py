@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 import deepscan
-from deepscan.runfile import InputsChanged
+from deepscan.runfile import ConfigChanged, InputsChanged
 from personas._core.checks import check_settings
 from personas._core.io import write_json
 from personas.scans.baselines import baseline_runs
@@ -247,7 +247,8 @@ def _scan(study: _Study, target: _Target, pools: _Pools):
     """The DeepScan experiment of one target into its run file; returns the result, the file's path, its status.
 
     Status: ``computed`` (new file), ``reused`` (every run was there: the file is not rewritten),
-    ``resumed`` (missing runs added) or ``recomputed`` (the pools now hold other data).
+    ``resumed`` (missing runs added) or ``recomputed`` (the pools now hold other data, or the
+    experiment's settings changed).
     """
     chosen = pools.chosen
     path = study.runs_dir / run_file_name(target.name, target.level, study.layer)
@@ -267,7 +268,8 @@ def _scan(study: _Study, target: _Target, pools: _Pools):
         return deepscan.run_experiment(*pools.arrays, overwrite=True, **kwargs), path, "recomputed"
     try:
         result = deepscan.run_experiment(*pools.arrays, **kwargs)
-    except InputsChanged:  # the same statements with other activations (a re-extracted persona)
+    except (InputsChanged, ConfigChanged):  # other activations (a re-extracted persona), or other settings
+        # (e.g. -p n_runs 20): the study's own run file of this experiment is made again
         return deepscan.run_experiment(*pools.arrays, overwrite=True, **kwargs), path, "recomputed"
     if before is None:
         return result, path, "computed"
