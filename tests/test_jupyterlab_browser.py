@@ -46,10 +46,12 @@ CHROMIUM_ARGS = [
 ]
 # Quick study, smaller still: four layers (valid for any model of 6 blocks or more), 20 statements per direction
 # (the pools, clusters and untrained control sized to them), few DeepScan runs, no UMAP, no causal check (its
-# model load and passes are tested by test_study; here the UI is under test).
+# model load and passes are tested by test_study; here the UI is under test), and one PCA pair grid (the quick
+# study draws none).
 LAYERS = [0, 2, 4, 6]
 OVERRIDES = {"n_runs": 3, "umap": False, "causal": False, "n_per_direction": 20, "background_size": 10,
-             "clean_size": 10, "anomalous_size": 20, "n_per_cluster": 10, "untrained_per_direction": 10}
+             "clean_size": 10, "anomalous_size": 20, "n_per_cluster": 10, "untrained_per_direction": 10,
+             "pca_grid_personas": 1}
 
 pytestmark = [
     pytest.mark.browser,

@@ -41,6 +41,7 @@ def test_code_fingerprint_follows_every_source_file(tmp_path):
 def test_a_recorded_stage_is_reused_until_an_artifact_or_input_changes(tmp_path):
     out = tmp_path / "study"
     started = time.time_ns()
+    time.sleep(0.02)  # file times come from the kernel's coarse clock, up to a tick behind time.time_ns()
     _write(out / "tables" / "t.csv", "a,b\n1,2\n")
     _write(out / "figures" / "f.png", "png")
     _write(out / "study.json", "{}")  # the study's own file: no stage's artifact
@@ -63,10 +64,12 @@ def test_a_recorded_stage_is_reused_until_an_artifact_or_input_changes(tmp_path)
 def test_a_rerun_keeps_the_artifacts_it_reused_without_rewriting(tmp_path):
     out = tmp_path / "study"
     first = time.time_ns()
+    time.sleep(0.02)  # file times come from the kernel's coarse clock, up to a tick behind time.time_ns()
     _write(out / "runs" / "a.jsonl", "run a")
     record_stage(out, "scan", "sha256:1", started_ns=first, seconds=1.0)
-    time.sleep(0.01)
+    time.sleep(0.02)
     second = time.time_ns()
+    time.sleep(0.02)
     _write(out / "runs" / "b.jsonl", "run b")  # only b is written this time; a is reused as it is
     assert written_since(out, second) == ["runs/b.jsonl"]
     record = record_stage(out, "scan", "sha256:2", started_ns=second, seconds=1.0)
@@ -94,6 +97,7 @@ def test_a_change_reaches_exactly_the_stages_downstream(tmp_path):
             if plan.run:
                 ran.append(nb)
                 started = time.time_ns()
+                time.sleep(0.02)  # file times come from the kernel's coarse clock, up to a tick behind
                 _write(out / f"{Path(nb).stem}.txt", changed_artifacts.get(nb, "same") if changed_artifacts else "same")
                 record_stage(out, nb, plan.fingerprint, started_ns=started, seconds=0.1)
         return ran

@@ -81,7 +81,7 @@ QUICK = {
     "anom_ssize": 5,
     "n_runs": 6,
     "umap": False,
-    "pca_grid_personas": 1,
+    "pca_grid_personas": 0,  # a figure no claim reads (48 panels, 10 s); the browser test draws one
     # the untrained control on 20 of the 30 statements per direction (the report lists the trim)
     "untrained_per_direction": 20,
     # 6 runs are too few for the calibrated sets (nothing passes the per-node test): show the union
