@@ -13,9 +13,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # study's kernels' threads), set before torch is imported. More threads than cores make every parallel region
 # wait for a thread that is not running: two workers of two threads each on two cores ran the suite slower
 # than one process.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for _var in THREAD_VARIABLES:
         os.environ.setdefault(_var, _threads)
 
 
@@ -84,8 +85,7 @@ def quick_study(tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=str(root_dir), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", MPLBACKEND="Agg")
     # every core for the study (its kernels' threads sleep rather than spin while they wait): it is the longest
     # piece of work, and it goes on alone once the other worker has run every other module
-    env.update({var: str(os.cpu_count() or 1) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
-               OMP_WAIT_POLICY="PASSIVE")
+    env.update({var: str(os.cpu_count() or 1) for var in THREAD_VARIABLES}, OMP_WAIT_POLICY="PASSIVE")
     done = subprocess.run(
         [sys.executable, "-m", "personas.study", "--quick", "--statements", str(statements), "--topics", str(topics),
          "--output", str(root), "--name", "smoke", "--no-progress"],

@@ -162,7 +162,7 @@ def _persona_table(activations, prep: _Prepared, probes: ProbeSettings, seed: in
 
     def score(X):
         return cross_validate_classifier(X, y, probes, seed=seed, shuffled_control=controls, seed_key="persona",
-                                         n_jobs=jobs_for(n_jobs, X.size))
+                                         n_jobs=jobs_for(n_jobs, prep.matrix_size))
 
     return _per_layer(activations, prep, score, by=["classifier", "control", "metric"],
                       labels={"persona": "ALL", "analysis": "persona_classifier"}, what="persona classifiers",

@@ -339,7 +339,8 @@ def run_study(params: dict[str, Any], *, progress: bool = True) -> Path:
 
 def _kernel_modules(notebook: str, params: dict[str, Any]) -> tuple[str, ...]:
     """What ``notebook``'s kernel imports at start-up: the facades, and transformers where it loads a model."""
-    loads_model = notebook == NOTEBOOKS[0] or (notebook == NOTEBOOKS[2] and params.get("causal", True))
+    causal = params.get("causal", notebook_defaults()["causal"])
+    loads_model = notebook == NOTEBOOKS[0] or (notebook == NOTEBOOKS[2] and causal)
     return WARM_MODULES + (MODEL_MODULES if loads_model else ())
 
 

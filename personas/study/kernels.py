@@ -74,11 +74,12 @@ class KernelPool:
         started now); ``after``: the modules of the notebook after it, whose kernel starts once this
         one is ready (None: no notebook follows)."""
         km, self._spare = self._spare, None
+        if km is not None and not _alive(km):  # a spare that died while waiting
+            self.release(km)
+            km = None
         if km is not None and _can_restore_priority():
             _set_nice(km, os.getpriority(os.PRIO_PROCESS, 0))  # the notebook runs at the study's priority
-        if km is None or not _alive(km):
-            if km is not None:
-                self.release(km)
+        if km is None:
             km = self._start(modules)
             if after is not None:  # one kernel importing at a time: the notebook waits for this one anyway
                 _wait_ready(km)
@@ -91,7 +92,7 @@ class KernelPool:
         from jupyter_core.utils import run_sync
 
         try:
-            if run_sync(km.is_alive)():
+            if _alive(km):
                 run_sync(km.shutdown_kernel)(now=False)
         except Exception as exc:  # a kernel that died on its own: nothing left to stop
             logging.getLogger(__name__).debug("kernel shutdown: %s", exc)
