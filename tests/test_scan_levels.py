@@ -203,3 +203,28 @@ def test_baseline_errors():
         baseline_runs(x, np.zeros((5, 2)), x, [])
     with pytest.raises(ValueError, match="NaN or inf"):
         baseline_runs(np.full((5, 3), np.nan), x, x, [])
+
+
+def test_baselines_flag_each_run_as_predicting_its_own_sample_does():
+    """The novelty detectors predict each pool record once; a run's flags must equal predicting its sample."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor
+
+    rng = np.random.default_rng(3)
+    background = rng.normal(size=(80, 6))
+    clean, anomalous = rng.normal(size=(30, 6)), rng.normal(size=(40, 6)) * 2.5
+    samples = [(k, rng.choice(30, 8, replace=False), rng.choice(40, 12, replace=False)) for k in range(6)]
+    table = baseline_runs(background, clean, anomalous, samples, methods=["lof", "iforest"], seed=4).set_index(
+        ["run_id", "method"])
+    detectors = {"lof": LocalOutlierFactor(n_neighbors=20, novelty=True).fit(background),
+                 "iforest": IsolationForest(random_state=4).fit(background)}
+    for run_id, c, a in samples:
+        sample = np.concatenate([clean[c], anomalous[a]])
+        for name, det in detectors.items():
+            flagged = det.predict(sample) == -1
+            row = table.loc[(run_id, name)]
+            assert row["n_flagged"] == flagged.sum()
+            hits = flagged[len(c):].sum()
+            assert row["recall"] == hits / len(a)
+            assert (row["precision"] is None or np.isnan(row["precision"])) if not flagged.any() else \
+                row["precision"] == hits / flagged.sum()
