@@ -17,7 +17,7 @@ import pytest
 from personas.causal.check import causal_check
 from personas.causal.compare import diagonal_dominance, row_permutation_test
 from personas.causal.results import load_causal_result, save_causal_result
-from personas.causal.settings import CausalSettings
+from personas.causal.settings import DOSE_ALPHAS, CausalSettings
 from personas.causal.split import split_statements
 from personas.causal.stats import effect_summary, empirical_test
 from personas.model.extraction import ExtractionSettings, extract_activations
@@ -185,13 +185,13 @@ def test_dose_response_is_monotone_with_a_random_band(result):
     assert sorted(d["layer"].unique()) == [1, 2] and set(d["persona"]) == {"agreeableness"}
     for layer in (1, 2):
         curve = d[(d["layer"] == layer) & (d["intervention"] == "direction")].sort_values("alpha")
-        assert len(curve) == 9 and np.all(np.diff(curve["specific_effect"]) > 0)
+        assert len(curve) == len(DOSE_ALPHAS) and np.all(np.diff(curve["specific_effect"]) > 0)
         assert curve.loc[curve["alpha"] == 0, "specific_effect"].iloc[0] == 0.0
         band = d[(d["layer"] == layer) & (d["intervention"] == "random_direction") & (d["alpha"] == 1.0)].iloc[0]
         top = curve[curve["alpha"] == 1.0].iloc[0]
         assert band["n_draws"] == 2 and band["low"] <= band["specific_effect"] <= band["high"] < top["low"]
     # the chosen layer's +-0.25 reuse the main arms: passes counted once
-    assert result.meta["phases"]["dose_response"]["passes"] == 2 * 8 * 3 - 2 * 3
+    assert result.meta["phases"]["dose_response"]["passes"] == 2 * (len(DOSE_ALPHAS) - 1) * 3 - 2 * 3
 
 
 def test_user_callable_readout_sees_the_interventions(planted, result):

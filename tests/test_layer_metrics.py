@@ -26,6 +26,7 @@ from personas.layers import (
     direction_clusters,
     embed_2d,
     load_results,
+    persona_classification,
     most_divergent_layers,
     pca_projections,
     relative_depth,
@@ -258,12 +259,14 @@ def test_n_jobs_does_not_change_results(planted, monkeypatch):
     # threads stand in for the worker processes here (starting those costs seconds per test run)
     from joblib import parallel_config
 
+    monkeypatch.setattr("personas._core.parallel.SMALL_WORK", 0)  # this small matrix still goes to workers
     acts, meta = planted
     sub = {layer: acts[layer] for layer in (0, 4)}
     kw = dict(model_name="toy", n_blocks=N_BLOCKS, progress=False)
     probes = ProbeSettings(n_folds=3, direction_classifiers=("extra_trees", "logistic"), n_trees=5)
     for fn, extra in ((cluster_separation, dict(protocol=LayerProtocol(n_reps=2, n_per_cluster=20))),
-                      (direction_classification, dict(probes=probes))):
+                      (direction_classification, dict(probes=probes)),
+                      (persona_classification, dict(probes=probes))):  # a layer per worker
         one = fn(sub, meta, n_jobs=1, **kw, **extra)
         with parallel_config(backend="threading"):
             two = fn(sub, meta, n_jobs=2, **kw, **extra)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from personas._core.parallel import dask_scheduler, parallel_jobs
-from personas.layers import LayerProtocol, cluster_separation, synthetic_activations
+from personas.layers import LayerProtocol, ProbeSettings, cluster_separation, persona_classification, synthetic_activations
 from personas.scans.driver import run_persona_scans
 from personas.scans.settings import PoolSizes, SampleSizes, ScanPlan, ScanSettings
 
@@ -67,10 +67,15 @@ def test_layer_analysis_on_dask_equals_serial(scheduler):
                                        direction_signal={2: 1.0}, seed=0)
     kw = dict(model_name="toy", n_blocks=4, layers=[0, 2], protocol=LayerProtocol(n_reps=2, n_per_cluster=10),
               progress=False)
+    probes = dict(probes=ProbeSettings(n_folds=3, n_trees=5), model_name="toy", n_blocks=4, layers=[0, 2],
+                  progress=False)
     serial = cluster_separation(acts, meta, n_jobs=1, **kw)
+    serial_personas = persona_classification(acts, meta, n_jobs=1, **probes)
     with dask_scheduler(scheduler):
         remote = cluster_separation(acts, meta, n_jobs=-1, **kw)
+        remote_personas = persona_classification(acts, meta, n_jobs=-1, **probes)  # a layer per worker
     pd.testing.assert_frame_equal(serial, remote)
+    pd.testing.assert_frame_equal(serial_personas, remote_personas)
 
 
 def test_no_scheduler_is_a_no_op_and_bad_addresses_are_clear():

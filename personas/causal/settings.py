@@ -27,7 +27,8 @@ ARMS = ("direction", "random_direction", "salient_ablation", "random_ablation", 
         "salient_direction", "random_restricted_direction")
 #: The arms run on every informative readout (the others run on the first readout only).
 MAIN_ARMS = ("direction", "random_direction")
-DOSE_ALPHAS = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)
+#: Strengths of the dose response: finer near 0 (where the effect should grow linearly), then the extremes.
+DOSE_ALPHAS = (-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0)
 TEXT_SWEEP_ALPHAS = (-1.0, -0.5, -0.25, 0.25, 0.5, 1.0)
 
 

@@ -37,11 +37,11 @@ from personas.model.hooks import resolve_layers
 __all__ = ["cluster_separation", "persona_classification", "direction_classification", "analyse_layers"]
 
 
-def _parallel(n_jobs: int | None, n_tasks: int, n_values: int) -> Parallel:
+def _parallel(n_jobs: int | None, n_tasks: int, n_values: int, **kwargs) -> Parallel:
     # the active joblib backend: processes (loky, the default) for the many small per-persona
     # tasks, whose BLAS joblib limits to their share of the cores; or Dask inside
     # personas._core.parallel.dask_scheduler. One task, or a small layer matrix: serially (jobs_for)
-    return Parallel(n_jobs=1 if n_tasks <= 1 else jobs_for(n_jobs, n_values), prefer="processes")
+    return Parallel(n_jobs=1 if n_tasks <= 1 else jobs_for(n_jobs, n_values), prefer="processes", **kwargs)
 
 
 def _cluster_task(X, directions, persona: str, protocol: LayerProtocol, seed: int, controls: bool) -> pd.DataFrame:
@@ -120,19 +120,36 @@ def _check_plans(prep: _Prepared, protocol: LayerProtocol | None, probes: ProbeS
         check_classes(prep.meta["persona"].astype(str).to_numpy(), "persona", min_count=probes.n_folds)
 
 
+def _scored(score: Callable[[np.ndarray], pd.DataFrame], X: np.ndarray) -> pd.DataFrame:
+    """``score(X)`` with the constant-layer warning silenced (``_per_layer`` says it once per layer)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantFeaturesWarning)
+        return score(X)
+
+
 def _per_layer(activations, prep: _Prepared, score: Callable[[np.ndarray], pd.DataFrame], *, by: list[str],
-               labels: dict[str, str], what: str, model_name: str, progress: bool) -> pd.DataFrame:
-    """The one loop over layers: ``score`` each layer's matrix, summarise, label, stack."""
-    frames, n_nc = [], 0
-    for layer in tqdm(prep.layers, desc=f"{what} ({model_name})", disable=not progress, unit="layer"):
+               labels: dict[str, str], what: str, model_name: str, progress: bool,
+               parallel: Parallel | None = None) -> pd.DataFrame:
+    """The one loop over layers: ``score`` each layer's matrix, summarise, label, stack.
+
+    With ``parallel`` (a joblib ``Parallel``) the layers are its tasks, scored in its workers in
+    layer order; ``score`` is then sent to them, so it must be picklable (a closure is, by loky).
+    """
+
+    for layer in prep.layers:  # checked and said up front, once per layer, in this (the caller's) thread
         X = layer_matrix(activations, layer, len(prep.meta))
         constant = [p for p, idx in prep.groups.items() if len(idx) and bool(np.all(X[idx] == X[idx[:1]]))]
         if constant:  # one line for the layer, however many personas and analyses
             warnings.warn(constant_layer_message(layer, constant, len(prep.groups)), ConstantFeaturesWarning,
                           stacklevel=4)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConstantFeaturesWarning)
-            long = score(X)
+    matrices = (layer_matrix(activations, layer, len(prep.meta)) for layer in prep.layers)
+    if parallel is None:
+        longs = (_scored(score, X) for X in matrices)
+    else:
+        longs = parallel(delayed(_scored)(score, X) for X in matrices)
+    frames, n_nc = [], 0
+    bar = tqdm(prep.layers, desc=f"{what} ({model_name})", disable=not progress, unit="layer")
+    for layer, long in zip(bar, longs):
         n_nc += long.attrs.get("n_not_converged", 0)
         summary = summarise_long(long, by)
         summary.insert(0, "layer", layer)
@@ -158,15 +175,19 @@ def _cluster_table(activations, prep: _Prepared, protocol: LayerProtocol, seed: 
 
 def _persona_table(activations, prep: _Prepared, probes: ProbeSettings, seed: int, controls: bool,
                    n_jobs, progress: bool, model_name: str) -> pd.DataFrame:
+    # one layer per worker, each fitting its folds on one core: the forest's threads and the probe's
+    # serial L-BFGS leave cores idle within a layer; results do not depend on where a fold is fitted
     y = prep.meta["persona"].astype(str).to_numpy()
 
     def score(X):
-        return cross_validate_classifier(X, y, probes, seed=seed, shuffled_control=controls, seed_key="persona",
-                                         n_jobs=jobs_for(n_jobs, prep.matrix_size))
+        with one_blas_thread():
+            return cross_validate_classifier(X, y, probes, seed=seed, shuffled_control=controls, seed_key="persona",
+                                             n_jobs=1)
 
-    return _per_layer(activations, prep, score, by=["classifier", "control", "metric"],
-                      labels={"persona": "ALL", "analysis": "persona_classifier"}, what="persona classifiers",
-                      model_name=model_name, progress=progress)
+    with _parallel(n_jobs, len(prep.layers), prep.matrix_size, return_as="generator") as parallel:
+        return _per_layer(activations, prep, score, by=["classifier", "control", "metric"],
+                          labels={"persona": "ALL", "analysis": "persona_classifier"}, what="persona classifiers",
+                          model_name=model_name, progress=progress, parallel=parallel)
 
 
 def _direction_table(activations, prep: _Prepared, probes: ProbeSettings, seed: int, controls: bool,

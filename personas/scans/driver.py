@@ -22,6 +22,7 @@ import deepscan
 from deepscan.runfile import ConfigChanged, InputsChanged
 from personas._core.checks import check_settings
 from personas._core.io import write_json
+from personas._core.parallel import jobs_for
 from personas.scans.baselines import baseline_runs
 from personas.scans.null_runs import null_file_name, reused_null_auc, write_null_runs
 from personas.scans.pools import ScanPools, experiment_seed, level_targets, run_file_name, scan_pools, topic_pools
@@ -118,7 +119,8 @@ def run_persona_scans(
     seed : int
         Study seed; each experiment's seed is :func:`experiment_seed`.
     n_jobs : int
-        Parallel runs (joblib); results do not depend on it.
+        Parallel runs (joblib); results do not depend on it. Experiments of fewer than
+        ``personas._core.parallel.SMALL_WORK`` numbers (runs x sample records x nodes) run serially.
     progress : bool
     store_fingerprint : str or dict, optional
         ``store_fingerprint`` of the activations scanned, or better ``store_fingerprints`` (one
@@ -216,8 +218,10 @@ def _study(activations, meta, plan: ScanPlan, settings: ScanSettings, **shared) 
             f"got shape {activations.shape}"
         )
     layout = deepscan.make_node_layout([plan.layer], activations.shape[1])
+    sizes = settings.sample_sizes  # small experiments run serially: starting workers costs more than they share
+    n_jobs = jobs_for(shared["n_jobs"], sizes.n_runs * (sizes.clean + sizes.anomalous) * activations.shape[1])
     return _Study(activations, meta, plan, settings, shared["model_name"], Path(shared["runs_dir"]), shared["seed"],
-                  shared["n_jobs"], shared["progress"], shared["store_fingerprint"], layout)
+                  n_jobs, shared["progress"], shared["store_fingerprint"], layout)
 
 
 @contextmanager
