@@ -48,9 +48,10 @@ def test_a_taken_kernel_was_started_early_imported_its_modules_and_left_the_name
         if _can_restore_priority():
             assert _nice(second) == {os.getpriority(os.PRIO_PROCESS, 0)}
         assert _run(second, probe).split() == ["['wave']", "False", "False"]  # a fresh kernel, its own imports
-        for km in (first, second):
-            pool.release(km)
-            assert not run_sync(km.is_alive)()
+        pool.release(first)  # asked to shut down; the next release waits for it
+        pool.release(second)
+        assert not run_sync(first.is_alive)()
+    assert not run_sync(second.is_alive)()  # the pool waited for it on closing
 
 
 def test_leaving_the_pool_shuts_its_spare_down():

@@ -8,7 +8,8 @@ at once; the new kernel imports the project's facades and transformers' model co
 core the running notebook leaves idle. Each notebook still gets a kernel of its own, never used
 before: only modules are imported ahead of time, as its first cell would import them. Where this
 process may restore priorities (root, or ``RLIMIT_NICE``), a spare kernel runs at niceness 19 until it
-is taken, so its imports take no time from the running notebook.
+is taken, so its imports take no time from the running notebook. A released kernel exits (about a
+second) while the next notebook runs; the pool waits for it later.
 """
 
 from __future__ import annotations
@@ -44,14 +45,16 @@ class KernelPool:
         with KernelPool(repo_root, ["--IPKernelApp.log_level=ERROR"]) as pool:
             km = pool.take(WARM_MODULES + MODEL_MODULES, after=WARM_MODULES)  # the next kernel starts now
             papermill.execute_notebook(..., km=km)
-            pool.release(km)               # shut down
+            pool.release(km)               # asked to shut down; it exits while the next notebook runs
 
-    State is real here (the spare kernel), hence a class. Leaving the ``with`` shuts the spare down.
+    State is real here (the spare kernel, the kernels shutting down), hence a class. Leaving the
+    ``with`` shuts the spare down and waits for every kernel it released.
     """
 
     def __init__(self, cwd: str | Path, arguments: list[str]):
         self.cwd, self.arguments = str(cwd), list(arguments)
         self._spare = None
+        self._closing: list = []  # kernels asked to shut down that the pool has not waited for yet
 
     @property
     def spare(self):
@@ -88,24 +91,29 @@ class KernelPool:
         return km
 
     def release(self, km) -> None:
-        """Shut ``km``'s kernel down (a notebook that finished or failed with it)."""
+        """Ask ``km``'s kernel to shut down (a notebook that finished or failed with it), without waiting
+        the second or so its process takes to exit: it exits while the next notebook runs. The pool waits
+        for it (and, past ``shutdown_wait_time``, terminates it) at the next ``release`` or on closing."""
         from jupyter_core.utils import run_sync
 
+        self._finish_closing()
         try:
             if _alive(km):
-                run_sync(km.shutdown_kernel)(now=False)
-        except Exception as exc:  # a kernel that died on its own: nothing left to stop
-            logging.getLogger(__name__).debug("kernel shutdown: %s", exc)
-        finally:
-            try:
-                run_sync(km.cleanup_resources)()
-            except Exception:
-                pass
+                run_sync(km.request_shutdown)()
+        except Exception as exc:  # a kernel that died on its own: nothing left to ask
+            logging.getLogger(__name__).debug("kernel shutdown request: %s", exc)
+        self._closing.append(km)
+
+    def _finish_closing(self) -> None:
+        closing, self._closing = self._closing, []
+        for km in closing:
+            _finish_shutdown(km)
 
     def close(self) -> None:
         if self._spare is not None:
             spare, self._spare = self._spare, None
             self.release(spare)
+        self._finish_closing()
 
     def __enter__(self) -> "KernelPool":
         return self
@@ -148,6 +156,23 @@ def _wait_ready(km) -> None:
         run_sync(kc.wait_for_ready)(timeout=READY_TIMEOUT_S)
     finally:
         kc.stop_channels()
+
+
+def _finish_shutdown(km) -> None:
+    """Wait for a kernel asked to shut down to exit (terminated, then killed, past its wait time); free
+    its connection files and sockets."""
+    from jupyter_core.utils import run_sync
+
+    try:
+        if _alive(km):
+            run_sync(km.finish_shutdown)()
+    except Exception as exc:  # a kernel that died on its own: nothing left to stop
+        logging.getLogger(__name__).debug("kernel shutdown: %s", exc)
+    finally:
+        try:
+            run_sync(km.cleanup_resources)()
+        except Exception:
+            pass
 
 
 def _alive(km) -> bool:
