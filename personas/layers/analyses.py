@@ -135,14 +135,12 @@ def _per_layer(activations, prep: _Prepared, score: Callable[[np.ndarray], pd.Da
     With ``parallel`` (a joblib ``Parallel``) the layers are its tasks, scored in its workers in
     layer order; ``score`` is then sent to them, so it must be picklable (a closure is, by loky).
     """
-
-    for layer in prep.layers:  # checked and said up front, once per layer, in this (the caller's) thread
-        X = layer_matrix(activations, layer, len(prep.meta))
+    matrices = [layer_matrix(activations, layer, len(prep.meta)) for layer in prep.layers]  # the arrays themselves
+    for layer, X in zip(prep.layers, matrices):  # said up front, once per layer, in this (the caller's) thread
         constant = [p for p, idx in prep.groups.items() if len(idx) and bool(np.all(X[idx] == X[idx[:1]]))]
         if constant:  # one line for the layer, however many personas and analyses
             warnings.warn(constant_layer_message(layer, constant, len(prep.groups)), ConstantFeaturesWarning,
                           stacklevel=4)
-    matrices = (layer_matrix(activations, layer, len(prep.meta)) for layer in prep.layers)
     if parallel is None:
         longs = (_scored(score, X) for X in matrices)
     else:
